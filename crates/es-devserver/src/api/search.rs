@@ -1,0 +1,856 @@
+//! `_search` and `_count`.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::{json, Map, Value};
+
+use crate::cluster::{Access, ResolveOpts, Resolved};
+use crate::error::{EsError, EsResult};
+use crate::index::StoredDoc;
+use crate::json::token_name;
+use crate::mapping::{resolve_field, FieldRef, Kind};
+use crate::node::{Node, Req, Resp};
+use crate::query::{compile, eval, parse_query, query_string, Compiled, Ctx, DocView, Key, Query};
+use crate::source_filter::SourceFilter;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TrackTotal {
+    Exact,
+    UpTo(u64),
+    Off,
+}
+
+#[derive(Debug, Clone)]
+struct SortSpec {
+    field: String,
+    desc: bool,
+    missing_first: Option<bool>,
+    missing_value: Option<Value>,
+    unmapped_type: Option<String>,
+    mode_max: Option<bool>,
+}
+
+#[derive(Debug, Clone)]
+struct DvField {
+    field: String,
+    format: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct SearchReq {
+    query: Option<Query>,
+    post_filter: Option<Query>,
+    from: i64,
+    size: i64,
+    sort: Vec<SortSpec>,
+    source: SourceFilter,
+    track_total: TrackTotal,
+    total_as_int: bool,
+    docvalue_fields: Vec<DvField>,
+    fields: Vec<DvField>,
+    version: bool,
+    seq_no_primary_term: bool,
+    track_scores: bool,
+    min_score: Option<f32>,
+    search_after: Option<Vec<Value>>,
+    terminate_after: Option<u64>,
+}
+
+fn unknown_key(k: &str, v: &Value) -> EsError {
+    EsError::parsing(format!("Unknown key for a {} in [{k}].", token_name(v)))
+}
+
+fn int_of(v: &Value, k: &str) -> EsResult<i64> {
+    match v {
+        Value::Number(n) => n.as_i64().ok_or_else(|| EsError::parsing(format!("[{k}] failed to parse field [{k}]"))),
+        Value::String(s) => s.trim().parse().map_err(|_| EsError::parsing(format!("[{k}] failed to parse field [{k}]"))),
+        other => Err(EsError::parsing(format!("[{k}] failed to parse field [{k}]: unexpected token [{}]", token_name(other)))),
+    }
+}
+
+fn bool_v(v: &Value) -> bool {
+    matches!(v, Value::Bool(true)) || matches!(v, Value::String(s) if s == "true")
+}
+
+fn parse_sort_entry(v: &Value, out: &mut Vec<SortSpec>) -> EsResult<()> {
+    let default_desc = |f: &str| f == "_score";
+    match v {
+        Value::String(s) => {
+            let (f, order) = match s.rsplit_once(':') {
+                Some((f, o)) if o == "asc" || o == "desc" => (f, Some(o)),
+                _ => (s.as_str(), None),
+            };
+            out.push(SortSpec {
+                field: f.to_string(),
+                desc: order.map_or(default_desc(f), |o| o == "desc"),
+                missing_first: None,
+                missing_value: None,
+                unmapped_type: None,
+                mode_max: None,
+            });
+        }
+        Value::Object(m) => {
+            for (f, spec) in m {
+                let mut s = SortSpec {
+                    field: f.clone(),
+                    desc: default_desc(f),
+                    missing_first: None,
+                    missing_value: None,
+                    unmapped_type: None,
+                    mode_max: None,
+                };
+                match spec {
+                    Value::String(o) => match o.as_str() {
+                        "asc" => s.desc = false,
+                        "desc" => s.desc = true,
+                        other => return Err(EsError::illegal_argument(format!("Unknown SortOrder [{other}]"))),
+                    },
+                    Value::Object(sm) => {
+                        for (k, val) in sm {
+                            match k.as_str() {
+                                "order" => match val.as_str() {
+                                    Some("asc") => s.desc = false,
+                                    Some("desc") => s.desc = true,
+                                    _ => return Err(EsError::illegal_argument(format!("Unknown SortOrder [{}]", val))),
+                                },
+                                "missing" => match val.as_str() {
+                                    Some("_first") => s.missing_first = Some(true),
+                                    Some("_last") => s.missing_first = Some(false),
+                                    _ => s.missing_value = Some(val.clone()),
+                                },
+                                "unmapped_type" => s.unmapped_type = val.as_str().map(str::to_string),
+                                "mode" => s.mode_max = Some(val.as_str() == Some("max")),
+                                "numeric_type" | "format" | "nested" => {}
+                                other => return Err(EsError::parsing(format!("[field_sort] unknown field [{other}]"))),
+                            }
+                        }
+                    }
+                    other => return Err(EsError::parsing(format!("[sort] unexpected token [{}]", token_name(other)))),
+                }
+                out.push(s);
+            }
+        }
+        Value::Array(a) => {
+            for e in a {
+                parse_sort_entry(e, out)?;
+            }
+        }
+        other => return Err(EsError::parsing(format!("[sort] unexpected token [{}]", token_name(other)))),
+    }
+    Ok(())
+}
+
+fn parse_dv(v: &Value) -> EsResult<Vec<DvField>> {
+    let items = match v {
+        Value::Array(a) => a.clone(),
+        other => vec![other.clone()],
+    };
+    items
+        .iter()
+        .map(|i| match i {
+            Value::String(s) => Ok(DvField { field: s.clone(), format: None }),
+            Value::Object(m) => Ok(DvField {
+                field: m.get("field").and_then(Value::as_str).ok_or_else(|| EsError::parsing("[field] is required"))?.to_string(),
+                format: m.get("format").and_then(Value::as_str).map(str::to_string),
+            }),
+            other => Err(EsError::parsing(format!("[docvalue_fields] unexpected token [{}]", token_name(other)))),
+        })
+        .collect()
+}
+
+const UNSUPPORTED: &[&str] = &[
+    "aggs", "aggregations", "highlight", "suggest", "collapse", "rescore", "script_fields", "pit", "knn",
+    "runtime_mappings", "slice", "retriever", "indices_boost", "rank",
+];
+
+fn parse_search(req: &Req) -> EsResult<SearchReq> {
+    let mut s = SearchReq {
+        query: None,
+        post_filter: None,
+        from: 0,
+        size: 10,
+        sort: Vec::new(),
+        source: SourceFilter::all(),
+        track_total: TrackTotal::UpTo(10_000),
+        total_as_int: false,
+        docvalue_fields: Vec::new(),
+        fields: Vec::new(),
+        version: false,
+        seq_no_primary_term: false,
+        track_scores: false,
+        min_score: None,
+        search_after: None,
+        terminate_after: None,
+    };
+    let mut stored_fields: Option<Vec<String>> = None;
+    if let Some(body) = req.json_body()? {
+        let m = body.as_object().ok_or_else(|| EsError::parsing(format!("Unknown key for a {} in [null].", token_name(&body))))?;
+        for (k, v) in m {
+            match k.as_str() {
+                "query" => s.query = Some(parse_query(v)?),
+                "post_filter" => s.post_filter = Some(parse_query(v)?),
+                "from" => s.from = int_of(v, k)?,
+                "size" => s.size = int_of(v, k)?,
+                "sort" => parse_sort_entry(v, &mut s.sort)?,
+                "_source" => s.source = SourceFilter::from_body(v)?,
+                "track_total_hits" => {
+                    s.track_total = match v {
+                        Value::Bool(true) => TrackTotal::Exact,
+                        Value::Bool(false) => TrackTotal::Off,
+                        Value::Number(n) => match n.as_i64() {
+                            Some(i) if i >= 0 => TrackTotal::UpTo(i as u64),
+                            Some(-1) => TrackTotal::Off,
+                            _ => return Err(EsError::illegal_argument("[track_total_hits] parameter must be positive or equals to -1, got -2")),
+                        },
+                        other => return Err(unknown_key(k, other)),
+                    }
+                }
+                "stored_fields" => {
+                    stored_fields = Some(match v {
+                        Value::String(f) => vec![f.clone()],
+                        Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+                        other => return Err(unknown_key(k, other)),
+                    })
+                }
+                "docvalue_fields" => s.docvalue_fields = parse_dv(v)?,
+                "fields" => s.fields = parse_dv(v)?,
+                "version" => s.version = bool_v(v),
+                "seq_no_primary_term" => s.seq_no_primary_term = bool_v(v),
+                "track_scores" => s.track_scores = bool_v(v),
+                "min_score" => s.min_score = v.as_f64().map(|f| f as f32),
+                "search_after" => s.search_after = Some(v.as_array().cloned().unwrap_or_else(|| vec![v.clone()])),
+                "terminate_after" => s.terminate_after = Some(int_of(v, k)?.max(0) as u64),
+                "timeout" | "explain" | "profile" | "stats" | "ext" | "_name" => {}
+                other if UNSUPPORTED.contains(&other) => {
+                    return Err(EsError::illegal_argument(format!(
+                        "[{other}] is not supported by es-devserver (see its README for the supported search features)"
+                    )))
+                }
+                other => return Err(unknown_key(other, v)),
+            }
+        }
+    }
+    let p = &req.params;
+    if let Some(q) = p.get("q") {
+        let df = p.get("df").unwrap_or("*").to_string();
+        let and = p.get("default_operator").is_some_and(|o| o.eq_ignore_ascii_case("and"));
+        s.query = Some(query_string(q, vec![df], and));
+    }
+    if let Some(f) = p.i32_opt("from")? {
+        s.from = f;
+    }
+    if let Some(sz) = p.i32_opt("size")? {
+        s.size = sz;
+    }
+    if let Some(sort) = p.get("sort") {
+        s.sort.clear();
+        for part in sort.split(',').filter(|x| !x.is_empty()) {
+            parse_sort_entry(&Value::from(part), &mut s.sort)?;
+        }
+    }
+    if let Some(f) = SourceFilter::from_params(p)? {
+        s.source = f;
+    }
+    if let Some(t) = p.get("track_total_hits") {
+        s.track_total = match t {
+            "true" | "" => TrackTotal::Exact,
+            "false" => TrackTotal::Off,
+            n => match n.parse::<i64>() {
+                Ok(i) if i >= 0 => TrackTotal::UpTo(i as u64),
+                Ok(-1) => TrackTotal::Off,
+                _ => return Err(EsError::illegal_argument(format!("Failed to parse int parameter [track_total_hits] with value [{n}]"))),
+            },
+        };
+    }
+    if let Some(sf) = p.list("stored_fields") {
+        stored_fields = Some(sf);
+    }
+    if let Some(dv) = p.list("docvalue_fields") {
+        s.docvalue_fields = dv.into_iter().map(|field| DvField { field, format: None }).collect();
+    }
+    if let Some(v) = p.bool_opt("version")? {
+        s.version = v;
+    }
+    if let Some(v) = p.bool_opt("seq_no_primary_term")? {
+        s.seq_no_primary_term = v;
+    }
+    if let Some(v) = p.bool_opt("track_scores")? {
+        s.track_scores = v;
+    }
+    if let Some(t) = p.i32_opt("terminate_after")? {
+        if t < 0 {
+            return Err(EsError::illegal_argument("terminateAfter must be > 0"));
+        }
+        s.terminate_after = Some(t as u64);
+    }
+    if p.has("scroll") {
+        return Err(EsError::illegal_argument("scroll is not supported by es-devserver (use from/size or search_after)"));
+    }
+    s.total_as_int = p.bool_or("rest_total_hits_as_int", false)?;
+    if s.total_as_int {
+        match s.track_total {
+            TrackTotal::UpTo(10_000) if !p.has("track_total_hits") => s.track_total = TrackTotal::Exact,
+            TrackTotal::Exact => {}
+            TrackTotal::UpTo(n) => {
+                return Err(EsError::illegal_argument(format!(
+                    "[rest_total_hits_as_int] cannot be used if the tracking of total hits is not accurate, got {n}"
+                )))
+            }
+            TrackTotal::Off => {}
+        }
+    }
+    if let Some(sf) = stored_fields {
+        let body_source = req.json_body().ok().flatten().is_some_and(|b| b.get("_source").is_some());
+        if !sf.iter().any(|f| f == "_source") && p.get("_source").is_none() && !body_source {
+            s.source = SourceFilter::none();
+        }
+    }
+    if s.from < 0 {
+        return Err(EsError::illegal_argument(format!("[from] parameter cannot be negative, found [{}]", s.from)));
+    }
+    if s.size < 0 {
+        return Err(EsError::illegal_argument(format!("[size] parameter cannot be negative, found [{}]", s.size)));
+    }
+    Ok(s)
+}
+
+fn search_opts(req: &Req) -> EsResult<ResolveOpts> {
+    ResolveOpts::strict_expand_open().with_params(&req.params)
+}
+
+/// The query to run on one index: the request's query AND'ed with alias filters.
+fn effective_query(q: Option<&Query>, access: &Access) -> EsResult<Query> {
+    let base = q.cloned().unwrap_or(Query::MatchAll(1.0));
+    match access {
+        Access::Unfiltered => Ok(base),
+        Access::Filtered(filters) => {
+            let fs: Vec<Query> = filters.iter().map(parse_query).collect::<EsResult<_>>()?;
+            let alias_filter = Query::Bool { must: vec![], filter: vec![], should: fs, must_not: vec![], msm: Some(crate::query::Msm::Count(1)), boost: 1.0 };
+            Ok(Query::Bool { must: vec![base], filter: vec![alias_filter], should: vec![], must_not: vec![], msm: None, boost: 1.0 })
+        }
+    }
+}
+
+struct Hit {
+    index_pos: usize,
+    id: Arc<str>,
+    doc: Arc<StoredDoc>,
+    score: f32,
+    sort: Vec<Key>,
+    sort_json: Vec<Value>,
+}
+
+struct Prepared {
+    r: Resolved,
+    compiled: Compiled,
+    post: Option<Compiled>,
+}
+
+fn prepare(resolved: Vec<Resolved>, q: Option<&Query>, post: Option<&Query>) -> EsResult<Vec<Prepared>> {
+    let mut out = Vec::new();
+    for r in resolved {
+        let mapping = r.index.mapping();
+        let ctx = Ctx { index: &r.name, uuid: &r.index.uuid, mapping: &mapping };
+        let eq = effective_query(q, &r.access)?;
+        let compiled = compile(&eq, &ctx).map_err(|e| wrap_shard(e, &r.name))?;
+        let post = match post {
+            Some(p) => Some(compile(p, &ctx).map_err(|e| wrap_shard(e, &r.name))?),
+            None => None,
+        };
+        out.push(Prepared { r, compiled, post });
+    }
+    Ok(out)
+}
+
+fn wrap_shard(e: EsError, index: &str) -> EsError {
+    if e.kind == "query_shard_exception" || e.kind == "illegal_argument_exception" {
+        EsError::search_phase(e, index)
+    } else {
+        e
+    }
+}
+
+fn sort_keys(spec: &SortSpec, doc: &DocView<'_>, mapping: &crate::mapping::Mapping) -> Option<Key> {
+    let keys = doc.field_keys(mapping, &spec.field).unwrap_or_default();
+    let pick_max = spec.mode_max.unwrap_or(spec.desc);
+    let mut best: Option<Key> = None;
+    for k in keys {
+        best = match best {
+            None => Some(k),
+            Some(b) => {
+                let ord = k.partial_cmp_key(&b);
+                if (pick_max && ord == Ordering::Greater) || (!pick_max && ord == Ordering::Less) {
+                    Some(k)
+                } else {
+                    Some(b)
+                }
+            }
+        };
+    }
+    best
+}
+
+trait KeyOrd {
+    fn partial_cmp_key(&self, other: &Key) -> Ordering;
+}
+
+impl KeyOrd for Key {
+    fn partial_cmp_key(&self, other: &Key) -> Ordering {
+        match (self, other) {
+            (Key::I(a), Key::I(b)) => a.cmp(b),
+            (Key::F(a), Key::F(b)) => a.partial_cmp(b).unwrap_or(Ordering::Equal),
+            (Key::I(a), Key::F(b)) => (*a as f64).partial_cmp(b).unwrap_or(Ordering::Equal),
+            (Key::F(a), Key::I(b)) => a.partial_cmp(&(*b as f64)).unwrap_or(Ordering::Equal),
+            (Key::S(a), Key::S(b)) => a.cmp(b),
+            (Key::B(a), Key::B(b)) => a.cmp(b),
+            _ => Ordering::Equal,
+        }
+    }
+}
+
+fn check_sort_field(spec: &SortSpec, p: &Prepared) -> EsResult<()> {
+    if spec.field == "_score" || spec.field == "_doc" || spec.field == "_shard_doc" {
+        return Ok(());
+    }
+    let mapping = p.r.index.mapping();
+    let shard_err = |reason: String| {
+        EsError::search_phase(
+            EsError::new(400, "query_shard_exception", reason).with_meta("index_uuid", p.r.index.uuid.as_str()).with_meta("index", p.r.name.as_str()),
+            &p.r.name,
+        )
+    };
+    match resolve_field(&mapping, &spec.field) {
+        FieldRef::Id => Err(EsError::search_phase(
+            EsError::illegal_argument("Fielddata access on the _id field is disallowed, you can re-enable it by updating the dynamic cluster setting: indices.id_field_data.enabled"),
+            &p.r.name,
+        )),
+        FieldRef::Index | FieldRef::Routing => Ok(()),
+        FieldRef::Unmapped => {
+            if spec.unmapped_type.is_some() {
+                Ok(())
+            } else {
+                Err(shard_err(format!("No mapping found for [{}] in order to sort on", spec.field)))
+            }
+        }
+        FieldRef::Field { field, .. } => {
+            if field.kind == Kind::Text && !field.params.get("fielddata").is_some_and(|v| v == &Value::Bool(true)) {
+                let f = &spec.field;
+                return Err(EsError::search_phase(
+                    EsError::illegal_argument(format!(
+                        "Fielddata is disabled on [{f}] in [{}]. Text fields are not optimised for operations that require per-document field data like aggregations and sorting, so these operations are disabled by default. Please use a keyword field instead. Alternatively, set fielddata=true on [{f}] in order to load field data by uninverting the inverted index. Note that this can use significant memory.",
+                        p.r.name
+                    )),
+                    &p.r.name,
+                ));
+            }
+            if matches!(field.kind, Kind::Object | Kind::Nested | Kind::Opaque) {
+                return Err(shard_err(format!("No mapping found for [{}] in order to sort on", spec.field)));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn missing_sort_value(spec: &SortSpec, mapping: &crate::mapping::Mapping) -> (Option<Key>, Value) {
+    let numeric = match resolve_field(mapping, &spec.field) {
+        FieldRef::Field { field, .. } => field.kind.is_numeric() || matches!(field.kind, Kind::Date | Kind::Boolean),
+        _ => spec.unmapped_type.as_deref().is_some_and(|t| t != "keyword" && t != "text"),
+    };
+    if let Some(v) = &spec.missing_value {
+        let k = match v {
+            Value::Number(n) => n.as_i64().map(Key::I).or_else(|| n.as_f64().map(Key::F)),
+            Value::String(s) => Some(Key::S(s.clone())),
+            _ => None,
+        };
+        let j = k.as_ref().map(Key::to_json).unwrap_or(Value::Null);
+        return (k, j);
+    }
+    let first = spec.missing_first.unwrap_or(false);
+    // Missing values sort last (or first) regardless of direction.
+    let high = first == spec.desc;
+    if numeric {
+        let v = if high { i64::MAX } else { i64::MIN };
+        (Some(Key::I(v)), Value::from(v))
+    } else {
+        (None, Value::Null)
+    }
+}
+
+fn format_dv(k: &Key, kind: Kind, format: Option<&str>) -> Value {
+    match (kind, format) {
+        (Kind::Date, None) => match k {
+            Key::I(ms) => Value::from(crate::names::format_date(*ms)),
+            other => other.to_json(),
+        },
+        (Kind::Date, Some("epoch_millis")) => match k {
+            Key::I(ms) => Value::from(ms.to_string()),
+            other => other.to_json(),
+        },
+        (Kind::Boolean, _) => match k {
+            Key::B(b) => Value::Bool(*b),
+            other => other.to_json(),
+        },
+        (_, Some(fmt)) if fmt.contains('#') || fmt.contains('0') => {
+            let n = match k {
+                Key::I(i) => *i as f64,
+                Key::F(f) => *f,
+                _ => return k.to_json(),
+            };
+            let decimals = fmt.split_once('.').map_or(0, |(_, d)| d.len());
+            Value::from(format!("{n:.decimals$}"))
+        }
+        _ => k.to_json(),
+    }
+}
+
+fn docvalue_json(
+    fields: &[DvField],
+    doc: &DocView<'_>,
+    mapping: &crate::mapping::Mapping,
+    index: &str,
+    from_source: bool,
+) -> EsResult<Map<String, Value>> {
+    let mut out = Map::new();
+    for f in fields {
+        let names: Vec<String> = if f.field.contains('*') {
+            crate::mapping::leaf_fields(mapping).into_iter().filter(|l| crate::names::glob_match(&f.field, l)).collect()
+        } else {
+            vec![f.field.clone()]
+        };
+        for name in names {
+            let kind = match resolve_field(mapping, &name) {
+                FieldRef::Field { field, .. } => field.kind,
+                FieldRef::Id | FieldRef::Index | FieldRef::Routing => Kind::Keyword,
+                FieldRef::Unmapped => continue,
+            };
+            if from_source {
+                // The fields API returns source values, formatted by type.
+                let FieldRef::Field { path, field } = resolve_field(mapping, &name) else { continue };
+                let vals: Vec<Value> = doc
+                    .values(&path)
+                    .into_iter()
+                    .filter(|v| !v.is_null())
+                    .flat_map(|v| match field.kind {
+                        Kind::Keyword | Kind::Date => crate::query::doc_keys(field.kind, &field.params, v)
+                            .iter()
+                            .map(|k| format_dv(k, field.kind, f.format.as_deref()))
+                            .collect::<Vec<_>>(),
+                        _ => vec![v.clone()],
+                    })
+                    .collect();
+                if !vals.is_empty() {
+                    out.insert(name, Value::Array(vals));
+                }
+                continue;
+            }
+            if kind == Kind::Text {
+                return Err(EsError::search_phase(
+                    EsError::illegal_argument(format!(
+                        "Fielddata is disabled on [{name}] in [{index}]. Text fields are not optimised for operations that require per-document field data like aggregations and sorting, so these operations are disabled by default. Please use a keyword field instead. Alternatively, set fielddata=true on [{name}] in order to load field data by uninverting the inverted index. Note that this can use significant memory."
+                    )),
+                    index,
+                ));
+            }
+            let mut keys = doc.field_keys(mapping, &name).unwrap_or_default();
+            keys.sort_by(|a, b| a.partial_cmp_key(b));
+            if !keys.is_empty() {
+                out.insert(name, Value::Array(keys.iter().map(|k| format_dv(k, kind, f.format.as_deref())).collect()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `GET|POST /_search`, `/{index}/_search`.
+pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
+    let start = Instant::now();
+    let s = parse_search(req)?;
+    let resolved = node.cluster.meta.read().resolve(req.part("index").unwrap_or(""), &search_opts(req)?)?;
+    let now = Instant::now();
+    for r in &resolved {
+        r.index.maybe_scheduled_refresh(now);
+        r.index.stats.query_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let window = r.index.meta.read().eff.max_result_window;
+        if (s.from + s.size) as u64 > window {
+            return Err(EsError::search_phase(
+                EsError::illegal_argument(format!(
+                    "Result window is too large, from + size must be less than or equal to: [{window}] but was [{}]. See the scroll api for a more efficient way to request large data sets. This limit can be set by changing the [index.max_result_window] index level setting.",
+                    s.from + s.size
+                )),
+                &r.name,
+            ));
+        }
+    }
+    let total_shards: u64 = resolved.iter().map(|r| u64::from(r.index.shards())).sum();
+    let prepared = prepare(resolved, s.query.as_ref(), s.post_filter.as_ref())?;
+    for p in &prepared {
+        for spec in &s.sort {
+            check_sort_field(spec, p)?;
+        }
+    }
+    let sort_by_score = s.sort.is_empty() || s.sort.iter().any(|x| x.field == "_score");
+    let mut hits: Vec<Hit> = Vec::new();
+    let mut total: u64 = 0;
+    for (pos, p) in prepared.iter().enumerate() {
+        let mapping = p.r.index.mapping();
+        let snapshot = p.r.index.data.read().snapshot();
+        for (id, doc) in snapshot {
+            let view = DocView::new(&id, &p.r.name, doc.routing.as_deref(), &doc.source);
+            let Some(score) = eval(&p.compiled, &view) else { continue };
+            if let Some(post) = &p.post {
+                if eval(post, &view).is_none() {
+                    continue;
+                }
+            }
+            if let Some(min) = s.min_score {
+                if score < min {
+                    continue;
+                }
+            }
+            total += 1;
+            let mut sort = Vec::new();
+            let mut sort_json = Vec::new();
+            for spec in &s.sort {
+                match spec.field.as_str() {
+                    "_score" => {
+                        sort.push(Key::F(f64::from(score)));
+                        sort_json.push(json!(score));
+                    }
+                    "_doc" | "_shard_doc" => {
+                        sort.push(Key::I(doc.seq_no));
+                        sort_json.push(json!(doc.seq_no));
+                    }
+                    _ => match sort_keys(spec, &view, &mapping) {
+                        Some(k) => {
+                            let kind = match resolve_field(&mapping, &spec.field) {
+                                FieldRef::Field { field, .. } => field.kind,
+                                _ => Kind::Keyword,
+                            };
+                            sort_json.push(match (&k, kind) {
+                                (Key::B(b), _) => json!(i64::from(*b)),
+                                _ => k.to_json(),
+                            });
+                            sort.push(k);
+                        }
+                        None => {
+                            let (k, j) = missing_sort_value(spec, &mapping);
+                            sort.push(k.unwrap_or(Key::S(String::new())));
+                            sort_json.push(j);
+                        }
+                    },
+                }
+            }
+            hits.push(Hit { index_pos: pos, id, doc, score, sort, sort_json });
+            if let Some(t) = s.terminate_after {
+                if t > 0 && total >= t {
+                    break;
+                }
+            }
+        }
+    }
+    let cmp_hits = |a: &Hit, b: &Hit| -> Ordering {
+        if s.sort.is_empty() {
+            return b
+                .score
+                .partial_cmp(&a.score)
+                .unwrap_or(Ordering::Equal)
+                .then(a.index_pos.cmp(&b.index_pos))
+                .then(a.doc.seq_no.cmp(&b.doc.seq_no));
+        }
+        for (i, spec) in s.sort.iter().enumerate() {
+            let (ka, kb) = (a.sort.get(i), b.sort.get(i));
+            let ja = a.sort_json.get(i).is_some_and(Value::is_null);
+            let jb = b.sort_json.get(i).is_some_and(Value::is_null);
+            // Null (missing keyword) values go last unless missing: _first.
+            let ord = match (ja, jb) {
+                (true, true) => Ordering::Equal,
+                (true, false) => {
+                    if spec.missing_first == Some(true) { Ordering::Less } else { Ordering::Greater }
+                }
+                (false, true) => {
+                    if spec.missing_first == Some(true) { Ordering::Greater } else { Ordering::Less }
+                }
+                (false, false) => {
+                    let o = match (ka, kb) {
+                        (Some(x), Some(y)) => x.partial_cmp_key(y),
+                        _ => Ordering::Equal,
+                    };
+                    if spec.desc { o.reverse() } else { o }
+                }
+            };
+            if ord != Ordering::Equal {
+                return ord;
+            }
+        }
+        a.index_pos.cmp(&b.index_pos).then(a.doc.seq_no.cmp(&b.doc.seq_no))
+    };
+    hits.sort_by(cmp_hits);
+    if let Some(after) = &s.search_after {
+        if after.len() != s.sort.len() {
+            return Err(EsError::illegal_argument(format!(
+                "search_after has {} value(s) but sort has {}.",
+                after.len(),
+                s.sort.len()
+            )));
+        }
+        hits.retain(|h| {
+            for (i, spec) in s.sort.iter().enumerate() {
+                let (Some(hv), Some(av)) = (h.sort_json.get(i), after.get(i)) else { return false };
+                let o = cmp_json(hv, av);
+                let o = if spec.desc { o.reverse() } else { o };
+                match o {
+                    Ordering::Greater => return true,
+                    Ordering::Less => return false,
+                    Ordering::Equal => continue,
+                }
+            }
+            false
+        });
+    }
+    let max_score = if sort_by_score || s.track_scores {
+        hits.iter().map(|h| h.score).fold(None, |m: Option<f32>, x| Some(m.map_or(x, |m| m.max(x))))
+    } else {
+        None
+    };
+    let from = usize::try_from(s.from).unwrap_or(usize::MAX);
+    let size = usize::try_from(s.size).unwrap_or(0);
+    let mut out_hits = Vec::new();
+    for h in hits.iter().skip(from).take(size) {
+        let Some(p) = prepared.get(h.index_pos) else { continue };
+        let mapping = p.r.index.mapping();
+        let mut m = Map::new();
+        m.insert("_index".into(), Value::from(p.r.name.as_str()));
+        m.insert("_id".into(), Value::from(&*h.id));
+        if s.version {
+            m.insert("_version".into(), Value::from(h.doc.version));
+        }
+        if s.seq_no_primary_term {
+            m.insert("_seq_no".into(), Value::from(h.doc.seq_no));
+            m.insert("_primary_term".into(), Value::from(1));
+        }
+        let score = if sort_by_score || s.track_scores { json!(h.score) } else { Value::Null };
+        m.insert("_score".into(), score);
+        if let Some(r) = &h.doc.routing {
+            m.insert("_routing".into(), Value::from(&**r));
+        }
+        if let Some(raw) = crate::api::docs::render_source(&h.doc, &s.source) {
+            let v: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+            m.insert("_source".into(), v);
+        }
+        let view = DocView::new(&h.id, &p.r.name, h.doc.routing.as_deref(), &h.doc.source);
+        let mut fields = docvalue_json(&s.fields, &view, &mapping, &p.r.name, true)?;
+        fields.extend(docvalue_json(&s.docvalue_fields, &view, &mapping, &p.r.name, false)?);
+        if !fields.is_empty() {
+            m.insert("fields".into(), Value::Object(fields));
+        }
+        if !s.sort.is_empty() {
+            m.insert("sort".into(), Value::Array(h.sort_json.clone()));
+        }
+        out_hits.push(Value::Object(m));
+    }
+    let mut hits_obj = Map::new();
+    match s.track_total {
+        TrackTotal::Off => {}
+        _ if s.total_as_int => {
+            hits_obj.insert("total".into(), Value::from(total));
+        }
+        TrackTotal::Exact => {
+            hits_obj.insert("total".into(), json!({"value": total, "relation": "eq"}));
+        }
+        TrackTotal::UpTo(n) => {
+            if total > n {
+                hits_obj.insert("total".into(), json!({"value": n, "relation": "gte"}));
+            } else {
+                hits_obj.insert("total".into(), json!({"value": total, "relation": "eq"}));
+            }
+        }
+    }
+    hits_obj.insert("max_score".into(), max_score.map_or(Value::Null, |m| json!(m)));
+    hits_obj.insert("hits".into(), Value::Array(out_hits));
+    let mut body = Map::new();
+    body.insert("took".into(), Value::from(start.elapsed().as_millis() as u64));
+    body.insert("timed_out".into(), Value::Bool(false));
+    if let Some(t) = s.terminate_after {
+        if t > 0 {
+            body.insert("terminated_early".into(), Value::Bool(total >= t));
+        }
+    }
+    body.insert("_shards".into(), json!({"total": total_shards, "successful": total_shards, "skipped": 0, "failed": 0}));
+    body.insert("hits".into(), Value::Object(hits_obj));
+    Ok(Resp::json(200, &Value::Object(body)))
+}
+
+fn cmp_json(a: &Value, b: &Value) -> Ordering {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(i), Some(j)) => i.cmp(&j),
+            _ => x.as_f64().partial_cmp(&y.as_f64()).unwrap_or(Ordering::Equal),
+        },
+        (Value::String(x), Value::String(y)) => x.cmp(y),
+        (Value::Null, Value::Null) => Ordering::Equal,
+        (Value::Null, _) => Ordering::Greater,
+        (_, Value::Null) => Ordering::Less,
+        _ => Ordering::Equal,
+    }
+}
+
+/// `GET|POST /_count`, `/{index}/_count`.
+pub(crate) fn count(node: &Node, req: &Req) -> EsResult<Resp> {
+    if let Some(t) = req.params.i32_opt("terminate_after")? {
+        if t < 0 {
+            return Err(EsError::illegal_argument("terminateAfter must be > 0"));
+        }
+    }
+    let mut query = None;
+    if let Some(body) = req.json_body()? {
+        let m = body.as_object().ok_or_else(|| EsError::parsing("request does not support a body that is not an object"))?;
+        for (k, v) in m {
+            match k.as_str() {
+                "query" => query = Some(parse_query(v)?),
+                other => {
+                    return Err(EsError::parsing(format!("request does not support [{other}]")));
+                }
+            }
+        }
+    }
+    if let Some(q) = req.params.get("q") {
+        let df = req.params.get("df").unwrap_or("*").to_string();
+        let and = req.params.get("default_operator").is_some_and(|o| o.eq_ignore_ascii_case("and"));
+        query = Some(query_string(q, vec![df], and));
+    }
+    let min_score = match req.params.get("min_score") {
+        Some(v) => Some(v.parse::<f32>().map_err(|_| EsError::illegal_argument(format!("Failed to parse float parameter [min_score] with value [{v}]")))?),
+        None => None,
+    };
+    let resolved = node.cluster.meta.read().resolve(req.part("index").unwrap_or(""), &search_opts(req)?)?;
+    let now = Instant::now();
+    let total_shards: u64 = resolved.iter().map(|r| u64::from(r.index.shards())).sum();
+    for r in &resolved {
+        r.index.maybe_scheduled_refresh(now);
+        r.index.stats.query_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    let match_all = matches!(query, None | Some(Query::MatchAll(_))) && min_score.is_none();
+    let prepared = prepare(resolved, query.as_ref(), None)?;
+    let mut count: u64 = 0;
+    for p in &prepared {
+        if match_all && p.r.access == Access::Unfiltered {
+            count += p.r.index.data.read().visible_count();
+            continue;
+        }
+        let snapshot = p.r.index.data.read().snapshot();
+        for (id, doc) in snapshot {
+            let view = DocView::new(&id, &p.r.name, doc.routing.as_deref(), &doc.source);
+            if let Some(score) = eval(&p.compiled, &view) {
+                if min_score.is_none_or(|m| score >= m) {
+                    count += 1;
+                }
+            }
+        }
+    }
+    Ok(Resp::json(
+        200,
+        &json!({"count": count, "_shards": {"total": total_shards, "successful": total_shards, "skipped": 0, "failed": 0}}),
+    ))
+}

@@ -1,0 +1,1286 @@
+//! The query DSL subset: parsing (with Elasticsearch's parse errors), compilation against an
+//! index's mapping (field types decide how values compare) and evaluation over `_source`.
+
+use std::cell::OnceCell;
+use std::collections::HashSet;
+
+use serde_json::{Map, Value};
+
+use crate::error::{EsError, EsResult};
+use crate::json::{token_name, values_at};
+use crate::mapping::{resolve_field, FieldRef, Kind, Mapping};
+use crate::names::{eval_date_math, glob_match, now_millis, parse_date};
+
+/// `minimum_should_match`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Msm {
+    /// A count (negative: all but N).
+    Count(i64),
+    /// A percentage (negative: all but that share).
+    Percent(f64),
+    /// `N<spec`: all required up to N clauses, otherwise spec.
+    Cond(i64, Box<Msm>),
+}
+
+impl Msm {
+    fn parse(v: &Value) -> EsResult<Msm> {
+        let s = match v {
+            Value::Number(n) => return Ok(Msm::Count(n.as_i64().unwrap_or(0))),
+            Value::String(s) => s.trim().to_string(),
+            other => {
+                return Err(EsError::parsing(format!(
+                    "[minimum_should_match] unknown token [{}]",
+                    token_name(other)
+                )))
+            }
+        };
+        Self::parse_str(&s)
+    }
+
+    fn parse_str(s: &str) -> EsResult<Msm> {
+        let bad = || EsError::illegal_argument(format!("Invalid minimum_should_match value [{s}]"));
+        if let Some((n, rest)) = s.split_once('<') {
+            let n: i64 = n.trim().parse().map_err(|_| bad())?;
+            return Ok(Msm::Cond(n, Box::new(Self::parse_str(rest.trim())?)));
+        }
+        if let Some(p) = s.strip_suffix('%') {
+            return p.trim().parse::<f64>().map(Msm::Percent).map_err(|_| bad());
+        }
+        s.parse::<i64>().map(Msm::Count).map_err(|_| bad())
+    }
+
+    /// The number of optional clauses required out of `n`.
+    pub fn required(&self, n: usize) -> usize {
+        let n_i = n as i64;
+        let r = match self {
+            Msm::Count(c) => {
+                if *c < 0 {
+                    n_i + c
+                } else {
+                    *c
+                }
+            }
+            Msm::Percent(p) => {
+                let part = ((n as f64) * p.abs() / 100.0).floor() as i64;
+                if *p < 0.0 {
+                    n_i - part
+                } else {
+                    part
+                }
+            }
+            Msm::Cond(limit, spec) => {
+                if n_i <= *limit {
+                    n_i
+                } else {
+                    spec.required(n) as i64
+                }
+            }
+        };
+        r.clamp(0, n_i) as usize
+    }
+}
+
+/// A parsed query.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Query {
+    /// `match_all`.
+    MatchAll(f32),
+    /// `match_none`.
+    MatchNone,
+    /// `term` / `terms`.
+    Terms {
+        /// Field.
+        field: String,
+        /// Values.
+        values: Vec<Value>,
+        /// Case-insensitive matching (keyword).
+        case_insensitive: bool,
+        /// Boost.
+        boost: f32,
+    },
+    /// `ids`.
+    Ids(Vec<String>, f32),
+    /// `match` / `match_phrase`.
+    Match {
+        /// Field.
+        field: String,
+        /// Query text or value.
+        query: Value,
+        /// `operator: and`.
+        and: bool,
+        /// `minimum_should_match`.
+        msm: Option<Msm>,
+        /// Phrase matching.
+        phrase: bool,
+        /// Boost.
+        boost: f32,
+    },
+    /// `multi_match` / `query_string` over several fields.
+    MultiMatch {
+        /// Field patterns.
+        fields: Vec<String>,
+        /// Text.
+        query: String,
+        /// `operator: and`.
+        and: bool,
+        /// Boost.
+        boost: f32,
+    },
+    /// `range`.
+    Range {
+        /// Field.
+        field: String,
+        /// Lower bound and whether inclusive.
+        lo: Option<(Value, bool)>,
+        /// Upper bound and whether inclusive.
+        hi: Option<(Value, bool)>,
+        /// Boost.
+        boost: f32,
+    },
+    /// `bool`.
+    Bool {
+        /// Must (scored).
+        must: Vec<Query>,
+        /// Filter (not scored).
+        filter: Vec<Query>,
+        /// Should.
+        should: Vec<Query>,
+        /// Must not.
+        must_not: Vec<Query>,
+        /// `minimum_should_match`.
+        msm: Option<Msm>,
+        /// Boost.
+        boost: f32,
+    },
+    /// `exists`.
+    Exists(String, f32),
+    /// `prefix`.
+    Prefix {
+        /// Field.
+        field: String,
+        /// Prefix.
+        value: String,
+        /// Case-insensitive.
+        case_insensitive: bool,
+        /// Boost.
+        boost: f32,
+    },
+    /// `wildcard`.
+    Wildcard {
+        /// Field.
+        field: String,
+        /// Pattern (`*` and `?`).
+        value: String,
+        /// Case-insensitive.
+        case_insensitive: bool,
+        /// Boost.
+        boost: f32,
+    },
+    /// `constant_score`.
+    ConstantScore(Box<Query>, f32),
+}
+
+fn malformed(name: &str, found: &str) -> EsError {
+    EsError::parsing(format!("[{name}] malformed query, expected [END_OBJECT] but found [{found}]"))
+}
+
+fn boost_of(m: &Map<String, Value>) -> EsResult<f32> {
+    match m.get("boost") {
+        None => Ok(1.0),
+        Some(Value::Number(n)) => Ok(n.as_f64().unwrap_or(1.0) as f32),
+        Some(Value::String(s)) => s.parse::<f32>().map_err(|_| EsError::parsing(format!("[boost] failed to parse [{s}]"))),
+        Some(other) => Err(EsError::parsing(format!("[boost] unknown token [{}]", token_name(other)))),
+    }
+}
+
+fn bool_of(v: Option<&Value>) -> bool {
+    matches!(v, Some(Value::Bool(true))) || matches!(v, Some(Value::String(s)) if s == "true")
+}
+
+/// A `{"<field>": value-or-object}` clause with exactly one field.
+fn single_field<'a>(name: &str, v: &'a Value) -> EsResult<(&'a String, &'a Value, Option<&'a Map<String, Value>>)> {
+    let m = v
+        .as_object()
+        .ok_or_else(|| EsError::parsing(format!("[{name}] query malformed, no start_object after query name")))?;
+    let mut fields = m.iter().filter(|(k, _)| {
+        !(matches!(name, "terms") && (k.as_str() == "boost" || k.as_str() == "_name"))
+    });
+    let (field, val) = fields
+        .next()
+        .ok_or_else(|| EsError::parsing(format!("[{name}] query doesn't support an empty field name")))?;
+    if let Some((second, _)) = fields.next() {
+        return Err(EsError::parsing(format!(
+            "[{name}] query doesn't support multiple fields, found [{field}] and [{second}]"
+        )));
+    }
+    Ok((field, val, if matches!(name, "terms") { Some(m) } else { None }))
+}
+
+/// Parses a query object.
+pub fn parse_query(v: &Value) -> EsResult<Query> {
+    let m = match v {
+        Value::Object(m) => m,
+        other => {
+            return Err(EsError::parsing(format!(
+                "[_na] query malformed, must start with start_object, found [{}]",
+                token_name(other)
+            )))
+        }
+    };
+    let mut it = m.iter();
+    let Some((name, body)) = it.next() else {
+        return Err(EsError::parsing("query malformed, empty clause found"));
+    };
+    if it.next().is_some() {
+        return Err(malformed(name, "FIELD_NAME"));
+    }
+    parse_named(name, body)
+}
+
+fn parse_named(name: &str, body: &Value) -> EsResult<Query> {
+    match name {
+        "match_all" => {
+            let m = body.as_object().ok_or_else(|| EsError::parsing("[match_all] query malformed"))?;
+            for k in m.keys() {
+                if k != "boost" && k != "_name" {
+                    return Err(EsError::parsing(format!("[match_all] query does not support [{k}]")));
+                }
+            }
+            Ok(Query::MatchAll(boost_of(m)?))
+        }
+        "match_none" => Ok(Query::MatchNone),
+        "term" => {
+            let (field, val, _) = single_field(name, body)?;
+            match val {
+                Value::Object(o) => {
+                    for k in o.keys() {
+                        if !matches!(k.as_str(), "value" | "boost" | "case_insensitive" | "_name") {
+                            return Err(EsError::parsing(format!("[term] query does not support [{k}]")));
+                        }
+                    }
+                    let value = o.get("value").cloned().ok_or_else(|| {
+                        EsError::illegal_argument("value cannot be null")
+                    })?;
+                    Ok(Query::Terms {
+                        field: field.clone(),
+                        values: vec![value],
+                        case_insensitive: bool_of(o.get("case_insensitive")),
+                        boost: boost_of(o)?,
+                    })
+                }
+                Value::Array(_) => Err(EsError::parsing("[term] query does not support array of values")),
+                Value::Null => Err(EsError::illegal_argument("value cannot be null")),
+                other => Ok(Query::Terms { field: field.clone(), values: vec![other.clone()], case_insensitive: false, boost: 1.0 }),
+            }
+        }
+        "terms" => {
+            let (field, val, outer) = single_field(name, body)?;
+            let values = match val {
+                Value::Array(a) => a.clone(),
+                _ => {
+                    return Err(EsError::parsing(format!(
+                        "[terms] query does not support [{field}]"
+                    )))
+                }
+            };
+            Ok(Query::Terms {
+                field: field.clone(),
+                values,
+                case_insensitive: false,
+                boost: outer.map(boost_of).transpose()?.unwrap_or(1.0),
+            })
+        }
+        "ids" => {
+            let m = body.as_object().ok_or_else(|| EsError::parsing("[ids] query malformed"))?;
+            let mut out = Vec::new();
+            for (k, v) in m {
+                match k.as_str() {
+                    "values" => {
+                        let a = v.as_array().ok_or_else(|| {
+                            EsError::parsing("[ids] values doesn't support values of type: VALUE_STRING")
+                        })?;
+                        for id in a {
+                            match id {
+                                Value::String(s) => out.push(s.clone()),
+                                Value::Number(n) => out.push(n.to_string()),
+                                other => {
+                                    return Err(EsError::parsing(format!(
+                                        "[ids] failed to parse field [values] with value [{}]",
+                                        token_name(other)
+                                    )))
+                                }
+                            }
+                        }
+                    }
+                    "boost" | "_name" | "type" => {}
+                    other => return Err(EsError::parsing(format!("[ids] query does not support [{other}]"))),
+                }
+            }
+            Ok(Query::Ids(out, boost_of(m)?))
+        }
+        "match" | "match_phrase" => {
+            let phrase = name == "match_phrase";
+            let (field, val, _) = single_field(name, body)?;
+            match val {
+                Value::Object(o) => {
+                    let mut and = false;
+                    let mut msm = None;
+                    for (k, v) in o {
+                        match k.as_str() {
+                            "query" | "boost" | "_name" | "analyzer" | "fuzziness" | "prefix_length"
+                            | "max_expansions" | "lenient" | "zero_terms_query" | "auto_generate_synonyms_phrase_query"
+                            | "fuzzy_transpositions" | "slop" => {}
+                            "operator" => {
+                                and = match v.as_str().map(str::to_ascii_lowercase).as_deref() {
+                                    Some("and") => true,
+                                    Some("or") => false,
+                                    _ => {
+                                        return Err(EsError::illegal_argument(format!(
+                                            "No enum constant org.elasticsearch.index.query.Operator.{}",
+                                            v.as_str().unwrap_or("").to_uppercase()
+                                        )))
+                                    }
+                                }
+                            }
+                            "minimum_should_match" => msm = Some(Msm::parse(v)?),
+                            other => {
+                                return Err(EsError::parsing(format!("[{name}] query does not support [{other}]")))
+                            }
+                        }
+                    }
+                    let query = o.get("query").cloned().ok_or_else(|| {
+                        EsError::parsing("No text specified for text query")
+                    })?;
+                    Ok(Query::Match { field: field.clone(), query, and, msm, phrase, boost: boost_of(o)? })
+                }
+                Value::Array(_) => Err(EsError::parsing(format!("[{name}] unknown token [START_ARRAY] after [{field}]"))),
+                other => Ok(Query::Match { field: field.clone(), query: other.clone(), and: false, msm: None, phrase, boost: 1.0 }),
+            }
+        }
+        "multi_match" => {
+            let m = body.as_object().ok_or_else(|| EsError::parsing("[multi_match] query malformed"))?;
+            let query = match m.get("query") {
+                Some(Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+                None => return Err(EsError::parsing("[multi_match] requires query value")),
+            };
+            let fields = match m.get("fields") {
+                Some(Value::Array(a)) => a.iter().filter_map(|f| f.as_str().map(|s| s.split('^').next().unwrap_or(s).to_string())).collect(),
+                Some(Value::String(s)) => vec![s.clone()],
+                _ => vec!["*".to_string()],
+            };
+            let and = m.get("operator").and_then(Value::as_str).is_some_and(|o| o.eq_ignore_ascii_case("and"));
+            Ok(Query::MultiMatch { fields, query, and, boost: boost_of(m)? })
+        }
+        "query_string" | "simple_query_string" => {
+            let m = body.as_object().ok_or_else(|| EsError::parsing(format!("[{name}] query malformed")))?;
+            let q = m.get("query").and_then(Value::as_str).ok_or_else(|| {
+                EsError::parsing(format!("[{name}] must be provided with a [query]"))
+            })?;
+            let df = m.get("default_field").and_then(Value::as_str);
+            let fields: Option<Vec<String>> = m.get("fields").and_then(Value::as_array).map(|a| {
+                a.iter().filter_map(Value::as_str).map(str::to_string).collect()
+            });
+            let and = m.get("default_operator").and_then(Value::as_str).is_some_and(|o| o.eq_ignore_ascii_case("and"));
+            Ok(query_string(q, fields.unwrap_or_else(|| vec![df.unwrap_or("*").to_string()]), and))
+        }
+        "range" => {
+            let (field, val, _) = single_field(name, body)?;
+            let o = val.as_object().ok_or_else(|| {
+                EsError::parsing(format!("[range] query does not support [{field}]"))
+            })?;
+            let mut lo = None;
+            let mut hi = None;
+            let mut include_lower = true;
+            let mut include_upper = true;
+            let mut from = None;
+            let mut to = None;
+            for (k, v) in o {
+                match k.as_str() {
+                    "gt" => lo = Some((v.clone(), false)),
+                    "gte" => lo = Some((v.clone(), true)),
+                    "lt" => hi = Some((v.clone(), false)),
+                    "lte" => hi = Some((v.clone(), true)),
+                    "from" => from = Some(v.clone()),
+                    "to" => to = Some(v.clone()),
+                    "include_lower" => include_lower = bool_of(Some(v)),
+                    "include_upper" => include_upper = bool_of(Some(v)),
+                    "boost" | "_name" | "format" | "time_zone" | "relation" => {}
+                    other => {
+                        return Err(EsError::parsing(format!("[range] query does not support [{other}]")))
+                    }
+                }
+            }
+            if let Some(f) = from.filter(|f| !f.is_null()) {
+                lo = Some((f, include_lower));
+            }
+            if let Some(t) = to.filter(|t| !t.is_null()) {
+                hi = Some((t, include_upper));
+            }
+            let lo = lo.filter(|(v, _)| !v.is_null());
+            let hi = hi.filter(|(v, _)| !v.is_null());
+            Ok(Query::Range { field: field.clone(), lo, hi, boost: boost_of(o)? })
+        }
+        "bool" => {
+            let m = body.as_object().ok_or_else(|| EsError::parsing("[bool] query malformed, no start_object after query name"))?;
+            let clauses = |k: &str, v: &Value| -> EsResult<Vec<Query>> {
+                match v {
+                    Value::Array(a) => a.iter().map(parse_query).collect(),
+                    Value::Object(_) => Ok(vec![parse_query(v)?]),
+                    other => Err(EsError::parsing(format!(
+                        "[bool] query does not support [{k}] with token [{}]",
+                        token_name(other)
+                    ))),
+                }
+            };
+            let (mut must, mut filter, mut should, mut must_not) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let mut msm = None;
+            for (k, v) in m {
+                match k.as_str() {
+                    "must" => must = clauses(k, v)?,
+                    "filter" => filter = clauses(k, v)?,
+                    "should" => should = clauses(k, v)?,
+                    "must_not" | "mustNot" => must_not = clauses(k, v)?,
+                    "minimum_should_match" => msm = Some(Msm::parse(v)?),
+                    "boost" | "_name" | "adjust_pure_negative" => {}
+                    other => return Err(EsError::parsing(format!("[bool] query does not support [{other}]"))),
+                }
+            }
+            Ok(Query::Bool { must, filter, should, must_not, msm, boost: boost_of(m)? })
+        }
+        "exists" => {
+            let m = body.as_object().ok_or_else(|| EsError::parsing("[exists] query malformed"))?;
+            for k in m.keys() {
+                if !matches!(k.as_str(), "field" | "boost" | "_name") {
+                    return Err(EsError::parsing(format!("[exists] query does not support [{k}]")));
+                }
+            }
+            let field = m
+                .get("field")
+                .and_then(Value::as_str)
+                .ok_or_else(|| EsError::parsing("[exists] must be provided with a [field]"))?;
+            Ok(Query::Exists(field.to_string(), boost_of(m)?))
+        }
+        "prefix" | "wildcard" => {
+            let (field, val, _) = single_field(name, body)?;
+            let (value, ci, boost) = match val {
+                Value::Object(o) => {
+                    let key = if name == "wildcard" && o.contains_key("wildcard") { "wildcard" } else { "value" };
+                    let v = o.get(key).map(|v| match v {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    });
+                    (
+                        v.ok_or_else(|| EsError::parsing(format!("[{name}] requires a value")))?,
+                        bool_of(o.get("case_insensitive")),
+                        boost_of(o)?,
+                    )
+                }
+                Value::String(s) => (s.clone(), false, 1.0),
+                other => (other.to_string(), false, 1.0),
+            };
+            Ok(if name == "prefix" {
+                Query::Prefix { field: field.clone(), value, case_insensitive: ci, boost }
+            } else {
+                Query::Wildcard { field: field.clone(), value, case_insensitive: ci, boost }
+            })
+        }
+        "constant_score" => {
+            let m = body.as_object().ok_or_else(|| EsError::parsing("[constant_score] query malformed"))?;
+            let f = m.get("filter").ok_or_else(|| {
+                EsError::parsing("[constant_score] requires a 'filter' element")
+            })?;
+            Ok(Query::ConstantScore(Box::new(parse_query(f)?), boost_of(m)?))
+        }
+        other => Err(EsError::parsing(format!("unknown query [{other}]"))
+            .caused_by(EsError::new(400, "named_object_not_found_exception", format!("[1:1] unknown field [{other}]")))),
+    }
+}
+
+/// A minimal `query_string` / `q=` parser: whitespace-separated terms, each `field:value`
+/// or `value` (searched in the default fields), `*` for everything.
+pub fn query_string(q: &str, default_fields: Vec<String>, and: bool) -> Query {
+    let q = q.trim();
+    if q.is_empty() || q == "*" || q == "*:*" {
+        return Query::MatchAll(1.0);
+    }
+    let mut clauses = Vec::new();
+    for term in q.split_whitespace() {
+        if term.eq_ignore_ascii_case("AND") || term.eq_ignore_ascii_case("OR") {
+            continue;
+        }
+        let (field, value) = match term.split_once(':') {
+            Some((f, v)) if !f.is_empty() => (Some(f), v.trim_matches('"')),
+            _ => (None, term.trim_matches('"')),
+        };
+        let clause = match field {
+            Some(f) if value == "*" => Query::Exists(f.to_string(), 1.0),
+            Some(f) => Query::Match { field: f.to_string(), query: Value::from(value), and: false, msm: None, phrase: false, boost: 1.0 },
+            None => Query::MultiMatch { fields: default_fields.clone(), query: value.to_string(), and: false, boost: 1.0 },
+        };
+        clauses.push(clause);
+    }
+    if and {
+        Query::Bool { must: clauses, filter: vec![], should: vec![], must_not: vec![], msm: None, boost: 1.0 }
+    } else {
+        Query::Bool { must: vec![], filter: vec![], should: clauses, must_not: vec![], msm: None, boost: 1.0 }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Analysis and value normalization.
+
+fn is_cjk(c: char) -> bool {
+    matches!(c as u32, 0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7AF | 0xF900..=0xFAFF)
+}
+
+/// A standard-analyzer-like tokenizer: lowercased runs of letters and digits; each CJK
+/// ideograph is a token of its own.
+pub fn tokenize(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for c in s.chars() {
+        if c.is_alphanumeric() || (c == '\'' && !cur.is_empty()) {
+            if is_cjk(c) {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+                out.push(c.to_string());
+            } else {
+                cur.extend(c.to_lowercase());
+            }
+        } else if !cur.is_empty() {
+            out.push(std::mem::take(&mut cur));
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    for t in &mut out {
+        while t.ends_with('\'') {
+            t.pop();
+        }
+    }
+    out.retain(|t| !t.is_empty());
+    out
+}
+
+/// A comparable value of a field, normalized by the field's type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Key {
+    /// Integer types and dates.
+    I(i64),
+    /// Floating-point types.
+    F(f64),
+    /// Keywords and text tokens.
+    S(String),
+    /// Booleans.
+    B(bool),
+}
+
+impl Key {
+    fn cmp(&self, other: &Key) -> Option<std::cmp::Ordering> {
+        match (self, other) {
+            (Key::I(a), Key::I(b)) => Some(a.cmp(b)),
+            (Key::F(a), Key::F(b)) => a.partial_cmp(b),
+            (Key::I(a), Key::F(b)) => (*a as f64).partial_cmp(b),
+            (Key::F(a), Key::I(b)) => a.partial_cmp(&(*b as f64)),
+            (Key::S(a), Key::S(b)) => Some(a.cmp(b)),
+            (Key::B(a), Key::B(b)) => Some(a.cmp(b)),
+            _ => None,
+        }
+    }
+
+    /// As a JSON value (sort values, docvalue fields).
+    pub fn to_json(&self) -> Value {
+        match self {
+            Key::I(i) => Value::from(*i),
+            Key::F(f) => serde_json::Number::from_f64(*f).map(Value::Number).unwrap_or(Value::Null),
+            Key::S(s) => Value::from(s.as_str()),
+            Key::B(b) => Value::from(i64::from(*b)),
+        }
+    }
+}
+
+fn num_of(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    }
+}
+
+/// The indexed values of one source value for a field type (`None` when not indexable).
+pub fn doc_keys(kind: Kind, field_params: &Map<String, Value>, v: &Value) -> Vec<Key> {
+    match kind {
+        Kind::Keyword => {
+            let s = match v {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => return vec![],
+            };
+            if let Some(limit) = field_params.get("ignore_above").and_then(Value::as_u64) {
+                if s.chars().count() as u64 > limit {
+                    return vec![];
+                }
+            }
+            vec![Key::S(s)]
+        }
+        Kind::Text => match v {
+            Value::String(s) => tokenize(s).into_iter().map(Key::S).collect(),
+            Value::Number(n) => tokenize(&n.to_string()).into_iter().map(Key::S).collect(),
+            Value::Bool(b) => vec![Key::S(b.to_string())],
+            _ => vec![],
+        },
+        Kind::Long | Kind::Integer | Kind::Short | Kind::Byte | Kind::UnsignedLong => match v {
+            Value::Number(n) => {
+                if let Some(i) = n.as_i64() {
+                    vec![Key::I(i)]
+                } else if let Some(u) = n.as_u64() {
+                    vec![Key::I(i64::try_from(u).unwrap_or(i64::MAX))]
+                } else {
+                    n.as_f64().map(|f| vec![Key::I(f.trunc() as i64)]).unwrap_or_default()
+                }
+            }
+            Value::String(s) => match s.trim().parse::<i64>() {
+                Ok(i) => vec![Key::I(i)],
+                Err(_) => s.trim().parse::<f64>().map(|f| vec![Key::I(f.trunc() as i64)]).unwrap_or_default(),
+            },
+            _ => vec![],
+        },
+        Kind::Float | Kind::HalfFloat => num_of(v).map(|f| vec![Key::F(f64::from(f as f32))]).unwrap_or_default(),
+        Kind::Double | Kind::ScaledFloat => num_of(v).map(|f| vec![Key::F(f)]).unwrap_or_default(),
+        Kind::Boolean => match v {
+            Value::Bool(b) => vec![Key::B(*b)],
+            Value::String(s) if s == "true" => vec![Key::B(true)],
+            Value::String(s) if s == "false" => vec![Key::B(false)],
+            _ => vec![],
+        },
+        Kind::Date => match v {
+            Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)).map(|i| vec![Key::I(i)]).unwrap_or_default(),
+            Value::String(s) => parse_date(s)
+                .or_else(|| s.parse::<i64>().ok())
+                .map(|i| vec![Key::I(i)])
+                .unwrap_or_default(),
+            _ => vec![],
+        },
+        Kind::Object | Kind::Nested | Kind::Opaque => vec![],
+    }
+}
+
+fn shard_error(index: &str, uuid: &str, reason: String, cause: Option<String>) -> EsError {
+    let mut e = EsError::new(400, "query_shard_exception", reason).with_meta("index_uuid", uuid).with_meta("index", index);
+    if let Some(c) = cause {
+        e = e.caused_by(EsError::illegal_argument(c));
+    }
+    e
+}
+
+/// A query value converted for a field type (term queries).
+fn query_keys(kind: Kind, v: &Value, field: &str, ctx: &Ctx<'_>) -> EsResult<Vec<Key>> {
+    let fail = |cause: String| shard_error(ctx.index, ctx.uuid, format!("failed to create query: {cause}"), Some(cause));
+    match kind {
+        Kind::Keyword => Ok(doc_keys(kind, &Map::new(), v)),
+        Kind::Text => Ok(match v {
+            Value::String(s) => vec![Key::S(s.clone())],
+            other => vec![Key::S(other.to_string())],
+        }),
+        Kind::Long | Kind::Integer | Kind::Short | Kind::Byte | Kind::UnsignedLong => {
+            let f = num_of(v).ok_or_else(|| fail(format!("For input string: \"{}\"", value_text(v))))?;
+            if f.fract() != 0.0 {
+                return Ok(vec![]);
+            }
+            Ok(match v {
+                Value::Number(n) if n.as_i64().is_some() => vec![Key::I(n.as_i64().unwrap_or(0))],
+                Value::String(s) if s.trim().parse::<i64>().is_ok() => vec![Key::I(s.trim().parse::<i64>().unwrap_or(0))],
+                _ => vec![Key::I(f as i64)],
+            })
+        }
+        Kind::Float | Kind::HalfFloat => {
+            let f = num_of(v).ok_or_else(|| fail(format!("For input string: \"{}\"", value_text(v))))?;
+            Ok(vec![Key::F(f64::from(f as f32))])
+        }
+        Kind::Double | Kind::ScaledFloat => {
+            let f = num_of(v).ok_or_else(|| fail(format!("For input string: \"{}\"", value_text(v))))?;
+            Ok(vec![Key::F(f)])
+        }
+        Kind::Boolean => match v {
+            Value::Bool(b) => Ok(vec![Key::B(*b)]),
+            Value::String(s) if s == "true" => Ok(vec![Key::B(true)]),
+            Value::String(s) if s == "false" || s.is_empty() => Ok(vec![Key::B(false)]),
+            other => Err(fail(format!(
+                "Can't parse boolean value [{}], expected [true] or [false]",
+                value_text(other)
+            ))),
+        },
+        Kind::Date => date_key(v, field, ctx).map(|k| vec![k]),
+        Kind::Object | Kind::Nested | Kind::Opaque => Err(shard_error(
+            ctx.index,
+            ctx.uuid,
+            format!("Can only use term queries on keyword, text and numeric fields - not on [{field}] which is of type [{}]", kind_type(kind)),
+            None,
+        )),
+    }
+}
+
+fn kind_type(k: Kind) -> &'static str {
+    match k {
+        Kind::Object => "object",
+        Kind::Nested => "nested",
+        _ => "opaque",
+    }
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn date_key(v: &Value, field: &str, ctx: &Ctx<'_>) -> EsResult<Key> {
+    let fail = || {
+        let cause = format!(
+            "failed to parse date field [{}] with format [strict_date_optional_time||epoch_millis]",
+            value_text(v)
+        );
+        shard_error(ctx.index, ctx.uuid, format!("failed to create query: {cause}"), Some(cause))
+            .with_meta("field", field)
+    };
+    match v {
+        Value::Number(n) => n.as_i64().map(Key::I).ok_or_else(fail),
+        Value::String(s) => eval_date_math(s, now_millis()).map(Key::I).ok_or_else(fail),
+        _ => Err(fail()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Compilation and evaluation.
+
+/// Compilation context: the index being searched.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx<'a> {
+    /// Index name.
+    pub index: &'a str,
+    /// Index uuid.
+    pub uuid: &'a str,
+    /// Mapping.
+    pub mapping: &'a Mapping,
+}
+
+/// Where a compiled clause reads its values.
+#[derive(Debug, Clone)]
+pub(crate) enum Source {
+    Id,
+    Index,
+    Routing,
+    Field { path: String, kind: Kind, params: Map<String, Value> },
+}
+
+/// A query compiled against one index's mapping.
+#[derive(Debug, Clone)]
+pub(crate) enum Compiled {
+    /// Everything.
+    All(f32),
+    /// Nothing.
+    None,
+    /// Exact values.
+    Exact { src: Source, keys: Vec<Key>, ci: bool, boost: f32 },
+    /// Analyzed text tokens (match on text).
+    Tokens { src: Source, tokens: Vec<String>, required: usize, phrase: bool, boost: f32 },
+    /// Range.
+    Range { src: Source, lo: Option<(Key, bool)>, hi: Option<(Key, bool)>, boost: f32 },
+    /// Exists.
+    Exists { src: Source, boost: f32 },
+    /// Prefix / wildcard on string values.
+    Pattern { src: Source, pattern: String, prefix: bool, ci: bool, boost: f32 },
+    /// Boolean combination.
+    Bool { must: Vec<Compiled>, filter: Vec<Compiled>, should: Vec<Compiled>, must_not: Vec<Compiled>, required: usize, boost: f32 },
+    /// Disjunction of clauses (multi-field matching), best score wins.
+    Dis(Vec<Compiled>),
+    /// Constant score.
+    Const(Box<Compiled>, f32),
+}
+
+fn source_of(ctx: &Ctx<'_>, field: &str) -> Option<Source> {
+    match resolve_field(ctx.mapping, field) {
+        FieldRef::Id => Some(Source::Id),
+        FieldRef::Index => Some(Source::Index),
+        FieldRef::Routing => Some(Source::Routing),
+        FieldRef::Field { path, field } => Some(Source::Field { path, kind: field.kind, params: field.params.clone() }),
+        FieldRef::Unmapped => None,
+    }
+}
+
+fn src_kind(s: &Source) -> Kind {
+    match s {
+        Source::Field { kind, .. } => *kind,
+        _ => Kind::Keyword,
+    }
+}
+
+/// Compiles a query for an index.
+pub(crate) fn compile(q: &Query, ctx: &Ctx<'_>) -> EsResult<Compiled> {
+    Ok(match q {
+        Query::MatchAll(b) => Compiled::All(*b),
+        Query::MatchNone => Compiled::None,
+        Query::Ids(ids, boost) => Compiled::Exact {
+            src: Source::Id,
+            keys: ids.iter().map(|s| Key::S(s.clone())).collect(),
+            ci: false,
+            boost: *boost,
+        },
+        Query::Terms { field, values, case_insensitive, boost } => {
+            let Some(src) = source_of(ctx, field) else { return Ok(Compiled::None) };
+            let kind = src_kind(&src);
+            let mut keys = Vec::new();
+            for v in values {
+                keys.extend(query_keys(kind, v, field, ctx)?);
+            }
+            if kind == Kind::Text {
+                // A term against analyzed text compares with the indexed tokens as is.
+                Compiled::Exact { src, keys, ci: *case_insensitive, boost: *boost }
+            } else {
+                Compiled::Exact { src, keys, ci: *case_insensitive, boost: *boost }
+            }
+        }
+        Query::Match { field, query, and, msm, phrase, boost } => compile_match(ctx, field, query, *and, msm.as_ref(), *phrase, *boost)?,
+        Query::MultiMatch { fields, query, and, boost } => {
+            let names = expand_fields(ctx.mapping, fields);
+            let mut clauses = Vec::new();
+            for f in names {
+                let Some(src) = source_of(ctx, &f) else { continue };
+                if !matches!(src_kind(&src), Kind::Text | Kind::Keyword) {
+                    // Lenient: numeric fields only take part when the text is a number.
+                    if query.trim().parse::<f64>().is_err() {
+                        continue;
+                    }
+                }
+                clauses.push(compile_match(ctx, &f, &Value::from(query.as_str()), *and, None, false, *boost)?);
+            }
+            if clauses.is_empty() {
+                Compiled::None
+            } else {
+                Compiled::Dis(clauses)
+            }
+        }
+        Query::Range { field, lo, hi, boost } => {
+            let Some(src) = source_of(ctx, field) else { return Ok(Compiled::None) };
+            let kind = src_kind(&src);
+            let conv = |v: &Value, inclusive: bool, lower: bool| -> EsResult<Option<(Key, bool)>> {
+                Ok(match kind {
+                    Kind::Long | Kind::Integer | Kind::Short | Kind::Byte | Kind::UnsignedLong => {
+                        let f = num_of(v).ok_or_else(|| {
+                            let cause = format!("For input string: \"{}\"", value_text(v));
+                            shard_error(ctx.index, ctx.uuid, format!("failed to create query: {cause}"), Some(cause))
+                        })?;
+                        let i = match (lower, inclusive) {
+                            (true, true) => f.ceil(),
+                            (true, false) => f.floor() + 1.0,
+                            (false, true) => f.floor(),
+                            (false, false) => f.ceil() - 1.0,
+                        };
+                        Some((Key::I(i as i64), true))
+                    }
+                    Kind::Date => Some((date_key(v, field, ctx)?, inclusive)),
+                    Kind::Text | Kind::Keyword => Some((Key::S(value_text(v)), inclusive)),
+                    _ => query_keys(kind, v, field, ctx)?.into_iter().next().map(|k| (k, inclusive)),
+                })
+            };
+            let lo = match lo {
+                Some((v, inc)) => conv(v, *inc, true)?,
+                None => None,
+            };
+            let hi = match hi {
+                Some((v, inc)) => conv(v, *inc, false)?,
+                None => None,
+            };
+            Compiled::Range { src, lo, hi, boost: *boost }
+        }
+        Query::Bool { must, filter, should, must_not, msm, boost } => {
+            let c = |qs: &Vec<Query>| -> EsResult<Vec<Compiled>> { qs.iter().map(|q| compile(q, ctx)).collect() };
+            let should_c = c(should)?;
+            let required = match msm {
+                Some(m) => m.required(should_c.len()),
+                None => {
+                    if must.is_empty() && filter.is_empty() && !should_c.is_empty() {
+                        1
+                    } else {
+                        0
+                    }
+                }
+            };
+            Compiled::Bool { must: c(must)?, filter: c(filter)?, should: should_c, must_not: c(must_not)?, required, boost: *boost }
+        }
+        Query::Exists(field, boost) => {
+            if field.contains('*') {
+                let names = expand_fields(ctx.mapping, std::slice::from_ref(field));
+                let clauses: Vec<Compiled> = names
+                    .iter()
+                    .filter_map(|f| source_of(ctx, f))
+                    .map(|src| Compiled::Exists { src, boost: *boost })
+                    .collect();
+                return Ok(Compiled::Dis(clauses));
+            }
+            match source_of(ctx, field) {
+                Some(src) => Compiled::Exists { src, boost: *boost },
+                None => Compiled::None,
+            }
+        }
+        Query::Prefix { field, value, case_insensitive, boost } => match source_of(ctx, field) {
+            Some(src) => Compiled::Pattern { src, pattern: value.clone(), prefix: true, ci: *case_insensitive, boost: *boost },
+            None => Compiled::None,
+        },
+        Query::Wildcard { field, value, case_insensitive, boost } => match source_of(ctx, field) {
+            Some(src) => Compiled::Pattern { src, pattern: value.clone(), prefix: false, ci: *case_insensitive, boost: *boost },
+            None => Compiled::None,
+        },
+        Query::ConstantScore(inner, boost) => Compiled::Const(Box::new(compile(inner, ctx)?), *boost),
+    })
+}
+
+fn expand_fields(m: &Mapping, patterns: &[String]) -> Vec<String> {
+    let leaves = crate::mapping::leaf_fields(m);
+    let mut out = Vec::new();
+    for p in patterns {
+        let p = p.split('^').next().unwrap_or(p);
+        if p.contains('*') {
+            for l in &leaves {
+                if glob_match(p, l) && !out.contains(l) {
+                    out.push(l.clone());
+                }
+            }
+        } else if !out.iter().any(|o| o == p) {
+            out.push(p.to_string());
+        }
+    }
+    out
+}
+
+fn compile_match(
+    ctx: &Ctx<'_>,
+    field: &str,
+    query: &Value,
+    and: bool,
+    msm: Option<&Msm>,
+    phrase: bool,
+    boost: f32,
+) -> EsResult<Compiled> {
+    let Some(src) = source_of(ctx, field) else { return Ok(Compiled::None) };
+    let kind = src_kind(&src);
+    if kind == Kind::Text {
+        let tokens = tokenize(&value_text(query));
+        if tokens.is_empty() {
+            return Ok(Compiled::None);
+        }
+        let required = if phrase || and {
+            tokens.len()
+        } else {
+            msm.map_or(1, |m| m.required(tokens.len())).max(1)
+        };
+        return Ok(Compiled::Tokens { src, tokens, required, phrase, boost });
+    }
+    let keys = query_keys(kind, query, field, ctx)?;
+    Ok(Compiled::Exact { src, keys, ci: false, boost })
+}
+
+/// A document being evaluated; its source is parsed on first use.
+pub struct DocView<'a> {
+    /// `_id`.
+    pub id: &'a str,
+    /// `_index`.
+    pub index: &'a str,
+    /// `_routing`.
+    pub routing: Option<&'a str>,
+    /// Raw `_source`.
+    pub source: &'a str,
+    parsed: OnceCell<Value>,
+}
+
+impl<'a> DocView<'a> {
+    /// A view of a stored document.
+    pub fn new(id: &'a str, index: &'a str, routing: Option<&'a str>, source: &'a str) -> Self {
+        DocView { id, index, routing, source, parsed: OnceCell::new() }
+    }
+
+    /// The parsed source.
+    pub fn parsed(&self) -> &Value {
+        self.parsed.get_or_init(|| serde_json::from_str(self.source).unwrap_or(Value::Null))
+    }
+
+    /// Source values at a dotted path.
+    pub fn values(&self, path: &str) -> Vec<&Value> {
+        let mut out = Vec::new();
+        values_at(self.parsed(), path, &mut out);
+        out
+    }
+
+    fn keys(&self, src: &Source) -> Vec<Key> {
+        match src {
+            Source::Id => vec![Key::S(self.id.to_string())],
+            Source::Index => vec![Key::S(self.index.to_string())],
+            Source::Routing => self.routing.map(|r| vec![Key::S(r.to_string())]).unwrap_or_default(),
+            Source::Field { path, kind, params } => {
+                let mut out = Vec::new();
+                for v in self.values(path) {
+                    out.extend(doc_keys(*kind, params, v));
+                }
+                out
+            }
+        }
+    }
+
+    /// Sort / docvalue keys of a field.
+    pub fn field_keys(&self, mapping: &Mapping, field: &str) -> Option<Vec<Key>> {
+        let ctx = Ctx { index: self.index, uuid: "", mapping };
+        source_of(&ctx, field).map(|s| self.keys(&s))
+    }
+}
+
+fn key_eq(a: &Key, b: &Key, ci: bool) -> bool {
+    match (a, b) {
+        (Key::S(x), Key::S(y)) if ci => x.to_lowercase() == y.to_lowercase(),
+        _ => a.cmp(b) == Some(std::cmp::Ordering::Equal),
+    }
+}
+
+fn wildcard_match(pattern: &str, text: &str) -> bool {
+    // `*` any run, `?` one character.
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, ti));
+                pi += 1;
+            }
+            Some(c) if *c == '?' || Some(c) == t.get(ti) => {
+                pi += 1;
+                ti += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    pi = sp + 1;
+                    ti = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    while p.get(pi) == Some(&'*') {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+fn tf_score(tf: usize) -> f32 {
+    // BM25's term-frequency saturation with average field length.
+    let tf = tf as f32;
+    tf * 2.2 / (tf + 1.2)
+}
+
+/// Evaluates a compiled query; `Some(score)` when the document matches.
+pub(crate) fn eval(c: &Compiled, d: &DocView<'_>) -> Option<f32> {
+    match c {
+        Compiled::All(b) => Some(*b),
+        Compiled::None => None,
+        Compiled::Exact { src, keys, ci, boost } => {
+            let doc = d.keys(src);
+            let hits = doc.iter().filter(|k| keys.iter().any(|q| key_eq(k, q, *ci))).count();
+            if hits == 0 {
+                None
+            } else if matches!(src, Source::Id | Source::Index) {
+                Some(*boost)
+            } else {
+                Some(boost * tf_score(hits))
+            }
+        }
+        Compiled::Tokens { src, tokens, required, phrase, boost } => {
+            let doc = d.keys(src);
+            if *phrase {
+                let doc_tokens: Vec<&str> = doc.iter().filter_map(|k| if let Key::S(s) = k { Some(s.as_str()) } else { None }).collect();
+                let n = tokens.len();
+                let found = doc_tokens.windows(n.max(1)).filter(|w| w.iter().zip(tokens.iter()).all(|(a, b)| *a == b.as_str())).count();
+                return if found > 0 { Some(boost * tf_score(found) * n as f32) } else { None };
+            }
+            let mut matched = 0;
+            let mut score = 0.0;
+            for t in tokens {
+                let tf = doc.iter().filter(|k| matches!(k, Key::S(s) if s == t)).count();
+                if tf > 0 {
+                    matched += 1;
+                    score += tf_score(tf);
+                }
+            }
+            if matched >= *required && matched > 0 {
+                Some(boost * score)
+            } else {
+                None
+            }
+        }
+        Compiled::Range { src, lo, hi, boost } => {
+            let doc = d.keys(src);
+            let ok = doc.iter().any(|k| {
+                let lo_ok = match lo {
+                    None => true,
+                    Some((b, inc)) => match k.cmp(b) {
+                        Some(std::cmp::Ordering::Greater) => true,
+                        Some(std::cmp::Ordering::Equal) => *inc,
+                        _ => false,
+                    },
+                };
+                let hi_ok = match hi {
+                    None => true,
+                    Some((b, inc)) => match k.cmp(b) {
+                        Some(std::cmp::Ordering::Less) => true,
+                        Some(std::cmp::Ordering::Equal) => *inc,
+                        _ => false,
+                    },
+                };
+                lo_ok && hi_ok
+            });
+            ok.then_some(*boost)
+        }
+        Compiled::Exists { src, boost } => {
+            let present = match src {
+                Source::Id | Source::Index => true,
+                Source::Routing => d.routing.is_some(),
+                Source::Field { path, kind, params } => {
+                    let vals = d.values(path);
+                    if matches!(kind, Kind::Object | Kind::Nested) {
+                        vals.iter().any(|v| match v {
+                            Value::Object(m) => !m.is_empty(),
+                            Value::Null => false,
+                            _ => true,
+                        })
+                    } else if matches!(kind, Kind::Opaque) {
+                        vals.iter().any(|v| !v.is_null())
+                    } else {
+                        vals.iter().any(|v| !doc_keys(*kind, params, v).is_empty())
+                    }
+                }
+            };
+            present.then_some(*boost)
+        }
+        Compiled::Pattern { src, pattern, prefix, ci, boost } => {
+            let doc = d.keys(src);
+            let pat = if *ci { pattern.to_lowercase() } else { pattern.clone() };
+            let ok = doc.iter().any(|k| {
+                let Key::S(s) = k else { return false };
+                let s = if *ci { s.to_lowercase() } else { s.clone() };
+                if *prefix {
+                    s.starts_with(&pat)
+                } else {
+                    wildcard_match(&pat, &s)
+                }
+            });
+            ok.then_some(*boost)
+        }
+        Compiled::Bool { must, filter, should, must_not, required, boost } => {
+            let mut score = 0.0;
+            for m in must {
+                score += eval(m, d)?;
+            }
+            for f in filter {
+                eval(f, d)?;
+            }
+            for n in must_not {
+                if eval(n, d).is_some() {
+                    return None;
+                }
+            }
+            let mut matched = 0;
+            for s in should {
+                if let Some(sc) = eval(s, d) {
+                    matched += 1;
+                    score += sc;
+                }
+            }
+            if matched < *required {
+                return None;
+            }
+            if must.is_empty() && should.is_empty() && filter.is_empty() {
+                // A bool with only must_not clauses (or none) matches like match_all.
+                score = 1.0;
+            }
+            Some(score * boost)
+        }
+        Compiled::Dis(clauses) => clauses.iter().filter_map(|c| eval(c, d)).fold(None, |acc: Option<f32>, s| Some(acc.map_or(s, |a| a.max(s)))),
+        Compiled::Const(inner, boost) => eval(inner, d).map(|_| *boost),
+    }
+}
+
+/// Whether a compiled query needs scores (false for pure filters).
+pub fn source_kind_is_text(m: &Mapping, field: &str) -> bool {
+    matches!(resolve_field(m, field), FieldRef::Field { field, .. } if field.kind == Kind::Text)
+}
+
+/// Collects `_id`s a query can only match (fast path for `ids`/`term` on `_id`).
+pub fn only_ids(q: &Query) -> Option<HashSet<String>> {
+    match q {
+        Query::Ids(ids, _) => Some(ids.iter().cloned().collect()),
+        Query::Terms { field, values, case_insensitive: false, .. } if field == "_id" => {
+            Some(values.iter().map(value_text).collect())
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn run(q: Value, mapping: Value, doc: Value) -> Option<f32> {
+        let m = crate::mapping::parse_mapping(&mapping).unwrap_or_default();
+        let q = parse_query(&q).ok()?;
+        let ctx = Ctx { index: "i", uuid: "u", mapping: &m };
+        let c = compile(&q, &ctx).ok()?;
+        let src = doc.to_string();
+        eval(&c, &DocView::new("1", "i", None, &src))
+    }
+
+    #[test]
+    fn basics() {
+        let m = json!({"properties": {"t": {"type": "text"}, "k": {"type": "keyword"}, "n": {"type": "long"}}});
+        let d = json!({"t": "Hello World", "k": "Hello", "n": 5});
+        assert!(run(json!({"match": {"t": "hello"}}), m.clone(), d.clone()).is_some());
+        assert!(run(json!({"term": {"t": "Hello"}}), m.clone(), d.clone()).is_none());
+        assert!(run(json!({"term": {"k": "Hello"}}), m.clone(), d.clone()).is_some());
+        assert!(run(json!({"range": {"n": {"gt": 4.5, "lte": 5}}}), m.clone(), d.clone()).is_some());
+        assert!(run(json!({"range": {"n": {"gt": 5}}}), m.clone(), d.clone()).is_none());
+        assert!(run(json!({"bool": {"must_not": [{"term": {"k": "Hello"}}]}}), m.clone(), d.clone()).is_none());
+        assert!(run(json!({"bool": {"should": [{"term": {"k": "x"}}, {"term": {"n": 5}}]}}), m.clone(), d.clone()).is_some());
+        assert!(run(json!({"bool": {"should": [{"term": {"k": "x"}}, {"term": {"n": 5}}], "minimum_should_match": 2}}), m.clone(), d.clone()).is_none());
+        assert!(run(json!({"exists": {"field": "n"}}), m.clone(), d.clone()).is_some());
+        assert!(run(json!({"exists": {"field": "zz"}}), m.clone(), d.clone()).is_none());
+        assert!(run(json!({"match": {"t": {"query": "hello there", "operator": "and"}}}), m.clone(), d.clone()).is_none());
+        assert!(run(json!({"ids": {"values": ["1"]}}), m.clone(), d.clone()).is_some());
+        assert!(run(json!({"prefix": {"k": "He"}}), m.clone(), d).is_some());
+    }
+
+    #[test]
+    fn parse_errors() {
+        assert!(parse_query(&json!({"nope": {}})).is_err());
+        assert!(parse_query(&json!({"term": {"a": 1, "b": 2}})).is_err());
+        assert!(parse_query(&json!({"bool": {"foo": []}})).is_err());
+        assert!(parse_query(&json!({})).is_err());
+    }
+
+    #[test]
+    fn tokens() {
+        assert_eq!(tokenize("Hello: 中文"), vec!["hello", "中", "文"]);
+        assert_eq!(tokenize("The quick-brown fox's"), vec!["the", "quick", "brown", "fox's"]);
+    }
+
+    #[test]
+    fn msm() {
+        assert_eq!(Msm::Count(-1).required(3), 2);
+        assert_eq!(Msm::Percent(50.0).required(3), 1);
+        assert_eq!(Msm::Percent(-25.0).required(4), 3);
+    }
+}

@@ -1,0 +1,197 @@
+//! Read-through caching of entities with version guards.
+//!
+//! [`Cache::get_or_load`] reads the cached value; on a miss it calls the application's
+//! loader and stores the result through the STORE script, which refuses a version older
+//! than the one Redis knows. The race this closes: a reader loads version N from the
+//! database, an update to N+1 is committed and its event invalidates the cache (guard =
+//! N+1), then the slow reader stores N. Without the guard, N would stay cached until its
+//! TTL; with it, the store is refused.
+
+use std::future::Future;
+
+use redis::{aio::ConnectionManager, AsyncCommands, Client, Value};
+use syncline_event::ChangeEvent;
+
+use crate::{
+    error::{CacheError, LoadError},
+    keys::KeyLayout,
+    scripts::{self, ApplyOutcome, Mode},
+    ttl::Ttls,
+    value::{self, Entry},
+};
+
+/// Where the entry returned by [`Cache::get_or_load`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Read from Redis.
+    Hit,
+    /// Loaded by the loader and stored in Redis.
+    Stored,
+    /// Loaded by the loader, but Redis already knew a newer version, so it was not
+    /// stored. The loaded entry is still returned: it is what the loader saw.
+    Refused,
+}
+
+/// An entry and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    /// The document and its version.
+    pub entry: Entry,
+    /// Cache hit, stored load, or refused load.
+    pub origin: Origin,
+}
+
+/// Result of [`Cache::store`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOutcome {
+    /// The value is now cached.
+    Stored,
+    /// Redis knows a newer version; nothing was written.
+    Refused,
+}
+
+/// Version-guarded cache-aside access to entities cached under Syncline's key layout.
+///
+/// Cheap to clone: the connection is a multiplexed, self-reconnecting
+/// [`ConnectionManager`].
+#[derive(Clone)]
+pub struct Cache {
+    conn: ConnectionManager,
+    layout: KeyLayout,
+    ttls: Ttls,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("layout", &self.layout)
+            .field("ttls", &self.ttls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cache {
+    /// A cache over an existing connection.
+    pub fn new(conn: ConnectionManager, layout: KeyLayout, ttls: Ttls) -> Self {
+        Cache { conn, layout, ttls }
+    }
+
+    /// Connect to `url` (`redis://` or `rediss://`, ACL user and password allowed in it).
+    pub async fn connect(url: &str, layout: KeyLayout, ttls: Ttls) -> Result<Self, CacheError> {
+        let client = Client::open(url)?;
+        let conn = ConnectionManager::new(client).await?;
+        Ok(Cache::new(conn, layout, ttls))
+    }
+
+    /// The key layout.
+    pub fn layout(&self) -> &KeyLayout {
+        &self.layout
+    }
+
+    /// The TTLs used when storing.
+    pub fn ttls(&self) -> &Ttls {
+        &self.ttls
+    }
+
+    /// A clone of the underlying connection.
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// The cached entry, if any.
+    pub async fn get(
+        &self,
+        entity_type: &str,
+        entity_id: &str,
+    ) -> Result<Option<Entry>, CacheError> {
+        let key = self.layout.cache_key(entity_type, entity_id);
+        let mut conn = self.conn.clone();
+        let raw: Option<Vec<u8>> = conn.get(&key).await?;
+        raw.map(|r| value::decode(&key, &r)).transpose()
+    }
+
+    /// The entity's version guard (the highest version an event or store has written),
+    /// if present.
+    pub async fn guard(
+        &self,
+        entity_type: &str,
+        entity_id: &str,
+    ) -> Result<Option<i64>, CacheError> {
+        let key = self.layout.guard_key(entity_type, entity_id);
+        let mut conn = self.conn.clone();
+        let raw: Option<Vec<u8>> = conn.get(&key).await?;
+        match raw {
+            None => Ok(None),
+            Some(r) => value::parse_version(&r)
+                .map(Some)
+                .ok_or(CacheError::Malformed {
+                    key,
+                    reason: "guard is not a decimal i64 >= 0".into(),
+                }),
+        }
+    }
+
+    /// Store a loaded entry unless Redis knows a newer version (atomic, server side).
+    pub async fn store(
+        &self,
+        entity_type: &str,
+        entity_id: &str,
+        entry: &Entry,
+    ) -> Result<StoreOutcome, CacheError> {
+        let cmd = scripts::store_cmd(
+            &self.layout,
+            entity_type,
+            entity_id,
+            entry.version,
+            &entry.document,
+            &self.ttls,
+        )?;
+        let mut conn = self.conn.clone();
+        let reply = scripts::invoke(&mut conn, scripts::store_script(), &cmd).await?;
+        Ok(match scripts::parse_outcome("STORE", &reply)? {
+            ApplyOutcome::Applied => StoreOutcome::Stored,
+            ApplyOutcome::Stale => StoreOutcome::Refused,
+        })
+    }
+
+    /// Read through the cache. On a miss, `loader` returns the entity's current
+    /// `(document, version)` from the system of record, or `None` if it does not exist
+    /// (nothing is cached then). The loaded entry is stored only if its version is at
+    /// least the guard. Redis errors are returned, not hidden: callers that prefer to serve
+    /// from the database while Redis is down can call their loader on `Err`.
+    pub async fn get_or_load<F, Fut, E>(
+        &self,
+        entity_type: &str,
+        entity_id: &str,
+        loader: F,
+    ) -> Result<Option<Lookup>, LoadError<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<Entry>, E>>,
+    {
+        if let Some(entry) = self.get(entity_type, entity_id).await? {
+            return Ok(Some(Lookup {
+                entry,
+                origin: Origin::Hit,
+            }));
+        }
+        let Some(entry) = loader().await.map_err(LoadError::Loader)? else {
+            return Ok(None);
+        };
+        let origin = match self.store(entity_type, entity_id, &entry).await? {
+            StoreOutcome::Stored => Origin::Stored,
+            StoreOutcome::Refused => Origin::Refused,
+        };
+        Ok(Some(Lookup { entry, origin }))
+    }
+
+    /// Apply one change event the way the invalidator does (one round trip). Useful for an
+    /// application that wants its own write visible in the cache immediately; the
+    /// invalidator applying the same event later finds it stale.
+    pub async fn apply(&self, event: &ChangeEvent, mode: Mode) -> Result<ApplyOutcome, CacheError> {
+        let cmd = scripts::apply_cmd(&self.layout, event, mode, &self.ttls, None)?;
+        let mut conn = self.conn.clone();
+        let reply: Value = scripts::invoke(&mut conn, scripts::apply_script(), &cmd).await?;
+        scripts::parse_outcome("APPLY", &reply)
+    }
+}

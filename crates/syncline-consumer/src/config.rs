@@ -1,0 +1,423 @@
+//! The runtime's settings: defaults, (de)serialization and validation.
+//!
+//! Every setting has a default here; `cli::load` layers the TOML file's `[consumer]` table
+//! and then env vars / flags over it and calls [`RuntimeConfig::validate`], so a bad value
+//! is reported once, at start, naming the setting.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Settings that, if overridden through the `kafka` map, would break the commit protocol.
+const PROTECTED_KAFKA_KEYS: &[&str] = &[
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "group.id",
+    "bootstrap.servers",
+];
+
+/// A setting with a bad value. Displays as
+/// "invalid setting `batch_max_events`: must be at least 1".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid setting `{setting}`: {reason}")]
+pub struct ConfigError {
+    /// The setting's name as written in the `[consumer]` table (or the flag / file it came
+    /// from when the problem is not one setting).
+    pub setting: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl ConfigError {
+    /// A new error for `setting`.
+    pub fn new(setting: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError {
+            setting: setting.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("expected `text` or `json`, got `{other}`")),
+        }
+    }
+}
+
+/// Everything the runtime needs to know. Deserialized from the `[consumer]` table of the
+/// TOML file (unknown keys are rejected); durations are humantime strings (`"50ms"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Kafka bootstrap servers, comma separated (`bootstrap.servers`).
+    pub brokers: String,
+    /// The change-event topic to consume.
+    pub topic: String,
+    /// Consumer group id. Each sink binary supplies its own default
+    /// (`syncline-es-indexer`, `syncline-redis-invalidator`).
+    pub group_id: String,
+    /// Dead-letter topic; `None` means `<topic>.dlq` (see [`RuntimeConfig::dlq_topic`]).
+    pub dlq_topic: Option<String>,
+    /// A batch is handed to the sink when it holds this many records...
+    pub batch_max_events: usize,
+    /// ...or this many payload bytes...
+    pub batch_max_bytes: usize,
+    /// ...or when its first record has waited this long.
+    #[serde(with = "humantime_serde")]
+    pub batch_linger: Duration,
+    /// Batches being applied (or retried) at the same time; further fetching waits.
+    pub max_in_flight_batches: usize,
+    /// First retry delay; doubles per attempt (full jitter).
+    #[serde(with = "humantime_serde")]
+    pub retry_initial_backoff: Duration,
+    /// Upper bound of the retry delay.
+    #[serde(with = "humantime_serde")]
+    pub retry_max_backoff: Duration,
+    /// Give up after this many attempts and dead-letter the event (class
+    /// `retries_exhausted`); `None` retries forever.
+    pub retry_max_attempts: Option<u32>,
+    /// Events per second handed to the sink; `None` is unlimited.
+    pub events_per_second: Option<u32>,
+    /// `Sink::apply` calls per second; `None` is unlimited.
+    pub requests_per_second: Option<u32>,
+    /// On shutdown, how long in-flight batches may take before they are abandoned
+    /// (uncommitted, so redelivered to the next owner).
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// How often completed offsets are committed besides after each batch.
+    #[serde(with = "humantime_serde")]
+    pub commit_interval: Duration,
+    /// Address of `/metrics`, `/healthz`, `/readyz`; `None` (`"off"` in files and flags)
+    /// disables the server. Port 0 picks a free port.
+    #[serde(with = "metrics_addr_serde")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// `/readyz` fails while some batch has been retrying for longer than this.
+    #[serde(with = "humantime_serde")]
+    pub unready_after_retrying: Duration,
+    /// Largest accepted document in bytes; larger ones are dead-lettered.
+    pub max_document_bytes: usize,
+    /// Extra librdkafka properties for the consumer and the DLQ producer, applied last
+    /// (e.g. `security.protocol`, `sasl.*`, `session.timeout.ms`).
+    pub kafka: BTreeMap<String, String>,
+    /// Log format of `cli::init_tracing`.
+    pub log_format: LogFormat,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            brokers: "127.0.0.1:9092".into(),
+            topic: "changes".into(),
+            group_id: String::new(),
+            dlq_topic: None,
+            batch_max_events: 1000,
+            batch_max_bytes: 5 * 1024 * 1024,
+            batch_linger: Duration::from_millis(50),
+            max_in_flight_batches: 4,
+            retry_initial_backoff: Duration::from_millis(100),
+            retry_max_backoff: Duration::from_secs(30),
+            retry_max_attempts: None,
+            events_per_second: None,
+            requests_per_second: None,
+            shutdown_timeout: Duration::from_secs(30),
+            commit_interval: Duration::from_secs(1),
+            metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+            unready_after_retrying: Duration::from_secs(60),
+            max_document_bytes: 1024 * 1024,
+            kafka: BTreeMap::new(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// The dead-letter topic: the configured one or `<topic>.dlq`.
+    pub fn dlq_topic(&self) -> String {
+        match &self.dlq_topic {
+            Some(t) => t.clone(),
+            None => format!("{}.dlq", self.topic),
+        }
+    }
+
+    /// Check every setting; the first bad one is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |s: &str, r: &str| Err(ConfigError::new(s, r));
+        if self.brokers.trim().is_empty() {
+            return err("brokers", "must name at least one broker (host:port)");
+        }
+        check_topic("topic", &self.topic)?;
+        if self.group_id.trim().is_empty() {
+            return err("group_id", "must not be empty");
+        }
+        if let Some(dlq) = &self.dlq_topic {
+            check_topic("dlq_topic", dlq)?;
+        }
+        if self.dlq_topic() == self.topic {
+            return err("dlq_topic", "must differ from `topic`");
+        }
+        if self.batch_max_events < 1 {
+            return err("batch_max_events", "must be at least 1");
+        }
+        if self.batch_max_bytes < 1 {
+            return err("batch_max_bytes", "must be at least 1");
+        }
+        if self.max_in_flight_batches < 1 {
+            return err("max_in_flight_batches", "must be at least 1");
+        }
+        if self.retry_initial_backoff.is_zero() {
+            return err("retry_initial_backoff", "must be greater than 0");
+        }
+        if self.retry_max_backoff < self.retry_initial_backoff {
+            return err(
+                "retry_max_backoff",
+                "must be at least `retry_initial_backoff`",
+            );
+        }
+        if self.retry_max_attempts == Some(0) {
+            return err(
+                "retry_max_attempts",
+                "must be at least 1 (leave it unset to retry forever)",
+            );
+        }
+        if self.events_per_second == Some(0) {
+            return err(
+                "events_per_second",
+                "must be at least 1 (leave it unset for no limit)",
+            );
+        }
+        if self.requests_per_second == Some(0) {
+            return err(
+                "requests_per_second",
+                "must be at least 1 (leave it unset for no limit)",
+            );
+        }
+        if self.commit_interval.is_zero() {
+            return err("commit_interval", "must be greater than 0");
+        }
+        if self.max_document_bytes < 1 {
+            return err("max_document_bytes", "must be at least 1");
+        }
+        for key in self.kafka.keys() {
+            if PROTECTED_KAFKA_KEYS.contains(&key.as_str()) {
+                return Err(ConfigError::new(
+                    format!("kafka.{key}"),
+                    "is managed by the runtime (use `brokers` / `group_id`; offsets are \
+                     committed only after the sink has the change)",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Kafka's own topic-name rules: 1..=249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+fn check_topic(setting: &str, name: &str) -> Result<(), ConfigError> {
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if name.is_empty() || name.len() > 249 || !ok_chars || name == "." || name == ".." {
+        return Err(ConfigError::new(
+            setting,
+            format!("`{name}` is not a valid Kafka topic name (1..=249 of [a-zA-Z0-9._-])"),
+        ));
+    }
+    Ok(())
+}
+
+/// Parse a metrics address: `host:port`, or `off`/`none`/empty for no server.
+pub fn parse_metrics_addr(s: &str) -> Result<Option<SocketAddr>, String> {
+    let t = s.trim();
+    if t.is_empty() || t.eq_ignore_ascii_case("off") || t.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    t.parse::<SocketAddr>()
+        .map(Some)
+        .map_err(|e| format!("`{t}` is not `ip:port` or `off`: {e}"))
+}
+
+mod metrics_addr_serde {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(a) => s.serialize_str(&a.to_string()),
+            None => s.serialize_str("off"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        let s = String::deserialize(d)?;
+        super::parse_metrics_addr(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> RuntimeConfig {
+        RuntimeConfig {
+            group_id: "g".into(),
+            ..RuntimeConfig::default()
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid_once_a_group_is_set() {
+        assert_eq!(valid().validate(), Ok(()));
+        let e = RuntimeConfig::default().validate().unwrap_err();
+        assert_eq!(e.setting, "group_id");
+    }
+
+    #[test]
+    fn message_names_the_setting() {
+        let c = RuntimeConfig {
+            batch_max_events: 0,
+            ..valid()
+        };
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "invalid setting `batch_max_events`: must be at least 1"
+        );
+    }
+
+    #[test]
+    fn each_bad_value_is_reported_by_name() {
+        let cases: Vec<(RuntimeConfig, &str)> = vec![
+            (
+                RuntimeConfig {
+                    brokers: " ".into(),
+                    ..valid()
+                },
+                "brokers",
+            ),
+            (
+                RuntimeConfig {
+                    topic: "a b".into(),
+                    ..valid()
+                },
+                "topic",
+            ),
+            (
+                RuntimeConfig {
+                    dlq_topic: Some("changes".into()),
+                    ..valid()
+                },
+                "dlq_topic",
+            ),
+            (
+                RuntimeConfig {
+                    batch_max_bytes: 0,
+                    ..valid()
+                },
+                "batch_max_bytes",
+            ),
+            (
+                RuntimeConfig {
+                    max_in_flight_batches: 0,
+                    ..valid()
+                },
+                "max_in_flight_batches",
+            ),
+            (
+                RuntimeConfig {
+                    retry_initial_backoff: Duration::ZERO,
+                    ..valid()
+                },
+                "retry_initial_backoff",
+            ),
+            (
+                RuntimeConfig {
+                    retry_max_backoff: Duration::from_millis(1),
+                    ..valid()
+                },
+                "retry_max_backoff",
+            ),
+            (
+                RuntimeConfig {
+                    retry_max_attempts: Some(0),
+                    ..valid()
+                },
+                "retry_max_attempts",
+            ),
+            (
+                RuntimeConfig {
+                    events_per_second: Some(0),
+                    ..valid()
+                },
+                "events_per_second",
+            ),
+            (
+                RuntimeConfig {
+                    requests_per_second: Some(0),
+                    ..valid()
+                },
+                "requests_per_second",
+            ),
+            (
+                RuntimeConfig {
+                    max_document_bytes: 0,
+                    ..valid()
+                },
+                "max_document_bytes",
+            ),
+            (
+                RuntimeConfig {
+                    commit_interval: Duration::ZERO,
+                    ..valid()
+                },
+                "commit_interval",
+            ),
+            (
+                RuntimeConfig {
+                    kafka: [("enable.auto.commit".to_owned(), "true".to_owned())].into(),
+                    ..valid()
+                },
+                "kafka.enable.auto.commit",
+            ),
+        ];
+        for (c, name) in cases {
+            assert_eq!(c.validate().unwrap_err().setting, name);
+        }
+    }
+
+    #[test]
+    fn dlq_topic_defaults_to_topic_dot_dlq() {
+        assert_eq!(valid().dlq_topic(), "changes.dlq");
+    }
+
+    #[test]
+    fn toml_round_trip_and_unknown_keys() {
+        let c: RuntimeConfig = toml::from_str(
+            "batch_linger = \"10ms\"\nmetrics_addr = \"off\"\n[kafka]\n\"session.timeout.ms\" = \"6000\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.batch_linger, Duration::from_millis(10));
+        assert_eq!(c.metrics_addr, None);
+        assert_eq!(c.kafka["session.timeout.ms"], "6000");
+        let back: RuntimeConfig = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+        let e = toml::from_str::<RuntimeConfig>("batch_max_evnts = 3").unwrap_err();
+        assert!(e.to_string().contains("batch_max_evnts"), "{e}");
+    }
+}

@@ -1,0 +1,81 @@
+//! Syncline's shared consumer runtime. A sink only says how to apply a batch of change
+//! events; the runtime owns consuming, batching, coalescing, offset commits, retries,
+//! dead-lettering, rate limits, rebalances, shutdown and the operational endpoints.
+//!
+//! # API in one page
+//!
+//! * [`sink::Sink`] / [`sink::Outcome`]: implement `apply(&[ChangeEvent]) -> Vec<Outcome>`,
+//!   one outcome per event, in order. Before `apply`, the runtime coalesces each batch to
+//!   one event per key (`entity_type:entity_id`, highest version; equal-version duplicates
+//!   dropped; their offsets still count as done once the surviving event is done). Only
+//!   events whose outcome was [`Outcome::Retry`] are handed to `apply` again (with
+//!   backoff). One `apply` call is one "request" for `requests_per_second`.
+//! * [`config::RuntimeConfig`]: every setting with its default (`Default`), serde
+//!   (`[consumer]` table, unknown keys rejected), [`config::RuntimeConfig::validate`]
+//!   returning [`config::ConfigError`] ("invalid setting `batch_max_events`: must be at
+//!   least 1").
+//! * [`cli`]: [`cli::RuntimeArgs`] (clap `Args` to `#[command(flatten)]` into a binary's
+//!   parser; every flag also reads a `SYNCLINE_*` env var), [`cli::load`] /
+//!   [`cli::load_with_defaults`] (defaults < TOML file < env < flags, validated, plus the
+//!   sink's own TOML table deserialized), [`cli::init_tracing`].
+//! * [`metrics::Metrics`]: the registry behind `/metrics`; sinks add their own
+//!   [`metrics::Counter`]s / [`metrics::Gauge`]s with [`metrics::Metrics::counter`].
+//! * [`runtime::run`] / [`runtime::run_with_metrics`]: run until the
+//!   [`CancellationToken`](tokio_util::sync::CancellationToken) is cancelled, then return
+//!   `Ok(())` after a clean shutdown. [`shutdown::signal_token`] cancels on SIGINT/SIGTERM.
+//!
+//! A sink binary, in full:
+//!
+//! ```no_run
+//! # use syncline_consumer::{cli, config::RuntimeConfig, metrics::Metrics, runtime, shutdown, Outcome, Sink};
+//! # use syncline_event::ChangeEvent;
+//! # struct MySink; impl MySink { fn new(_: MySettings, _: Metrics) -> Self { MySink } }
+//! # impl Sink for MySink {
+//! #   fn name(&self) -> &'static str { "mine" }
+//! #   async fn apply(&self, b: &[ChangeEvent]) -> Vec<Outcome> { vec![Outcome::Applied; b.len()] }
+//! # }
+//! #[derive(serde::Deserialize, Default)]
+//! #[serde(default, deny_unknown_fields)]
+//! struct MySettings { url: Option<String> }
+//!
+//! #[derive(clap::Parser)]
+//! struct Args {
+//!     #[command(flatten)]
+//!     runtime: cli::RuntimeArgs,
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> anyhow::Result<()> {
+//!     let args = <Args as clap::Parser>::parse();
+//!     let defaults = RuntimeConfig { group_id: "syncline-mine".into(), ..Default::default() };
+//!     let (config, settings): (RuntimeConfig, MySettings) =
+//!         cli::load_with_defaults(&args.runtime, "mine", defaults)?;
+//!     cli::init_tracing(config.log_format);
+//!     let metrics = Metrics::new();
+//!     let sink = MySink::new(settings, metrics.clone());
+//!     runtime::run_with_metrics(config, sink, metrics, shutdown::signal_token()).await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! The guarantees (commit protocol, error classes, DLQ headers, rebalance, shutdown) are
+//! described in this crate's README.md.
+
+pub mod batch;
+pub mod cli;
+pub mod config;
+pub mod dlq;
+pub mod http;
+pub mod metrics;
+pub mod offsets;
+mod rate;
+mod rebalance;
+pub mod retry;
+pub mod runtime;
+pub mod shutdown;
+pub mod sink;
+
+pub use config::{ConfigError, LogFormat, RuntimeConfig};
+pub use metrics::Metrics;
+pub use runtime::{run, run_with_metrics, RuntimeError};
+pub use sink::{Outcome, Sink};

@@ -1,0 +1,65 @@
+//! The operational endpoints over a real TCP connection.
+
+use std::time::Duration;
+
+use syncline_consumer::http;
+use syncline_consumer::Metrics;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.expect("read");
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
+    let body = buf.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+#[tokio::test]
+async fn metrics_healthz_and_readyz() {
+    let metrics = Metrics::new();
+    let sink_counter = metrics.counter("syncline_test_requests_total", "Requests a sink made.");
+    sink_counter.add(3);
+    let stop = CancellationToken::new();
+    let (addr, task) = http::serve(
+        "127.0.0.1:0".parse().expect("addr"),
+        metrics.clone(),
+        Duration::from_secs(60),
+        stop.clone(),
+    )
+    .await
+    .expect("bind");
+
+    let (status, body) = get(addr, "/healthz").await;
+    assert_eq!(status, 200, "{body}");
+
+    // No partitions assigned yet.
+    let (status, body) = get(addr, "/readyz").await;
+    assert_eq!(status, 503);
+    assert!(body.contains("no partitions assigned"), "{body}");
+
+    let (status, body) = get(addr, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("# TYPE syncline_consumer_records_consumed_total counter"),
+        "{body}"
+    );
+    assert!(body.contains("syncline_test_requests_total 3"), "{body}");
+
+    let (status, _) = get(addr, "/nope").await;
+    assert_eq!(status, 404);
+
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("server stops")
+        .expect("task");
+}

@@ -1,0 +1,92 @@
+//! Consumer lag from the broker's own records.
+//!
+//! Committed offsets are what a group has durably finished, so they, not anything a
+//! consumer instance says about itself, decide whether a sink has caught up.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// One partition's position for one group.
+struct Row {
+    partition: usize,
+    end: i64,
+    committed: Option<i64>,
+}
+
+impl Row {
+    fn lag(&self) -> i64 {
+        self.end - self.committed.unwrap_or(0).min(self.end)
+    }
+}
+
+async fn positions(brokers: &str, topic: &str, group: &str) -> anyhow::Result<Vec<Row>> {
+    let ends = syncline_kafka::end_offsets(brokers, topic)
+        .await
+        .with_context(|| format!("cannot read the end offsets of {topic}"))?;
+    if ends.is_empty() {
+        bail!("topic {topic} has no partitions (does it exist on {brokers}?)");
+    }
+    let committed = syncline_kafka::committed_offsets(brokers, group, topic)
+        .await
+        .with_context(|| format!("cannot read the committed offsets of group {group}"))?;
+    Ok(ends
+        .into_iter()
+        .zip(committed)
+        .enumerate()
+        .map(|(partition, (end, committed))| Row {
+            partition,
+            end,
+            committed,
+        })
+        .collect())
+}
+
+fn print(group: &str, rows: &[Row]) {
+    println!("group {group}");
+    println!("  partition        end  committed        lag");
+    for r in rows {
+        let committed = r.committed.map_or("-".to_owned(), |c| c.to_string());
+        println!(
+            "  {:>9} {:>10} {:>10} {:>10}",
+            r.partition,
+            r.end,
+            committed,
+            r.lag()
+        );
+    }
+    println!("  total lag {}", rows.iter().map(Row::lag).sum::<i64>());
+}
+
+/// Print the lag of each group; with `wait`, poll until all are zero or `timeout` passes.
+pub async fn run(
+    brokers: &str,
+    topic: &str,
+    groups: &[String],
+    wait: bool,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let mut total = 0;
+        let mut last = Vec::new();
+        for g in groups {
+            let rows = positions(brokers, topic, g).await?;
+            total += rows.iter().map(Row::lag).sum::<i64>();
+            last.push((g.clone(), rows));
+        }
+        if !wait || total == 0 {
+            for (g, rows) in &last {
+                print(g, rows);
+            }
+            return Ok(());
+        }
+        if started.elapsed() > timeout {
+            for (g, rows) in &last {
+                print(g, rows);
+            }
+            bail!("consumers still lag by {total} records after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -1,0 +1,497 @@
+//! Indexer benchmark harness (not a timed test): prints markdown tables.
+//!
+//! Scenarios (both by default; pick with `BENCH_SCENARIOS=drain` or `steady`):
+//!
+//! * **drain**: pre-fill a 6-partition topic with `BENCH_EVENTS` (1,000,000) events over
+//!   `BENCH_KEYS` (100,000) keys, `BENCH_DOC_BYTES` (1024) byte documents,
+//!   `BENCH_DELETE_RATIO` (0.1) deletes; start the indexer (release) and time until its
+//!   committed offsets reach the end of the topic.
+//! * **steady**: `BENCH_RATE` (5,000) events/s for `BENCH_SECONDS` (60) s against a
+//!   running indexer; end-to-end latency from publish to bulk acknowledgement.
+//!
+//! Latency method: every 25th event is tracked. Its publish time is taken just before it
+//! is handed to the producer; a tracker asks Elasticsearch every 5 ms with a realtime
+//! `_mget` (which sees a document as soon as its bulk item is acknowledged) whether the
+//! tracked ids have reached their versions. Resolution is therefore about 5 ms plus one
+//! `_mget` round trip.
+//!
+//! Extra librdkafka properties for the indexer: `BENCH_KAFKA=key=value,...`; extra indexer
+//! flags: `BENCH_INDEXER_ARGS` (space separated).
+//!
+//! Elasticsearch: `ES_URL` if set, else the dev server as a separate release process
+//! (`ES_DEVSERVER_BIN`, else `target/release/es-devserver`, built with cargo if missing).
+//! Kafka: `KAFKA_BROKERS` (default 127.0.0.1:9092).
+//!
+//! Quick run: `BENCH_EVENTS=100000 BENCH_KEYS=10000 BENCH_SECONDS=10 cargo bench -p
+//! syncline-es-indexer --bench drain`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use rand::{Rng, SeedableRng};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::ClientConfig;
+use serde_json::{json, Value};
+use syncline_event::{ChangeEvent, Limits, Op};
+use syncline_testkit::{
+    committed_offsets, create_topic, end_offsets, publish_raw, unique_name, ChildGuard,
+    ProcessStats, Table,
+};
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The dev server as its own process (so its CPU is not counted as the indexer's).
+fn start_devserver() -> anyhow::Result<(String, Option<ChildGuard>)> {
+    if let Ok(url) = std::env::var("ES_URL") {
+        if !url.is_empty() {
+            return Ok((url, None));
+        }
+    }
+    let bin = match std::env::var("ES_DEVSERVER_BIN") {
+        Ok(p) => PathBuf::from(p),
+        Err(_) => {
+            // target/release/deps/drain-<hash> -> target/release/es-devserver
+            let exe = std::env::current_exe()?;
+            let dir = exe
+                .parent()
+                .and_then(|d| d.parent())
+                .context("cannot locate the target directory")?
+                .to_owned();
+            let bin = dir.join("es-devserver");
+            if !bin.exists() {
+                eprintln!("building es-devserver (release) ...");
+                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+                let ok = Command::new(cargo)
+                    .args([
+                        "build",
+                        "--release",
+                        "-p",
+                        "es-devserver",
+                        "--bin",
+                        "es-devserver",
+                    ])
+                    .status()?
+                    .success();
+                if !ok {
+                    bail!("cargo build of es-devserver failed");
+                }
+            }
+            bin
+        }
+    };
+    let port = free_port()?;
+    let child = ChildGuard::spawn(
+        Command::new(&bin)
+            .args(["--bind", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null()),
+    )
+    .with_context(|| format!("start {}", bin.display()))?;
+    Ok((format!("http://127.0.0.1:{port}"), Some(child)))
+}
+
+/// librdkafka properties for the indexer: the test timeouts Tansu needs, plus
+/// `BENCH_KAFKA` (`key=value,...`) for experiments such as `fetch.wait.max.ms=10`.
+fn kafka_props() -> String {
+    let mut props = "session.timeout.ms=6000,max.poll.interval.ms=10000".to_owned();
+    if let Ok(extra) = std::env::var("BENCH_KAFKA") {
+        if !extra.is_empty() {
+            props.push(',');
+            props.push_str(&extra);
+        }
+    }
+    props
+}
+
+struct Indexer {
+    child: ChildGuard,
+    metrics_port: u16,
+}
+
+fn start_indexer(
+    brokers: &str,
+    topic: &str,
+    group: &str,
+    es_url: &str,
+    prefix: &str,
+) -> anyhow::Result<Indexer> {
+    let metrics_port = free_port()?;
+    let child = ChildGuard::spawn(
+        Command::new(env!("CARGO_BIN_EXE_syncline-es-indexer"))
+            .args([
+                "--brokers",
+                brokers,
+                "--topic",
+                topic,
+                "--group",
+                group,
+                "--metrics-addr",
+                &format!("127.0.0.1:{metrics_port}"),
+                "--es-url",
+                es_url,
+                "--es-index-prefix",
+                prefix,
+            ])
+            .args(
+                std::env::var("BENCH_INDEXER_ARGS")
+                    .unwrap_or_default()
+                    .split_whitespace(),
+            )
+            .env(
+                "SYNCLINE_KAFKA",
+                "session.timeout.ms=6000,max.poll.interval.ms=10000",
+            )
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null()),
+    )?;
+    Ok(Indexer {
+        child,
+        metrics_port,
+    })
+}
+
+async fn scrape(http: &reqwest::Client, port: u16) -> HashMap<String, f64> {
+    let text = match http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+    {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    let mut out = HashMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let base = name.split('{').next().unwrap_or(name).to_owned();
+        if let Ok(v) = value.parse::<f64>() {
+            *out.entry(base).or_insert(0.0) += v;
+        }
+    }
+    out
+}
+
+fn document(rng: &mut rand::rngs::StdRng, id: &str, version: i64, bytes: usize) -> String {
+    let head = json!({"id": id, "version": version, "price": rng.random_range(1..100_000), "name": format!("product {id}")})
+        .to_string();
+    let pad = bytes.saturating_sub(head.len() + 10);
+    let filler: String = (0..pad)
+        .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
+        .collect();
+    format!("{},\"pad\":\"{filler}\"}}", &head[..head.len() - 1])
+}
+
+async fn drain(brokers: &str, es_url: &str, http: &reqwest::Client) -> anyhow::Result<Table> {
+    let events: usize = env_or("BENCH_EVENTS", 1_000_000);
+    let keys: usize = env_or("BENCH_KEYS", 100_000);
+    let doc_bytes: usize = env_or("BENCH_DOC_BYTES", 1024);
+    let delete_ratio: f64 = env_or("BENCH_DELETE_RATIO", 0.1);
+    let name = unique_name("bench-drain");
+    let topic = format!("{name}-events");
+    create_topic(brokers, &topic, 6).await?;
+    create_topic(brokers, &format!("{topic}.dlq"), 1).await?;
+
+    eprintln!("pre-filling {topic} with {events} events over {keys} keys ...");
+    let started = Instant::now();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let mut versions = vec![0i64; keys];
+    let limits = Limits::default();
+    let mut chunk = Vec::with_capacity(50_000);
+    for i in 0..events {
+        let k = rng.random_range(0..keys);
+        versions[k] += 1;
+        let id = format!("k{k:07}");
+        let e = if rng.random::<f64>() < delete_ratio {
+            ChangeEvent::new("product", &id, Op::Delete, versions[k], "bench", None)
+        } else {
+            let doc = document(&mut rng, &id, versions[k], doc_bytes);
+            ChangeEvent::new("product", &id, Op::Upsert, versions[k], "bench", Some(doc))
+        };
+        chunk.push((e.key().into_bytes(), syncline_event::encode(&e, &limits)?));
+        if chunk.len() == 50_000 || i + 1 == events {
+            publish_raw(brokers, &topic, std::mem::take(&mut chunk)).await?;
+        }
+    }
+    let end: i64 = end_offsets(brokers, &topic).await?.iter().sum();
+    eprintln!(
+        "pre-filled {end} records in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let group = format!("{name}-group");
+    let mut indexer = start_indexer(brokers, &topic, &group, es_url, &format!("{name}-"))?;
+    let pid = indexer.child.id();
+    let spawned = Instant::now();
+    let mut first_progress: Option<Instant> = None;
+    let mut stats = ProcessStats::of_pid(pid)?;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if let Ok(s) = ProcessStats::of_pid(pid) {
+            stats = s;
+        }
+        let committed: i64 = committed_offsets(brokers, &group, &topic)
+            .await?
+            .iter()
+            .map(|c| c.unwrap_or(0))
+            .sum();
+        if committed > 0 && first_progress.is_none() {
+            first_progress = Some(Instant::now());
+        }
+        if committed >= end {
+            break;
+        }
+        if spawned.elapsed() > Duration::from_secs(3600) {
+            bail!("indexer did not drain within an hour ({committed}/{end})");
+        }
+    }
+    let total = spawned.elapsed();
+    let since_first = first_progress.map_or(total, |t| t.elapsed());
+    let m = scrape(http, indexer.metrics_port).await;
+    let _ = indexer.child.terminate();
+    let get = |k: &str| m.get(k).copied().unwrap_or(0.0);
+    let written = get("syncline_es_bulk_items_created_total")
+        + get("syncline_es_bulk_items_updated_total")
+        + get("syncline_es_bulk_items_deleted_total")
+        + get("syncline_es_bulk_items_not_found_total");
+    let mut t = Table::new(&[
+        "events",
+        "wall s (from spawn)",
+        "events/s (from spawn)",
+        "events/s (from first commit)",
+        "indexer CPU s",
+        "indexer peak RSS MiB",
+        "bulk requests",
+        "documents written",
+        "stale (409)",
+        "coalesced away",
+    ]);
+    t.row(&[
+        end.to_string(),
+        format!("{:.1}", total.as_secs_f64()),
+        format!("{:.0}", end as f64 / total.as_secs_f64()),
+        format!("{:.0}", end as f64 / since_first.as_secs_f64()),
+        format!("{:.1}", stats.cpu_seconds),
+        format!("{:.1}", stats.peak_rss_mib()),
+        format!("{:.0}", get("syncline_es_bulk_requests_total")),
+        format!("{written:.0}"),
+        format!("{:.0}", get("syncline_es_bulk_items_conflict_total")),
+        format!("{:.0}", get("syncline_consumer_coalesced_total")),
+    ]);
+    Ok(t)
+}
+
+async fn steady(brokers: &str, es_url: &str, http: &reqwest::Client) -> anyhow::Result<Table> {
+    let rate: usize = env_or("BENCH_RATE", 5_000);
+    let seconds: u64 = env_or("BENCH_SECONDS", 60);
+    let keys: usize = env_or("BENCH_STEADY_KEYS", 20_000);
+    let doc_bytes: usize = env_or("BENCH_DOC_BYTES", 1024);
+    let name = unique_name("bench-steady");
+    let topic = format!("{name}-events");
+    let prefix = format!("{name}-");
+    create_topic(brokers, &topic, 6).await?;
+    create_topic(brokers, &format!("{topic}.dlq"), 1).await?;
+    let mut indexer = start_indexer(brokers, &topic, &format!("{name}-group"), es_url, &prefix)?;
+    // Wait for the group to form before the clock starts.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while scrape(http, indexer.metrics_port)
+        .await
+        .get("syncline_consumer_assigned_partitions")
+        .copied()
+        .unwrap_or(0.0)
+        < 6.0
+    {
+        if Instant::now() > deadline {
+            bail!("indexer never got its partitions");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "2")
+        .set("acks", "all")
+        .create()?;
+    let pending: Arc<parking_lot::Mutex<Vec<(String, i64, Instant)>>> = Arc::default();
+    let latencies: Arc<parking_lot::Mutex<Vec<Duration>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let alias = format!("{prefix}product");
+    let tracker = {
+        let (pending, latencies, stop, http) = (
+            pending.clone(),
+            latencies.clone(),
+            stop.clone(),
+            http.clone(),
+        );
+        let url = format!("{es_url}/{alias}/_mget");
+        tokio::spawn(async move {
+            loop {
+                let ids: Vec<String> = pending.lock().iter().map(|p| p.0.clone()).collect();
+                if ids.is_empty() {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+                let got: Value = match http.post(&url).json(&json!({"ids": ids})).send().await {
+                    Ok(r) => r.json().await.unwrap_or(Value::Null),
+                    Err(_) => Value::Null,
+                };
+                let now = Instant::now();
+                let seen: HashMap<String, i64> = got["docs"]
+                    .as_array()
+                    .map(|docs| {
+                        docs.iter()
+                            .filter_map(|d| {
+                                Some((d["_id"].as_str()?.to_owned(), d["_version"].as_i64()?))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                {
+                    let mut p = pending.lock();
+                    let mut l = latencies.lock();
+                    p.retain(|(id, v, t)| match seen.get(id) {
+                        Some(have) if have >= v => {
+                            l.push(now - *t);
+                            false
+                        }
+                        _ => true,
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+    let limits = Limits::default();
+    let per_tick = (rate / 100).max(1);
+    let mut version = 0i64;
+    let mut sent = 0usize;
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut deliveries = Vec::new();
+    while started.elapsed() < Duration::from_secs(seconds) {
+        tick.tick().await;
+        for _ in 0..per_tick {
+            version += 1;
+            let id = format!("k{:07}", rng.random_range(0..keys));
+            let doc = document(&mut rng, &id, version, doc_bytes);
+            let e = ChangeEvent::new("product", &id, Op::Upsert, version, "bench", Some(doc));
+            let payload = syncline_event::encode(&e, &limits)?;
+            let key = e.key();
+            if sent.is_multiple_of(25) {
+                pending.lock().push((id, version, Instant::now()));
+            }
+            sent += 1;
+            match producer.send_result(FutureRecord::to(&topic).key(&key).payload(&payload)) {
+                Ok(f) => deliveries.push(f),
+                Err((e, _)) => bail!("produce: {e}"),
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    for d in deliveries {
+        let _ = d.await;
+    }
+    producer.flush(Duration::from_secs(30))?;
+    let wait = Instant::now() + Duration::from_secs(120);
+    while !pending.lock().is_empty() && Instant::now() < wait {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let left = pending.lock().len();
+    pending.lock().clear();
+    let _ = tracker.await;
+    let stats = ProcessStats::of_pid(indexer.child.id())?;
+    let m = scrape(http, indexer.metrics_port).await;
+    let _ = indexer.child.terminate();
+
+    let mut l = latencies.lock().clone();
+    l.sort();
+    let pct = |q: f64| -> String {
+        if l.is_empty() {
+            return "-".into();
+        }
+        let i = ((l.len() as f64 * q).ceil() as usize).clamp(1, l.len()) - 1;
+        format!("{:.0}", l[i].as_secs_f64() * 1000.0)
+    };
+    let mut t = Table::new(&[
+        "target events/s",
+        "achieved events/s",
+        "seconds",
+        "tracked events",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "never seen",
+        "indexer CPU s",
+        "indexer peak RSS MiB",
+        "bulk requests",
+    ]);
+    t.row(&[
+        rate.to_string(),
+        format!("{:.0}", sent as f64 / elapsed.as_secs_f64()),
+        format!("{:.0}", elapsed.as_secs_f64()),
+        l.len().to_string(),
+        pct(0.5),
+        pct(0.99),
+        pct(1.0),
+        left.to_string(),
+        format!("{:.1}", stats.cpu_seconds),
+        format!("{:.1}", stats.peak_rss_mib()),
+        format!(
+            "{:.0}",
+            m.get("syncline_es_bulk_requests_total")
+                .copied()
+                .unwrap_or(0.0)
+        ),
+    ]);
+    Ok(t)
+}
+
+fn main() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let brokers = syncline_testkit::kafka_brokers();
+        let (es_url, _devserver) = start_devserver()?;
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while http.get(&es_url).send().await.is_err() {
+            if Instant::now() > deadline {
+                bail!("Elasticsearch at {es_url} does not answer");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let scenarios = std::env::var("BENCH_SCENARIOS").unwrap_or_else(|_| "drain,steady".into());
+        if scenarios.contains("drain") {
+            let t = drain(&brokers, &es_url, &http).await?;
+            println!("\n### drain\n\n{t}");
+        }
+        if scenarios.contains("steady") {
+            let t = steady(&brokers, &es_url, &http).await?;
+            println!("\n### steady load\n\n{t}");
+        }
+        Ok(())
+    })
+}

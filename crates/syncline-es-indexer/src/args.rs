@@ -1,0 +1,113 @@
+//! Flags (each with a `SYNCLINE_ES_*` env var) for the `[elasticsearch]` settings. They
+//! override the TOML file; what is not given keeps the file's value or the default.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::{parse_byte_size, ConfigError, DeleteMode, EsConfig};
+
+/// The `[elasticsearch]` flags.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Elasticsearch")]
+pub struct EsArgs {
+    /// Elasticsearch URL, http or https (also read from ES_URL).
+    #[arg(long = "es-url", env = "SYNCLINE_ES_URL", value_name = "URL")]
+    pub url: Option<String>,
+    /// Prefix of every alias (`<prefix><entity_type>`).
+    #[arg(long = "es-index-prefix", env = "SYNCLINE_ES_INDEX_PREFIX")]
+    pub index_prefix: Option<String>,
+    /// Directory with `<entity_type>.json` index definitions.
+    #[arg(
+        long = "es-mappings-dir",
+        env = "SYNCLINE_ES_MAPPINGS_DIR",
+        value_name = "DIR"
+    )]
+    pub mappings_dir: Option<PathBuf>,
+    /// How DELETE events are applied: `tombstone` or `delete`.
+    #[arg(long = "es-delete-mode", env = "SYNCLINE_ES_DELETE_MODE", value_enum)]
+    pub delete_mode: Option<DeleteMode>,
+    /// Max actions per bulk request.
+    #[arg(long = "es-bulk-max-actions", env = "SYNCLINE_ES_BULK_MAX_ACTIONS")]
+    pub bulk_max_actions: Option<usize>,
+    /// Max bytes per bulk request (e.g. `5MiB`).
+    #[arg(long = "es-bulk-max-bytes", env = "SYNCLINE_ES_BULK_MAX_BYTES", value_parser = parse_byte_size)]
+    pub bulk_max_bytes: Option<usize>,
+    /// Timeout of one request (e.g. `30s`).
+    #[arg(long = "es-request-timeout", env = "SYNCLINE_ES_REQUEST_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub request_timeout: Option<Duration>,
+    /// Basic-auth user.
+    #[arg(long = "es-username", env = "SYNCLINE_ES_USERNAME")]
+    pub username: Option<String>,
+    /// Basic-auth password (prefer the env var over the flag).
+    #[arg(
+        long = "es-password",
+        env = "SYNCLINE_ES_PASSWORD",
+        hide_env_values = true
+    )]
+    pub password: Option<String>,
+    /// API key (`id:key` or the base64 encoded form; prefer the env var).
+    #[arg(
+        long = "es-api-key",
+        env = "SYNCLINE_ES_API_KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
+    /// PEM file of CA certificates to trust for https.
+    #[arg(long = "es-ca-file", env = "SYNCLINE_ES_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Create missing indexes and aliases (`true`/`false`).
+    #[arg(
+        long = "es-create-indexes",
+        env = "SYNCLINE_ES_CREATE_INDEXES",
+        value_name = "BOOL"
+    )]
+    pub create_indexes: Option<bool>,
+}
+
+impl EsArgs {
+    /// Layer these flags/env vars over `config` (from the file or defaults) and validate.
+    /// `ES_URL` counts when neither `--es-url` nor `SYNCLINE_ES_URL` is set.
+    pub fn apply(&self, mut config: EsConfig) -> Result<EsConfig, ConfigError> {
+        let es_url = std::env::var("ES_URL")
+            .ok()
+            .filter(|s| !s.trim().is_empty());
+        if let Some(url) = self.url.clone().or(es_url) {
+            config.url = url;
+        }
+        if let Some(v) = &self.index_prefix {
+            config.index_prefix = v.clone();
+        }
+        if let Some(v) = &self.mappings_dir {
+            config.mappings_dir = Some(v.clone());
+        }
+        if let Some(v) = self.delete_mode {
+            config.delete_mode = v;
+        }
+        if let Some(v) = self.bulk_max_actions {
+            config.bulk_max_actions = v;
+        }
+        if let Some(v) = self.bulk_max_bytes {
+            config.bulk_max_bytes = v;
+        }
+        if let Some(v) = self.request_timeout {
+            config.request_timeout = v;
+        }
+        if let Some(v) = &self.username {
+            config.username = Some(v.clone());
+        }
+        if let Some(v) = &self.password {
+            config.password = Some(v.clone());
+        }
+        if let Some(v) = &self.api_key {
+            config.api_key = Some(v.clone());
+        }
+        if let Some(v) = &self.ca_file {
+            config.ca_file = Some(v.clone());
+        }
+        if let Some(v) = self.create_indexes {
+            config.create_indexes = v;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}

@@ -1,0 +1,242 @@
+//! The codec's contract: every field combination round-trips, records written with an
+//! older schema decode under the current reader, and every kind of bad input is a typed
+//! error, never a panic.
+
+use std::collections::BTreeMap;
+
+use apache_avro::types::Value;
+use proptest::prelude::*;
+use syncline_event::codec::{CURRENT_SCHEMA_JSON, MAGIC};
+use syncline_event::{
+    decode, encode, ChangeEvent, DecodeError, Limits, Op, SchemaRegistry, ValidationError,
+};
+
+fn event(op: Op, doc: Option<&str>) -> ChangeEvent {
+    ChangeEvent::new("product", "p-1", op, 7, "catalog", doc.map(str::to_owned))
+}
+
+#[test]
+fn every_field_combination_round_trips() {
+    let docs = [
+        None,
+        Some(r#"{"a":1}"#),
+        Some(r#"{"nested":{"x":[1,2,{"y":"é"}]}}"#),
+    ];
+    let tag_sets: [&[&str]; 3] = [&[], &["search:lamps"], &["a", "b", "c"]];
+    let attr_sets: [&[(&str, &str)]; 2] = [&[], &[("tenant", "t1"), ("trace", "")]];
+    let mut n = 0;
+    for op in [Op::Upsert, Op::Delete] {
+        for doc in docs {
+            if (op == Op::Upsert) != doc.is_some() {
+                continue;
+            }
+            for tags in tag_sets {
+                for attrs in attr_sets {
+                    for (version, id) in [(0, "x"), (i64::MAX, "ü/ id with spaces")] {
+                        let mut e = event(op, doc);
+                        e.version = version;
+                        e.entity_id = id.to_owned();
+                        e.occurred_at = -5;
+                        e.invalidate = tags.iter().map(|s| s.to_string()).collect();
+                        e.attributes = attrs
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect::<BTreeMap<_, _>>();
+                        let bytes = encode(&e, &Limits::default()).unwrap();
+                        assert_eq!(decode(&bytes, &Limits::default()).unwrap(), e);
+                        n += 1;
+                    }
+                }
+            }
+        }
+    }
+    // Upsert with two documents, delete without one; each with every tag and attribute set.
+    assert_eq!(n, 3 * 3 * 2 * 2);
+}
+
+/// The released v1 schema without its last two fields stands in for "an older writer":
+/// the mechanism under test is resolution by fingerprint plus Avro's reader defaults,
+/// which is what every future release relies on.
+fn older_writer_schema() -> String {
+    let mut schema: serde_json::Value = serde_json::from_str(CURRENT_SCHEMA_JSON).unwrap();
+    let fields = schema["fields"].as_array_mut().unwrap();
+    fields.retain(|f| f["name"] != "invalidate" && f["name"] != "attributes");
+    schema.to_string()
+}
+
+#[test]
+fn a_record_written_with_an_older_schema_decodes_under_the_current_reader() {
+    let older = older_writer_schema();
+    let old_writer = SchemaRegistry::new(&older, &[]).unwrap();
+    let reader = SchemaRegistry::new(CURRENT_SCHEMA_JSON, &[&older]).unwrap();
+    assert_ne!(old_writer.reader_fingerprint(), reader.reader_fingerprint());
+
+    // Encode with the older schema by hand: its body simply has no invalidate/attributes.
+    let e = event(Op::Upsert, Some(r#"{"name":"lamp"}"#));
+    let schema = apache_avro::Schema::parse_str(&older).unwrap();
+    let body = apache_avro::to_avro_datum(
+        &schema,
+        Value::Record(vec![
+            ("event_id".into(), Value::String(e.event_id.clone())),
+            ("entity_type".into(), Value::String(e.entity_type.clone())),
+            ("entity_id".into(), Value::String(e.entity_id.clone())),
+            ("op".into(), Value::Enum(0, "UPSERT".into())),
+            ("version".into(), Value::Long(e.version)),
+            ("occurred_at".into(), Value::TimestampMicros(e.occurred_at)),
+            ("source".into(), Value::String(e.source.clone())),
+            (
+                "document".into(),
+                Value::Union(1, Box::new(Value::String(e.document.clone().unwrap()))),
+            ),
+        ]),
+    )
+    .unwrap();
+    let mut bytes = MAGIC.to_vec();
+    bytes.extend_from_slice(&old_writer.reader_fingerprint().to_le_bytes());
+    bytes.extend_from_slice(&body);
+
+    let back = reader.decode(&bytes, &Limits::default()).unwrap();
+    assert_eq!(
+        back, e,
+        "defaults fill the fields the old writer did not have"
+    );
+
+    // A reader that does not know the older schema says so, naming the fingerprint.
+    let err = SchemaRegistry::builtin()
+        .decode(&bytes, &Limits::default())
+        .unwrap_err();
+    assert_eq!(
+        err,
+        DecodeError::UnknownFingerprint(old_writer.reader_fingerprint())
+    );
+    assert_eq!(err.class(), "unknown_schema");
+    assert!(err
+        .to_string()
+        .contains(&format!("{:#018x}", old_writer.reader_fingerprint())));
+}
+
+#[test]
+fn every_bad_input_is_a_specific_error() {
+    let limits = Limits::default();
+    let good = encode(&event(Op::Upsert, Some(r#"{"a":1}"#)), &limits).unwrap();
+
+    assert_eq!(decode(&[], &limits), Err(DecodeError::TooShort(0)));
+    assert_eq!(
+        decode(&[0xC3, 0x01, 1], &limits),
+        Err(DecodeError::TooShort(3))
+    );
+    let mut bad_magic = good.clone();
+    bad_magic[0] = b'{';
+    assert_eq!(
+        decode(&bad_magic, &limits),
+        Err(DecodeError::BadMagic(b'{', 0x01))
+    );
+    let mut unknown = good.clone();
+    unknown[2..10].copy_from_slice(&0xdead_beef_u64.to_le_bytes());
+    assert_eq!(
+        decode(&unknown, &limits),
+        Err(DecodeError::UnknownFingerprint(0xdead_beef))
+    );
+    let truncated = &good[..good.len() - 3];
+    assert!(matches!(
+        decode(truncated, &limits),
+        Err(DecodeError::Malformed(_))
+    ));
+    let mut trailing = good.clone();
+    trailing.extend_from_slice(b"xyz");
+    assert_eq!(
+        decode(&trailing, &limits),
+        Err(DecodeError::TrailingBytes(3))
+    );
+
+    // Contract violations: the encoder refuses them, and each maps to the error class
+    // that a decoder reports (and the dead-letter headers carry) for a foreign record.
+    let cases: Vec<(ChangeEvent, &str)> = vec![
+        (
+            ChangeEvent::new("Bad Type", "x", Op::Delete, 1, "s", None),
+            "invalid_event",
+        ),
+        (
+            ChangeEvent::new("t", "", Op::Delete, 1, "s", None),
+            "invalid_event",
+        ),
+        (
+            ChangeEvent::new("t", "x".repeat(513), Op::Delete, 1, "s", None),
+            "invalid_event",
+        ),
+        (
+            ChangeEvent::new("t", "x", Op::Delete, -1, "s", None),
+            "invalid_event",
+        ),
+        (
+            ChangeEvent::new("t", "x", Op::Upsert, 1, "s", Some("[1,2]".into())),
+            "invalid_document",
+        ),
+        (
+            ChangeEvent::new("t", "x", Op::Upsert, 1, "s", Some("{not json".into())),
+            "invalid_document",
+        ),
+    ];
+    for (e, class) in cases {
+        let err = e.validate(&limits).unwrap_err();
+        assert!(matches!(
+            encode(&e, &limits),
+            Err(syncline_event::EncodeError::Invalid(_))
+        ));
+        assert_eq!(DecodeError::from(err).class(), class, "{e:?}");
+    }
+
+    // Size limit: the same record decodes under a larger limit and fails under a smaller.
+    let big_doc = format!(r#"{{"pad":"{}"}}"#, "x".repeat(2000));
+    let big = encode(&event(Op::Upsert, Some(&big_doc)), &limits).unwrap();
+    let small = Limits {
+        max_document_bytes: 1000,
+    };
+    let err = decode(&big, &small).unwrap_err();
+    assert_eq!(
+        err,
+        DecodeError::Invalid(ValidationError::DocumentTooLarge {
+            size: big_doc.len(),
+            limit: 1000
+        })
+    );
+    assert_eq!(err.class(), "document_too_large");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2_000, .. ProptestConfig::default() })]
+
+    /// Arbitrary bytes, with or without a valid header, never panic the decoder.
+    #[test]
+    fn random_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..512), with_header in any::<bool>()) {
+        let mut bytes = Vec::new();
+        if with_header {
+            bytes.extend_from_slice(&MAGIC);
+            bytes.extend_from_slice(&SchemaRegistry::builtin().reader_fingerprint().to_le_bytes());
+        }
+        bytes.extend_from_slice(&body);
+        let _ = decode(&bytes, &Limits::default());
+    }
+
+    /// Valid records with bytes flipped, cut or inserted never panic the decoder, and a
+    /// record that still decodes is a valid event.
+    #[test]
+    fn mutated_records_never_panic(
+        seed_doc in "[a-z]{0,40}",
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+        cut in any::<prop::sample::Index>(),
+        insert in proptest::collection::vec(any::<u8>(), 0..16),
+    ) {
+        let doc = format!(r#"{{"v":"{seed_doc}"}}"#);
+        let mut bytes = encode(&event(Op::Upsert, Some(&doc)), &Limits::default()).unwrap();
+        for (i, b) in flips {
+            let i = i.index(bytes.len());
+            bytes[i] ^= b;
+        }
+        let at = cut.index(bytes.len());
+        bytes.splice(at..at, insert);
+        if let Ok(e) = decode(&bytes, &Limits::default()) {
+            prop_assert!(e.validate(&Limits::default()).is_ok());
+        }
+    }
+}

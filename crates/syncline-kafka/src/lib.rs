@@ -1,0 +1,250 @@
+//! Kafka plumbing shared by Syncline's producer, consumers, tools and tests.
+//!
+//! One place for what several crates need from the broker beyond producing and
+//! consuming: creating topics, and reading end offsets and committed offsets in a way that
+//! is right on every broker Syncline supports (see [`end_offsets`] for why that needs
+//! care with Tansu).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+const BROKER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a broker operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The client could not be created or the broker refused or did not answer.
+    #[error("kafka at {brokers}: {source}")]
+    Kafka {
+        /// The bootstrap servers asked.
+        brokers: String,
+        /// What librdkafka said.
+        source: KafkaError,
+    },
+    /// The broker refused to create a topic.
+    #[error("creating topic {topic}: {code:?}")]
+    CreateTopic {
+        /// The topic.
+        topic: String,
+        /// The broker's error code.
+        code: RDKafkaErrorCode,
+    },
+    /// The broker did not show the expected state in time.
+    #[error("{0}")]
+    Timeout(String),
+    /// A blocking task could not run to its end.
+    #[error("task: {0}")]
+    Task(String),
+}
+
+/// Settings of a new topic.
+#[derive(Debug, Clone, Default)]
+pub struct TopicSpec {
+    /// Partition count.
+    pub partitions: i32,
+    /// Replication factor (1 when 0).
+    pub replication: i32,
+    /// Topic configs, e.g. `cleanup.policy=compact`.
+    pub configs: BTreeMap<String, String>,
+}
+
+fn kafka(brokers: &str) -> impl Fn(KafkaError) -> AdminError + '_ {
+    move |source| AdminError::Kafka {
+        brokers: brokers.to_owned(),
+        source,
+    }
+}
+
+/// Create `name` with `spec` and wait until the broker's metadata shows all its
+/// partitions. A topic that already exists is fine (its settings are left as they are).
+pub async fn create_topic(brokers: &str, name: &str, spec: &TopicSpec) -> Result<(), AdminError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(kafka(brokers))?;
+    let mut topic = NewTopic::new(
+        name,
+        spec.partitions,
+        TopicReplication::Fixed(spec.replication.max(1)),
+    );
+    for (k, v) in &spec.configs {
+        topic = topic.set(k, v);
+    }
+    let opts = AdminOptions::new().operation_timeout(Some(BROKER_TIMEOUT));
+    let results = admin
+        .create_topics([&topic], &opts)
+        .await
+        .map_err(kafka(brokers))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(AdminError::CreateTopic { topic, code }),
+        }
+    }
+    let deadline = Instant::now() + BROKER_TIMEOUT;
+    loop {
+        if partition_count(brokers, name).await.unwrap_or(0) >= spec.partitions {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(AdminError::Timeout(format!(
+                "topic {name} did not show {} partitions in the metadata of {brokers}",
+                spec.partitions
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// How many partitions `topic` has (0 when unknown).
+pub async fn partition_count(brokers: &str, topic: &str) -> Result<i32, AdminError> {
+    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
+    blocking(move || {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()
+            .map_err(kafka(&brokers))?;
+        let md = c
+            .fetch_metadata(Some(&topic), BROKER_TIMEOUT)
+            .map_err(kafka(&brokers))?;
+        Ok(md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map(|t| t.partitions().len() as i32)
+            .unwrap_or(0))
+    })
+    .await
+}
+
+/// The end offset (high watermark) of every partition, indexed by partition.
+///
+/// Read from fetch responses, not from a ListOffsets request: the Tansu broker answers
+/// ListOffsets(latest) wrongly for every partition but the first (it says 1 where the
+/// partition holds many records; seen with librdkafka from Rust and Python), while the
+/// high watermark it puts in fetch responses is right. Each partition is assigned from
+/// its beginning and polled until it yields a record or its end; librdkafka's statistics
+/// then carry the watermark of that fetch. Against a real Kafka both ways agree.
+pub async fn end_offsets(brokers: &str, topic: &str) -> Result<Vec<i64>, AdminError> {
+    let n = partition_count(brokers, topic).await?;
+    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
+    blocking(move || {
+        let c: BaseConsumer<WatermarkContext> = reader_config(&brokers, "syncline-watermarks")
+            .set("enable.partition.eof", "true")
+            .set("max.partition.fetch.bytes", "8192")
+            .set("statistics.interval.ms", "50")
+            .create_with_context(WatermarkContext::default())
+            .map_err(kafka(&brokers))?;
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..n {
+            tpl.add_partition_offset(&topic, p, Offset::Beginning)
+                .map_err(kafka(&brokers))?;
+        }
+        c.assign(&tpl).map_err(kafka(&brokers))?;
+        let deadline = Instant::now() + BROKER_TIMEOUT;
+        loop {
+            if let Some(ends) = c.context().ends(&topic, n) {
+                return Ok(ends);
+            }
+            if Instant::now() > deadline {
+                return Err(AdminError::Timeout(format!(
+                    "no high watermark for every partition of {topic}"
+                )));
+            }
+            match c.poll(Duration::from_millis(50)) {
+                Some(Err(KafkaError::PartitionEOF(_))) | Some(Ok(_)) | None => {}
+                Some(Err(e)) => return Err(kafka(&brokers)(e)),
+            }
+        }
+    })
+    .await
+}
+
+/// Keeps the newest statistics librdkafka emitted, for their per-partition `hi_offset`.
+#[derive(Default)]
+struct WatermarkContext {
+    latest: std::sync::Mutex<Option<rdkafka::Statistics>>,
+}
+
+impl rdkafka::ClientContext for WatermarkContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        if let Ok(mut l) = self.latest.lock() {
+            *l = Some(statistics);
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for WatermarkContext {}
+
+impl WatermarkContext {
+    /// Every partition's watermark, once a fetch has reported each of them.
+    fn ends(&self, topic: &str, n: i32) -> Option<Vec<i64>> {
+        let latest = self.latest.lock().ok()?;
+        let t = latest.as_ref()?.topics.get(topic)?;
+        (0..n)
+            .map(|p| {
+                t.partitions
+                    .get(&p)
+                    .map(|s| s.hi_offset)
+                    .filter(|&o| o >= 0)
+            })
+            .collect()
+    }
+}
+
+/// The group's committed offset of every partition (`None`: nothing committed yet).
+pub async fn committed_offsets(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+) -> Result<Vec<Option<i64>>, AdminError> {
+    let n = partition_count(brokers, topic).await?;
+    let (brokers, group, topic) = (brokers.to_owned(), group.to_owned(), topic.to_owned());
+    blocking(move || {
+        let c: BaseConsumer = reader_config(&brokers, &group)
+            .create()
+            .map_err(kafka(&brokers))?;
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..n {
+            tpl.add_partition(&topic, p);
+        }
+        let got = c
+            .committed_offsets(tpl, BROKER_TIMEOUT)
+            .map_err(kafka(&brokers))?;
+        Ok((0..n)
+            .map(
+                |p| match got.find_partition(&topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => Some(o),
+                    _ => None,
+                },
+            )
+            .collect())
+    })
+    .await
+}
+
+/// A consumer that never joins a group or commits: it only reads positions.
+fn reader_config(brokers: &str, group: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false");
+    c
+}
+
+async fn blocking<T, F>(f: F) -> Result<T, AdminError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, AdminError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AdminError::Task(e.to_string()))?
+}

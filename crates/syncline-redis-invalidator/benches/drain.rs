@@ -1,0 +1,373 @@
+//! Drain and latency benchmark of the Redis invalidator (release binary, real broker,
+//! real Redis). Prints markdown tables.
+//!
+//!     cargo bench -p syncline-redis-invalidator --bench drain -- [--events N] [--keys K]
+//!         [--partitions P] [--doc-bytes B] [--modes invalidate,refresh]
+//!         [--steady-rate R] [--steady-secs S] [--skip-drain] [--skip-steady]
+//!
+//! Drain: N events (default 1,000,000 over 100,000 keys, 6 partitions, 1 KiB documents,
+//! 10% deletes) are published first; then the invalidator starts and the clock runs from
+//! its first consumed record until its committed offsets equal the end offsets. CPU
+//! seconds and peak RSS (VmHWM) are read from /proc for the spawned binary.
+//!
+//! Steady: R events/s (default 5,000) for S seconds (default 60) with the invalidator's
+//! PUBLISH notices on; a subscriber computes, per notice, receive time minus the event's
+//! `occurred_at` (stamped when the bench hands it to the producer): publish-to-Redis latency
+//! including Kafka, batching and the script. Same host, so one clock.
+//!
+//! Everything uses a fresh topic, group and key prefix; keys and topics are removed at the
+//! end. `KAFKA_BROKERS` and `REDIS_URL` select the broker and Redis.
+
+#![allow(missing_docs)]
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use rand::{Rng as _, SeedableRng as _};
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use syncline_cache::KeyLayout;
+use syncline_event::{ChangeEvent, Limits, Op};
+use syncline_testkit::{
+    committed_offsets, create_topic, end_offsets, publish_raw, unique_name, ChildGuard, ProcessStats, Table,
+};
+
+struct Args {
+    events: u64,
+    keys: u64,
+    partitions: i32,
+    doc_bytes: usize,
+    modes: Vec<String>,
+    steady_rate: u64,
+    steady_secs: u64,
+    drain: bool,
+    steady: bool,
+    kafka: String,
+}
+
+fn usage(msg: &str) -> ! {
+    eprintln!("drain bench: {msg}");
+    std::process::exit(2)
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        events: 1_000_000,
+        keys: 100_000,
+        partitions: 6,
+        doc_bytes: 1024,
+        modes: vec!["invalidate".into()],
+        steady_rate: 5_000,
+        steady_secs: 60,
+        drain: true,
+        steady: true,
+        kafka: String::new(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| usage(&format!("{flag} needs a value")));
+        fn num<T: std::str::FromStr>(flag: &str, v: String) -> T {
+            v.parse().unwrap_or_else(|_| usage(&format!("{flag}: {v:?} is not a number")))
+        }
+        match flag.as_str() {
+            "--events" => a.events = num(&flag, value()),
+            "--keys" => a.keys = num(&flag, value()),
+            "--partitions" => a.partitions = num(&flag, value()),
+            "--doc-bytes" => a.doc_bytes = num(&flag, value()),
+            "--modes" => a.modes = value().split(',').map(str::to_owned).collect(),
+            "--steady-rate" => a.steady_rate = num(&flag, value()),
+            "--steady-secs" => a.steady_secs = num(&flag, value()),
+            "--skip-drain" => a.drain = false,
+            "--skip-steady" => a.steady = false,
+            "--kafka" => a.kafka = value(),
+            "--bench" => {} // added by `cargo bench`
+            other => usage(&format!("unknown flag {other}")),
+        }
+    }
+    a
+}
+
+fn event(rng: &mut rand::rngs::StdRng, keys: u64, version: i64, doc_bytes: usize) -> ChangeEvent {
+    let id = format!("k{:06}", rng.random_range(0..keys));
+    if rng.random::<f64>() < 0.1 {
+        ChangeEvent::new("product", id, Op::Delete, version, "bench", None)
+    } else {
+        let head = format!("{{\"id\":\"{id}\",\"version\":{version},\"pad\":\"");
+        let pad = "x".repeat(doc_bytes.saturating_sub(head.len() + 2));
+        ChangeEvent::new("product", id, Op::Upsert, version, "bench", Some(format!("{head}{pad}\"}}")))
+    }
+}
+
+fn metrics_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(19464)
+}
+
+fn scrape(port: u16, name: &str) -> f64 {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return 0.0 };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(k, _)| *k == name || k.starts_with(&format!("{name}{{")))
+        .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
+        .sum()
+}
+
+fn kafka_props(a: &Args) -> String {
+    let mut p = "session.timeout.ms=6000,max.poll.interval.ms=10000".to_owned();
+    if !a.kafka.is_empty() {
+        p.push(',');
+        p.push_str(&a.kafka);
+    }
+    p
+}
+
+struct Spawned {
+    child: ChildGuard,
+    port: u16,
+}
+
+fn spawn(a: &Args, brokers: &str, topic: &str, group: &str, prefix: &str, mode: &str, extra_env: &[(&str, &str)]) -> Spawned {
+    let port = metrics_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_syncline-redis-invalidator"));
+    cmd.env("SYNCLINE_BROKERS", brokers)
+        .env("SYNCLINE_TOPIC", topic)
+        .env("SYNCLINE_GROUP_ID", group)
+        .env("SYNCLINE_KAFKA", kafka_props(a))
+        .env("SYNCLINE_METRICS_ADDR", format!("127.0.0.1:{port}"))
+        .env("SYNCLINE_REDIS_URL", syncline_testkit::redis_url())
+        .env("SYNCLINE_REDIS_KEY_PREFIX", prefix)
+        .env("SYNCLINE_REDIS_MODE", mode)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    Spawned { child: ChildGuard::spawn(&mut cmd).unwrap_or_else(|e| usage(&format!("spawn: {e}"))), port }
+}
+
+async fn drained(brokers: &str, group: &str, topic: &str) -> bool {
+    let (Ok(end), Ok(committed)) = (end_offsets(brokers, topic).await, committed_offsets(brokers, group, topic).await) else {
+        return false;
+    };
+    end.len() == committed.len() && end.iter().zip(&committed).all(|(e, c)| *e == 0 || *c == Some(*e))
+}
+
+async fn purge(prefix: &str) {
+    if let Ok(client) = redis::Client::open(syncline_testkit::redis_url()) {
+        if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+            if let Ok(layout) = KeyLayout::new(prefix) {
+                let _ = syncline_cache::admin::purge_prefix(&mut conn, &layout).await;
+            }
+        }
+    }
+}
+
+async fn delete_topics(brokers: &str, topics: &[&str]) {
+    if let Ok(admin) = ClientConfig::new().set("bootstrap.servers", brokers).create::<AdminClient<DefaultClientContext>>() {
+        let _ = admin.delete_topics(topics, &AdminOptions::new()).await;
+    }
+}
+
+async fn drain(a: &Args, brokers: &str) -> Table {
+    let topic = unique_name("redis-bench-drain");
+    create_topic(brokers, &topic, a.partitions).await.unwrap_or_else(|e| usage(&format!("topic: {e}")));
+    eprintln!("publishing {} events ...", a.events);
+    let limits = Limits::default();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let mut version = 0i64;
+    let chunk = 100_000u64;
+    let mut left = a.events;
+    while left > 0 {
+        let n = left.min(chunk);
+        let mut records = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            version += 1;
+            let e = event(&mut rng, a.keys, version, a.doc_bytes);
+            let bytes = syncline_event::encode(&e, &limits).unwrap_or_else(|e| usage(&format!("encode: {e}")));
+            records.push((e.key().into_bytes(), bytes));
+        }
+        publish_raw(brokers, &topic, records).await.unwrap_or_else(|e| usage(&format!("publish: {e}")));
+        left -= n;
+    }
+    let mut table = Table::new(&["mode", "events", "seconds", "events/s", "CPU s", "peak RSS MiB"]);
+    for mode in &a.modes {
+        let group = unique_name("redis-bench-group");
+        let prefix = format!("{}:", unique_name("bench"));
+        let mut inv = spawn(a, brokers, &topic, &group, &prefix, mode, &[]);
+        // Clock starts at the first consumed record (group join time is not throughput).
+        let mut started = None;
+        let wall = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if started.is_none() && scrape(inv.port, "syncline_consumer_records_consumed_total") > 0.0 {
+                started = Some(Instant::now());
+            }
+            if drained(brokers, &group, &topic).await {
+                break;
+            }
+            if wall.elapsed() > Duration::from_secs(1800) {
+                usage("drain did not finish within 30 minutes");
+            }
+        }
+        let secs = started.map_or(wall.elapsed(), |s| s.elapsed()).as_secs_f64();
+        let stats = ProcessStats::of_pid(inv.child.id()).unwrap_or(ProcessStats { cpu_seconds: 0.0, peak_rss_bytes: 0 });
+        inv.child.kill();
+        purge(&prefix).await;
+        table.row(&[
+            mode.clone(),
+            a.events.to_string(),
+            format!("{secs:.1}"),
+            format!("{:.0}", a.events as f64 / secs),
+            format!("{:.1}", stats.cpu_seconds),
+            format!("{:.1}", stats.peak_rss_mib()),
+        ]);
+    }
+    delete_topics(brokers, &[&topic, &format!("{topic}.dlq")]).await;
+    table
+}
+
+fn now_micros() -> i64 {
+    syncline_event::model::now_micros()
+}
+
+async fn steady(a: &Args, brokers: &str) -> Table {
+    let topic = unique_name("redis-bench-steady");
+    create_topic(brokers, &topic, a.partitions).await.unwrap_or_else(|e| usage(&format!("topic: {e}")));
+    let group = unique_name("redis-bench-group");
+    let prefix = format!("{}:", unique_name("bench"));
+    let channel = unique_name("bench-notices");
+    let client = redis::Client::open(syncline_testkit::redis_url()).unwrap_or_else(|e| usage(&e.to_string()));
+    let mut pubsub = client.get_async_pubsub().await.unwrap_or_else(|e| usage(&e.to_string()));
+    pubsub.subscribe(&channel).await.unwrap_or_else(|e| usage(&e.to_string()));
+    let mut messages = pubsub.into_on_message();
+    let collector = tokio::spawn(async move {
+        let mut lat = Vec::new();
+        while let Some(m) = messages.next().await {
+            let now = now_micros();
+            let Ok(payload) = m.get_payload::<String>() else { continue };
+            if payload == "stop" {
+                break;
+            }
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&payload) {
+                if let Some(at) = v["occurred_at"].as_i64() {
+                    lat.push(now - at);
+                }
+            }
+        }
+        lat
+    });
+    let linger = "5ms";
+    let mut inv = spawn(
+        a,
+        brokers,
+        &topic,
+        &group,
+        &prefix,
+        "invalidate",
+        &[("SYNCLINE_REDIS_PUBLISH_CHANNEL", channel.as_str()), ("SYNCLINE_BATCH_LINGER", linger)],
+    );
+    // Let the group form before the clock starts: publish a warm-up event and wait for it.
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "1")
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap_or_else(|e| usage(&e.to_string()));
+    let limits = Limits::default();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+    let mut version = 0i64;
+    let send = |rng: &mut rand::rngs::StdRng, version: i64| {
+        let e = event(rng, a.keys, version, a.doc_bytes);
+        let bytes = syncline_event::encode(&e, &limits).unwrap_or_default();
+        let key = e.key();
+        loop {
+            match producer.send_result(FutureRecord::to(&topic).key(&key).payload(&bytes)) {
+                Ok(_) => break,
+                Err(_) => producer.poll(Duration::from_millis(5)),
+            }
+        }
+    };
+    version += 1;
+    send(&mut rng, version);
+    while !drained(brokers, &group, &topic).await {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("steady: {} events/s for {} s ...", a.steady_rate, a.steady_secs);
+    let cpu_before = ProcessStats::of_pid(inv.child.id()).map(|s| s.cpu_seconds).unwrap_or(0.0);
+    let start = Instant::now();
+    let tick = Duration::from_millis(10);
+    let mut sent = 0u64;
+    while start.elapsed() < Duration::from_secs(a.steady_secs) {
+        let due = (start.elapsed().as_secs_f64() * a.steady_rate as f64) as u64;
+        while sent < due {
+            version += 1;
+            send(&mut rng, version);
+            sent += 1;
+        }
+        tokio::time::sleep(tick).await;
+    }
+    let _ = producer.flush(Duration::from_secs(30));
+    let wall = Instant::now();
+    while !drained(brokers, &group, &topic).await && wall.elapsed() < Duration::from_secs(300) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stats = ProcessStats::of_pid(inv.child.id()).unwrap_or(ProcessStats { cpu_seconds: 0.0, peak_rss_bytes: 0 });
+    inv.child.kill();
+    if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+        let _: Result<i64, _> = redis::cmd("PUBLISH").arg(&channel).arg("stop").query_async(&mut conn).await;
+    }
+    let mut lat = collector.await.unwrap_or_default();
+    lat.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if lat.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
+        lat[i.min(lat.len() - 1)] as f64 / 1000.0
+    };
+    purge(&prefix).await;
+    delete_topics(brokers, &[&topic, &format!("{topic}.dlq")]).await;
+    let mut table = Table::new(&[
+        "rate (events/s)", "seconds", "sent", "notices", "p50 ms", "p99 ms", "max ms", "CPU s", "peak RSS MiB",
+    ]);
+    table.row(&[
+        a.steady_rate.to_string(),
+        a.steady_secs.to_string(),
+        sent.to_string(),
+        lat.len().to_string(),
+        format!("{:.1}", pct(0.5)),
+        format!("{:.1}", pct(0.99)),
+        format!("{:.1}", pct(1.0)),
+        format!("{:.1}", stats.cpu_seconds - cpu_before),
+        format!("{:.1}", stats.peak_rss_mib()),
+    ]);
+    table
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let a = parse_args();
+    let brokers = syncline_testkit::kafka_brokers();
+    if a.drain {
+        let t = drain(&a, &brokers).await;
+        println!(
+            "\n### Drain: {} events, {} keys, {} partitions, {} B documents, 10% deletes\n\n{t}",
+            a.events, a.keys, a.partitions, a.doc_bytes
+        );
+    }
+    if a.steady {
+        let t = steady(&a, &brokers).await;
+        println!("\n### Steady load: publish-to-Redis latency (PUBLISH notices, batch linger 5ms)\n\n{t}");
+    }
+}

@@ -1,0 +1,354 @@
+//! The `[redis]` settings: TOML table, `SYNCLINE_REDIS_*` env vars and `--redis-*` flags
+//! (flags > env > file > defaults; `REDIS_URL` is honoured below `SYNCLINE_REDIS_URL`),
+//! validated into a [`SinkConfig`] before anything connects.
+
+use std::time::Duration;
+
+use redis::{ConnectionInfo, IntoConnectionInfo};
+use serde::Deserialize;
+use syncline_cache::{KeyLayout, Mode, Ttls, DEFAULT_PREFIX};
+use syncline_consumer::ConfigError;
+
+/// Name of the sink's table in the TOML file.
+pub const SECTION: &str = "redis";
+
+/// Default consumer group of the binary.
+pub const DEFAULT_GROUP_ID: &str = "syncline-redis-invalidator";
+
+/// The `[redis]` table as written in the file. Durations are humantime strings (`"1h"`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://[user[:password]@]host[:port][/db]` or `rediss://...` (TLS).
+    pub url: String,
+    /// ACL user name (overrides one in the URL).
+    pub username: Option<String>,
+    /// Password (overrides one in the URL). Prefer the env var to a file.
+    pub password: Option<String>,
+    /// Prefix of every key (default `syncline:`).
+    pub key_prefix: String,
+    /// `invalidate` (delete cached values) or `refresh` (write the event's document).
+    pub mode: String,
+    /// Lifetime of cached values written in `refresh` mode.
+    #[serde(with = "humantime_serde")]
+    pub cache_ttl: Duration,
+    /// Lifetime of version guards; must be >= `cache_ttl`.
+    #[serde(with = "humantime_serde")]
+    pub guard_ttl: Duration,
+    /// Channel to PUBLISH a JSON notice on for every applied event (off when unset).
+    pub publish_channel: Option<String>,
+    /// Time allowed to establish a connection.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Time allowed for a reply (one pipeline of a whole batch).
+    #[serde(with = "humantime_serde")]
+    pub response_timeout: Duration,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        let ttls = Ttls::default();
+        RedisSettings {
+            url: "redis://127.0.0.1:6379".into(),
+            username: None,
+            password: None,
+            key_prefix: DEFAULT_PREFIX.into(),
+            mode: Mode::Invalidate.as_str().into(),
+            cache_ttl: ttls.cache_ttl(),
+            guard_ttl: ttls.guard_ttl(),
+            publish_channel: None,
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Flags (each with a `SYNCLINE_REDIS_*` env var) overriding the `[redis]` table.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RedisArgs {
+    /// Redis URL (`redis://` or `rediss://`; also read from REDIS_URL).
+    #[arg(long = "redis-url", env = "SYNCLINE_REDIS_URL")]
+    pub url: Option<String>,
+    /// ACL user name.
+    #[arg(long = "redis-username", env = "SYNCLINE_REDIS_USERNAME")]
+    pub username: Option<String>,
+    /// Password (prefer the env var: flags show up in `ps`).
+    #[arg(long = "redis-password", env = "SYNCLINE_REDIS_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Key prefix (default `syncline:`).
+    #[arg(long = "redis-key-prefix", env = "SYNCLINE_REDIS_KEY_PREFIX")]
+    pub key_prefix: Option<String>,
+    /// `invalidate` or `refresh`.
+    #[arg(long = "redis-mode", env = "SYNCLINE_REDIS_MODE")]
+    pub mode: Option<String>,
+    /// Lifetime of cached values (e.g. `1h`).
+    #[arg(long = "redis-cache-ttl", env = "SYNCLINE_REDIS_CACHE_TTL", value_parser = humantime::parse_duration)]
+    pub cache_ttl: Option<Duration>,
+    /// Lifetime of version guards (e.g. `7d`), >= the cache TTL.
+    #[arg(long = "redis-guard-ttl", env = "SYNCLINE_REDIS_GUARD_TTL", value_parser = humantime::parse_duration)]
+    pub guard_ttl: Option<Duration>,
+    /// Channel for applied-event notices (off by default).
+    #[arg(long = "redis-publish-channel", env = "SYNCLINE_REDIS_PUBLISH_CHANNEL")]
+    pub publish_channel: Option<String>,
+    /// Connect timeout (e.g. `5s`).
+    #[arg(long = "redis-connect-timeout", env = "SYNCLINE_REDIS_CONNECT_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Option<Duration>,
+    /// Response timeout for one batch pipeline (e.g. `10s`).
+    #[arg(long = "redis-response-timeout", env = "SYNCLINE_REDIS_RESPONSE_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub response_timeout: Option<Duration>,
+}
+
+/// Validated settings, ready to connect with.
+#[derive(Clone)]
+pub struct SinkConfig {
+    /// Where and how to connect (URL plus separate credentials applied).
+    pub connection: ConnectionInfo,
+    /// The URL with any password replaced by `***`, for logs.
+    pub display_url: String,
+    /// Key layout.
+    pub layout: KeyLayout,
+    /// Invalidate or refresh.
+    pub mode: Mode,
+    /// Value and guard lifetimes.
+    pub ttls: Ttls,
+    /// PUBLISH channel, if enabled.
+    pub publish_channel: Option<String>,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Response timeout.
+    pub response_timeout: Duration,
+}
+
+impl std::fmt::Debug for SinkConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the connection info: it holds the password.
+        f.debug_struct("SinkConfig")
+            .field("url", &self.display_url)
+            .field("layout", &self.layout)
+            .field("mode", &self.mode)
+            .field("ttls", &self.ttls)
+            .field("publish_channel", &self.publish_channel)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .finish()
+    }
+}
+
+fn invalid(setting: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::new(format!("redis.{setting}"), reason)
+}
+
+impl RedisSettings {
+    /// Overlay flags/env vars (and `REDIS_URL`, below `SYNCLINE_REDIS_URL`) on the file.
+    pub fn apply_args(&mut self, args: &RedisArgs) {
+        if let Some(url) = args.url.clone().or_else(|| {
+            std::env::var("REDIS_URL")
+                .ok()
+                .filter(|s| !s.trim().is_empty())
+        }) {
+            self.url = url;
+        }
+        if args.username.is_some() {
+            self.username = args.username.clone();
+        }
+        if args.password.is_some() {
+            self.password = args.password.clone();
+        }
+        if let Some(p) = &args.key_prefix {
+            self.key_prefix = p.clone();
+        }
+        if let Some(m) = &args.mode {
+            self.mode = m.clone();
+        }
+        if let Some(d) = args.cache_ttl {
+            self.cache_ttl = d;
+        }
+        if let Some(d) = args.guard_ttl {
+            self.guard_ttl = d;
+        }
+        if args.publish_channel.is_some() {
+            self.publish_channel = args.publish_channel.clone();
+        }
+        if let Some(d) = args.connect_timeout {
+            self.connect_timeout = d;
+        }
+        if let Some(d) = args.response_timeout {
+            self.response_timeout = d;
+        }
+    }
+
+    /// Check every setting; the first bad one is named in the error (`redis.<setting>`).
+    pub fn validate(&self) -> Result<SinkConfig, ConfigError> {
+        let scheme_ok = self.url.starts_with("redis://") || self.url.starts_with("rediss://");
+        if !scheme_ok {
+            return Err(invalid(
+                "url",
+                format!(
+                    "must start with redis:// or rediss://, got {}",
+                    redact(&self.url)
+                ),
+            ));
+        }
+        let mut connection = self
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| invalid("url", format!("{}: {e}", redact(&self.url))))?;
+        if let Some(u) = &self.username {
+            if u.is_empty() {
+                return Err(invalid("username", "must not be empty when set"));
+            }
+            connection.redis.username = Some(u.clone());
+        }
+        if let Some(p) = &self.password {
+            connection.redis.password = Some(p.clone());
+        }
+        let layout =
+            KeyLayout::new(self.key_prefix.clone()).map_err(|e| invalid("key_prefix", e.to_string()))?;
+        let mode: Mode = self.mode.parse().map_err(|e: syncline_cache::CacheError| {
+            invalid("mode", e.to_string())
+        })?;
+        // Validate the cache TTL on its own first, so an error names the right setting.
+        Ttls::new(self.cache_ttl, self.cache_ttl).map_err(|e| invalid("cache_ttl", e.to_string()))?;
+        let ttls = Ttls::new(self.cache_ttl, self.guard_ttl)
+            .map_err(|e| invalid("guard_ttl", e.to_string()))?;
+        if let Some(c) = &self.publish_channel {
+            if c.is_empty() {
+                return Err(invalid("publish_channel", "must not be empty when set"));
+            }
+        }
+        for (name, d) in [
+            ("connect_timeout", self.connect_timeout),
+            ("response_timeout", self.response_timeout),
+        ] {
+            if d < Duration::from_millis(1) || d > Duration::from_secs(3600) {
+                return Err(invalid(name, format!("must be between 1ms and 1h, got {d:?}")));
+            }
+        }
+        Ok(SinkConfig {
+            connection,
+            display_url: redact(&self.url),
+            layout,
+            mode,
+            ttls,
+            publish_channel: self.publish_channel.clone(),
+            connect_timeout: self.connect_timeout,
+            response_timeout: self.response_timeout,
+        })
+    }
+}
+
+/// The URL with the password (if any) replaced by `***`.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}")
+            } else {
+                format!("{scheme}://{user}@{host}")
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> RedisSettings {
+        RedisSettings::default()
+    }
+
+    fn setting_of(r: Result<SinkConfig, ConfigError>) -> String {
+        r.err().map(|e| e.setting).unwrap_or_default()
+    }
+
+    #[test]
+    fn defaults_validate() {
+        let c = settings().validate();
+        assert!(c.is_ok(), "{c:?}");
+    }
+
+    #[test]
+    fn guard_ttl_below_cache_ttl_names_guard_ttl() {
+        let s = RedisSettings {
+            cache_ttl: Duration::from_secs(60),
+            guard_ttl: Duration::from_secs(30),
+            ..settings()
+        };
+        assert_eq!(setting_of(s.validate()), "redis.guard_ttl");
+        let s = RedisSettings {
+            cache_ttl: Duration::ZERO,
+            ..settings()
+        };
+        assert_eq!(setting_of(s.validate()), "redis.cache_ttl");
+    }
+
+    #[test]
+    fn bad_values_name_their_setting() {
+        let bad_url = RedisSettings { url: "http://x".into(), ..settings() };
+        assert_eq!(setting_of(bad_url.validate()), "redis.url");
+        let bad_mode = RedisSettings { mode: "write".into(), ..settings() };
+        assert_eq!(setting_of(bad_mode.validate()), "redis.mode");
+        let bad_prefix = RedisSettings { key_prefix: "a{".into(), ..settings() };
+        assert_eq!(setting_of(bad_prefix.validate()), "redis.key_prefix");
+        let bad_timeout = RedisSettings { response_timeout: Duration::ZERO, ..settings() };
+        assert_eq!(setting_of(bad_timeout.validate()), "redis.response_timeout");
+        let bad_channel = RedisSettings { publish_channel: Some(String::new()), ..settings() };
+        assert_eq!(setting_of(bad_channel.validate()), "redis.publish_channel");
+    }
+
+    #[test]
+    fn credentials_come_from_url_or_settings() {
+        let s = RedisSettings { url: "rediss://app:secret@cache.example:6380/2".into(), ..settings() };
+        let c = s.validate().ok();
+        let info = c.as_ref().map(|c| c.connection.redis.clone());
+        assert_eq!(info.as_ref().and_then(|i| i.username.clone()).as_deref(), Some("app"));
+        assert_eq!(info.as_ref().and_then(|i| i.password.clone()).as_deref(), Some("secret"));
+        assert_eq!(info.map(|i| i.db), Some(2));
+        assert_eq!(c.map(|c| c.display_url).as_deref(), Some("rediss://app:***@cache.example:6380/2"));
+
+        let s = RedisSettings {
+            username: Some("ops".into()),
+            password: Some("pw".into()),
+            ..settings()
+        };
+        let info = s.validate().ok().map(|c| c.connection.redis);
+        assert_eq!(info.as_ref().and_then(|i| i.username.clone()).as_deref(), Some("ops"));
+        assert_eq!(info.and_then(|i| i.password).as_deref(), Some("pw"));
+    }
+
+    #[test]
+    fn toml_table_parses_with_humantime_durations() {
+        let s: Result<RedisSettings, _> = toml_from(
+            r#"
+            url = "redis://127.0.0.1:7000"
+            mode = "refresh"
+            cache_ttl = "10m"
+            guard_ttl = "2d"
+            publish_channel = "syncline-applied"
+            "#,
+        );
+        let s = s.unwrap_or_default();
+        assert_eq!(s.mode, "refresh");
+        assert_eq!(s.cache_ttl, Duration::from_secs(600));
+        assert_eq!(s.guard_ttl, Duration::from_secs(2 * 86_400));
+        assert!(s.validate().is_ok());
+    }
+
+    fn toml_from(text: &str) -> Result<RedisSettings, String> {
+        let (_, s) = syncline_consumer::cli::from_toml::<RedisSettings>(
+            &format!("[redis]\n{text}"),
+            "test.toml",
+            SECTION,
+            syncline_consumer::RuntimeConfig::default(),
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(s)
+    }
+}

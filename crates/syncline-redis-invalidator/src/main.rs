@@ -1,0 +1,64 @@
+//! `syncline-redis-invalidator`: consume change events and apply them to Redis caches.
+
+use anyhow::Context as _;
+use clap::Parser;
+use syncline_consumer::{cli, runtime, shutdown, Metrics, RuntimeConfig};
+use syncline_redis_invalidator::{
+    connect_with_retry, RedisArgs, RedisSettings, DEFAULT_GROUP_ID, SECTION,
+};
+
+/// Apply Syncline change events to Redis: version-guarded invalidation (or refresh) of
+/// cached entities and tag generations for search-result caches.
+#[derive(Debug, Parser)]
+#[command(name = "syncline-redis-invalidator", version, about)]
+struct Args {
+    #[command(flatten)]
+    runtime: cli::RuntimeArgs,
+    #[command(flatten)]
+    redis: RedisArgs,
+    /// Validate the configuration, print the effective settings and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let defaults = RuntimeConfig {
+        group_id: DEFAULT_GROUP_ID.into(),
+        ..Default::default()
+    };
+    let (config, mut redis): (RuntimeConfig, RedisSettings) =
+        cli::load_with_defaults(&args.runtime, SECTION, defaults)?;
+    redis.apply_args(&args.redis);
+    let sink_config = redis.validate()?;
+    cli::init_tracing(config.log_format);
+    if args.check_config {
+        println!("{config:#?}\n{sink_config:#?}");
+        return Ok(());
+    }
+    tracing::info!(
+        url = %sink_config.display_url,
+        prefix = sink_config.layout.prefix(),
+        mode = %sink_config.mode,
+        cache_ttl = ?sink_config.ttls.cache_ttl(),
+        guard_ttl = ?sink_config.ttls.guard_ttl(),
+        publish_channel = ?sink_config.publish_channel,
+        "redis invalidator starting"
+    );
+
+    let stop = shutdown::signal_token();
+    let metrics = Metrics::new();
+    let Some(sink) = connect_with_retry(&sink_config, &metrics, &stop)
+        .await
+        .context("connecting to redis")?
+    else {
+        tracing::info!("shutdown requested before redis was reachable");
+        return Ok(());
+    };
+    runtime::run_with_metrics(config, sink, metrics, stop)
+        .await
+        .context("consumer runtime")?;
+    tracing::info!("redis invalidator stopped");
+    Ok(())
+}

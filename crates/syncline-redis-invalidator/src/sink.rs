@@ -1,0 +1,405 @@
+//! The Redis sink: one pipelined round trip per batch.
+//!
+//! For every event of a (coalesced) batch the pipeline holds one `EVALSHA` of the APPLY
+//! script from `syncline-cache` (which compares versions, deletes or writes the value,
+//! sets the guard and optionally PUBLISHes a notice, atomically) followed by one `INCR` per
+//! tag in the event's `invalidate` list. Outcomes come from the replies:
+//!
+//! * script reply 1 / 0: [`Outcome::Applied`] / [`Outcome::Stale`];
+//! * `NOSCRIPT` (the server lost its script cache: restart, failover, `SCRIPT FLUSH`):
+//!   load the script and resend those events' commands within the same `apply`;
+//! * any other error reply (`LOADING`, `READONLY`, `OOM`, ...) for one of an event's
+//!   commands: [`Outcome::Retry`] for that event (when the server is in such a state,
+//!   every command of the batch gets the error, so in practice the whole batch retries);
+//! * connection, I/O or timeout error: [`Outcome::Retry`] for the whole batch. The
+//!   runtime backs off, pauses the partitions and never commits past the batch; the
+//!   [`ConnectionManager`] reconnects by itself.
+//!
+//! Resending is safe because every command is idempotent under the version guard, except
+//! the tag `INCR`s, which may then run twice: that only retires search results one more
+//! time than necessary.
+
+use std::time::{Duration, Instant};
+
+use redis::{aio::ConnectionManager, Client, Value};
+use syncline_cache::{scripts, ApplyOutcome};
+use syncline_consumer::{
+    metrics::{Counter, Gauge},
+    Metrics, Outcome, Sink,
+};
+use syncline_event::ChangeEvent;
+
+use crate::config::SinkConfig;
+
+/// How often one `apply` reloads the script after `NOSCRIPT` before giving up (Retry).
+const MAX_SCRIPT_RELOADS: usize = 3;
+
+/// Why the sink could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Redis refused or could not be reached.
+    #[error("cannot connect to redis at {url}: {source}")]
+    Connect {
+        /// The URL, password redacted.
+        url: String,
+        /// The client error.
+        source: redis::RedisError,
+    },
+}
+
+impl SinkError {
+    /// True when retrying cannot help (bad credentials, bad client configuration).
+    pub fn is_permanent(&self) -> bool {
+        let SinkError::Connect { source, .. } = self;
+        matches!(
+            source.kind(),
+            redis::ErrorKind::AuthenticationFailed | redis::ErrorKind::InvalidClientConfig
+        )
+    }
+}
+
+/// The sink's own counters, registered in the runtime's `/metrics`.
+#[derive(Debug, Clone)]
+pub struct SinkMetrics {
+    /// Events whose APPLY script changed Redis.
+    pub applied: Counter,
+    /// Events whose APPLY script found an equal or newer version.
+    pub stale: Counter,
+    /// Tag generation `INCR`s sent.
+    pub tag_bumps: Counter,
+    /// Pipelines sent (one per batch attempt, plus resends after NOSCRIPT).
+    pub pipelines: Counter,
+    /// Pipelines that failed as a whole (connection, I/O, timeout).
+    pub pipeline_failures: Counter,
+    /// Error replies to individual commands (LOADING, READONLY, OOM, ...), NOSCRIPT excluded.
+    pub error_replies: Counter,
+    /// Sum of pipeline round-trip times in microseconds (divide by `pipelines`).
+    pub pipeline_micros: Counter,
+    /// Round-trip time of the latest pipeline in microseconds.
+    pub pipeline_micros_last: Gauge,
+    /// Times the APPLY script was (re)loaded after NOSCRIPT.
+    pub script_reloads: Counter,
+}
+
+impl SinkMetrics {
+    /// Register the counters in `metrics`.
+    pub fn register(metrics: &Metrics) -> Self {
+        SinkMetrics {
+            applied: metrics.counter(
+                "syncline_redis_scripts_applied_total",
+                "Events whose APPLY script changed Redis (newer version).",
+            ),
+            stale: metrics.counter(
+                "syncline_redis_scripts_stale_total",
+                "Events whose APPLY script found an equal or newer version.",
+            ),
+            tag_bumps: metrics.counter(
+                "syncline_redis_tag_bumps_total",
+                "Tag generation INCRs sent (search-result cache invalidations).",
+            ),
+            pipelines: metrics.counter(
+                "syncline_redis_pipelines_total",
+                "Pipelines sent to Redis (one round trip each).",
+            ),
+            pipeline_failures: metrics.counter(
+                "syncline_redis_pipeline_failures_total",
+                "Pipelines that failed as a whole (connection, I/O, timeout).",
+            ),
+            error_replies: metrics.counter(
+                "syncline_redis_error_replies_total",
+                "Error replies to single commands (LOADING, READONLY, OOM, ...).",
+            ),
+            pipeline_micros: metrics.counter(
+                "syncline_redis_pipeline_duration_microseconds_total",
+                "Sum of pipeline round-trip times in microseconds.",
+            ),
+            pipeline_micros_last: metrics.gauge(
+                "syncline_redis_pipeline_duration_microseconds_last",
+                "Round-trip time of the latest pipeline in microseconds.",
+            ),
+            script_reloads: metrics.counter(
+                "syncline_redis_script_reloads_total",
+                "Times the APPLY script was loaded again after NOSCRIPT.",
+            ),
+        }
+    }
+}
+
+/// Applies change events to Redis. Cheap to share: the connection is multiplexed, so
+/// concurrent batches (the runtime's `max_in_flight_batches`) pipeline over it.
+pub struct RedisSink {
+    conn: ConnectionManager,
+    config: SinkConfig,
+    metrics: SinkMetrics,
+}
+
+impl std::fmt::Debug for RedisSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSink")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where one event's commands sit in a pipeline.
+struct Span {
+    event: usize,
+    start: usize,
+    len: usize,
+}
+
+impl RedisSink {
+    /// Connect (with the configured timeouts) and load the APPLY script.
+    pub async fn connect(config: SinkConfig, metrics: &Metrics) -> Result<Self, SinkError> {
+        let err = |source| SinkError::Connect {
+            url: config.display_url.clone(),
+            source,
+        };
+        let client = Client::open(config.connection.clone()).map_err(err)?;
+        // Few, short reconnect attempts per request: while Redis is down each batch attempt
+        // fails fast with Retry and the runtime's backoff paces the next one.
+        let cm_config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(config.connect_timeout)
+            .set_response_timeout(config.response_timeout)
+            .set_number_of_retries(2)
+            .set_max_delay(1000);
+        let mut conn = client
+            .get_connection_manager_with_config(cm_config)
+            .await
+            .map_err(err)?;
+        scripts::apply_script()
+            .load_async(&mut conn)
+            .await
+            .map_err(err)?;
+        Ok(Self::new(conn, config, metrics))
+    }
+
+    /// A sink over an existing connection (the script is loaded on first `NOSCRIPT`).
+    pub fn new(conn: ConnectionManager, config: SinkConfig, metrics: &Metrics) -> Self {
+        RedisSink {
+            conn,
+            config,
+            metrics: SinkMetrics::register(metrics),
+        }
+    }
+
+    /// The sink's counters.
+    pub fn metrics(&self) -> &SinkMetrics {
+        &self.metrics
+    }
+
+    /// The validated settings.
+    pub fn config(&self) -> &SinkConfig {
+        &self.config
+    }
+
+    fn notice(&self, event: &ChangeEvent) -> Option<String> {
+        self.config.publish_channel.as_ref()?;
+        Some(
+            serde_json::json!({
+                "entity_type": event.entity_type,
+                "entity_id": event.entity_id,
+                "version": event.version,
+                "op": event.op.as_str(),
+                "event_id": event.event_id,
+                "occurred_at": event.occurred_at,
+            })
+            .to_string(),
+        )
+    }
+
+    /// Build the pipeline for the events at `pending`; events that cannot be expressed
+    /// (negative version: the runtime validates, so only a foreign runtime sends one) get
+    /// their outcome directly.
+    fn build(
+        &self,
+        batch: &[ChangeEvent],
+        pending: &[usize],
+        notices: &[Option<String>],
+        outcomes: &mut [Option<Outcome>],
+    ) -> (redis::Pipeline, Vec<Span>) {
+        let mut pipe = redis::pipe();
+        let mut spans = Vec::with_capacity(pending.len());
+        for &i in pending {
+            let event = &batch[i];
+            let notice = match (&self.config.publish_channel, &notices[i]) {
+                (Some(c), Some(m)) => Some((c.as_str(), m.as_str())),
+                _ => None,
+            };
+            let cmd = match scripts::apply_cmd(
+                &self.config.layout,
+                event,
+                self.config.mode,
+                &self.config.ttls,
+                notice,
+            ) {
+                Ok(cmd) => cmd,
+                Err(e) => {
+                    outcomes[i] = Some(Outcome::DeadLetter {
+                        class: "invalid_event".into(),
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            let start = pipe.len();
+            pipe.add_command(cmd);
+            for tag in &event.invalidate {
+                pipe.incr(self.config.layout.tag_key(tag), 1);
+            }
+            spans.push(Span {
+                event: i,
+                start,
+                len: pipe.len() - start,
+            });
+        }
+        (pipe, spans)
+    }
+
+    async fn apply_batch(&self, batch: &[ChangeEvent]) -> Vec<Outcome> {
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
+        let notices: Vec<Option<String>> = batch.iter().map(|e| self.notice(e)).collect();
+        let mut pending: Vec<usize> = (0..batch.len()).collect();
+        let mut conn = self.conn.clone();
+        // Outer bound in case a reconnect stalls: the manager's own timeouts should fire first.
+        let deadline = self.config.response_timeout + self.config.connect_timeout * 4;
+
+        for attempt in 0..=MAX_SCRIPT_RELOADS {
+            let (pipe, spans) = self.build(batch, &pending, &notices, &mut outcomes);
+            if spans.is_empty() {
+                break;
+            }
+            let started = Instant::now();
+            let sent = tokio::time::timeout(deadline, conn.send_packed_commands(&pipe, 0, pipe.len())).await;
+            self.metrics.pipelines.inc();
+            let replies = match sent {
+                Ok(Ok(replies)) if replies.len() == pipe.len() => replies,
+                other => {
+                    let reason = match other {
+                        Err(_) => format!("redis did not answer within {deadline:?}"),
+                        Ok(Err(e)) => format!("redis: {e}"),
+                        Ok(Ok(r)) => format!(
+                            "redis answered {} replies to {} commands",
+                            r.len(),
+                            pipe.len()
+                        ),
+                    };
+                    self.metrics.pipeline_failures.inc();
+                    tracing::warn!(%reason, events = spans.len(), "pipeline failed; batch will be retried");
+                    for s in &spans {
+                        outcomes[s.event] = Some(Outcome::Retry {
+                            reason: reason.clone(),
+                        });
+                    }
+                    break;
+                }
+            };
+            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.metrics.pipeline_micros.add(micros);
+            self.metrics
+                .pipeline_micros_last
+                .set(i64::try_from(micros).unwrap_or(i64::MAX));
+
+            let mut missing_script = Vec::new();
+            for s in &spans {
+                let replies = &replies[s.start..s.start + s.len];
+                if scripts::is_noscript(&replies[0]) {
+                    missing_script.push(s.event);
+                    continue;
+                }
+                self.metrics.tag_bumps.add((s.len - 1) as u64);
+                if let Some(reason) = replies.iter().find_map(error_reply) {
+                    self.metrics.error_replies.inc();
+                    outcomes[s.event] = Some(Outcome::Retry { reason });
+                    continue;
+                }
+                outcomes[s.event] = Some(match scripts::parse_outcome("APPLY", &replies[0]) {
+                    Ok(ApplyOutcome::Applied) => {
+                        self.metrics.applied.inc();
+                        Outcome::Applied
+                    }
+                    Ok(ApplyOutcome::Stale) => {
+                        self.metrics.stale.inc();
+                        Outcome::Stale
+                    }
+                    Err(e) => Outcome::Retry {
+                        reason: e.to_string(),
+                    },
+                });
+            }
+            if missing_script.is_empty() {
+                break;
+            }
+            tracing::info!(
+                attempt,
+                events = missing_script.len(),
+                "redis lost the APPLY script (restart or SCRIPT FLUSH); loading it again"
+            );
+            self.metrics.script_reloads.inc();
+            if let Err(e) = scripts::apply_script().load_async(&mut conn).await {
+                let reason = format!("redis: loading the APPLY script failed: {e}");
+                for &i in &missing_script {
+                    outcomes[i] = Some(Outcome::Retry {
+                        reason: reason.clone(),
+                    });
+                }
+                break;
+            }
+            pending = missing_script;
+        }
+        outcomes
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| Outcome::Retry {
+                    reason: "redis kept losing the APPLY script".into(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// `Some(description)` if the reply is an error reply.
+fn error_reply(v: &Value) -> Option<String> {
+    match v {
+        Value::ServerError(e) => Some(format!(
+            "redis error reply: {} {}",
+            e.code(),
+            e.details().unwrap_or_default()
+        )),
+        _ => None,
+    }
+}
+
+impl Sink for RedisSink {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    fn apply(&self, batch: &[ChangeEvent]) -> impl std::future::Future<Output = Vec<Outcome>> + Send {
+        self.apply_batch(batch)
+    }
+}
+
+/// Wait until Redis accepts a connection (or `stop` is cancelled), logging each failure.
+/// Permanent failures (authentication, client configuration) return at once.
+pub async fn connect_with_retry(
+    config: &SinkConfig,
+    metrics: &Metrics,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<Option<RedisSink>, SinkError> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match RedisSink::connect(config.clone(), metrics).await {
+            Ok(sink) => return Ok(Some(sink)),
+            Err(e) if e.is_permanent() => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?delay, "redis not reachable yet");
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}

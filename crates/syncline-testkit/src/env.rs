@@ -1,0 +1,36 @@
+//! Where the test infrastructure is, from the same variables `scripts/stack` exports.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Kafka bootstrap servers: `KAFKA_BROKERS`, default `127.0.0.1:9092`.
+pub fn kafka_brokers() -> String {
+    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
+}
+
+/// Redis URL: `REDIS_URL`, default `redis://127.0.0.1:6379`.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A real Elasticsearch to test against instead of the in-process dev server: `ES_URL`.
+pub fn es_url() -> Option<String> {
+    std::env::var("ES_URL").ok().filter(|s| !s.is_empty())
+}
+
+/// A name no other test, process or earlier run uses: `<prefix>-<pid>-<micros>-<n>`,
+/// lowercase, valid as a topic, group, index or key prefix.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0);
+    format!(
+        "{}-{}-{}-{}",
+        prefix.to_ascii_lowercase(),
+        std::process::id(),
+        micros % 1_000_000_000_000,
+        n
+    )
+}

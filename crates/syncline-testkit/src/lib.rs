@@ -1,0 +1,24 @@
+//! Test and benchmark support for Syncline, shared by every crate's integration tests and
+//! bench harnesses so that addresses, topic handling, workloads and measurements mean the
+//! same thing everywhere.
+//!
+//! Everything here talks to real components (the broker at [`kafka_brokers`], Redis at
+//! [`redis_url`]); nothing mocks a wire protocol. Names from [`unique_name`] keep parallel
+//! tests and leftovers of earlier runs apart.
+
+pub mod env;
+pub mod kafka;
+pub mod measure;
+pub mod process;
+pub mod wait;
+pub mod workload;
+
+pub use env::{es_url, kafka_brokers, redis_url, unique_name};
+pub use kafka::{
+    committed_offsets, consumer_config, create_topic, end_offsets, publish_events, publish_raw,
+    read_all, Delivered, KitError,
+};
+pub use measure::{ProcessStats, Table};
+pub use process::ChildGuard;
+pub use wait::wait_until;
+pub use workload::{Expected, Oracle, Workload, WorkloadSpec};

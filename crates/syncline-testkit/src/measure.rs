@@ -1,0 +1,122 @@
+//! What the bench harnesses report: CPU seconds and peak RSS of a process, and a markdown
+//! table to print them in.
+//!
+//! Both come from `/proc` (Linux), which exports CPU time in USER_HZ ticks, fixed at 100
+//! per second for this interface whatever the kernel's internal tick rate.
+
+use std::fmt;
+
+const USER_HZ: f64 = 100.0;
+
+/// Resource use of one process so far.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProcessStats {
+    /// User plus system CPU time, in seconds.
+    pub cpu_seconds: f64,
+    /// Peak resident set size (VmHWM), in bytes.
+    pub peak_rss_bytes: u64,
+}
+
+impl ProcessStats {
+    /// This process.
+    pub fn of_self() -> std::io::Result<Self> {
+        Self::read("self")
+    }
+
+    /// Another live process (read it before the process exits).
+    pub fn of_pid(pid: u32) -> std::io::Result<Self> {
+        Self::read(&pid.to_string())
+    }
+
+    fn read(which: &str) -> std::io::Result<Self> {
+        let stat = std::fs::read_to_string(format!("/proc/{which}/stat"))?;
+        // The command name may contain spaces; the fields after its closing parenthesis
+        // are space separated, utime and stime being the 12th and 13th of them.
+        let after = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest)
+            .ok_or_else(|| std::io::Error::other("unexpected /proc stat format"))?;
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let tick = |i: usize| -> f64 {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0) as f64
+        };
+        let cpu_seconds = (tick(11) + tick(12)) / USER_HZ;
+        let status = std::fs::read_to_string(format!("/proc/{which}/status"))?;
+        let peak_rss_bytes = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024;
+        Ok(ProcessStats {
+            cpu_seconds,
+            peak_rss_bytes,
+        })
+    }
+
+    /// Peak RSS in MiB.
+    pub fn peak_rss_mib(&self) -> f64 {
+        self.peak_rss_bytes as f64 / (1024.0 * 1024.0)
+    }
+}
+
+/// A markdown table, printed by the bench harnesses and pasted into READMEs.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// A table with these column names.
+    pub fn new<S: ToString>(header: &[S]) -> Self {
+        Table {
+            header: header.iter().map(ToString::to_string).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Append a row.
+    pub fn row<S: ToString>(&mut self, cells: &[S]) -> &mut Self {
+        self.rows
+            .push(cells.iter().map(ToString::to_string).collect());
+        self
+    }
+}
+
+impl fmt::Display for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "| {} |", self.header.join(" | "))?;
+        writeln!(
+            f,
+            "|{}|",
+            self.header
+                .iter()
+                .map(|_| "---")
+                .collect::<Vec<_>>()
+                .join("|")
+        )?;
+        for r in &self.rows {
+            writeln!(f, "| {} |", r.join(" | "))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_stats_and_prints_a_table() {
+        let s = ProcessStats::of_self().unwrap();
+        assert!(s.peak_rss_bytes > 0);
+        let mut t = Table::new(&["metric", "value"]);
+        t.row(&["cpu s", &format!("{:.2}", s.cpu_seconds)]);
+        let text = t.to_string();
+        assert!(text.starts_with("| metric | value |\n|---|---|\n| cpu s | "));
+    }
+}

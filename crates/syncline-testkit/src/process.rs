@@ -1,0 +1,65 @@
+//! Child processes that never outlive the test that started them.
+
+use std::process::{Child, Command};
+
+/// A spawned process killed (SIGKILL) and reaped when dropped, so a failing test leaves no
+/// consumer running against the shared broker.
+#[derive(Debug)]
+pub struct ChildGuard {
+    child: Option<Child>,
+}
+
+impl ChildGuard {
+    /// Spawn `cmd`.
+    pub fn spawn(cmd: &mut Command) -> std::io::Result<Self> {
+        Ok(ChildGuard {
+            child: Some(cmd.spawn()?),
+        })
+    }
+
+    /// The OS process id.
+    pub fn id(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// Kill with SIGKILL (no chance to commit or clean up) and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Ask the process to stop (SIGTERM) and wait for its exit status.
+    pub fn terminate(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        let Some(mut c) = self.child.take() else {
+            return Err(std::io::Error::other("process already gone"));
+        };
+        let status = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()?;
+        if !status.success() {
+            return Err(std::io::Error::other("kill -TERM failed"));
+        }
+        c.wait()
+    }
+
+    /// Has it exited? Returns its status if so, without blocking.
+    pub fn try_wait(&mut self) -> std::io::Result<Option<std::process::ExitStatus>> {
+        match self.child.as_mut() {
+            Some(c) => c.try_wait(),
+            None => Ok(None),
+        }
+    }
+
+    /// Take the child out of the guard (it is then no longer killed on drop).
+    pub fn into_inner(mut self) -> Option<Child> {
+        self.child.take()
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
