@@ -13,6 +13,7 @@ use apache_avro::rabin::Rabin;
 use apache_avro::types::Value;
 use apache_avro::Schema;
 
+use crate::binary::{self, BodyError};
 use crate::model::{ChangeEvent, Op};
 use crate::validate::{Limits, ValidationError};
 
@@ -92,6 +93,9 @@ pub struct SchemaRegistry {
     reader: Schema,
     reader_fingerprint: u64,
     writers: HashMap<u64, Schema>,
+    /// The reader is the schema compiled into this crate, so records written with it are
+    /// read and written by [`crate::binary`] directly instead of through `Value` trees.
+    direct: bool,
 }
 
 /// CRC-64-AVRO of a schema's parsing canonical form, as the u64 that the wire stores in
@@ -131,10 +135,12 @@ impl SchemaRegistry {
             map.insert(fingerprint(&s), s);
         }
         map.insert(reader_fingerprint, reader.clone());
+        let direct = reader_fingerprint == fingerprint(&Schema::parse_str(CURRENT_SCHEMA_JSON)?);
         Ok(SchemaRegistry {
             reader,
             reader_fingerprint,
             writers: map,
+            direct,
         })
     }
 
@@ -146,6 +152,13 @@ impl SchemaRegistry {
     /// Encode a valid event with the reader schema as writer schema.
     pub fn encode(&self, event: &ChangeEvent, limits: &Limits) -> Result<Vec<u8>, EncodeError> {
         event.validate(limits)?;
+        if self.direct {
+            let mut out = Vec::with_capacity(HEADER_LEN + binary::size_hint(event));
+            out.extend_from_slice(&MAGIC);
+            out.extend_from_slice(&self.reader_fingerprint.to_le_bytes());
+            binary::write(event, &mut out);
+            return Ok(out);
+        }
         let body = apache_avro::to_avro_datum(&self.reader, to_value(event))
             .map_err(|e| EncodeError::Avro(e.to_string()))?;
         let mut out = Vec::with_capacity(HEADER_LEN + body.len());
@@ -155,20 +168,15 @@ impl SchemaRegistry {
         Ok(out)
     }
 
-    /// Decode and validate one record. Never panics, whatever the input.
-    pub fn decode(&self, bytes: &[u8], limits: &Limits) -> Result<ChangeEvent, DecodeError> {
-        if bytes.len() < HEADER_LEN {
-            if bytes.len() >= 2 && bytes[..2] != MAGIC {
-                return Err(DecodeError::BadMagic(bytes[0], bytes[1]));
-            }
-            return Err(DecodeError::TooShort(bytes.len()));
-        }
-        if bytes[..2] != MAGIC {
-            return Err(DecodeError::BadMagic(bytes[0], bytes[1]));
-        }
-        let mut fp = [0u8; 8];
-        fp.copy_from_slice(&bytes[2..HEADER_LEN]);
-        let fp = u64::from_le_bytes(fp);
+    /// Decode through apache-avro's schema resolution, whatever the writer schema: what
+    /// [`SchemaRegistry::decode`] does for older writers, and the reference its direct
+    /// reader of the current schema is tested against. Same results, slower.
+    pub fn decode_resolving(
+        &self,
+        bytes: &[u8],
+        limits: &Limits,
+    ) -> Result<ChangeEvent, DecodeError> {
+        let fp = header_fingerprint(bytes)?;
         let writer = self
             .writers
             .get(&fp)
@@ -183,6 +191,43 @@ impl SchemaRegistry {
         event.validate(limits)?;
         Ok(event)
     }
+
+    /// Encode through apache-avro's generic values without validating: the reference the
+    /// direct writer of [`SchemaRegistry::encode`] is tested against.
+    pub fn encode_generic(&self, event: &ChangeEvent) -> Result<Vec<u8>, EncodeError> {
+        let body = apache_avro::to_avro_datum(&self.reader, to_value(event))
+            .map_err(|e| EncodeError::Avro(e.to_string()))?;
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&self.reader_fingerprint.to_le_bytes());
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
+    /// Decode and validate one record. Never panics, whatever the input.
+    pub fn decode(&self, bytes: &[u8], limits: &Limits) -> Result<ChangeEvent, DecodeError> {
+        let fp = header_fingerprint(bytes)?;
+        if !(self.direct && fp == self.reader_fingerprint) {
+            return self.decode_resolving(bytes, limits);
+        }
+        let event = binary::read(&bytes[HEADER_LEN..]).map_err(|e| match e {
+            BodyError::Malformed(why) => DecodeError::Malformed(why),
+            BodyError::Trailing(n) => DecodeError::TrailingBytes(n),
+        })?;
+        event.validate(limits)?;
+        Ok(event)
+    }
+}
+
+/// The writer fingerprint from a single-object header, after checking the magic bytes.
+fn header_fingerprint(bytes: &[u8]) -> Result<u64, DecodeError> {
+    if bytes.len() >= 2 && bytes[..2] != MAGIC {
+        return Err(DecodeError::BadMagic(bytes[0], bytes[1]));
+    }
+    let fp: [u8; 8] = bytes
+        .get(2..HEADER_LEN)
+        .and_then(|s| s.try_into().ok())
+        .ok_or(DecodeError::TooShort(bytes.len()))?;
+    Ok(u64::from_le_bytes(fp))
 }
 
 /// Encode with the built-in registry.

@@ -5,6 +5,7 @@
 //! type reached one version at the source, either with a full document (`Upsert`) or gone
 //! (`Delete`). Sinks order events by [`ChangeEvent::version`] only.
 
+mod binary;
 pub mod codec;
 pub mod model;
 pub mod validate;
