@@ -19,7 +19,10 @@ const DOC_SIZE: usize = 1024;
 const BATCH: usize = 1000;
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn binary() -> PathBuf {
@@ -27,16 +30,28 @@ fn binary() -> PathBuf {
         return PathBuf::from(p);
     }
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| manifest.join("../../target"));
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| manifest.join("../../target"));
     let bin = target.join("release/es-devserver");
     if !bin.exists() {
         eprintln!("building {} ...", bin.display());
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--release", "-p", "es-devserver", "--bin", "es-devserver"])
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "es-devserver",
+                "--bin",
+                "es-devserver",
+            ])
             .current_dir(manifest.join("../.."))
             .status()
             .expect("run cargo build");
-        assert!(status.success(), "cargo build --release -p es-devserver failed");
+        assert!(
+            status.success(),
+            "cargo build --release -p es-devserver failed"
+        );
     }
     bin
 }
@@ -69,20 +84,24 @@ fn cpu_seconds(pid: u32) -> f64 {
 
 fn make_doc(i: usize) -> String {
     let mut body = String::new();
-    let words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"];
+    let words = [
+        "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet",
+    ];
     let mut k = i;
     let head = format!(
         "{{\"id\":{i},\"title\":\"document number {i}\",\"price\":{}.{:02},\"in_stock\":{},\"category\":\"cat-{}\",\"created\":\"2024-01-{:02}T10:00:00Z\",\"body\":\"",
         i % 1000,
         i % 100,
-        i % 2 == 0,
+        i.is_multiple_of(2),
         i % 50,
         1 + i % 28
     );
     let tail = "\"}";
     while head.len() + body.len() + tail.len() < DOC_SIZE {
-        k = k.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        body.push_str(words[(k >> 33) as usize % words.len()]);
+        k = k
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        body.push_str(words[(k >> 33) % words.len()]);
         body.push(' ');
     }
     let mut doc = format!("{head}{body}{tail}");
@@ -122,15 +141,25 @@ fn main() {
     let pid = server.0.id();
     let base = format!("http://127.0.0.1:{port}");
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
-        let client = reqwest::Client::builder().pool_max_idle_per_host(conns).build().expect("client");
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(conns)
+            .build()
+            .expect("client");
         let start_wait = Instant::now();
         loop {
             if client.get(&base).send().await.is_ok() {
                 break;
             }
-            assert!(start_wait.elapsed() < Duration::from_secs(30), "server did not start");
+            assert!(
+                start_wait.elapsed() < Duration::from_secs(30),
+                "server did not start"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let r = client
@@ -173,7 +202,9 @@ fn main() {
             tasks.push(tokio::spawn(async move {
                 loop {
                     let k = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(body) = bodies.get(k).cloned() else { break };
+                    let Some(body) = bodies.get(k).cloned() else {
+                        break;
+                    };
                     let resp = client
                         .post(&url)
                         .header("content-type", "application/x-ndjson")
@@ -183,7 +214,10 @@ fn main() {
                         .expect("bulk request");
                     assert!(resp.status().is_success(), "bulk status {}", resp.status());
                     let text = resp.bytes().await.expect("bulk body");
-                    assert!(text.starts_with(b"{\"errors\":false"), "bulk reported errors");
+                    assert!(
+                        text.starts_with(b"{\"errors\":false"),
+                        "bulk reported errors"
+                    );
                 }
             }));
         }
@@ -195,11 +229,25 @@ fn main() {
         let rss_after = proc_status_kb(pid, "VmRSS:");
         let hwm = proc_status_kb(pid, "VmHWM:");
 
-        let r = client.post(format!("{base}/bench/_refresh")).send().await.expect("refresh");
+        let r = client
+            .post(format!("{base}/bench/_refresh"))
+            .send()
+            .await
+            .expect("refresh");
         assert!(r.status().is_success());
-        let count: serde_json::Value =
-            client.get(format!("{base}/bench/_count")).send().await.expect("count").json().await.expect("count json");
-        assert_eq!(count["count"].as_u64(), Some(docs as u64), "all documents stored");
+        let count: serde_json::Value = client
+            .get(format!("{base}/bench/_count"))
+            .send()
+            .await
+            .expect("count")
+            .json()
+            .await
+            .expect("count json");
+        assert_eq!(
+            count["count"].as_u64(),
+            Some(docs as u64),
+            "all documents stored"
+        );
 
         let items_per_s = docs as f64 / elapsed;
         let mb_per_s = total_bytes as f64 / elapsed / 1e6;
@@ -214,11 +262,26 @@ fn main() {
         println!("| wall time | {elapsed:.2} s |");
         println!("| throughput | {items_per_s:.0} items/s |");
         println!("| request bytes | {mb_per_s:.1} MB/s |");
-        println!("| server CPU | {cpu:.2} s ({:.0} % of one core) |", cpu / elapsed * 100.0);
-        println!("| server peak RSS (VmHWM) | {:.1} MiB |", hwm as f64 / 1024.0);
-        println!("| server RSS growth | {:.1} MiB |", rss_after.saturating_sub(rss_before) as f64 / 1024.0);
-        println!("| memory per stored document | {per_doc:.0} B ({:.2}x its JSON) |", per_doc / avg_json);
-        println!("| peak memory per stored document | {per_doc_hwm:.0} B ({:.2}x its JSON) |", per_doc_hwm / avg_json);
+        println!(
+            "| server CPU | {cpu:.2} s ({:.0} % of one core) |",
+            cpu / elapsed * 100.0
+        );
+        println!(
+            "| server peak RSS (VmHWM) | {:.1} MiB |",
+            hwm as f64 / 1024.0
+        );
+        println!(
+            "| server RSS growth | {:.1} MiB |",
+            rss_after.saturating_sub(rss_before) as f64 / 1024.0
+        );
+        println!(
+            "| memory per stored document | {per_doc:.0} B ({:.2}x its JSON) |",
+            per_doc / avg_json
+        );
+        println!(
+            "| peak memory per stored document | {per_doc_hwm:.0} B ({:.2}x its JSON) |",
+            per_doc_hwm / avg_json
+        );
     });
     drop(server);
 }

@@ -85,13 +85,23 @@ fn long_of(v: &Value, field: &str) -> EsResult<i64> {
     match v {
         Value::Number(n) => n
             .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18).map(|f| f as i64))
-            .ok_or_else(|| EsError::illegal_argument(format!("Numeric value ({n}) out of range of long"))),
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18)
+                    .map(|f| f as i64)
+            })
+            .ok_or_else(|| {
+                EsError::illegal_argument(format!("Numeric value ({n}) out of range of long"))
+            }),
         Value::String(s) => s
             .trim()
             .parse::<i64>()
             .map_err(|_| EsError::illegal_argument(format!("For input string: \"{s}\"")))
-            .map_err(|e| e.caused_by(EsError::illegal_argument(format!("failed to parse [{field}]")))),
+            .map_err(|e| {
+                e.caused_by(EsError::illegal_argument(format!(
+                    "failed to parse [{field}]"
+                )))
+            }),
         other => Err(EsError::illegal_argument(format!(
             "Current token ({}) not numeric, can not use numeric value accessors",
             token_name(other)
@@ -131,11 +141,16 @@ pub fn parse_bulk<'a>(data: &'a [u8], defaults: &BulkDefaults) -> EsResult<Vec<B
     let mut from = 0usize;
     let mut line = 0usize;
     let next_marker = |from: usize| -> EsResult<Option<usize>> {
-        match data.get(from..).and_then(|rest| memchr::memchr(b'\n', rest)) {
+        match data
+            .get(from..)
+            .and_then(|rest| memchr::memchr(b'\n', rest))
+        {
             Some(p) => Ok(Some(from + p)),
             None => {
                 if from < data.len() {
-                    Err(EsError::illegal_argument("The bulk request must be terminated by a newline [\\n]"))
+                    Err(EsError::illegal_argument(
+                        "The bulk request must be terminated by a newline [\\n]",
+                    ))
                 } else {
                     Ok(None)
                 }
@@ -164,11 +179,17 @@ pub fn parse_bulk<'a>(data: &'a [u8], defaults: &BulkDefaults) -> EsResult<Vec<B
         let obj = match &v {
             Value::Object(m) => m,
             other => {
-                return Err(malformed(line, format!("expected START_OBJECT but found [{}]", token_name(other))));
+                return Err(malformed(
+                    line,
+                    format!("expected START_OBJECT but found [{}]", token_name(other)),
+                ));
             }
         };
         let Some((action_name, params)) = obj.iter().next() else {
-            return Err(malformed(line, "expected FIELD_NAME but found [END_OBJECT]".into()));
+            return Err(malformed(
+                line,
+                "expected FIELD_NAME but found [END_OBJECT]".into(),
+            ));
         };
         let mut action = match action_name.as_str() {
             "index" => Action::Index,
@@ -178,7 +199,9 @@ pub fn parse_bulk<'a>(data: &'a [u8], defaults: &BulkDefaults) -> EsResult<Vec<B
             other => {
                 return Err(malformed(
                     line,
-                    format!("expected field [create], [delete], [index] or [update] but found [{other}]"),
+                    format!(
+                    "expected field [create], [delete], [index] or [update] but found [{other}]"
+                ),
                 ))
             }
         };
@@ -220,9 +243,13 @@ pub fn parse_bulk<'a>(data: &'a [u8], defaults: &BulkDefaults) -> EsResult<Vec<B
                         "routing" => item.routing = Some(text_of(val)),
                         "op_type" => op_type = Some(text_of(val)),
                         "version" => item.versioning.version = Some(long_of(val, k)?),
-                        "version_type" => item.versioning.version_type = VersionType::parse(&text_of(val))?,
+                        "version_type" => {
+                            item.versioning.version_type = VersionType::parse(&text_of(val))?
+                        }
                         "if_seq_no" => item.versioning.if_seq_no = Some(long_of(val, k)?),
-                        "if_primary_term" => item.versioning.if_primary_term = Some(long_of(val, k)?),
+                        "if_primary_term" => {
+                            item.versioning.if_primary_term = Some(long_of(val, k)?)
+                        }
                         "retry_on_conflict" => {
                             long_of(val, k)?;
                         }
@@ -234,8 +261,8 @@ pub fn parse_bulk<'a>(data: &'a [u8], defaults: &BulkDefaults) -> EsResult<Vec<B
                         "_source" | "dynamic_templates" => {}
                         other => {
                             return Err(EsError::illegal_argument(format!(
-                                "Action/metadata line [{line}] contains an unknown parameter [{other}]"
-                            )))
+                            "Action/metadata line [{line}] contains an unknown parameter [{other}]"
+                        )))
                         }
                     }
                 }
@@ -243,7 +270,10 @@ pub fn parse_bulk<'a>(data: &'a [u8], defaults: &BulkDefaults) -> EsResult<Vec<B
             other => {
                 return Err(malformed(
                     line,
-                    format!("expected START_OBJECT or END_OBJECT but found [{}]", token_name(other)),
+                    format!(
+                        "expected START_OBJECT or END_OBJECT but found [{}]",
+                        token_name(other)
+                    ),
                 ))
             }
         }
@@ -264,7 +294,8 @@ pub fn parse_bulk<'a>(data: &'a [u8], defaults: &BulkDefaults) -> EsResult<Vec<B
         }
         item.action = action;
         if action == Action::Update
-            && (item.versioning.version.is_some() || item.versioning.version_type != VersionType::Internal)
+            && (item.versioning.version.is_some()
+                || item.versioning.version_type != VersionType::Internal)
         {
             return Err(EsError::illegal_argument(
                 "Update requests do not support versioning. Please use `if_seq_no` and `if_primary_term` instead",
@@ -310,7 +341,9 @@ pub fn validate_update_body(body: &Value) -> EsResult<()> {
                 }
             }
             "doc_as_upsert" | "detect_noop" | "scripted_upsert" => {
-                if !matches!(v, Value::Bool(_)) && !matches!(v, Value::String(s) if s == "true" || s == "false") {
+                if !matches!(v, Value::Bool(_))
+                    && !matches!(v, Value::String(s) if s == "true" || s == "false")
+                {
                     return Err(EsError::x_content_parse(format!(
                         "[1:2] [UpdateRequest] failed to parse field [{k}]"
                     )));
@@ -318,7 +351,9 @@ pub fn validate_update_body(body: &Value) -> EsResult<()> {
             }
             "script" | "_source" | "lang" | "params" => {}
             other => {
-                return Err(EsError::x_content_parse(format!("[1:2] [UpdateRequest] unknown field [{other}]")));
+                return Err(EsError::x_content_parse(format!(
+                    "[1:2] [UpdateRequest] unknown field [{other}]"
+                )));
             }
         }
     }
@@ -337,7 +372,10 @@ mod tests {
     fn basic() {
         let items = parse("{\"index\":{\"_index\":\"a\",\"_id\":\"1\"}}\n{\"f\":1}\r\n{\"delete\":{\"_index\":\"a\",\"_id\":\"2\"}}\n\n{\"create\":{}}\n{}\n").unwrap_or_default();
         assert_eq!(items.len(), 3);
-        assert_eq!(items.first().and_then(|i| i.source), Some(&b"{\"f\":1}"[..]));
+        assert_eq!(
+            items.first().and_then(|i| i.source),
+            Some(&b"{\"f\":1}"[..])
+        );
         assert_eq!(items.get(1).map(|i| i.action), Some(Action::Delete));
         assert_eq!(items.get(2).map(|i| i.line), Some(5));
     }
@@ -345,7 +383,10 @@ mod tests {
     #[test]
     fn errors() {
         let e = |s: &str| parse(s).err().map(|e| e.reason).unwrap_or_default();
-        assert_eq!(e("{\"index\":{}}\n{}"), "The bulk request must be terminated by a newline [\\n]");
+        assert_eq!(
+            e("{\"index\":{}}\n{}"),
+            "The bulk request must be terminated by a newline [\\n]"
+        );
         assert_eq!(
             e("{\"index\":{\"_index\":\"t\"}}\n{\"f\":1}\n{}\n"),
             "Malformed action/metadata line [3], expected FIELD_NAME but found [END_OBJECT]"
@@ -354,7 +395,10 @@ mod tests {
             e("{\"index\":1}\n"),
             "Malformed action/metadata line [1], expected START_OBJECT or END_OBJECT but found [VALUE_NUMBER_INT]"
         );
-        assert_eq!(e("[]\n"), "Malformed action/metadata line [1], expected START_OBJECT but found [START_ARRAY]");
+        assert_eq!(
+            e("[]\n"),
+            "Malformed action/metadata line [1], expected START_OBJECT but found [START_ARRAY]"
+        );
         assert_eq!(
             e("{\"foo\":{}}\n"),
             "Malformed action/metadata line [1], expected field [create], [delete], [index] or [update] but found [foo]"

@@ -184,7 +184,10 @@ impl Metadata {
 
     /// All alias names.
     pub fn alias_names(&self) -> std::collections::BTreeSet<String> {
-        self.indices.values().flat_map(|e| e.aliases.keys().cloned()).collect()
+        self.indices
+            .values()
+            .flat_map(|e| e.aliases.keys().cloned())
+            .collect()
     }
 
     /// Where a write to `name` goes.
@@ -196,7 +199,10 @@ impl Metadata {
         if targets.is_empty() {
             return WriteTarget::Missing;
         }
-        if let Some((_, e, a)) = targets.iter().find(|(_, _, a)| a.is_write_index == Some(true)) {
+        if let Some((_, e, a)) = targets
+            .iter()
+            .find(|(_, _, a)| a.is_write_index == Some(true))
+        {
             return WriteTarget::Index(e.index.clone(), a.index_routing.clone());
         }
         match targets.as_slice() {
@@ -210,19 +216,24 @@ impl Metadata {
     /// Resolves a comma-separated index expression to concrete indices.
     pub fn resolve(&self, expr: &str, o: &ResolveOpts) -> EsResult<Vec<Resolved>> {
         let now = crate::names::now_millis();
-        let parts: Vec<&str> = expr.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+        let parts: Vec<&str> = expr
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect();
         let mut acc: BTreeMap<String, Access> = BTreeMap::new();
-        let add = |acc: &mut BTreeMap<String, Access>, name: &str, filter: Option<&Value>| {
-            match (acc.get_mut(name), filter) {
-                (Some(Access::Unfiltered), _) => {}
-                (Some(a), None) => *a = Access::Unfiltered,
-                (Some(Access::Filtered(fs)), Some(f)) => fs.push(f.clone()),
-                (None, None) => {
-                    acc.insert(name.to_string(), Access::Unfiltered);
-                }
-                (None, Some(f)) => {
-                    acc.insert(name.to_string(), Access::Filtered(vec![f.clone()]));
-                }
+        let add = |acc: &mut BTreeMap<String, Access>, name: &str, filter: Option<&Value>| match (
+            acc.get_mut(name),
+            filter,
+        ) {
+            (Some(Access::Unfiltered), _) => {}
+            (Some(a), None) => *a = Access::Unfiltered,
+            (Some(Access::Filtered(fs)), Some(f)) => fs.push(f.clone()),
+            (None, None) => {
+                acc.insert(name.to_string(), Access::Unfiltered);
+            }
+            (None, Some(f)) => {
+                acc.insert(name.to_string(), Access::Filtered(vec![f.clone()]));
             }
         };
         let visible = |e: &IndexEntry, pattern: &str| -> bool {
@@ -272,7 +283,9 @@ impl Metadata {
                     if o.wildcards_match_aliases && o.expand_open {
                         for (name, e) in &self.indices {
                             for (alias, meta) in &e.aliases {
-                                if glob_match(&p, alias) && (meta.is_hidden != Some(true) || o.expand_hidden) {
+                                if glob_match(&p, alias)
+                                    && (meta.is_hidden != Some(true) || o.expand_hidden)
+                                {
                                     add(&mut acc, name, meta.filter.as_ref());
                                     matched = true;
                                 }
@@ -316,7 +329,11 @@ impl Metadata {
         Ok(acc
             .into_iter()
             .filter_map(|(name, access)| {
-                self.indices.get(&name).map(|e| Resolved { index: e.index.clone(), name, access })
+                self.indices.get(&name).map(|e| Resolved {
+                    index: e.index.clone(),
+                    name,
+                    access,
+                })
             })
             .collect())
     }

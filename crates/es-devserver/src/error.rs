@@ -59,7 +59,9 @@ impl EsError {
 
     /// Adds the `index_uuid`/`shard`/`index` metadata that shard-level errors carry.
     pub fn with_shard(self, index: &str, uuid: &str) -> Self {
-        self.with_meta("index_uuid", uuid).with_meta("shard", "0").with_meta("index", index)
+        self.with_meta("index_uuid", uuid)
+            .with_meta("shard", "0")
+            .with_meta("index", index)
     }
 
     /// `illegal_argument_exception` (400).
@@ -93,11 +95,15 @@ impl EsError {
 
     /// `index_not_found_exception` (404).
     pub fn index_not_found(name: &str) -> Self {
-        EsError::new(404, "index_not_found_exception", format!("no such index [{name}]"))
-            .with_meta("resource.type", "index_or_alias")
-            .with_meta("resource.id", name)
-            .with_meta("index_uuid", "_na_")
-            .with_meta("index", name)
+        EsError::new(
+            404,
+            "index_not_found_exception",
+            format!("no such index [{name}]"),
+        )
+        .with_meta("resource.type", "index_or_alias")
+        .with_meta("resource.id", name)
+        .with_meta("index_uuid", "_na_")
+        .with_meta("index", name)
     }
 
     /// `invalid_index_name_exception` (400).
@@ -156,10 +162,14 @@ impl EsError {
             "node": crate::node::NODE_ID,
             "reason": cause.inner_json(true),
         });
-        let mut e = EsError::new(status, "search_phase_execution_exception", "all shards failed")
-            .with_meta("phase", "query")
-            .with_meta("grouped", true)
-            .with_meta("failed_shards", Value::Array(vec![shard_failure]));
+        let mut e = EsError::new(
+            status,
+            "search_phase_execution_exception",
+            "all shards failed",
+        )
+        .with_meta("phase", "query")
+        .with_meta("grouped", true)
+        .with_meta("failed_shards", Value::Array(vec![shard_failure]));
         e.root_cause = Some(vec![cause.clone()]);
         e.caused_by = Some(Box::new(cause));
         e

@@ -120,7 +120,14 @@ fn is_zero(n: &u64) -> bool {
 impl FaultRule {
     /// A rule that always fires for `target`.
     pub fn new(target: FaultTarget, kind: FaultKind) -> Self {
-        FaultRule { target, kind, probability: None, count: None, skip: 0, delay_ms: None }
+        FaultRule {
+            target,
+            kind,
+            probability: None,
+            count: None,
+            skip: 0,
+            delay_ms: None,
+        }
     }
 
     /// Fires with this probability.
@@ -156,21 +163,34 @@ impl FaultRule {
             [t, k] => (*t, *k, None, None),
             [t, k, a] => (*t, *k, Some(*a), None),
             [t, k, a, d] => (*t, *k, Some(*a), Some(*d)),
-            _ => return Err(format!("invalid fault [{s}]: expected TARGET:KIND[:AMOUNT[:DELAY]]")),
+            _ => {
+                return Err(format!(
+                    "invalid fault [{s}]: expected TARGET:KIND[:AMOUNT[:DELAY]]"
+                ))
+            }
         };
-        let target: FaultTarget = serde_json::from_value(Value::from(target))
-            .map_err(|_| format!("invalid fault target [{target}] (all, bulk, bulk_item, search, write, read)"))?;
+        let target: FaultTarget = serde_json::from_value(Value::from(target)).map_err(|_| {
+            format!("invalid fault target [{target}] (all, bulk, bulk_item, search, write, read)")
+        })?;
         let kind: FaultKind = serde_json::from_value(Value::from(kind))
             .map_err(|_| format!("invalid fault kind [{kind}] (429, 503, 500, delay, close)"))?;
         let mut rule = FaultRule::new(target, kind);
         if let Some(a) = amount {
             if let Some(pct) = a.strip_suffix('%') {
-                let p: f64 = pct.parse().map_err(|_| format!("invalid fault amount [{a}]"))?;
+                let p: f64 = pct
+                    .parse()
+                    .map_err(|_| format!("invalid fault amount [{a}]"))?;
                 rule.probability = Some(p / 100.0);
             } else if a.contains('.') {
-                rule.probability = Some(a.parse().map_err(|_| format!("invalid fault amount [{a}]"))?);
+                rule.probability = Some(
+                    a.parse()
+                        .map_err(|_| format!("invalid fault amount [{a}]"))?,
+                );
             } else {
-                rule.count = Some(a.parse().map_err(|_| format!("invalid fault amount [{a}]"))?);
+                rule.count = Some(
+                    a.parse()
+                        .map_err(|_| format!("invalid fault amount [{a}]"))?,
+                );
             }
         }
         if let Some(d) = delay {
@@ -278,7 +298,7 @@ pub struct Stats {
     pub requests: u64,
     /// `_bulk` requests.
     pub bulk_requests: u64,
-    /// Bulk items (actions) received.
+    /// Bulk items (actions) of the bulk requests that were processed (not rejected).
     pub bulk_items: u64,
     /// `_search` and `_count` requests.
     pub search_requests: u64,
@@ -294,7 +314,10 @@ impl Faults {
     /// New fault state with the given rules and RNG seed.
     pub fn new(rules: Vec<FaultRule>, seed: u64) -> Self {
         let f = Faults {
-            inner: Mutex::new(Inner { rules: Vec::new(), rng: Rng(seed) }),
+            inner: Mutex::new(Inner {
+                rules: Vec::new(),
+                rng: Rng(seed),
+            }),
             seed,
             active: std::sync::atomic::AtomicBool::new(false),
             counters: Counters::default(),
@@ -307,13 +330,21 @@ impl Faults {
     pub fn set_rules(&self, rules: Vec<FaultRule>) {
         let mut inner = self.inner.lock();
         self.active.store(!rules.is_empty(), Ordering::SeqCst);
-        inner.rules = rules.into_iter().map(|rule| RuleState { rule, seen: 0 }).collect();
+        inner.rules = rules
+            .into_iter()
+            .map(|rule| RuleState { rule, seen: 0 })
+            .collect();
         inner.rng = Rng(self.seed);
     }
 
     /// The current rules, with remaining counts.
     pub fn rules(&self) -> Vec<FaultRule> {
-        self.inner.lock().rules.iter().map(|r| r.rule.clone()).collect()
+        self.inner
+            .lock()
+            .rules
+            .iter()
+            .map(|r| r.rule.clone())
+            .collect()
     }
 
     fn pick(&self, targets: &[FaultTarget], item: bool) -> Option<Injected> {
@@ -375,7 +406,9 @@ impl Faults {
             self.counters.bulk_requests.fetch_add(1, Ordering::Relaxed);
         }
         if targets.contains(&FaultTarget::Search) {
-            self.counters.search_requests.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .search_requests
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -415,7 +448,12 @@ impl Faults {
     /// Resets the counters.
     pub fn reset_stats(&self) {
         let c = &self.counters;
-        for a in [&c.requests, &c.bulk_requests, &c.bulk_items, &c.search_requests] {
+        for a in [
+            &c.requests,
+            &c.bulk_requests,
+            &c.bulk_items,
+            &c.search_requests,
+        ] {
             a.store(0, Ordering::Relaxed);
         }
         for a in c.faults.iter().chain(c.item_faults.iter()) {
@@ -435,13 +473,16 @@ mod tests {
 
     #[test]
     fn flags() {
-        let r = FaultRule::parse_flag("bulk:429:0.3").unwrap_or_else(|_| FaultRule::new(FaultTarget::All, FaultKind::Close));
+        let r = FaultRule::parse_flag("bulk:429:0.3")
+            .unwrap_or_else(|_| FaultRule::new(FaultTarget::All, FaultKind::Close));
         assert_eq!(r.target, FaultTarget::Bulk);
         assert_eq!(r.kind, FaultKind::TooManyRequests);
         assert_eq!(r.probability, Some(0.3));
-        let r = FaultRule::parse_flag("bulk_item:503:5").unwrap_or_else(|_| FaultRule::new(FaultTarget::All, FaultKind::Close));
+        let r = FaultRule::parse_flag("bulk_item:503:5")
+            .unwrap_or_else(|_| FaultRule::new(FaultTarget::All, FaultKind::Close));
         assert_eq!(r.count, Some(5));
-        let r = FaultRule::parse_flag("all:delay:1.0:250ms").unwrap_or_else(|_| FaultRule::new(FaultTarget::All, FaultKind::Close));
+        let r = FaultRule::parse_flag("all:delay:1.0:250ms")
+            .unwrap_or_else(|_| FaultRule::new(FaultTarget::All, FaultKind::Close));
         assert_eq!(r.delay_ms, Some(250));
         assert!(FaultRule::parse_flag("nope:429").is_err());
         assert!(FaultRule::parse_flag("bulk_item:close").is_err());
@@ -450,8 +491,15 @@ mod tests {
     #[test]
     fn deterministic() {
         let run = || {
-            let f = Faults::new(vec![FaultRule::new(FaultTarget::Bulk, FaultKind::TooManyRequests).probability(0.5)], 7);
-            (0..100).map(|_| f.for_request(&[FaultTarget::Bulk]).is_some()).collect::<Vec<_>>()
+            let f = Faults::new(
+                vec![
+                    FaultRule::new(FaultTarget::Bulk, FaultKind::TooManyRequests).probability(0.5),
+                ],
+                7,
+            );
+            (0..100)
+                .map(|_| f.for_request(&[FaultTarget::Bulk]).is_some())
+                .collect::<Vec<_>>()
         };
         let a = run();
         assert_eq!(a, run());
@@ -461,8 +509,15 @@ mod tests {
 
     #[test]
     fn counts_and_skip() {
-        let f = Faults::new(vec![FaultRule::new(FaultTarget::All, FaultKind::Internal).count(2).skip(1)], 0);
-        let got: Vec<bool> = (0..5).map(|_| f.for_request(&[FaultTarget::Search]).is_some()).collect();
+        let f = Faults::new(
+            vec![FaultRule::new(FaultTarget::All, FaultKind::Internal)
+                .count(2)
+                .skip(1)],
+            0,
+        );
+        let got: Vec<bool> = (0..5)
+            .map(|_| f.for_request(&[FaultTarget::Search]).is_some())
+            .collect();
         assert_eq!(got, vec![false, true, true, false, false]);
         assert_eq!(f.stats().faults.get("500"), Some(&2));
     }

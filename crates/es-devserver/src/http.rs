@@ -31,7 +31,10 @@ impl Body for RespBody {
     type Data = Bytes;
     type Error = std::io::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         if let Some(d) = self.data.take() {
             if !d.is_empty() {
                 return Poll::Ready(Some(Ok(Frame::data(d))));
@@ -39,7 +42,9 @@ impl Body for RespBody {
         }
         if self.fail {
             self.fail = false;
-            return Poll::Ready(Some(Err(std::io::Error::other("es-devserver fault injection: connection closed"))));
+            return Poll::Ready(Some(Err(std::io::Error::other(
+                "es-devserver fault injection: connection closed",
+            ))));
         }
         Poll::Ready(None)
     }
@@ -59,7 +64,10 @@ impl Body for RespBody {
 
 fn product_headers(resp: &mut Response<RespBody>) {
     let h = resp.headers_mut();
-    h.insert("x-elastic-product", HeaderValue::from_static("Elasticsearch"));
+    h.insert(
+        "x-elastic-product",
+        HeaderValue::from_static("Elasticsearch"),
+    );
 }
 
 fn to_http(r: Resp, accept_compat: Option<HeaderValue>) -> Response<RespBody> {
@@ -70,11 +78,17 @@ fn to_http(r: Resp, accept_compat: Option<HeaderValue>) -> Response<RespBody> {
     } else {
         (r.body, false)
     };
-    let mut resp = Response::new(RespBody { data: Some(data), fail });
+    let mut resp = Response::new(RespBody {
+        data: Some(data),
+        fail,
+    });
     *resp.status_mut() = status;
     let mut has_ct = false;
     for (k, v) in &r.headers {
-        if let (Ok(name), Ok(value)) = (http::HeaderName::try_from(k.as_str()), HeaderValue::from_str(v)) {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::try_from(k.as_str()),
+            HeaderValue::from_str(v),
+        ) {
             if name == http::header::CONTENT_TYPE {
                 has_ct = true;
             }
@@ -86,16 +100,21 @@ fn to_http(r: Resp, accept_compat: Option<HeaderValue>) -> Response<RespBody> {
         resp.headers_mut().insert(http::header::CONTENT_TYPE, ct);
     }
     if r.cut {
-        resp.headers_mut().insert(http::header::CONTENT_LENGTH, HeaderValue::from(full_len));
+        resp.headers_mut()
+            .insert(http::header::CONTENT_LENGTH, HeaderValue::from(full_len));
     }
     product_headers(&mut resp);
     resp
 }
 
 fn too_large() -> Response<RespBody> {
-    let mut resp = Response::new(RespBody { data: None, fail: false });
+    let mut resp = Response::new(RespBody {
+        data: None,
+        fail: false,
+    });
     *resp.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-    resp.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    resp.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     product_headers(&mut resp);
     resp
 }
@@ -117,10 +136,15 @@ pub async fn serve_request(node: Arc<Node>, req: Request<Incoming>) -> Response<
     let body = match http_body_util::Limited::new(body, max).collect().await {
         Ok(c) => c.to_bytes(),
         Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 return too_large();
             }
-            let mut resp = Response::new(RespBody { data: None, fail: false });
+            let mut resp = Response::new(RespBody {
+                data: None,
+                fail: false,
+            });
             *resp.status_mut() = StatusCode::BAD_REQUEST;
             product_headers(&mut resp);
             return resp;
@@ -132,7 +156,10 @@ pub async fn serve_request(node: Arc<Node>, req: Request<Incoming>) -> Response<
         .and_then(|v| v.to_str().ok())
         .filter(|a| a.contains("vnd.elasticsearch+json"))
         .map(|_| HeaderValue::from_static("application/vnd.elasticsearch+json;compatible-with=8"));
-    let uri = parts.uri.path_and_query().map_or_else(|| parts.uri.path().to_string(), |pq| pq.as_str().to_string());
+    let uri = parts.uri.path_and_query().map_or_else(
+        || parts.uri.path().to_string(),
+        |pq| pq.as_str().to_string(),
+    );
     let node2 = node.clone();
     let method = parts.method.clone();
     let headers = parts.headers;

@@ -61,8 +61,12 @@ impl VersionType {
             "internal" => Ok(VersionType::Internal),
             "external" => Ok(VersionType::External),
             "external_gte" => Ok(VersionType::ExternalGte),
-            "force" => Err(EsError::illegal_argument("version type [force] may no longer be used")),
-            other => Err(EsError::illegal_argument(format!("No version type match [{other}]"))),
+            "force" => Err(EsError::illegal_argument(
+                "version type [force] may no longer be used",
+            )),
+            other => Err(EsError::illegal_argument(format!(
+                "No version type match [{other}]"
+            ))),
         }
     }
 
@@ -90,7 +94,12 @@ pub struct Versioning {
 
 impl Default for Versioning {
     fn default() -> Self {
-        Versioning { version: None, version_type: VersionType::Internal, if_seq_no: None, if_primary_term: None }
+        Versioning {
+            version: None,
+            version_type: VersionType::Internal,
+            if_seq_no: None,
+            if_primary_term: None,
+        }
     }
 }
 
@@ -101,13 +110,22 @@ impl Versioning {
         let mut errs = Vec::new();
         if create {
             if self.version_type != VersionType::Internal {
-                errs.push("create operations only support internal versioning. use index instead".to_string());
+                errs.push(
+                    "create operations only support internal versioning. use index instead"
+                        .to_string(),
+                );
             }
             if self.version.is_some() {
-                errs.push("create operations do not support explicit versions. use index instead".to_string());
+                errs.push(
+                    "create operations do not support explicit versions. use index instead"
+                        .to_string(),
+                );
             }
             if self.if_seq_no.is_some() {
-                errs.push("create operations do not support compare and set. use index instead".to_string());
+                errs.push(
+                    "create operations do not support compare and set. use index instead"
+                        .to_string(),
+                );
             }
         }
         if !has_id && (self.version_type != VersionType::Internal || self.version.is_some()) {
@@ -119,7 +137,10 @@ impl Versioning {
                 _ => v >= 0,
             };
             if !valid {
-                errs.push(format!("illegal version value [{v}] for version type [{}]", self.version_type.name()));
+                errs.push(format!(
+                    "illegal version value [{v}] for version type [{}]",
+                    self.version_type.name()
+                ));
             }
             if self.version_type == VersionType::Internal && !create {
                 errs.push("internal versioning can not be used for optimistic concurrency control. Please use `if_seq_no` and `if_primary_term` instead".to_string());
@@ -130,17 +151,25 @@ impl Versioning {
                 self.version_type.name()
             ));
         }
-        if self.if_seq_no.is_some() && (self.version_type != VersionType::Internal || self.version.is_some()) {
+        if self.if_seq_no.is_some()
+            && (self.version_type != VersionType::Internal || self.version.is_some())
+        {
             errs.push("compare and write operations can not use versioning".to_string());
         }
         match (self.if_seq_no, self.if_primary_term) {
-            (Some(_), None) | (Some(_), Some(0)) => errs.push("ifSeqNo is set, but primary term is [0]".to_string()),
-            (None, Some(t)) if t != 0 => errs.push(format!("ifSeqNo is unassigned, but primary term is [{t}]")),
+            (Some(_), None) | (Some(_), Some(0)) => {
+                errs.push("ifSeqNo is set, but primary term is [0]".to_string())
+            }
+            (None, Some(t)) if t != 0 => {
+                errs.push(format!("ifSeqNo is unassigned, but primary term is [{t}]"))
+            }
             _ => {}
         }
         if let Some(s) = self.if_seq_no {
             if s < 0 {
-                errs.push(format!("sequence number must be >= 0 or unassigned; got [{s}]"));
+                errs.push(format!(
+                    "sequence number must be >= 0 or unassigned; got [{s}]"
+                ));
             }
         }
         errs
@@ -282,7 +311,12 @@ pub enum WriteOp<'a> {
 
 impl Index {
     /// A new, empty index.
-    pub fn new(name: &str, flat: BTreeMap<String, Value>, eff: Effective, mapping: Mapping) -> Index {
+    pub fn new(
+        name: &str,
+        flat: BTreeMap<String, Value>,
+        eff: Effective,
+        mapping: Mapping,
+    ) -> Index {
         let data = IndexData {
             docs: HashMap::new(),
             next_seq_no: 0,
@@ -325,7 +359,10 @@ impl Index {
             (d.mapping.clone(), d.mapping_gen)
         };
         let updates = check_source(&mapping, source, id)?;
-        Ok(Prepared { updates, mapping_gen })
+        Ok(Prepared {
+            updates,
+            mapping_gen,
+        })
     }
 
     /// Number of primary shards.
@@ -544,7 +581,8 @@ impl IndexData {
             None => (NOT_FOUND, -1, true),
             Some((ver, seq, deleted)) => (ver, seq, deleted),
         };
-        let conflict = |expl: String| EsError::version_conflict(id, &expl, &index.name, &index.uuid);
+        let conflict =
+            |expl: String| EsError::version_conflict(id, &expl, &index.name, &index.uuid);
         let is_create = matches!(op, WriteOp::Index { create: true, .. });
         if let Some(if_seq) = v.if_seq_no {
             let if_term = v.if_primary_term.unwrap_or(0);
@@ -560,13 +598,17 @@ impl IndexData {
             }
         } else if is_create {
             if !not_found_or_deleted {
-                return Err(conflict(format!("document already exists (current version [{cur_version}])")));
+                return Err(conflict(format!(
+                    "document already exists (current version [{cur_version}])"
+                )));
             }
         } else if let Some(ver) = v.version {
             match v.version_type {
                 VersionType::Internal => {
                     if cur_version == NOT_FOUND {
-                        return Err(conflict(format!("document does not exist (expected version [{ver}])")));
+                        return Err(conflict(format!(
+                            "document does not exist (expected version [{ver}])"
+                        )));
                     }
                     if cur_version != ver {
                         return Err(conflict(format!(
@@ -601,7 +643,9 @@ impl IndexData {
             }
         };
         match op {
-            WriteOp::Index { source, prepared, .. } => {
+            WriteOp::Index {
+                source, prepared, ..
+            } => {
                 if !prepared.updates.is_empty() {
                     let updates = if prepared.mapping_gen == self.mapping_gen {
                         prepared.updates
@@ -652,8 +696,16 @@ impl IndexData {
                 }
                 self.mark_dirty(&key, now);
                 index.stats.index_total.fetch_add(1, Ordering::Relaxed);
-                let result = if not_found_or_deleted { WriteResult::Created } else { WriteResult::Updated };
-                Ok(WriteOutcome { version: new_version, seq_no, result })
+                let result = if not_found_or_deleted {
+                    WriteResult::Created
+                } else {
+                    WriteResult::Updated
+                };
+                Ok(WriteOutcome {
+                    version: new_version,
+                    seq_no,
+                    result,
+                })
             }
             WriteOp::Delete => {
                 let seq_no = self.next_seq_no;
@@ -678,8 +730,16 @@ impl IndexData {
                 self.tombstones.push_back((key.clone(), now));
                 self.mark_dirty(&key, now);
                 index.stats.delete_total.fetch_add(1, Ordering::Relaxed);
-                let result = if not_found_or_deleted { WriteResult::NotFound } else { WriteResult::Deleted };
-                Ok(WriteOutcome { version: new_version, seq_no, result })
+                let result = if not_found_or_deleted {
+                    WriteResult::NotFound
+                } else {
+                    WriteResult::Deleted
+                };
+                Ok(WriteOutcome {
+                    version: new_version,
+                    seq_no,
+                    result,
+                })
             }
         }
     }

@@ -24,11 +24,19 @@ pub fn body_parse_error(e: &serde_json::Error) -> EsError {
     let (line, col) = (e.line().max(1), e.column().max(1));
     let msg = describe_serde_error(e);
     if e.is_eof() {
-        return EsError::parse(format!("[{line}:{col}] Unexpected end-of-input: {msg}"))
-            .caused_by(EsError::new(400, "json_e_o_f_exception", format!("Unexpected end-of-input: {msg}")));
+        return EsError::parse(format!("[{line}:{col}] Unexpected end-of-input: {msg}")).caused_by(
+            EsError::new(
+                400,
+                "json_e_o_f_exception",
+                format!("Unexpected end-of-input: {msg}"),
+            ),
+        );
     }
-    EsError::x_content_parse(format!("[{line}:{col}] {msg}"))
-        .caused_by(EsError::new(400, "json_parse_exception", msg))
+    EsError::x_content_parse(format!("[{line}:{col}] {msg}")).caused_by(EsError::new(
+        400,
+        "json_parse_exception",
+        msg,
+    ))
 }
 
 /// The JSON token name Elasticsearch prints for a value (`START_OBJECT`, `VALUE_STRING`, ...).
@@ -148,7 +156,10 @@ fn include_paths(v: &Value, patterns: &[Vec<String>]) -> Option<Value> {
             }
         }
         Value::Array(items) => {
-            let filtered: Vec<Value> = items.iter().filter_map(|i| include_paths(i, patterns)).collect();
+            let filtered: Vec<Value> = items
+                .iter()
+                .filter_map(|i| include_paths(i, patterns))
+                .collect();
             if filtered.is_empty() {
                 None
             } else {
@@ -160,10 +171,16 @@ fn include_paths(v: &Value, patterns: &[Vec<String>]) -> Option<Value> {
 }
 
 fn exclude_path(v: &mut Value, pattern: &[String]) {
-    let Some((first, rest)) = pattern.split_first() else { return };
+    let Some((first, rest)) = pattern.split_first() else {
+        return;
+    };
     match v {
         Value::Object(m) => {
-            let keys: Vec<String> = m.keys().filter(|k| segment_matches(first, k)).cloned().collect();
+            let keys: Vec<String> = m
+                .keys()
+                .filter(|k| segment_matches(first, k))
+                .cloned()
+                .collect();
             for k in keys {
                 if rest.is_empty() {
                     m.shift_remove(&k);
@@ -202,6 +219,65 @@ pub fn write_key(out: &mut Vec<u8>, k: &str) {
     out.push(b':');
 }
 
+// ---------------------------------------------------------------------------------------
+// Ordered output with raw (unparsed) fragments
+
+/// A response value that may embed raw JSON (stored `_source`) verbatim.
+#[derive(Debug)]
+pub enum Out {
+    /// A regular value.
+    V(Value),
+    /// Raw JSON, written as is.
+    Raw(Box<serde_json::value::RawValue>),
+    /// A nested ordered object.
+    Obj(Obj),
+    /// An array of ordered objects.
+    Objs(Vec<Obj>),
+}
+
+/// An object with ordered keys whose values may be raw JSON.
+#[derive(Debug, Default)]
+pub struct Obj(pub Vec<(&'static str, Out)>);
+
+impl Obj {
+    /// Adds a field.
+    pub fn push(&mut self, k: &'static str, v: Out) {
+        self.0.push((k, v));
+    }
+
+    /// Adds a regular value.
+    pub fn val(&mut self, k: &'static str, v: impl Into<Value>) {
+        self.0.push((k, Out::V(v.into())));
+    }
+
+    /// Serialized bytes.
+    pub fn to_vec(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+impl serde::Serialize for Out {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Out::V(v) => v.serialize(s),
+            Out::Raw(r) => r.serialize(s),
+            Out::Obj(o) => o.serialize(s),
+            Out::Objs(os) => os.serialize(s),
+        }
+    }
+}
+
+impl serde::Serialize for Obj {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,7 +291,10 @@ mod tests {
             filter_path(&v, "items.*.error"),
             json!({"items": [{"index": {"error": {"type": "x"}}}]})
         );
-        assert_eq!(filter_path(&v, "**.status").pointer("/items/0/index/status"), Some(&json!(201)));
+        assert_eq!(
+            filter_path(&v, "**.status").pointer("/items/0/index/status"),
+            Some(&json!(201))
+        );
         assert_eq!(filter_path(&v, "-items"), json!({"took": 1}));
     }
 

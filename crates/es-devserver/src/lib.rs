@@ -15,9 +15,22 @@
 //!
 //! From a synchronous test, [`start_blocking`] runs the server on its own thread.
 
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 #![allow(clippy::type_complexity)]
-#![cfg_attr(test, allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
 
 pub mod bulk;
 pub mod cluster;
@@ -112,13 +125,21 @@ pub struct RunningServer {
 /// Starts a server on the current tokio runtime.
 pub async fn start(config: Config) -> Result<RunningServer, Error> {
     let bind = config.bind;
-    let listener = tokio::net::TcpListener::bind(bind).await.map_err(|source| Error::Bind { addr: bind, source })?;
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .map_err(|source| Error::Bind { addr: bind, source })?;
     let addr = listener.local_addr()?;
     let node = Arc::new(Node::new(config));
     *node.publish_address.lock() = addr.to_string();
     let (tx, rx) = watch::channel(false);
     let task = tokio::spawn(http::serve(listener, node.clone(), rx));
-    Ok(RunningServer { addr, url: format!("http://{addr}"), node, shutdown: tx, task })
+    Ok(RunningServer {
+        addr,
+        url: format!("http://{addr}"),
+        node,
+        shutdown: tx,
+        task,
+    })
 }
 
 impl RunningServer {
@@ -179,7 +200,12 @@ fn dump(node: &Node, name: &str) -> Option<Vec<(String, serde_json::Value)>> {
     let docs = index.data.read().live_docs();
     Some(
         docs.into_iter()
-            .map(|(id, d)| (id.to_string(), serde_json::from_str(&d.source).unwrap_or(serde_json::Value::Null)))
+            .map(|(id, d)| {
+                (
+                    id.to_string(),
+                    serde_json::from_str(&d.source).unwrap_or(serde_json::Value::Null),
+                )
+            })
             .collect(),
     )
 }
@@ -199,7 +225,11 @@ pub fn start_blocking(config: Config) -> Result<BlockingServer, Error> {
     let thread = std::thread::Builder::new()
         .name("es-devserver".into())
         .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     let _ = ready_tx.send(Err(Error::Io(e)));
@@ -221,7 +251,12 @@ pub fn start_blocking(config: Config) -> Result<BlockingServer, Error> {
             });
         })?;
     match ready_rx.recv() {
-        Ok(Ok((url, node, tx))) => Ok(BlockingServer { url, node, shutdown: Some(tx), thread: Some(thread) }),
+        Ok(Ok((url, node, tx))) => Ok(BlockingServer {
+            url,
+            node,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        }),
         Ok(Err(e)) => Err(e),
         Err(e) => Err(Error::Thread(e.to_string())),
     }

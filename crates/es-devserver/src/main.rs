@@ -43,7 +43,10 @@ fn main() -> std::process::ExitCode {
         .init();
     let args = Args::parse();
     let Some(max) = es_devserver::settings::parse_bytes(&args.max_content_length) else {
-        eprintln!("es-devserver: invalid --max-content-length [{}]", args.max_content_length);
+        eprintln!(
+            "es-devserver: invalid --max-content-length [{}]",
+            args.max_content_length
+        );
         return std::process::ExitCode::from(2);
     };
     let mut faults = Vec::new();
@@ -65,7 +68,10 @@ fn main() -> std::process::ExitCode {
         cluster_name: args.cluster_name.clone(),
         node_name: "es-devserver".to_string(),
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("es-devserver: cannot start runtime: {e}");

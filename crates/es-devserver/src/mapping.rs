@@ -105,13 +105,31 @@ impl Kind {
             "scaled_float" => Kind::ScaledFloat,
             "boolean" => Kind::Boolean,
             "date" | "date_nanos" => Kind::Date,
-            "geo_point" | "geo_shape" | "point" | "shape" | "binary" | "flattened"
-            | "dense_vector" | "sparse_vector" | "rank_feature" | "rank_features" | "completion"
-            | "token_count" | "alias" | "join" | "percolator" | "histogram"
-            | "aggregate_metric_double" | "counted_keyword" | "integer_range" | "float_range"
-            | "long_range" | "double_range" | "date_range" | "ip_range" | "annotated_text" => {
-                Kind::Opaque
-            }
+            "geo_point"
+            | "geo_shape"
+            | "point"
+            | "shape"
+            | "binary"
+            | "flattened"
+            | "dense_vector"
+            | "sparse_vector"
+            | "rank_feature"
+            | "rank_features"
+            | "completion"
+            | "token_count"
+            | "alias"
+            | "join"
+            | "percolator"
+            | "histogram"
+            | "aggregate_metric_double"
+            | "counted_keyword"
+            | "integer_range"
+            | "float_range"
+            | "long_range"
+            | "double_range"
+            | "date_range"
+            | "ip_range"
+            | "annotated_text" => Kind::Opaque,
             _ => return None,
         })
     }
@@ -134,7 +152,10 @@ impl Kind {
 
     /// Whether the kind is an integer type.
     pub fn is_integer(self) -> bool {
-        matches!(self, Kind::Long | Kind::Integer | Kind::Short | Kind::Byte | Kind::UnsignedLong)
+        matches!(
+            self,
+            Kind::Long | Kind::Integer | Kind::Short | Kind::Byte | Kind::UnsignedLong
+        )
     }
 
     fn is_object(self) -> bool {
@@ -207,13 +228,19 @@ impl Field {
             m.insert(k.clone(), v.clone());
         }
         if !self.fields.is_empty() {
-            let f: Map<String, Value> =
-                self.fields.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+            let f: Map<String, Value> = self
+                .fields
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_json()))
+                .collect();
             m.insert("fields".into(), Value::Object(f));
         }
         if !self.properties.is_empty() {
-            let p: Map<String, Value> =
-                self.properties.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+            let p: Map<String, Value> = self
+                .properties
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_json()))
+                .collect();
             m.insert("properties".into(), Value::Object(p));
         }
         m.into()
@@ -250,8 +277,20 @@ const ROOT_PARAMS: &[&str] = &[
     "_doc_count",
 ];
 
-const COMMON_PARAMS: &[&str] =
-    &["index", "store", "doc_values", "null_value", "copy_to", "meta", "fields", "boost", "script", "on_script_error", "ignore_malformed", "similarity"];
+const COMMON_PARAMS: &[&str] = &[
+    "index",
+    "store",
+    "doc_values",
+    "null_value",
+    "copy_to",
+    "meta",
+    "fields",
+    "boost",
+    "script",
+    "on_script_error",
+    "ignore_malformed",
+    "similarity",
+];
 const TEXT_PARAMS: &[&str] = &[
     "analyzer",
     "search_analyzer",
@@ -280,9 +319,22 @@ const KEYWORD_PARAMS: &[&str] = &[
     "value",
     "script",
 ];
-const NUMERIC_PARAMS: &[&str] = &["coerce", "time_series_dimension", "time_series_metric", "scaling_factor"];
+const NUMERIC_PARAMS: &[&str] = &[
+    "coerce",
+    "time_series_dimension",
+    "time_series_metric",
+    "scaling_factor",
+];
 const DATE_PARAMS: &[&str] = &["format", "locale", "precision", "resolution"];
-const OBJECT_PARAMS: &[&str] = &["properties", "dynamic", "enabled", "subobjects", "include_in_parent", "include_in_root", "type"];
+const OBJECT_PARAMS: &[&str] = &[
+    "properties",
+    "dynamic",
+    "enabled",
+    "subobjects",
+    "include_in_parent",
+    "include_in_root",
+    "type",
+];
 
 fn mapper_parsing(reason: String) -> EsError {
     EsError::new(400, "mapper_parsing_exception", reason)
@@ -291,7 +343,10 @@ fn mapper_parsing(reason: String) -> EsError {
 fn java_map_string(v: &Value) -> String {
     match v {
         Value::Object(m) => {
-            let parts: Vec<String> = m.iter().map(|(k, v)| format!("{k}={}", java_map_string(v))).collect();
+            let parts: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{k}={}", java_map_string(v)))
+                .collect();
             format!("{{{}}}", parts.join(", "))
         }
         Value::Array(a) => {
@@ -312,7 +367,11 @@ pub fn parse_mapping(v: &Value) -> EsResult<Mapping> {
     let m = match v {
         Value::Object(m) => m,
         Value::Null => return Ok(Mapping::default()),
-        _ => return Err(wrap(mapper_parsing("Expected map for property [mappings]".into()))),
+        _ => {
+            return Err(wrap(mapper_parsing(
+                "Expected map for property [mappings]".into(),
+            )))
+        }
     };
     let mut mapping = Mapping::default();
     let mut unsupported = Vec::new();
@@ -320,7 +379,9 @@ pub fn parse_mapping(v: &Value) -> EsResult<Mapping> {
         match k.as_str() {
             "properties" => {
                 let props = val.as_object().ok_or_else(|| {
-                    wrap(mapper_parsing("Expected map for property [properties] on field [_doc]".into()))
+                    wrap(mapper_parsing(
+                        "Expected map for property [properties] on field [_doc]".into(),
+                    ))
                 })?;
                 mapping.properties = parse_properties(props, "").map_err(wrap)?;
             }
@@ -332,9 +393,12 @@ pub fn parse_mapping(v: &Value) -> EsResult<Mapping> {
                     )))
                 })?);
             }
-            "date_detection" => mapping.date_detection = Some(bool_param(val, "date_detection").map_err(wrap)?),
+            "date_detection" => {
+                mapping.date_detection = Some(bool_param(val, "date_detection").map_err(wrap)?)
+            }
             "numeric_detection" => {
-                mapping.numeric_detection = Some(bool_param(val, "numeric_detection").map_err(wrap)?)
+                mapping.numeric_detection =
+                    Some(bool_param(val, "numeric_detection").map_err(wrap)?)
             }
             other if ROOT_PARAMS.contains(&other) => {
                 mapping.other.insert(k.clone(), val.clone());
@@ -356,7 +420,10 @@ fn bool_param(v: &Value, name: &str) -> EsResult<bool> {
         Value::Bool(b) => Ok(*b),
         Value::String(s) if s == "true" => Ok(true),
         Value::String(s) if s == "false" => Ok(false),
-        _ => Err(mapper_parsing(format!("Failed to parse value [{}] as only [true] or [false] are allowed for [{name}]", java_map_string(v)))),
+        _ => Err(mapper_parsing(format!(
+            "Failed to parse value [{}] as only [true] or [false] are allowed for [{name}]",
+            java_map_string(v)
+        ))),
     }
 }
 
@@ -364,10 +431,14 @@ fn parse_properties(props: &Map<String, Value>, prefix: &str) -> EsResult<BTreeM
     let mut out: BTreeMap<String, Field> = BTreeMap::new();
     for (name, def) in props {
         if name.is_empty() {
-            return Err(EsError::illegal_argument("field name cannot be an empty string"));
+            return Err(EsError::illegal_argument(
+                "field name cannot be an empty string",
+            ));
         }
         if name.trim().is_empty() {
-            return Err(EsError::illegal_argument("field name cannot contain only whitespace: ['".to_string() + name + "']"));
+            return Err(EsError::illegal_argument(
+                "field name cannot contain only whitespace: ['".to_string() + name + "']",
+            ));
         }
         let parts: Vec<&str> = name.split('.').collect();
         if parts.iter().any(|p| p.is_empty()) {
@@ -375,7 +446,11 @@ fn parse_properties(props: &Map<String, Value>, prefix: &str) -> EsResult<BTreeM
                 "field name cannot contain only dots: [{name}]"
             )));
         }
-        let full = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
+        let full = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
         let field = parse_field(&full, def)?;
         // "a.b": {...} declares object "a" with field "b".
         let mut target = &mut out;
@@ -400,7 +475,9 @@ fn parse_properties(props: &Map<String, Value>, prefix: &str) -> EsResult<BTreeM
 
 fn parse_field(full: &str, def: &Value) -> EsResult<Field> {
     let m = def.as_object().ok_or_else(|| {
-        mapper_parsing(format!("Expected map for property [fields] on field [{full}] but got a class java.lang.String"))
+        mapper_parsing(format!(
+            "Expected map for property [fields] on field [{full}] but got a class java.lang.String"
+        ))
     })?;
     let type_name = match m.get("type") {
         Some(Value::String(t)) => Some(t.clone()),
@@ -413,8 +490,11 @@ fn parse_field(full: &str, def: &Value) -> EsResult<Field> {
         None => None,
     };
     let kind = match &type_name {
-        Some(t) => Kind::from_type(t)
-            .ok_or_else(|| mapper_parsing(format!("No handler for type [{t}] declared on field [{full}]")))?,
+        Some(t) => Kind::from_type(t).ok_or_else(|| {
+            mapper_parsing(format!(
+                "No handler for type [{t}] declared on field [{full}]"
+            ))
+        })?,
         None => Kind::Object,
     };
     let mut field = Field {
@@ -445,7 +525,9 @@ fn parse_field(full: &str, def: &Value) -> EsResult<Field> {
             "type" => {}
             "properties" if kind.is_object() => {
                 let props = v.as_object().ok_or_else(|| {
-                    mapper_parsing(format!("Expected map for property [properties] on field [{full}]"))
+                    mapper_parsing(format!(
+                        "Expected map for property [properties] on field [{full}]"
+                    ))
                 })?;
                 field.properties = parse_properties(props, full)?;
             }
@@ -456,11 +538,15 @@ fn parse_field(full: &str, def: &Value) -> EsResult<Field> {
             }
             "fields" if kind != Kind::Opaque => {
                 let fields = v.as_object().ok_or_else(|| {
-                    mapper_parsing(format!("Expected map for property [fields] on field [{full}]"))
+                    mapper_parsing(format!(
+                        "Expected map for property [fields] on field [{full}]"
+                    ))
                 })?;
                 for (fname, fdef) in fields {
                     if fname.is_empty() {
-                        return Err(EsError::illegal_argument("field name cannot be an empty string"));
+                        return Err(EsError::illegal_argument(
+                            "field name cannot be an empty string",
+                        ));
                     }
                     let sub = parse_field(&format!("{full}.{fname}"), fdef)?;
                     if sub.kind.is_object() {
@@ -478,7 +564,9 @@ fn parse_field(full: &str, def: &Value) -> EsResult<Field> {
         }
     }
     if kind == Kind::ScaledFloat && !field.params.contains_key("scaling_factor") {
-        return Err(mapper_parsing(format!("Field [scaling_factor] is required for field [{full}]")));
+        return Err(mapper_parsing(format!(
+            "Field [scaling_factor] is required for field [{full}]"
+        )));
     }
     Ok(field)
 }
@@ -500,8 +588,11 @@ impl Mapping {
             m.insert(k.clone(), v.clone());
         }
         if !self.properties.is_empty() {
-            let p: Map<String, Value> =
-                self.properties.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+            let p: Map<String, Value> = self
+                .properties
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_json()))
+                .collect();
             m.insert("properties".into(), Value::Object(p));
         }
         Value::Object(m)
@@ -531,7 +622,9 @@ impl Mapping {
     pub fn apply_updates(&mut self, updates: &[DynamicUpdate]) -> EsResult<()> {
         for u in updates {
             let mut props = &mut self.properties;
-            let Some((last, init)) = u.path.split_last() else { continue };
+            let Some((last, init)) = u.path.split_last() else {
+                continue;
+            };
             for p in init {
                 let entry = props.entry(p.clone()).or_insert_with(Field::object);
                 if !entry.kind.is_object() {
@@ -571,9 +664,17 @@ impl Mapping {
     }
 }
 
-fn merge_props(into: &mut BTreeMap<String, Field>, from: &BTreeMap<String, Field>, prefix: &str) -> EsResult<()> {
+fn merge_props(
+    into: &mut BTreeMap<String, Field>,
+    from: &BTreeMap<String, Field>,
+    prefix: &str,
+) -> EsResult<()> {
     for (name, f) in from {
-        let full = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
+        let full = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
         match into.get_mut(name) {
             None => {
                 into.insert(name.clone(), f.clone());
@@ -640,10 +741,15 @@ pub fn resolve_field<'m>(m: &'m Mapping, name: &str) -> FieldRef<'m> {
     let mut props = &m.properties;
     let mut i = 0;
     while let Some(p) = parts.get(i) {
-        let Some(f) = props.get(*p) else { return FieldRef::Unmapped };
+        let Some(f) = props.get(*p) else {
+            return FieldRef::Unmapped;
+        };
         let is_last = i + 1 == parts.len();
         if is_last {
-            return FieldRef::Field { path: name.to_string(), field: f };
+            return FieldRef::Field {
+                path: name.to_string(),
+                field: f,
+            };
         }
         if f.kind.is_object() {
             props = &f.properties;
@@ -653,7 +759,10 @@ pub fn resolve_field<'m>(m: &'m Mapping, name: &str) -> FieldRef<'m> {
         // A multi-field: exactly one more part.
         if i + 2 == parts.len() {
             if let Some(sub) = parts.get(i + 1).and_then(|s| f.fields.get(*s)) {
-                return FieldRef::Field { path: parts.get(..=i).unwrap_or_default().join("."), field: sub };
+                return FieldRef::Field {
+                    path: parts.get(..=i).unwrap_or_default().join("."),
+                    field: sub,
+                };
             }
         }
         return FieldRef::Unmapped;
@@ -665,7 +774,11 @@ pub fn resolve_field<'m>(m: &'m Mapping, name: &str) -> FieldRef<'m> {
 pub fn leaf_fields(m: &Mapping) -> Vec<String> {
     fn rec(props: &BTreeMap<String, Field>, prefix: &str, out: &mut Vec<String>) {
         for (k, f) in props {
-            let full = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            let full = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
             if f.kind.is_object() {
                 rec(&f.properties, &full, out);
             } else {
@@ -787,7 +900,13 @@ fn scalar_mismatch(kind: Kind, v: Scalar<'_>) -> Option<String> {
     let num = |s: &str| -> Result<f64, String> {
         let t = s;
         match t.parse::<f64>() {
-            Ok(f) if !t.is_empty() && !t.starts_with(char::is_whitespace) && !t.ends_with(char::is_whitespace) => Ok(f),
+            Ok(f)
+                if !t.is_empty()
+                    && !t.starts_with(char::is_whitespace)
+                    && !t.ends_with(char::is_whitespace) =>
+            {
+                Ok(f)
+            }
             _ => Err(format!("For input string: \"{s}\"")),
         }
     };
@@ -907,7 +1026,10 @@ enum Target<'m> {
 
 impl<'m> Walker<'m> {
     fn pending(&self, path: &str) -> Option<NewKind> {
-        self.updates.iter().find(|u| joined_eq(&u.path, path)).map(|u| u.kind)
+        self.updates
+            .iter()
+            .find(|u| joined_eq(&u.path, path))
+            .map(|u| u.kind)
     }
 
     fn resolve(&self, node: Node<'m>, path: &str, key: &str) -> Target<'m> {
@@ -926,19 +1048,38 @@ impl<'m> Walker<'m> {
         }
     }
 
-    fn fail<E: de::Error>(&mut self, kind: &'static str, reason: String, cause: Option<EsError>) -> E {
+    fn fail<E: de::Error>(
+        &mut self,
+        kind: &'static str,
+        reason: String,
+        cause: Option<EsError>,
+    ) -> E {
         if self.error.is_none() {
-            self.error = Some(Pending { kind, reason, cause });
+            self.error = Some(Pending {
+                kind,
+                reason,
+                cause,
+            });
         }
         E::custom("mapping")
     }
 
-    fn field_error<E: de::Error>(&mut self, path: &str, type_name: &str, preview: String, cause: String) -> E {
+    fn field_error<E: de::Error>(
+        &mut self,
+        path: &str,
+        type_name: &str,
+        preview: String,
+        cause: String,
+    ) -> E {
         let reason = format!(
             "failed to parse field [{path}] of type [{type_name}] in document with id '{}'. Preview of field's value: '{preview}'",
             self.id
         );
-        self.fail("document_parsing_exception", reason, Some(EsError::illegal_argument(cause)))
+        self.fail(
+            "document_parsing_exception",
+            reason,
+            Some(EsError::illegal_argument(cause)),
+        )
     }
 
     fn strict_error<E: de::Error>(&mut self, path: &str, key: &str) -> E {
@@ -951,7 +1092,10 @@ impl<'m> Walker<'m> {
     }
 
     fn add(&mut self, path: &str, kind: NewKind) {
-        self.updates.push(DynamicUpdate { path: path.split('.').map(str::to_string).collect(), kind });
+        self.updates.push(DynamicUpdate {
+            path: path.split('.').map(str::to_string).collect(),
+            kind,
+        });
     }
 
     fn new_kind_for(&self, v: Scalar<'_>) -> Option<NewKind> {
@@ -959,7 +1103,11 @@ impl<'m> Walker<'m> {
             Scalar::Null => None,
             Scalar::Bool(_) => Some(NewKind::Boolean),
             Scalar::I(_) => Some(NewKind::Long),
-            Scalar::U(u) => Some(if u > i64::MAX as u64 { NewKind::Float } else { NewKind::Long }),
+            Scalar::U(u) => Some(if u > i64::MAX as u64 {
+                NewKind::Float
+            } else {
+                NewKind::Long
+            }),
             Scalar::F(_) => Some(NewKind::Float),
             Scalar::S(s) => {
                 if self.mapping.numeric_detection == Some(true) {
@@ -979,7 +1127,13 @@ impl<'m> Walker<'m> {
         }
     }
 
-    fn scalar<E: de::Error>(&mut self, target: Target<'m>, path: &str, key: &str, v: Scalar<'_>) -> Result<(), E> {
+    fn scalar<E: de::Error>(
+        &mut self,
+        target: Target<'m>,
+        path: &str,
+        key: &str,
+        v: Scalar<'_>,
+    ) -> Result<(), E> {
         match target {
             Target::Field(f, _) => {
                 if f.kind.is_object() {
@@ -1119,14 +1273,21 @@ impl<'de> Visitor<'de> for ObjSeed<'_, '_> {
                 return Err(w.fail(
                     "document_parsing_exception",
                     "failed to parse: field name cannot be an empty string".into(),
-                    Some(EsError::illegal_argument("field name cannot be an empty string")),
+                    Some(EsError::illegal_argument(
+                        "field name cannot be an empty string",
+                    )),
                 ));
             }
             // Fast path: a mapped leaf field needs no path unless it fails.
             if !key.contains('.') {
                 if let Node::Mapped(props, _) = self.node {
                     if let Some(f) = props.get(key).filter(|f| !f.kind.is_object()) {
-                        map.next_value_seed(LeafSeed { w: &mut *w, field: f, parent: &self.path, key })?;
+                        map.next_value_seed(LeafSeed {
+                            w: &mut *w,
+                            field: f,
+                            parent: &self.path,
+                            key,
+                        })?;
                         continue;
                     }
                 }
@@ -1142,7 +1303,9 @@ impl<'de> Visitor<'de> for ObjSeed<'_, '_> {
                     return Err(w.fail(
                         "document_parsing_exception",
                         format!("failed to parse: field name cannot contain only dots: [{key}]"),
-                        Some(EsError::illegal_argument(format!("field name cannot contain only dots: [{key}]"))),
+                        Some(EsError::illegal_argument(format!(
+                            "field name cannot contain only dots: [{key}]"
+                        ))),
                     ));
                 }
                 if !path.is_empty() {
@@ -1154,7 +1317,9 @@ impl<'de> Visitor<'de> for ObjSeed<'_, '_> {
                     break;
                 }
                 match w.resolve(node, &path, part) {
-                    Target::Field(f, d) if f.kind.is_object() => node = Node::Mapped(&f.properties, d),
+                    Target::Field(f, d) if f.kind.is_object() => {
+                        node = Node::Mapped(&f.properties, d)
+                    }
                     Target::Field(f, _) => {
                         let reason = format!(
                             "Could not dynamically add mapping for field [{key}]. Existing mapping for [{path}] must be of type object but found [{}].",
@@ -1186,7 +1351,12 @@ impl<'de> Visitor<'de> for ObjSeed<'_, '_> {
                 continue;
             }
             let target = w.resolve(node, &path, last);
-            map.next_value_seed(ValueSeed { w: &mut *w, target, path: &path, key: last })?;
+            map.next_value_seed(ValueSeed {
+                w: &mut *w,
+                target,
+                path: &path,
+                key: last,
+            })?;
         }
         w.depth -= 1;
         Ok(())
@@ -1216,7 +1386,9 @@ impl LeafSeed<'_, '_, '_> {
             None => Ok(()),
             Some(cause) => {
                 let path = self.path();
-                Err(self.w.field_error(&path, self.field.type_str(), v.preview(), cause))
+                Err(self
+                    .w
+                    .field_error(&path, self.field.type_str(), v.preview(), cause))
             }
         }
     }
@@ -1262,14 +1434,28 @@ impl<'de> Visitor<'de> for LeafSeed<'_, '_, '_> {
             let reason = format!("The depth limit of [{MAX_DEPTH}] has been exceeded");
             return Err(w.fail("document_parsing_exception", reason, None));
         }
-        while seq.next_element_seed(LeafSeed { w: &mut *w, field: self.field, parent: self.parent, key: self.key })?.is_some() {}
+        while seq
+            .next_element_seed(LeafSeed {
+                w: &mut *w,
+                field: self.field,
+                parent: self.parent,
+                key: self.key,
+            })?
+            .is_some()
+        {}
         w.depth -= 1;
         Ok(())
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
         let path = self.path();
         let target = Target::Field(self.field, Dynamic::True);
-        ValueSeed { w: self.w, target, path: &path, key: self.key }.visit_map(map)
+        ValueSeed {
+            w: self.w,
+            target,
+            path: &path,
+            key: self.key,
+        }
+        .visit_map(map)
     }
 }
 
@@ -1294,22 +1480,28 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_, '_> {
         f.write_str("a JSON value")
     }
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
-        self.w.scalar(self.target, self.path, self.key, Scalar::Bool(v))
+        self.w
+            .scalar(self.target, self.path, self.key, Scalar::Bool(v))
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        self.w.scalar(self.target, self.path, self.key, Scalar::I(v))
+        self.w
+            .scalar(self.target, self.path, self.key, Scalar::I(v))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        self.w.scalar(self.target, self.path, self.key, Scalar::U(v))
+        self.w
+            .scalar(self.target, self.path, self.key, Scalar::U(v))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-        self.w.scalar(self.target, self.path, self.key, Scalar::F(v))
+        self.w
+            .scalar(self.target, self.path, self.key, Scalar::F(v))
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        self.w.scalar(self.target, self.path, self.key, Scalar::S(v))
+        self.w
+            .scalar(self.target, self.path, self.key, Scalar::S(v))
     }
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        self.w.scalar(self.target, self.path, self.key, Scalar::Null)
+        self.w
+            .scalar(self.target, self.path, self.key, Scalar::Null)
     }
     fn visit_none<E: de::Error>(self) -> Result<(), E> {
         self.visit_unit()
@@ -1332,7 +1524,12 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_, '_> {
                 },
                 other => other,
             };
-            let seed = ValueSeed { w: &mut *w, target, path: self.path, key: self.key };
+            let seed = ValueSeed {
+                w: &mut *w,
+                target,
+                path: self.path,
+                key: self.key,
+            };
             if seq.next_element_seed(seed)?.is_none() {
                 break;
             }
@@ -1368,7 +1565,12 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_, '_> {
                 return Ok(());
             }
         };
-        ObjSeed { w, node, path: self.path.to_string() }.visit_map(map)
+        ObjSeed {
+            w,
+            node,
+            path: self.path.to_string(),
+        }
+        .visit_map(map)
     }
 }
 
@@ -1381,14 +1583,24 @@ fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
 /// needs, or the error Elasticsearch reports (`document_parsing_exception`,
 /// `strict_dynamic_mapping_exception`).
 pub fn check_source(mapping: &Mapping, source: &[u8], id: &str) -> EsResult<Vec<DynamicUpdate>> {
-    let mut w = Walker { mapping, id, updates: Vec::new(), error: None, depth: 0 };
+    let mut w = Walker {
+        mapping,
+        id,
+        updates: Vec::new(),
+        error: None,
+        depth: 0,
+    };
     let mut de = serde_json::Deserializer::from_slice(source);
     let first_non_ws = source.iter().position(|b| !b.is_ascii_whitespace());
     let is_object = first_non_ws.and_then(|i| source.get(i)) == Some(&b'{');
     let result = if is_object {
-        ObjSeed { w: &mut w, node: Node::Mapped(&mapping.properties, mapping.root_dynamic()), path: String::new() }
-            .deserialize(&mut de)
-            .and_then(|()| de.end())
+        ObjSeed {
+            w: &mut w,
+            node: Node::Mapped(&mapping.properties, mapping.root_dynamic()),
+            path: String::new(),
+        }
+        .deserialize(&mut de)
+        .and_then(|()| de.end())
     } else {
         Err(de::Error::custom("not an object"))
     };
@@ -1407,9 +1619,14 @@ pub fn check_source(mapping: &Mapping, source: &[u8], id: &str) -> EsResult<Vec<
                 None if !is_object => Err(EsError::new(
                     400,
                     "document_parsing_exception",
-                    "[1:1] failed to parse: Malformed content, must start with an object".to_string(),
+                    "[1:1] failed to parse: Malformed content, must start with an object"
+                        .to_string(),
                 )
-                .caused_by(EsError::new(400, "x_content_parse_exception", "Malformed content, must start with an object"))),
+                .caused_by(EsError::new(
+                    400,
+                    "x_content_parse_exception",
+                    "Malformed content, must start with an object",
+                ))),
                 None => {
                     let msg = crate::json::describe_serde_error(&e);
                     Err(EsError::new(
@@ -1417,7 +1634,11 @@ pub fn check_source(mapping: &Mapping, source: &[u8], id: &str) -> EsResult<Vec<
                         "document_parsing_exception",
                         format!("[{line}:{col}] failed to parse: {msg}"),
                     )
-                    .caused_by(EsError::new(400, "x_content_parse_exception", format!("[{line}:{col}] {msg}"))))
+                    .caused_by(EsError::new(
+                        400,
+                        "x_content_parse_exception",
+                        format!("[{line}:{col}] {msg}"),
+                    )))
                 }
             }
         }
@@ -1436,9 +1657,14 @@ mod tests {
     #[test]
     fn dynamic_updates() {
         let m = Mapping::default();
-        let ups = check_source(&m, br#"{"a":"x","b":1,"c":1.5,"d":true,"e":{"f":"2015-01-01"},"g":[1,2],"h":null}"#, "1")
-            .unwrap_or_default();
-        let kinds: Vec<(String, NewKind)> = ups.iter().map(|u| (u.path.join("."), u.kind)).collect();
+        let ups = check_source(
+            &m,
+            br#"{"a":"x","b":1,"c":1.5,"d":true,"e":{"f":"2015-01-01"},"g":[1,2],"h":null}"#,
+            "1",
+        )
+        .unwrap_or_default();
+        let kinds: Vec<(String, NewKind)> =
+            ups.iter().map(|u| (u.path.join("."), u.kind)).collect();
         assert_eq!(
             kinds,
             vec![
@@ -1453,7 +1679,10 @@ mod tests {
         );
         let mut m2 = m.clone();
         assert!(m2.apply_updates(&ups).is_ok());
-        assert_eq!(m2.to_json()["properties"]["a"]["fields"]["keyword"]["ignore_above"], 256);
+        assert_eq!(
+            m2.to_json()["properties"]["a"]["fields"]["keyword"]["ignore_above"],
+            256
+        );
     }
 
     #[test]
@@ -1464,15 +1693,25 @@ mod tests {
         let e = check_source(&m, br#"{"n":"abc"}"#, "1").err();
         let e = e.unwrap_or_else(|| EsError::new(0, "", ""));
         assert_eq!(e.kind, "document_parsing_exception");
-        assert!(e.reason.contains("failed to parse field [n] of type [long] in document with id '1'"), "{}", e.reason);
-        assert_eq!(e.caused_by.map(|c| c.reason), Some("For input string: \"abc\"".to_string()));
+        assert!(
+            e.reason
+                .contains("failed to parse field [n] of type [long] in document with id '1'"),
+            "{}",
+            e.reason
+        );
+        assert_eq!(
+            e.caused_by.map(|c| c.reason),
+            Some("For input string: \"abc\"".to_string())
+        );
     }
 
     #[test]
     fn strict_rejects_unknown() {
         let m = mapping(json!({"dynamic": "strict", "properties": {"a": {"type": "keyword"}}}));
         assert!(check_source(&m, br#"{"a":"x"}"#, "1").is_ok());
-        let e = check_source(&m, br#"{"a":"x","b":1}"#, "1").err().map(|e| e.kind.to_string());
+        let e = check_source(&m, br#"{"a":"x","b":1}"#, "1")
+            .err()
+            .map(|e| e.kind.to_string());
         assert_eq!(e.as_deref(), Some("strict_dynamic_mapping_exception"));
     }
 
@@ -1494,9 +1733,15 @@ mod tests {
 
     #[test]
     fn resolve() {
-        let m = mapping(json!({"properties": {"t": {"type": "text", "fields": {"keyword": {"type": "keyword"}}}, "o": {"properties": {"x": {"type": "long"}}}}}));
-        assert!(matches!(resolve_field(&m, "t.keyword"), FieldRef::Field { ref path, field } if path == "t" && field.kind == Kind::Keyword));
-        assert!(matches!(resolve_field(&m, "o.x"), FieldRef::Field { ref path, field } if path == "o.x" && field.kind == Kind::Long));
+        let m = mapping(
+            json!({"properties": {"t": {"type": "text", "fields": {"keyword": {"type": "keyword"}}}, "o": {"properties": {"x": {"type": "long"}}}}}),
+        );
+        assert!(
+            matches!(resolve_field(&m, "t.keyword"), FieldRef::Field { ref path, field } if path == "t" && field.kind == Kind::Keyword)
+        );
+        assert!(
+            matches!(resolve_field(&m, "o.x"), FieldRef::Field { ref path, field } if path == "o.x" && field.kind == Kind::Long)
+        );
         assert!(matches!(resolve_field(&m, "nope"), FieldRef::Unmapped));
     }
 

@@ -99,27 +99,45 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 /// Whether some string starting with `prefix` could match `pattern` (used by `_source`
 /// filtering to decide whether to descend into an object).
 pub fn glob_prefix_viable(pattern: &str, prefix: &str) -> bool {
-    fn rec(p: &[u8], t: &[u8]) -> bool {
-        if t.is_empty() {
-            return true;
-        }
-        match p.split_first() {
-            None => false,
-            Some((b'*', rest)) => {
-                // `*` absorbs any number of characters.
-                (0..=t.len()).any(|i| rec(rest, t.get(i..).unwrap_or_default()))
+    // reachable[i]: pattern position i can be reached after consuming the prefix so far.
+    let p = pattern.as_bytes();
+    let mut reachable = vec![false; p.len() + 1];
+    set(&mut reachable, 0);
+    close_stars(p, &mut reachable);
+    for &c in prefix.as_bytes() {
+        let mut next = vec![false; p.len() + 1];
+        for (i, r) in reachable.iter().enumerate() {
+            if !*r {
+                continue;
             }
-            Some((c, rest)) => match t.split_first() {
-                Some((tc, trest)) if tc == c => rec(rest, trest),
-                _ => false,
-            },
+            match p.get(i) {
+                Some(b'*') => set(&mut next, i),
+                Some(&pc) if pc == c => set(&mut next, i + 1),
+                _ => {}
+            }
+        }
+        close_stars(p, &mut next);
+        if !next.iter().any(|x| *x) {
+            return false;
+        }
+        reachable = next;
+    }
+    true
+}
+
+fn set(v: &mut [bool], i: usize) {
+    if let Some(x) = v.get_mut(i) {
+        *x = true;
+    }
+}
+
+/// A `*` may match nothing: whoever reaches it also reaches the position after it.
+fn close_stars(p: &[u8], reachable: &mut [bool]) {
+    for (i, c) in p.iter().enumerate() {
+        if *c == b'*' && reachable.get(i).copied().unwrap_or(false) {
+            set(reachable, i + 1);
         }
     }
-    if pattern.matches('*').count() > 8 {
-        // Bound the work of the naive matcher on hostile patterns.
-        return true;
-    }
-    rec(pattern.as_bytes(), prefix.as_bytes())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -242,7 +260,15 @@ pub fn parse_date(s: &str) -> Option<i64> {
     if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) {
         return None;
     }
-    let mut c = Civil { y, mo, d, h: 0, mi: 0, s: 0, ms: 0 };
+    let mut c = Civil {
+        y,
+        mo,
+        d,
+        h: 0,
+        mi: 0,
+        s: 0,
+        ms: 0,
+    };
     let mut i = 10;
     let mut offset_ms: i64 = 0;
     if i < b.len() {
@@ -367,8 +393,14 @@ fn add_units(ms: i64, n: i64, unit: u8) -> Option<i64> {
         b'y' | b'M' => {
             let mut c = Civil::from_millis(ms);
             let months = if unit == b'y' { n.checked_mul(12)? } else { n };
-            let total = c.y.checked_mul(12)?.checked_add(i64::from(c.mo) - 1)?.checked_add(months)?;
+            let total =
+                c.y.checked_mul(12)?
+                    .checked_add(i64::from(c.mo) - 1)?
+                    .checked_add(months)?;
             c.y = total.div_euclid(12);
+            if c.y.abs() > 100_000_000 {
+                return None;
+            }
             c.mo = (total.rem_euclid(12) + 1) as u32;
             c.d = c.d.min(days_in_month(c.y, c.mo));
             Some(c.to_millis())
@@ -387,7 +419,10 @@ pub fn eval_date_math(expr: &str, now: i64) -> Option<i64> {
     let (mut t, ops) = if let Some(rest) = expr.strip_prefix("now") {
         (now, rest)
     } else if let Some((anchor, ops)) = expr.split_once("||") {
-        (parse_date(anchor).or_else(|| anchor.parse::<i64>().ok())?, ops)
+        (
+            parse_date(anchor).or_else(|| anchor.parse::<i64>().ok())?,
+            ops,
+        )
     } else {
         return parse_date(expr).or_else(|| expr.parse::<i64>().ok());
     };
@@ -407,7 +442,11 @@ pub fn eval_date_math(expr: &str, now: i64) -> Option<i64> {
                 while b.get(i).is_some_and(|c| c.is_ascii_digit()) {
                     i += 1;
                 }
-                let n: i64 = if i == start { 1 } else { ops.get(start..i)?.parse().ok()? };
+                let n: i64 = if i == start {
+                    1
+                } else {
+                    ops.get(start..i)?.parse().ok()?
+                };
                 let unit = *b.get(i)?;
                 i += 1;
                 t = add_units(t, if op == b'-' { -n } else { n }, unit)?;
@@ -489,7 +528,10 @@ pub fn resolve_date_math_name(name: &str, now: i64) -> EsResult<String> {
                 let expr: String = chars.get(i + 1..j).ok_or_else(err)?.iter().collect();
                 let (math, format) = match expr.find('{') {
                     Some(p) => {
-                        let fmt = expr.get(p + 1..).and_then(|f| f.strip_suffix('}')).ok_or_else(err)?;
+                        let fmt = expr
+                            .get(p + 1..)
+                            .and_then(|f| f.strip_suffix('}'))
+                            .ok_or_else(err)?;
                         (expr.get(..p).ok_or_else(err)?.to_string(), fmt.to_string())
                     }
                     None => (expr.clone(), "uuuu.MM.dd".to_string()),
@@ -544,12 +586,18 @@ mod tests {
             resolve_date_math_name("<logs_http_{2022-12-31||/d{yyyy-MM-dd}}>", now).ok(),
             Some("logs_http_2022-12-31".to_string())
         );
-        assert_eq!(resolve_date_math_name("<logs-{now/d}>", now).ok(), Some("logs-2024.03.05".to_string()));
+        assert_eq!(
+            resolve_date_math_name("<logs-{now/d}>", now).ok(),
+            Some("logs-2024.03.05".to_string())
+        );
         assert_eq!(
             resolve_date_math_name("<logs-{now/M-1M{yyyy.MM}}>", now).ok(),
             Some("logs-2024.02".to_string())
         );
-        assert_eq!(resolve_date_math_name("plain", now).ok(), Some("plain".to_string()));
+        assert_eq!(
+            resolve_date_math_name("plain", now).ok(),
+            Some("plain".to_string())
+        );
     }
 
     #[test]

@@ -44,7 +44,10 @@ pub struct Req {
 impl Req {
     /// A path parameter.
     pub fn part(&self, name: &str) -> Option<&str> {
-        self.parts.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+        self.parts
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Whether the request has a non-empty body.
@@ -84,17 +87,35 @@ impl Resp {
 
     /// A JSON response from serialized bytes.
     pub fn raw(status: u16, body: Vec<u8>) -> Resp {
-        Resp { status, body: Bytes::from(body), json: true, headers: Vec::new(), cut: false }
+        Resp {
+            status,
+            body: Bytes::from(body),
+            json: true,
+            headers: Vec::new(),
+            cut: false,
+        }
     }
 
     /// A text response.
     pub fn text(status: u16, body: String) -> Resp {
-        Resp { status, body: Bytes::from(body), json: false, headers: Vec::new(), cut: false }
+        Resp {
+            status,
+            body: Bytes::from(body),
+            json: false,
+            headers: Vec::new(),
+            cut: false,
+        }
     }
 
     /// An empty response (HEAD requests).
     pub fn empty(status: u16) -> Resp {
-        Resp { status, body: Bytes::new(), json: false, headers: Vec::new(), cut: false }
+        Resp {
+            status,
+            body: Bytes::new(),
+            json: false,
+            headers: Vec::new(),
+            cut: false,
+        }
     }
 
     /// An error response.
@@ -110,7 +131,10 @@ impl Resp {
 
     /// Adds a deprecation `Warning` header the way Elasticsearch formats it.
     pub fn with_warning(self, msg: &str) -> Resp {
-        let v = format!("299 Elasticsearch-{VERSION}-es-devserver \"{}\"", msg.replace('"', "\\\""));
+        let v = format!(
+            "299 Elasticsearch-{VERSION}-es-devserver \"{}\"",
+            msg.replace('"', "\\\"")
+        );
         self.with_header("Warning", &v)
     }
 }
@@ -171,114 +195,709 @@ struct Route {
 
 const INDEX_OPTS: &[&str] = &["ignore_unavailable", "allow_no_indices", "expand_wildcards"];
 const GET_DOC: &[&str] = &[
-    "force_synthetic_source", "stored_fields", "preference", "realtime", "refresh", "routing", "_source",
-    "_source_excludes", "_source_includes", "version", "version_type",
+    "force_synthetic_source",
+    "stored_fields",
+    "preference",
+    "realtime",
+    "refresh",
+    "routing",
+    "_source",
+    "_source_excludes",
+    "_source_includes",
+    "version",
+    "version_type",
 ];
 const INDEX_DOC: &[&str] = &[
-    "wait_for_active_shards", "op_type", "refresh", "routing", "timeout", "version", "version_type", "if_seq_no",
-    "if_primary_term", "pipeline", "require_alias", "require_data_stream", "include_source_on_error",
-];
-const SEARCH: &[&str] = &[
-    "analyzer", "analyze_wildcard", "ccs_minimize_roundtrips", "default_operator", "df", "explain", "stored_fields",
-    "docvalue_fields", "from", "force_synthetic_source", "ignore_unavailable", "ignore_throttled", "allow_no_indices",
-    "expand_wildcards", "lenient", "preference", "q", "routing", "scroll", "search_type", "size", "sort", "_source",
-    "_source_excludes", "_source_includes", "terminate_after", "stats", "suggest_field", "suggest_mode",
-    "suggest_size", "suggest_text", "timeout", "track_scores", "track_total_hits", "allow_partial_search_results",
-    "typed_keys", "version", "seq_no_primary_term", "request_cache", "batched_reduce_size",
-    "max_concurrent_shard_requests", "pre_filter_shard_size", "rest_total_hits_as_int",
-    "min_compatible_shard_node", "include_named_queries_score",
-];
-const COUNT: &[&str] = &[
-    "ignore_unavailable", "ignore_throttled", "allow_no_indices", "expand_wildcards", "min_score", "preference",
-    "routing", "q", "analyzer", "analyze_wildcard", "default_operator", "df", "lenient", "terminate_after",
-];
-const BULK: &[&str] = &[
-    "wait_for_active_shards", "refresh", "routing", "timeout", "type", "_source", "_source_excludes",
-    "_source_includes", "pipeline", "require_alias", "require_data_stream", "list_executed_pipelines",
+    "wait_for_active_shards",
+    "op_type",
+    "refresh",
+    "routing",
+    "timeout",
+    "version",
+    "version_type",
+    "if_seq_no",
+    "if_primary_term",
+    "pipeline",
+    "require_alias",
+    "require_data_stream",
     "include_source_on_error",
 ];
-const ALIAS_GET: &[&str] = &["ignore_unavailable", "allow_no_indices", "expand_wildcards", "local", "master_timeout"];
+const SEARCH: &[&str] = &[
+    "analyzer",
+    "analyze_wildcard",
+    "ccs_minimize_roundtrips",
+    "default_operator",
+    "df",
+    "explain",
+    "stored_fields",
+    "docvalue_fields",
+    "from",
+    "force_synthetic_source",
+    "ignore_unavailable",
+    "ignore_throttled",
+    "allow_no_indices",
+    "expand_wildcards",
+    "lenient",
+    "preference",
+    "q",
+    "routing",
+    "scroll",
+    "search_type",
+    "size",
+    "sort",
+    "_source",
+    "_source_excludes",
+    "_source_includes",
+    "terminate_after",
+    "stats",
+    "suggest_field",
+    "suggest_mode",
+    "suggest_size",
+    "suggest_text",
+    "timeout",
+    "track_scores",
+    "track_total_hits",
+    "allow_partial_search_results",
+    "typed_keys",
+    "version",
+    "seq_no_primary_term",
+    "request_cache",
+    "batched_reduce_size",
+    "max_concurrent_shard_requests",
+    "pre_filter_shard_size",
+    "rest_total_hits_as_int",
+    "min_compatible_shard_node",
+    "include_named_queries_score",
+];
+const COUNT: &[&str] = &[
+    "ignore_unavailable",
+    "ignore_throttled",
+    "allow_no_indices",
+    "expand_wildcards",
+    "min_score",
+    "preference",
+    "routing",
+    "q",
+    "analyzer",
+    "analyze_wildcard",
+    "default_operator",
+    "df",
+    "lenient",
+    "terminate_after",
+];
+const BULK: &[&str] = &[
+    "wait_for_active_shards",
+    "refresh",
+    "routing",
+    "timeout",
+    "type",
+    "_source",
+    "_source_excludes",
+    "_source_includes",
+    "pipeline",
+    "require_alias",
+    "require_data_stream",
+    "list_executed_pipelines",
+    "include_source_on_error",
+];
+const ALIAS_GET: &[&str] = &[
+    "ignore_unavailable",
+    "allow_no_indices",
+    "expand_wildcards",
+    "local",
+    "master_timeout",
+];
 const MASTER: &[&str] = &["timeout", "master_timeout"];
-const CAT: &[&str] = &["format", "h", "help", "s", "v", "bytes", "health", "pri", "time", "expand_wildcards", "local", "ts", "master_timeout", "include_unloaded_segments"];
+const CAT: &[&str] = &[
+    "format",
+    "h",
+    "help",
+    "s",
+    "v",
+    "bytes",
+    "health",
+    "pri",
+    "time",
+    "expand_wildcards",
+    "local",
+    "ts",
+    "master_timeout",
+    "include_unloaded_segments",
+];
 
 use Method as M;
 
 const ROUTES: &[Route] = &[
-    Route { methods: &[M::GET, M::HEAD], pattern: "/", api: Api::Info, params: &[] },
+    Route {
+        methods: &[M::GET, M::HEAD],
+        pattern: "/",
+        api: Api::Info,
+        params: &[],
+    },
     Route {
         methods: &[M::GET],
         pattern: "/_cluster/health",
         api: Api::Health,
-        params: &["expand_wildcards", "level", "local", "master_timeout", "timeout", "wait_for_active_shards", "wait_for_nodes", "wait_for_events", "wait_for_no_relocating_shards", "wait_for_no_initializing_shards", "wait_for_status"],
+        params: &[
+            "expand_wildcards",
+            "level",
+            "local",
+            "master_timeout",
+            "timeout",
+            "wait_for_active_shards",
+            "wait_for_nodes",
+            "wait_for_events",
+            "wait_for_no_relocating_shards",
+            "wait_for_no_initializing_shards",
+            "wait_for_status",
+        ],
     },
     Route {
         methods: &[M::GET],
         pattern: "/_cluster/health/{index}",
         api: Api::Health,
-        params: &["expand_wildcards", "level", "local", "master_timeout", "timeout", "wait_for_active_shards", "wait_for_nodes", "wait_for_events", "wait_for_no_relocating_shards", "wait_for_no_initializing_shards", "wait_for_status"],
+        params: &[
+            "expand_wildcards",
+            "level",
+            "local",
+            "master_timeout",
+            "timeout",
+            "wait_for_active_shards",
+            "wait_for_nodes",
+            "wait_for_events",
+            "wait_for_no_relocating_shards",
+            "wait_for_no_initializing_shards",
+            "wait_for_status",
+        ],
     },
-    Route { methods: &[M::POST, M::PUT], pattern: "/_bulk", api: Api::Bulk, params: BULK },
-    Route { methods: &[M::POST, M::PUT], pattern: "/{index}/_bulk", api: Api::Bulk, params: BULK },
-    Route { methods: &[M::GET, M::POST], pattern: "/_mget", api: Api::Mget, params: &["stored_fields", "preference", "realtime", "refresh", "routing", "_source", "_source_excludes", "_source_includes", "force_synthetic_source"] },
-    Route { methods: &[M::GET, M::POST], pattern: "/{index}/_mget", api: Api::Mget, params: &["stored_fields", "preference", "realtime", "refresh", "routing", "_source", "_source_excludes", "_source_includes", "force_synthetic_source"] },
-    Route { methods: &[M::GET, M::POST], pattern: "/_search", api: Api::Search, params: SEARCH },
-    Route { methods: &[M::GET, M::POST], pattern: "/{index}/_search", api: Api::Search, params: SEARCH },
-    Route { methods: &[M::GET, M::POST], pattern: "/_count", api: Api::Count, params: COUNT },
-    Route { methods: &[M::GET, M::POST], pattern: "/{index}/_count", api: Api::Count, params: COUNT },
-    Route { methods: &[M::GET, M::POST], pattern: "/_refresh", api: Api::Refresh, params: INDEX_OPTS },
-    Route { methods: &[M::GET, M::POST], pattern: "/{index}/_refresh", api: Api::Refresh, params: INDEX_OPTS },
-    Route { methods: &[M::POST], pattern: "/_aliases", api: Api::UpdateAliases, params: MASTER },
-    Route { methods: &[M::GET], pattern: "/_alias", api: Api::GetAlias, params: ALIAS_GET },
-    Route { methods: &[M::GET], pattern: "/_alias/{name}", api: Api::GetAlias, params: ALIAS_GET },
-    Route { methods: &[M::HEAD], pattern: "/_alias/{name}", api: Api::ExistsAlias, params: ALIAS_GET },
-    Route { methods: &[M::GET], pattern: "/{index}/_alias", api: Api::GetAlias, params: ALIAS_GET },
-    Route { methods: &[M::GET], pattern: "/{index}/_alias/{name}", api: Api::GetAlias, params: ALIAS_GET },
-    Route { methods: &[M::HEAD], pattern: "/{index}/_alias/{name}", api: Api::ExistsAlias, params: ALIAS_GET },
-    Route { methods: &[M::PUT, M::POST], pattern: "/{index}/_alias/{name}", api: Api::PutAlias, params: MASTER },
-    Route { methods: &[M::PUT, M::POST], pattern: "/{index}/_aliases/{name}", api: Api::PutAlias, params: MASTER },
-    Route { methods: &[M::DELETE], pattern: "/{index}/_alias/{name}", api: Api::DeleteAlias, params: MASTER },
-    Route { methods: &[M::DELETE], pattern: "/{index}/_aliases/{name}", api: Api::DeleteAlias, params: MASTER },
-    Route { methods: &[M::GET], pattern: "/_mapping", api: Api::GetMapping, params: &["ignore_unavailable", "allow_no_indices", "expand_wildcards", "local", "master_timeout"] },
-    Route { methods: &[M::GET], pattern: "/{index}/_mapping", api: Api::GetMapping, params: &["ignore_unavailable", "allow_no_indices", "expand_wildcards", "local", "master_timeout"] },
-    Route { methods: &[M::PUT, M::POST], pattern: "/{index}/_mapping", api: Api::PutMapping, params: &["timeout", "master_timeout", "ignore_unavailable", "allow_no_indices", "expand_wildcards", "write_index_only"] },
-    Route { methods: &[M::GET], pattern: "/_settings", api: Api::GetSettings, params: &["ignore_unavailable", "allow_no_indices", "expand_wildcards", "flat_settings", "local", "master_timeout", "include_defaults"] },
-    Route { methods: &[M::GET], pattern: "/{index}/_settings", api: Api::GetSettings, params: &["ignore_unavailable", "allow_no_indices", "expand_wildcards", "flat_settings", "local", "master_timeout", "include_defaults"] },
-    Route { methods: &[M::GET], pattern: "/{index}/_settings/{name}", api: Api::GetSettings, params: &["ignore_unavailable", "allow_no_indices", "expand_wildcards", "flat_settings", "local", "master_timeout", "include_defaults"] },
-    Route { methods: &[M::PUT], pattern: "/_settings", api: Api::PutSettings, params: &["master_timeout", "timeout", "preserve_existing", "reopen", "ignore_unavailable", "allow_no_indices", "expand_wildcards", "flat_settings"] },
-    Route { methods: &[M::PUT], pattern: "/{index}/_settings", api: Api::PutSettings, params: &["master_timeout", "timeout", "preserve_existing", "reopen", "ignore_unavailable", "allow_no_indices", "expand_wildcards", "flat_settings"] },
-    Route { methods: &[M::GET], pattern: "/_stats", api: Api::Stats, params: &["completion_fields", "fielddata_fields", "fields", "groups", "level", "include_segment_file_sizes", "include_unloaded_segments", "expand_wildcards", "forbid_closed_indices"] },
-    Route { methods: &[M::GET], pattern: "/{index}/_stats", api: Api::Stats, params: &["completion_fields", "fielddata_fields", "fields", "groups", "level", "include_segment_file_sizes", "include_unloaded_segments", "expand_wildcards", "forbid_closed_indices"] },
-    Route { methods: &[M::GET], pattern: "/{index}/_stats/{metric}", api: Api::Stats, params: &["completion_fields", "fielddata_fields", "fields", "groups", "level", "include_segment_file_sizes", "include_unloaded_segments", "expand_wildcards", "forbid_closed_indices"] },
-    Route { methods: &[M::PUT, M::POST], pattern: "/{index}/_doc/{id}", api: Api::IndexDoc, params: INDEX_DOC },
-    Route { methods: &[M::POST], pattern: "/{index}/_doc", api: Api::IndexDoc, params: INDEX_DOC },
-    Route { methods: &[M::PUT, M::POST], pattern: "/{index}/_create/{id}", api: Api::CreateDoc, params: INDEX_DOC },
-    Route { methods: &[M::GET], pattern: "/{index}/_doc/{id}", api: Api::GetDoc, params: GET_DOC },
-    Route { methods: &[M::HEAD], pattern: "/{index}/_doc/{id}", api: Api::ExistsDoc, params: GET_DOC },
-    Route { methods: &[M::DELETE], pattern: "/{index}/_doc/{id}", api: Api::DeleteDoc, params: &["wait_for_active_shards", "refresh", "routing", "timeout", "if_seq_no", "if_primary_term", "version", "version_type"] },
-    Route { methods: &[M::POST], pattern: "/{index}/_update/{id}", api: Api::UpdateDoc, params: &["wait_for_active_shards", "_source", "_source_excludes", "_source_includes", "lang", "refresh", "retry_on_conflict", "routing", "timeout", "if_seq_no", "if_primary_term", "require_alias", "include_source_on_error"] },
-    Route { methods: &[M::GET], pattern: "/{index}/_source/{id}", api: Api::GetSource, params: GET_DOC },
-    Route { methods: &[M::HEAD], pattern: "/{index}/_source/{id}", api: Api::ExistsSource, params: GET_DOC },
-    Route { methods: &[M::GET], pattern: "/_capabilities", api: Api::Capabilities, params: &["method", "path", "parameters", "capabilities", "local_only"] },
-    Route { methods: &[M::GET], pattern: "/_nodes", api: Api::Nodes, params: &["flat_settings", "timeout", "filter_path"] },
-    Route { methods: &[M::GET], pattern: "/_nodes/{metric}", api: Api::Nodes, params: &["flat_settings", "timeout"] },
-    Route { methods: &[M::GET], pattern: "/_cat/indices", api: Api::CatIndices, params: CAT },
-    Route { methods: &[M::GET], pattern: "/_cat/indices/{index}", api: Api::CatIndices, params: CAT },
-    Route { methods: &[M::GET], pattern: "/_cat/health", api: Api::CatHealth, params: CAT },
-    Route { methods: &[M::GET], pattern: "/_cat/aliases", api: Api::CatAliases, params: CAT },
-    Route { methods: &[M::GET], pattern: "/_cat/aliases/{name}", api: Api::CatAliases, params: CAT },
-    Route { methods: &[M::GET], pattern: "/_cat/count", api: Api::CatCount, params: CAT },
-    Route { methods: &[M::GET], pattern: "/_cat/count/{index}", api: Api::CatCount, params: CAT },
-    Route { methods: &[M::PUT], pattern: "/{index}", api: Api::CreateIndex, params: &["timeout", "master_timeout", "wait_for_active_shards"] },
-    Route { methods: &[M::DELETE], pattern: "/{index}", api: Api::DeleteIndex, params: &["timeout", "master_timeout", "ignore_unavailable", "allow_no_indices", "expand_wildcards"] },
-    Route { methods: &[M::GET], pattern: "/{index}", api: Api::GetIndex, params: &["local", "ignore_unavailable", "allow_no_indices", "expand_wildcards", "features", "flat_settings", "include_defaults", "master_timeout"] },
-    Route { methods: &[M::HEAD], pattern: "/{index}", api: Api::ExistsIndex, params: &["local", "ignore_unavailable", "allow_no_indices", "expand_wildcards", "flat_settings", "include_defaults"] },
-    Route { methods: &[M::GET], pattern: "/_devserver/stats", api: Api::DevStats, params: &[] },
-    Route { methods: &[M::DELETE], pattern: "/_devserver/stats", api: Api::DevStatsReset, params: &[] },
-    Route { methods: &[M::GET], pattern: "/_devserver/faults", api: Api::DevFaultsGet, params: &[] },
-    Route { methods: &[M::PUT, M::POST], pattern: "/_devserver/faults", api: Api::DevFaultsPut, params: &[] },
-    Route { methods: &[M::DELETE], pattern: "/_devserver/faults", api: Api::DevFaultsDelete, params: &[] },
-    Route { methods: &[M::POST], pattern: "/_devserver/reset", api: Api::DevReset, params: &[] },
-    Route { methods: &[M::GET], pattern: "/_devserver/dump/{index}", api: Api::DevDump, params: &[] },
+    Route {
+        methods: &[M::POST, M::PUT],
+        pattern: "/_bulk",
+        api: Api::Bulk,
+        params: BULK,
+    },
+    Route {
+        methods: &[M::POST, M::PUT],
+        pattern: "/{index}/_bulk",
+        api: Api::Bulk,
+        params: BULK,
+    },
+    Route {
+        methods: &[M::GET, M::POST],
+        pattern: "/_mget",
+        api: Api::Mget,
+        params: &[
+            "stored_fields",
+            "preference",
+            "realtime",
+            "refresh",
+            "routing",
+            "_source",
+            "_source_excludes",
+            "_source_includes",
+            "force_synthetic_source",
+        ],
+    },
+    Route {
+        methods: &[M::GET, M::POST],
+        pattern: "/{index}/_mget",
+        api: Api::Mget,
+        params: &[
+            "stored_fields",
+            "preference",
+            "realtime",
+            "refresh",
+            "routing",
+            "_source",
+            "_source_excludes",
+            "_source_includes",
+            "force_synthetic_source",
+        ],
+    },
+    Route {
+        methods: &[M::GET, M::POST],
+        pattern: "/_search",
+        api: Api::Search,
+        params: SEARCH,
+    },
+    Route {
+        methods: &[M::GET, M::POST],
+        pattern: "/{index}/_search",
+        api: Api::Search,
+        params: SEARCH,
+    },
+    Route {
+        methods: &[M::GET, M::POST],
+        pattern: "/_count",
+        api: Api::Count,
+        params: COUNT,
+    },
+    Route {
+        methods: &[M::GET, M::POST],
+        pattern: "/{index}/_count",
+        api: Api::Count,
+        params: COUNT,
+    },
+    Route {
+        methods: &[M::GET, M::POST],
+        pattern: "/_refresh",
+        api: Api::Refresh,
+        params: INDEX_OPTS,
+    },
+    Route {
+        methods: &[M::GET, M::POST],
+        pattern: "/{index}/_refresh",
+        api: Api::Refresh,
+        params: INDEX_OPTS,
+    },
+    Route {
+        methods: &[M::POST],
+        pattern: "/_aliases",
+        api: Api::UpdateAliases,
+        params: MASTER,
+    },
+    Route {
+        methods: &[M::GET],
+        pattern: "/_alias",
+        api: Api::GetAlias,
+        params: ALIAS_GET,
+    },
+    Route {
+        methods: &[M::GET],
+        pattern: "/_alias/{name}",
+        api: Api::GetAlias,
+        params: ALIAS_GET,
+    },
+    Route {
+        methods: &[M::HEAD],
+        pattern: "/_alias/{name}",
+        api: Api::ExistsAlias,
+        params: ALIAS_GET,
+    },
+    Route {
+        methods: &[M::GET],
+        pattern: "/{index}/_alias",
+        api: Api::GetAlias,
+        params: ALIAS_GET,
+    },
+    Route {
+        methods: &[M::GET],
+        pattern: "/{index}/_alias/{name}",
+        api: Api::GetAlias,
+        params: ALIAS_GET,
+    },
+    Route {
+        methods: &[M::HEAD],
+        pattern: "/{index}/_alias/{name}",
+        api: Api::ExistsAlias,
+        params: ALIAS_GET,
+    },
+    Route {
+        methods: &[M::PUT, M::POST],
+        pattern: "/{index}/_alias/{name}",
+        api: Api::PutAlias,
+        params: MASTER,
+    },
+    Route {
+        methods: &[M::PUT, M::POST],
+        pattern: "/{index}/_aliases/{name}",
+        api: Api::PutAlias,
+        params: MASTER,
+    },
+    Route {
+        methods: &[M::DELETE],
+        pattern: "/{index}/_alias/{name}",
+        api: Api::DeleteAlias,
+        params: MASTER,
+    },
+    Route {
+        methods: &[M::DELETE],
+        pattern: "/{index}/_aliases/{name}",
+        api: Api::DeleteAlias,
+        params: MASTER,
+    },
+    Route {
+        methods: &[M::GET],
+        pattern: "/_mapping",
+        api: Api::GetMapping,
+        params: &[
+            "ignore_unavailable",
+            "allow_no_indices",
+            "expand_wildcards",
+            "local",
+            "master_timeout",
+        ],
+    },
+    Route {
+        methods: &[M::GET],
+        pattern: "/{index}/_mapping",
+        api: Api::GetMapping,
+        params: &[
+            "ignore_unavailable",
+            "allow_no_indices",
+            "expand_wildcards",
+            "local",
+            "master_timeout",
+        ],
+    },
+    Route {
+        methods: &[M::PUT, M::POST],
+        pattern: "/{index}/_mapping",
+        api: Api::PutMapping,
+        params: &[
+            "timeout",
+            "master_timeout",
+            "ignore_unavailable",
+            "allow_no_indices",
+            "expand_wildcards",
+            "write_index_only",
+        ],
+    },
+    Route {
+        methods: &[M::GET],
+        pattern: "/_settings",
+        api: Api::GetSettings,
+        params: &[
+            "ignore_unavailable",
+            "allow_no_indices",
+            "expand_wildcards",
+            "flat_settings",
+            "local",
+            "master_timeout",
+            "include_defaults",
+        ],
+    },
+    Route {
+        methods: &[M::GET],
+        pattern: "/{index}/_settings",
+        api: Api::GetSettings,
+        params: &[
+            "ignore_unavailable",
+            "allow_no_indices",
+            "expand_wildcards",
+            "flat_settings",
+            "local",
+            "master_timeout",
+            "include_defaults",
+        ],
+    },
+    Route {
+        methods: &[M::GET],
+        pattern: "/{index}/_settings/{name}",
+        api: Api::GetSettings,
+        params: &[
+            "ignore_unavailable",
+            "allow_no_indices",
+            "expand_wildcards",
+            "flat_settings",
+            "local",
+            "master_timeout",
+            "include_defaults",
+        ],
+    },
+    Route {
+        methods: &[M::PUT],
+        pattern: "/_settings",
+        api: Api::PutSettings,
+        params: &[
+            "master_timeout",
+            "timeout",
+            "preserve_existing",
+            "reopen",
+            "ignore_unavailable",
+            "allow_no_indices",
+            "expand_wildcards",
+            "flat_settings",
+        ],
+    },
+    Route {
+        methods: &[M::PUT],
+        pattern: "/{index}/_settings",
+        api: Api::PutSettings,
+        params: &[
+            "master_timeout",
+            "timeout",
+            "preserve_existing",
+            "reopen",
+            "ignore_unavailable",
+            "allow_no_indices",
+            "expand_wildcards",
+            "flat_settings",
+        ],
+    },
+    Route {
+        methods: &[M::GET],
+        pattern: "/_stats",
+        api: Api::Stats,
+        params: &[
+            "completion_fields",
+            "fielddata_fields",
+            "fields",
+            "groups",
+            "level",
+            "include_segment_file_sizes",
+            "include_unloaded_segments",
+            "expand_wildcards",
+            "forbid_closed_indices",
+        ],
+    },
+    Route {
+        methods: &[M::GET],
+        pattern: "/{index}/_stats",
+        api: Api::Stats,
+        params: &[
+            "completion_fields",
+            "fielddata_fields",
+            "fields",
+            "groups",
+            "level",
+            "include_segment_file_sizes",
+            "include_unloaded_segments",
+            "expand_wildcards",
+            "forbid_closed_indices",
+        ],
+    },
+    Route {
+        methods: &[M::GET],
+        pattern: "/{index}/_stats/{metric}",
+        api: Api::Stats,
+        params: &[
+            "completion_fields",
+            "fielddata_fields",
+            "fields",
+            "groups",
+            "level",
+            "include_segment_file_sizes",
+            "include_unloaded_segments",
+            "expand_wildcards",
+            "forbid_closed_indices",
+        ],
+    },
+    Route {
+        methods: &[M::PUT, M::POST],
+        pattern: "/{index}/_doc/{id}",
+        api: Api::IndexDoc,
+        params: INDEX_DOC,
+    },
+    Route {
+        methods: &[M::POST],
+        pattern: "/{index}/_doc",
+        api: Api::IndexDoc,
+        params: INDEX_DOC,
+    },
+    Route {
+        methods: &[M::PUT, M::POST],
+        pattern: "/{index}/_create/{id}",
+        api: Api::CreateDoc,
+        params: INDEX_DOC,
+    },
+    Route {
+        methods: &[M::GET],
+        pattern: "/{index}/_doc/{id}",
+        api: Api::GetDoc,
+        params: GET_DOC,
+    },
+    Route {
+        methods: &[M::HEAD],
+        pattern: "/{index}/_doc/{id}",
+        api: Api::ExistsDoc,
+        params: GET_DOC,
+    },
+    Route {
+        methods: &[M::DELETE],
+        pattern: "/{index}/_doc/{id}",
+        api: Api::DeleteDoc,
+        params: &[
+            "wait_for_active_shards",
+            "refresh",
+            "routing",
+            "timeout",
+            "if_seq_no",
+            "if_primary_term",
+            "version",
+            "version_type",
+        ],
+    },
+    Route {
+        methods: &[M::POST],
+        pattern: "/{index}/_update/{id}",
+        api: Api::UpdateDoc,
+        params: &[
+            "wait_for_active_shards",
+            "_source",
+            "_source_excludes",
+            "_source_includes",
+            "lang",
+            "refresh",
+            "retry_on_conflict",
+            "routing",
+            "timeout",
+            "if_seq_no",
+            "if_primary_term",
+            "require_alias",
+            "include_source_on_error",
+        ],
+    },
+    Route {
+        methods: &[M::GET],
+        pattern: "/{index}/_source/{id}",
+        api: Api::GetSource,
+        params: GET_DOC,
+    },
+    Route {
+        methods: &[M::HEAD],
+        pattern: "/{index}/_source/{id}",
+        api: Api::ExistsSource,
+        params: GET_DOC,
+    },
+    Route {
+        methods: &[M::GET],
+        pattern: "/_capabilities",
+        api: Api::Capabilities,
+        params: &["method", "path", "parameters", "capabilities", "local_only"],
+    },
+    Route {
+        methods: &[M::GET],
+        pattern: "/_nodes",
+        api: Api::Nodes,
+        params: &["flat_settings", "timeout", "filter_path"],
+    },
+    Route {
+        methods: &[M::GET],
+        pattern: "/_nodes/{metric}",
+        api: Api::Nodes,
+        params: &["flat_settings", "timeout"],
+    },
+    Route {
+        methods: &[M::GET],
+        pattern: "/_cat/indices",
+        api: Api::CatIndices,
+        params: CAT,
+    },
+    Route {
+        methods: &[M::GET],
+        pattern: "/_cat/indices/{index}",
+        api: Api::CatIndices,
+        params: CAT,
+    },
+    Route {
+        methods: &[M::GET],
+        pattern: "/_cat/health",
+        api: Api::CatHealth,
+        params: CAT,
+    },
+    Route {
+        methods: &[M::GET],
+        pattern: "/_cat/aliases",
+        api: Api::CatAliases,
+        params: CAT,
+    },
+    Route {
+        methods: &[M::GET],
+        pattern: "/_cat/aliases/{name}",
+        api: Api::CatAliases,
+        params: CAT,
+    },
+    Route {
+        methods: &[M::GET],
+        pattern: "/_cat/count",
+        api: Api::CatCount,
+        params: CAT,
+    },
+    Route {
+        methods: &[M::GET],
+        pattern: "/_cat/count/{index}",
+        api: Api::CatCount,
+        params: CAT,
+    },
+    Route {
+        methods: &[M::PUT],
+        pattern: "/{index}",
+        api: Api::CreateIndex,
+        params: &["timeout", "master_timeout", "wait_for_active_shards"],
+    },
+    Route {
+        methods: &[M::DELETE],
+        pattern: "/{index}",
+        api: Api::DeleteIndex,
+        params: &[
+            "timeout",
+            "master_timeout",
+            "ignore_unavailable",
+            "allow_no_indices",
+            "expand_wildcards",
+        ],
+    },
+    Route {
+        methods: &[M::GET],
+        pattern: "/{index}",
+        api: Api::GetIndex,
+        params: &[
+            "local",
+            "ignore_unavailable",
+            "allow_no_indices",
+            "expand_wildcards",
+            "features",
+            "flat_settings",
+            "include_defaults",
+            "master_timeout",
+        ],
+    },
+    Route {
+        methods: &[M::HEAD],
+        pattern: "/{index}",
+        api: Api::ExistsIndex,
+        params: &[
+            "local",
+            "ignore_unavailable",
+            "allow_no_indices",
+            "expand_wildcards",
+            "flat_settings",
+            "include_defaults",
+        ],
+    },
+    Route {
+        methods: &[M::GET],
+        pattern: "/_devserver/stats",
+        api: Api::DevStats,
+        params: &[],
+    },
+    Route {
+        methods: &[M::DELETE],
+        pattern: "/_devserver/stats",
+        api: Api::DevStatsReset,
+        params: &[],
+    },
+    Route {
+        methods: &[M::GET],
+        pattern: "/_devserver/faults",
+        api: Api::DevFaultsGet,
+        params: &[],
+    },
+    Route {
+        methods: &[M::PUT, M::POST],
+        pattern: "/_devserver/faults",
+        api: Api::DevFaultsPut,
+        params: &[],
+    },
+    Route {
+        methods: &[M::DELETE],
+        pattern: "/_devserver/faults",
+        api: Api::DevFaultsDelete,
+        params: &[],
+    },
+    Route {
+        methods: &[M::POST],
+        pattern: "/_devserver/reset",
+        api: Api::DevReset,
+        params: &[],
+    },
+    Route {
+        methods: &[M::GET],
+        pattern: "/_devserver/dump/{index}",
+        api: Api::DevDump,
+        params: &[],
+    },
 ];
 
 enum RouteMatch {
@@ -287,7 +906,10 @@ enum RouteMatch {
     None,
 }
 
-fn match_pattern(pattern: &'static str, segs: &[String]) -> Option<(Vec<(&'static str, String)>, Vec<bool>)> {
+fn match_pattern(
+    pattern: &'static str,
+    segs: &[String],
+) -> Option<(Vec<(&'static str, String)>, Vec<bool>)> {
     let pat: Vec<&'static str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
     if pat.len() != segs.len() {
         return None;
@@ -318,7 +940,11 @@ fn route(method: &Method, segs: &[String]) -> RouteMatch {
         .filter_map(|r| match_pattern(r.pattern, segs).map(|(p, l)| (r, p, l)))
         .collect();
     matches.sort_by(|a, b| b.2.cmp(&a.2));
-    let lookup = if *method == Method::HEAD { &[Method::HEAD][..] } else { std::slice::from_ref(method) };
+    let lookup = if *method == Method::HEAD {
+        &[Method::HEAD][..]
+    } else {
+        std::slice::from_ref(method)
+    };
     for (r, parts, _) in &matches {
         if r.methods.iter().any(|m| lookup.contains(m)) {
             return RouteMatch::Found(r, parts.clone());
@@ -339,8 +965,13 @@ fn route(method: &Method, segs: &[String]) -> RouteMatch {
 }
 
 /// Capabilities and parameters of the route `method path` (`_capabilities`).
-pub(crate) fn route_capabilities(method: &str, path: &str) -> Option<(&'static [&'static str], &'static [&'static str])> {
-    let r = ROUTES.iter().find(|r| r.pattern == path && r.methods.iter().any(|m| m.as_str() == method))?;
+pub(crate) fn route_capabilities(
+    method: &str,
+    path: &str,
+) -> Option<(&'static [&'static str], &'static [&'static str])> {
+    let r = ROUTES
+        .iter()
+        .find(|r| r.pattern == path && r.methods.iter().any(|m| m.as_str() == method))?;
     let caps: &'static [&'static str] = match r.api {
         Api::CreateIndex => &["lookup_index_mode"],
         _ => &[],
@@ -353,7 +984,9 @@ fn fault_targets(api: Api) -> &'static [FaultTarget] {
         Api::Bulk => &[FaultTarget::Bulk],
         Api::Search | Api::Count => &[FaultTarget::Search],
         Api::IndexDoc | Api::CreateDoc | Api::DeleteDoc | Api::UpdateDoc => &[FaultTarget::Write],
-        Api::GetDoc | Api::ExistsDoc | Api::GetSource | Api::ExistsSource | Api::Mget => &[FaultTarget::Read],
+        Api::GetDoc | Api::ExistsDoc | Api::GetSource | Api::ExistsSource | Api::Mget => {
+            &[FaultTarget::Read]
+        }
         _ => &[],
     }
 }
@@ -361,7 +994,13 @@ fn fault_targets(api: Api) -> &'static [FaultTarget] {
 fn is_devserver(api: Api) -> bool {
     matches!(
         api,
-        Api::DevStats | Api::DevStatsReset | Api::DevFaultsGet | Api::DevFaultsPut | Api::DevFaultsDelete | Api::DevReset | Api::DevDump
+        Api::DevStats
+            | Api::DevStatsReset
+            | Api::DevFaultsGet
+            | Api::DevFaultsPut
+            | Api::DevFaultsDelete
+            | Api::DevReset
+            | Api::DevDump
     )
 }
 
@@ -381,7 +1020,12 @@ pub struct Node {
 }
 
 fn content_type_ok(ct: &str) -> bool {
-    let base = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let base = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     matches!(
         base.as_str(),
         "application/json"
@@ -396,7 +1040,9 @@ fn split_path(path: &str) -> Result<Vec<String>, EsError> {
     for raw in path.split('/').filter(|s| !s.is_empty()) {
         let dec = percent_encoding::percent_decode_str(raw)
             .decode_utf8()
-            .map_err(|_| EsError::illegal_argument(format!("unable to decode path segment [{raw}]")))?;
+            .map_err(|_| {
+                EsError::illegal_argument(format!("unable to decode path segment [{raw}]"))
+            })?;
         segs.push(dec.into_owned());
     }
     Ok(segs)
@@ -426,7 +1072,13 @@ impl Node {
         resp
     }
 
-    async fn handle_inner(&self, method: Method, uri: &str, headers: HeaderMap, body: Bytes) -> EsResult<Resp> {
+    async fn handle_inner(
+        &self,
+        method: Method,
+        uri: &str,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> EsResult<Resp> {
         let (path, query) = match uri.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (uri, None),
@@ -459,14 +1111,21 @@ impl Node {
         let api = route.api;
         let dev = is_devserver(api);
         // Bodies: decompress, then check the content type as Elasticsearch does.
-        let body = decode_body(&headers, body)?;
+        let body = decode_body(&headers, body, self.config.max_content_length as u64)?;
         if !body.is_empty() {
-            let cts: Vec<&str> = headers.get_all(http::header::CONTENT_TYPE).iter().filter_map(|v| v.to_str().ok()).collect();
+            let cts: Vec<&str> = headers
+                .get_all(http::header::CONTENT_TYPE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
             match cts.as_slice() {
                 [] => return Err(EsError::simple(406, "Content-Type header is missing")),
                 [ct] if content_type_ok(ct) => {}
                 other => {
-                    return Err(EsError::simple(406, format!("Content-Type header [{}] is not supported", other.join(","))))
+                    return Err(EsError::simple(
+                        406,
+                        format!("Content-Type header [{}] is not supported", other.join(",")),
+                    ))
                 }
             }
         }
@@ -483,7 +1142,9 @@ impl Node {
         if !req.has_body() {
             if let Some(src) = req.params.get("source") {
                 if !req.params.has("source_content_type") {
-                    return Err(EsError::illegal_argument("source and source_content_type parameters are required"));
+                    return Err(EsError::illegal_argument(
+                        "source and source_content_type parameters are required",
+                    ));
                 }
                 req.body = Bytes::from(src.to_string());
             }
@@ -531,7 +1192,7 @@ impl Node {
     }
 }
 
-fn decode_body(headers: &HeaderMap, body: Bytes) -> EsResult<Bytes> {
+fn decode_body(headers: &HeaderMap, body: Bytes, limit: u64) -> EsResult<Bytes> {
     let enc = headers
         .get(http::header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -542,20 +1203,40 @@ fn decode_body(headers: &HeaderMap, body: Bytes) -> EsResult<Bytes> {
             use std::io::Read;
             let mut out = Vec::new();
             flate2::read::MultiGzDecoder::new(&body[..])
+                .take(limit.saturating_add(1))
                 .read_to_end(&mut out)
-                .map_err(|e| EsError::illegal_argument(format!("failed to decompress the request body: {e}")))?;
+                .map_err(|e| {
+                    EsError::illegal_argument(format!("failed to decompress the request body: {e}"))
+                })?;
+            too_large(&out, limit)?;
             Ok(Bytes::from(out))
         }
         Some("deflate") => {
             use std::io::Read;
             let mut out = Vec::new();
             flate2::read::ZlibDecoder::new(&body[..])
+                .take(limit.saturating_add(1))
                 .read_to_end(&mut out)
-                .map_err(|e| EsError::illegal_argument(format!("failed to decompress the request body: {e}")))?;
+                .map_err(|e| {
+                    EsError::illegal_argument(format!("failed to decompress the request body: {e}"))
+                })?;
+            too_large(&out, limit)?;
             Ok(Bytes::from(out))
         }
-        Some(other) => Err(EsError::illegal_argument(format!("Unsupported Content-Encoding [{other}]"))),
+        Some(other) => Err(EsError::illegal_argument(format!(
+            "Unsupported Content-Encoding [{other}]"
+        ))),
     }
+}
+
+fn too_large(out: &[u8], limit: u64) -> EsResult<()> {
+    if out.len() as u64 > limit {
+        return Err(EsError::simple(
+            413,
+            "request body is too large after decompression",
+        ));
+    }
+    Ok(())
 }
 
 /// Shared handle to a node.

@@ -14,7 +14,9 @@ pub struct Params {
 
 fn decode(s: &str) -> String {
     let replaced = s.replace('+', " ");
-    percent_decode_str(&replaced).decode_utf8_lossy().into_owned()
+    percent_decode_str(&replaced)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Lucene's Levenshtein similarity (1 - distance / max length), used for "did you mean".
@@ -30,9 +32,17 @@ fn similarity(a: &str, b: &str) -> f64 {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
             let cost = usize::from(ca != cb);
-            let del = prev.get(j + 1).copied().unwrap_or(usize::MAX).saturating_add(1);
+            let del = prev
+                .get(j + 1)
+                .copied()
+                .unwrap_or(usize::MAX)
+                .saturating_add(1);
             let ins = cur.get(j).copied().unwrap_or(usize::MAX).saturating_add(1);
-            let sub = prev.get(j).copied().unwrap_or(usize::MAX).saturating_add(cost);
+            let sub = prev
+                .get(j)
+                .copied()
+                .unwrap_or(usize::MAX)
+                .saturating_add(cost);
             if let Some(c) = cur.get_mut(j + 1) {
                 *c = del.min(ins).min(sub);
             }
@@ -44,7 +54,15 @@ fn similarity(a: &str, b: &str) -> f64 {
 }
 
 /// Parameters every endpoint accepts.
-pub const GLOBAL: &[&str] = &["pretty", "human", "error_trace", "filter_path", "format", "source", "source_content_type"];
+pub const GLOBAL: &[&str] = &[
+    "pretty",
+    "human",
+    "error_trace",
+    "filter_path",
+    "format",
+    "source",
+    "source_content_type",
+];
 
 impl Params {
     /// Parses a raw query string.
@@ -65,7 +83,10 @@ impl Params {
 
     /// A raw value.
     pub fn get(&self, k: &str) -> Option<&str> {
-        self.items.iter().find(|(ik, _)| ik == k).map(|(_, v)| v.as_str())
+        self.items
+            .iter()
+            .find(|(ik, _)| ik == k)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Whether present.
@@ -86,8 +107,10 @@ impl Params {
 
     /// Rejects parameters the endpoint does not know, as Elasticsearch does.
     pub fn check_allowed(&self, path: &str, allowed: &[&str]) -> EsResult<()> {
-        let unknown: Vec<&str> =
-            self.keys().filter(|k| !allowed.contains(k) && !GLOBAL.contains(k)).collect();
+        let unknown: Vec<&str> = self
+            .keys()
+            .filter(|k| !allowed.contains(k) && !GLOBAL.contains(k))
+            .collect();
         if unknown.is_empty() {
             return Ok(());
         }
@@ -99,7 +122,11 @@ impl Params {
                 .map(|a| (similarity(u, a), *a))
                 .filter(|(s, _)| *s > 0.7)
                 .collect();
-            candidates.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal).then(a.1.cmp(b.1)));
+            candidates.sort_by(|a, b| {
+                b.0.partial_cmp(&a.0)
+                    .unwrap_or(std::cmp::Ordering::Equal)
+                    .then(a.1.cmp(b.1))
+            });
             let mut s = format!("[{u}]");
             match candidates.as_slice() {
                 [] => {}
@@ -111,7 +138,11 @@ impl Params {
             }
             parts.push(s);
         }
-        let noun = if unknown.len() == 1 { "parameter" } else { "parameters" };
+        let noun = if unknown.len() == 1 {
+            "parameter"
+        } else {
+            "parameters"
+        };
         Err(EsError::illegal_argument(format!(
             "request [{path}] contains unrecognized {noun}: {}",
             parts.join(", ")
@@ -140,7 +171,9 @@ impl Params {
         match self.get(k) {
             None => Ok(None),
             Some(v) => v.trim().parse::<i64>().map(Some).map_err(|_| {
-                EsError::illegal_argument(format!("Failed to parse long parameter [{k}] with value [{v}]"))
+                EsError::illegal_argument(format!(
+                    "Failed to parse long parameter [{k}] with value [{v}]"
+                ))
             }),
         }
     }
@@ -149,9 +182,15 @@ impl Params {
     pub fn i32_opt(&self, k: &str) -> EsResult<Option<i64>> {
         match self.get(k) {
             None => Ok(None),
-            Some(v) => v.trim().parse::<i32>().map(|n| Some(i64::from(n))).map_err(|_| {
-                EsError::illegal_argument(format!("Failed to parse int parameter [{k}] with value [{v}]"))
-            }),
+            Some(v) => v
+                .trim()
+                .parse::<i32>()
+                .map(|n| Some(i64::from(n)))
+                .map_err(|_| {
+                    EsError::illegal_argument(format!(
+                        "Failed to parse int parameter [{k}] with value [{v}]"
+                    ))
+                }),
         }
     }
 
@@ -165,7 +204,13 @@ impl Params {
 
     /// A comma-separated list.
     pub fn list(&self, k: &str) -> Option<Vec<String>> {
-        self.get(k).map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
+        self.get(k).map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
     }
 }
 
@@ -186,7 +231,10 @@ mod tests {
     #[test]
     fn unknown() {
         let p = Params::parse(Some("sizee=1"));
-        let e = p.check_allowed("/_search", &["size", "from"]).err().map(|e| e.reason);
+        let e = p
+            .check_allowed("/_search", &["size", "from"])
+            .err()
+            .map(|e| e.reason);
         assert_eq!(
             e.as_deref(),
             Some("request [/_search] contains unrecognized parameter: [sizee] -> did you mean [size]?")

@@ -55,7 +55,7 @@ impl Msm {
         let r = match self {
             Msm::Count(c) => {
                 if *c < 0 {
-                    n_i + c
+                    n_i.saturating_add(*c)
                 } else {
                     *c
                 }
@@ -63,7 +63,7 @@ impl Msm {
             Msm::Percent(p) => {
                 let part = ((n as f64) * p.abs() / 100.0).floor() as i64;
                 if *p < 0.0 {
-                    n_i - part
+                    n_i.saturating_sub(part)
                 } else {
                     part
                 }
@@ -181,15 +181,22 @@ pub enum Query {
 }
 
 fn malformed(name: &str, found: &str) -> EsError {
-    EsError::parsing(format!("[{name}] malformed query, expected [END_OBJECT] but found [{found}]"))
+    EsError::parsing(format!(
+        "[{name}] malformed query, expected [END_OBJECT] but found [{found}]"
+    ))
 }
 
 fn boost_of(m: &Map<String, Value>) -> EsResult<f32> {
     match m.get("boost") {
         None => Ok(1.0),
         Some(Value::Number(n)) => Ok(n.as_f64().unwrap_or(1.0) as f32),
-        Some(Value::String(s)) => s.parse::<f32>().map_err(|_| EsError::parsing(format!("[boost] failed to parse [{s}]"))),
-        Some(other) => Err(EsError::parsing(format!("[boost] unknown token [{}]", token_name(other)))),
+        Some(Value::String(s)) => s
+            .parse::<f32>()
+            .map_err(|_| EsError::parsing(format!("[boost] failed to parse [{s}]"))),
+        Some(other) => Err(EsError::parsing(format!(
+            "[boost] unknown token [{}]",
+            token_name(other)
+        ))),
     }
 }
 
@@ -198,22 +205,37 @@ fn bool_of(v: Option<&Value>) -> bool {
 }
 
 /// A `{"<field>": value-or-object}` clause with exactly one field.
-fn single_field<'a>(name: &str, v: &'a Value) -> EsResult<(&'a String, &'a Value, Option<&'a Map<String, Value>>)> {
-    let m = v
-        .as_object()
-        .ok_or_else(|| EsError::parsing(format!("[{name}] query malformed, no start_object after query name")))?;
+fn single_field<'a>(
+    name: &str,
+    v: &'a Value,
+) -> EsResult<(&'a String, &'a Value, Option<&'a Map<String, Value>>)> {
+    let m = v.as_object().ok_or_else(|| {
+        EsError::parsing(format!(
+            "[{name}] query malformed, no start_object after query name"
+        ))
+    })?;
     let mut fields = m.iter().filter(|(k, _)| {
         !(matches!(name, "terms") && (k.as_str() == "boost" || k.as_str() == "_name"))
     });
-    let (field, val) = fields
-        .next()
-        .ok_or_else(|| EsError::parsing(format!("[{name}] query doesn't support an empty field name")))?;
+    let (field, val) = fields.next().ok_or_else(|| {
+        EsError::parsing(format!(
+            "[{name}] query doesn't support an empty field name"
+        ))
+    })?;
     if let Some((second, _)) = fields.next() {
         return Err(EsError::parsing(format!(
             "[{name}] query doesn't support multiple fields, found [{field}] and [{second}]"
         )));
     }
-    Ok((field, val, if matches!(name, "terms") { Some(m) } else { None }))
+    Ok((
+        field,
+        val,
+        if matches!(name, "terms") {
+            Some(m)
+        } else {
+            None
+        },
+    ))
 }
 
 /// Parses a query object.
@@ -240,10 +262,14 @@ pub fn parse_query(v: &Value) -> EsResult<Query> {
 fn parse_named(name: &str, body: &Value) -> EsResult<Query> {
     match name {
         "match_all" => {
-            let m = body.as_object().ok_or_else(|| EsError::parsing("[match_all] query malformed"))?;
+            let m = body
+                .as_object()
+                .ok_or_else(|| EsError::parsing("[match_all] query malformed"))?;
             for k in m.keys() {
                 if k != "boost" && k != "_name" {
-                    return Err(EsError::parsing(format!("[match_all] query does not support [{k}]")));
+                    return Err(EsError::parsing(format!(
+                        "[match_all] query does not support [{k}]"
+                    )));
                 }
             }
             Ok(Query::MatchAll(boost_of(m)?))
@@ -255,12 +281,15 @@ fn parse_named(name: &str, body: &Value) -> EsResult<Query> {
                 Value::Object(o) => {
                     for k in o.keys() {
                         if !matches!(k.as_str(), "value" | "boost" | "case_insensitive" | "_name") {
-                            return Err(EsError::parsing(format!("[term] query does not support [{k}]")));
+                            return Err(EsError::parsing(format!(
+                                "[term] query does not support [{k}]"
+                            )));
                         }
                     }
-                    let value = o.get("value").cloned().ok_or_else(|| {
-                        EsError::illegal_argument("value cannot be null")
-                    })?;
+                    let value = o
+                        .get("value")
+                        .cloned()
+                        .ok_or_else(|| EsError::illegal_argument("value cannot be null"))?;
                     Ok(Query::Terms {
                         field: field.clone(),
                         values: vec![value],
@@ -268,9 +297,16 @@ fn parse_named(name: &str, body: &Value) -> EsResult<Query> {
                         boost: boost_of(o)?,
                     })
                 }
-                Value::Array(_) => Err(EsError::parsing("[term] query does not support array of values")),
+                Value::Array(_) => Err(EsError::parsing(
+                    "[term] query does not support array of values",
+                )),
                 Value::Null => Err(EsError::illegal_argument("value cannot be null")),
-                other => Ok(Query::Terms { field: field.clone(), values: vec![other.clone()], case_insensitive: false, boost: 1.0 }),
+                other => Ok(Query::Terms {
+                    field: field.clone(),
+                    values: vec![other.clone()],
+                    case_insensitive: false,
+                    boost: 1.0,
+                }),
             }
         }
         "terms" => {
@@ -291,13 +327,17 @@ fn parse_named(name: &str, body: &Value) -> EsResult<Query> {
             })
         }
         "ids" => {
-            let m = body.as_object().ok_or_else(|| EsError::parsing("[ids] query malformed"))?;
+            let m = body
+                .as_object()
+                .ok_or_else(|| EsError::parsing("[ids] query malformed"))?;
             let mut out = Vec::new();
             for (k, v) in m {
                 match k.as_str() {
                     "values" => {
                         let a = v.as_array().ok_or_else(|| {
-                            EsError::parsing("[ids] values doesn't support values of type: VALUE_STRING")
+                            EsError::parsing(
+                                "[ids] values doesn't support values of type: VALUE_STRING",
+                            )
                         })?;
                         for id in a {
                             match id {
@@ -313,7 +353,11 @@ fn parse_named(name: &str, body: &Value) -> EsResult<Query> {
                         }
                     }
                     "boost" | "_name" | "type" => {}
-                    other => return Err(EsError::parsing(format!("[ids] query does not support [{other}]"))),
+                    other => {
+                        return Err(EsError::parsing(format!(
+                            "[ids] query does not support [{other}]"
+                        )))
+                    }
                 }
             }
             Ok(Query::Ids(out, boost_of(m)?))
@@ -327,62 +371,118 @@ fn parse_named(name: &str, body: &Value) -> EsResult<Query> {
                     let mut msm = None;
                     for (k, v) in o {
                         match k.as_str() {
-                            "query" | "boost" | "_name" | "analyzer" | "fuzziness" | "prefix_length"
-                            | "max_expansions" | "lenient" | "zero_terms_query" | "auto_generate_synonyms_phrase_query"
-                            | "fuzzy_transpositions" | "slop" => {}
+                            "query"
+                            | "boost"
+                            | "_name"
+                            | "analyzer"
+                            | "fuzziness"
+                            | "prefix_length"
+                            | "max_expansions"
+                            | "lenient"
+                            | "zero_terms_query"
+                            | "auto_generate_synonyms_phrase_query"
+                            | "fuzzy_transpositions"
+                            | "slop" => {}
                             "operator" => {
                                 and = match v.as_str().map(str::to_ascii_lowercase).as_deref() {
                                     Some("and") => true,
                                     Some("or") => false,
                                     _ => {
                                         return Err(EsError::illegal_argument(format!(
-                                            "No enum constant org.elasticsearch.index.query.Operator.{}",
-                                            v.as_str().unwrap_or("").to_uppercase()
-                                        )))
+                                    "No enum constant org.elasticsearch.index.query.Operator.{}",
+                                    v.as_str().unwrap_or("").to_uppercase()
+                                )))
                                     }
                                 }
                             }
                             "minimum_should_match" => msm = Some(Msm::parse(v)?),
                             other => {
-                                return Err(EsError::parsing(format!("[{name}] query does not support [{other}]")))
+                                return Err(EsError::parsing(format!(
+                                    "[{name}] query does not support [{other}]"
+                                )))
                             }
                         }
                     }
-                    let query = o.get("query").cloned().ok_or_else(|| {
-                        EsError::parsing("No text specified for text query")
-                    })?;
-                    Ok(Query::Match { field: field.clone(), query, and, msm, phrase, boost: boost_of(o)? })
+                    let query = o
+                        .get("query")
+                        .cloned()
+                        .ok_or_else(|| EsError::parsing("No text specified for text query"))?;
+                    Ok(Query::Match {
+                        field: field.clone(),
+                        query,
+                        and,
+                        msm,
+                        phrase,
+                        boost: boost_of(o)?,
+                    })
                 }
-                Value::Array(_) => Err(EsError::parsing(format!("[{name}] unknown token [START_ARRAY] after [{field}]"))),
-                other => Ok(Query::Match { field: field.clone(), query: other.clone(), and: false, msm: None, phrase, boost: 1.0 }),
+                Value::Array(_) => Err(EsError::parsing(format!(
+                    "[{name}] unknown token [START_ARRAY] after [{field}]"
+                ))),
+                other => Ok(Query::Match {
+                    field: field.clone(),
+                    query: other.clone(),
+                    and: false,
+                    msm: None,
+                    phrase,
+                    boost: 1.0,
+                }),
             }
         }
         "multi_match" => {
-            let m = body.as_object().ok_or_else(|| EsError::parsing("[multi_match] query malformed"))?;
+            let m = body
+                .as_object()
+                .ok_or_else(|| EsError::parsing("[multi_match] query malformed"))?;
             let query = match m.get("query") {
                 Some(Value::String(s)) => s.clone(),
                 Some(other) => other.to_string(),
                 None => return Err(EsError::parsing("[multi_match] requires query value")),
             };
             let fields = match m.get("fields") {
-                Some(Value::Array(a)) => a.iter().filter_map(|f| f.as_str().map(|s| s.split('^').next().unwrap_or(s).to_string())).collect(),
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|f| {
+                        f.as_str()
+                            .map(|s| s.split('^').next().unwrap_or(s).to_string())
+                    })
+                    .collect(),
                 Some(Value::String(s)) => vec![s.clone()],
                 _ => vec!["*".to_string()],
             };
-            let and = m.get("operator").and_then(Value::as_str).is_some_and(|o| o.eq_ignore_ascii_case("and"));
-            Ok(Query::MultiMatch { fields, query, and, boost: boost_of(m)? })
+            let and = m
+                .get("operator")
+                .and_then(Value::as_str)
+                .is_some_and(|o| o.eq_ignore_ascii_case("and"));
+            Ok(Query::MultiMatch {
+                fields,
+                query,
+                and,
+                boost: boost_of(m)?,
+            })
         }
         "query_string" | "simple_query_string" => {
-            let m = body.as_object().ok_or_else(|| EsError::parsing(format!("[{name}] query malformed")))?;
+            let m = body
+                .as_object()
+                .ok_or_else(|| EsError::parsing(format!("[{name}] query malformed")))?;
             let q = m.get("query").and_then(Value::as_str).ok_or_else(|| {
                 EsError::parsing(format!("[{name}] must be provided with a [query]"))
             })?;
             let df = m.get("default_field").and_then(Value::as_str);
             let fields: Option<Vec<String>> = m.get("fields").and_then(Value::as_array).map(|a| {
-                a.iter().filter_map(Value::as_str).map(str::to_string).collect()
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
             });
-            let and = m.get("default_operator").and_then(Value::as_str).is_some_and(|o| o.eq_ignore_ascii_case("and"));
-            Ok(query_string(q, fields.unwrap_or_else(|| vec![df.unwrap_or("*").to_string()]), and))
+            let and = m
+                .get("default_operator")
+                .and_then(Value::as_str)
+                .is_some_and(|o| o.eq_ignore_ascii_case("and"));
+            Ok(query_string(
+                q,
+                fields.unwrap_or_else(|| vec![df.unwrap_or("*").to_string()]),
+                and,
+            ))
         }
         "range" => {
             let (field, val, _) = single_field(name, body)?;
@@ -407,7 +507,9 @@ fn parse_named(name: &str, body: &Value) -> EsResult<Query> {
                     "include_upper" => include_upper = bool_of(Some(v)),
                     "boost" | "_name" | "format" | "time_zone" | "relation" => {}
                     other => {
-                        return Err(EsError::parsing(format!("[range] query does not support [{other}]")))
+                        return Err(EsError::parsing(format!(
+                            "[range] query does not support [{other}]"
+                        )))
                     }
                 }
             }
@@ -419,10 +521,17 @@ fn parse_named(name: &str, body: &Value) -> EsResult<Query> {
             }
             let lo = lo.filter(|(v, _)| !v.is_null());
             let hi = hi.filter(|(v, _)| !v.is_null());
-            Ok(Query::Range { field: field.clone(), lo, hi, boost: boost_of(o)? })
+            Ok(Query::Range {
+                field: field.clone(),
+                lo,
+                hi,
+                boost: boost_of(o)?,
+            })
         }
         "bool" => {
-            let m = body.as_object().ok_or_else(|| EsError::parsing("[bool] query malformed, no start_object after query name"))?;
+            let m = body.as_object().ok_or_else(|| {
+                EsError::parsing("[bool] query malformed, no start_object after query name")
+            })?;
             let clauses = |k: &str, v: &Value| -> EsResult<Vec<Query>> {
                 match v {
                     Value::Array(a) => a.iter().map(parse_query).collect(),
@@ -433,7 +542,8 @@ fn parse_named(name: &str, body: &Value) -> EsResult<Query> {
                     ))),
                 }
             };
-            let (mut must, mut filter, mut should, mut must_not) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut must, mut filter, mut should, mut must_not) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             let mut msm = None;
             for (k, v) in m {
                 match k.as_str() {
@@ -443,16 +553,31 @@ fn parse_named(name: &str, body: &Value) -> EsResult<Query> {
                     "must_not" | "mustNot" => must_not = clauses(k, v)?,
                     "minimum_should_match" => msm = Some(Msm::parse(v)?),
                     "boost" | "_name" | "adjust_pure_negative" => {}
-                    other => return Err(EsError::parsing(format!("[bool] query does not support [{other}]"))),
+                    other => {
+                        return Err(EsError::parsing(format!(
+                            "[bool] query does not support [{other}]"
+                        )))
+                    }
                 }
             }
-            Ok(Query::Bool { must, filter, should, must_not, msm, boost: boost_of(m)? })
+            Ok(Query::Bool {
+                must,
+                filter,
+                should,
+                must_not,
+                msm,
+                boost: boost_of(m)?,
+            })
         }
         "exists" => {
-            let m = body.as_object().ok_or_else(|| EsError::parsing("[exists] query malformed"))?;
+            let m = body
+                .as_object()
+                .ok_or_else(|| EsError::parsing("[exists] query malformed"))?;
             for k in m.keys() {
                 if !matches!(k.as_str(), "field" | "boost" | "_name") {
-                    return Err(EsError::parsing(format!("[exists] query does not support [{k}]")));
+                    return Err(EsError::parsing(format!(
+                        "[exists] query does not support [{k}]"
+                    )));
                 }
             }
             let field = m
@@ -465,7 +590,11 @@ fn parse_named(name: &str, body: &Value) -> EsResult<Query> {
             let (field, val, _) = single_field(name, body)?;
             let (value, ci, boost) = match val {
                 Value::Object(o) => {
-                    let key = if name == "wildcard" && o.contains_key("wildcard") { "wildcard" } else { "value" };
+                    let key = if name == "wildcard" && o.contains_key("wildcard") {
+                        "wildcard"
+                    } else {
+                        "value"
+                    };
                     let v = o.get(key).map(|v| match v {
                         Value::String(s) => s.clone(),
                         other => other.to_string(),
@@ -480,20 +609,40 @@ fn parse_named(name: &str, body: &Value) -> EsResult<Query> {
                 other => (other.to_string(), false, 1.0),
             };
             Ok(if name == "prefix" {
-                Query::Prefix { field: field.clone(), value, case_insensitive: ci, boost }
+                Query::Prefix {
+                    field: field.clone(),
+                    value,
+                    case_insensitive: ci,
+                    boost,
+                }
             } else {
-                Query::Wildcard { field: field.clone(), value, case_insensitive: ci, boost }
+                Query::Wildcard {
+                    field: field.clone(),
+                    value,
+                    case_insensitive: ci,
+                    boost,
+                }
             })
         }
         "constant_score" => {
-            let m = body.as_object().ok_or_else(|| EsError::parsing("[constant_score] query malformed"))?;
-            let f = m.get("filter").ok_or_else(|| {
-                EsError::parsing("[constant_score] requires a 'filter' element")
-            })?;
-            Ok(Query::ConstantScore(Box::new(parse_query(f)?), boost_of(m)?))
+            let m = body
+                .as_object()
+                .ok_or_else(|| EsError::parsing("[constant_score] query malformed"))?;
+            let f = m
+                .get("filter")
+                .ok_or_else(|| EsError::parsing("[constant_score] requires a 'filter' element"))?;
+            Ok(Query::ConstantScore(
+                Box::new(parse_query(f)?),
+                boost_of(m)?,
+            ))
         }
-        other => Err(EsError::parsing(format!("unknown query [{other}]"))
-            .caused_by(EsError::new(400, "named_object_not_found_exception", format!("[1:1] unknown field [{other}]")))),
+        other => Err(
+            EsError::parsing(format!("unknown query [{other}]")).caused_by(EsError::new(
+                400,
+                "named_object_not_found_exception",
+                format!("[1:1] unknown field [{other}]"),
+            )),
+        ),
     }
 }
 
@@ -515,15 +664,41 @@ pub fn query_string(q: &str, default_fields: Vec<String>, and: bool) -> Query {
         };
         let clause = match field {
             Some(f) if value == "*" => Query::Exists(f.to_string(), 1.0),
-            Some(f) => Query::Match { field: f.to_string(), query: Value::from(value), and: false, msm: None, phrase: false, boost: 1.0 },
-            None => Query::MultiMatch { fields: default_fields.clone(), query: value.to_string(), and: false, boost: 1.0 },
+            Some(f) => Query::Match {
+                field: f.to_string(),
+                query: Value::from(value),
+                and: false,
+                msm: None,
+                phrase: false,
+                boost: 1.0,
+            },
+            None => Query::MultiMatch {
+                fields: default_fields.clone(),
+                query: value.to_string(),
+                and: false,
+                boost: 1.0,
+            },
         };
         clauses.push(clause);
     }
     if and {
-        Query::Bool { must: clauses, filter: vec![], should: vec![], must_not: vec![], msm: None, boost: 1.0 }
+        Query::Bool {
+            must: clauses,
+            filter: vec![],
+            should: vec![],
+            must_not: vec![],
+            msm: None,
+            boost: 1.0,
+        }
     } else {
-        Query::Bool { must: vec![], filter: vec![], should: clauses, must_not: vec![], msm: None, boost: 1.0 }
+        Query::Bool {
+            must: vec![],
+            filter: vec![],
+            should: clauses,
+            must_not: vec![],
+            msm: None,
+            boost: 1.0,
+        }
     }
 }
 
@@ -595,7 +770,9 @@ impl Key {
     pub fn to_json(&self) -> Value {
         match self {
             Key::I(i) => Value::from(*i),
-            Key::F(f) => serde_json::Number::from_f64(*f).map(Value::Number).unwrap_or(Value::Null),
+            Key::F(f) => serde_json::Number::from_f64(*f)
+                .map(Value::Number)
+                .unwrap_or(Value::Null),
             Key::S(s) => Value::from(s.as_str()),
             Key::B(b) => Value::from(i64::from(*b)),
         }
@@ -640,16 +817,24 @@ pub fn doc_keys(kind: Kind, field_params: &Map<String, Value>, v: &Value) -> Vec
                 } else if let Some(u) = n.as_u64() {
                     vec![Key::I(i64::try_from(u).unwrap_or(i64::MAX))]
                 } else {
-                    n.as_f64().map(|f| vec![Key::I(f.trunc() as i64)]).unwrap_or_default()
+                    n.as_f64()
+                        .map(|f| vec![Key::I(f.trunc() as i64)])
+                        .unwrap_or_default()
                 }
             }
             Value::String(s) => match s.trim().parse::<i64>() {
                 Ok(i) => vec![Key::I(i)],
-                Err(_) => s.trim().parse::<f64>().map(|f| vec![Key::I(f.trunc() as i64)]).unwrap_or_default(),
+                Err(_) => s
+                    .trim()
+                    .parse::<f64>()
+                    .map(|f| vec![Key::I(f.trunc() as i64)])
+                    .unwrap_or_default(),
             },
             _ => vec![],
         },
-        Kind::Float | Kind::HalfFloat => num_of(v).map(|f| vec![Key::F(f64::from(f as f32))]).unwrap_or_default(),
+        Kind::Float | Kind::HalfFloat => num_of(v)
+            .map(|f| vec![Key::F(f64::from(f as f32))])
+            .unwrap_or_default(),
         Kind::Double | Kind::ScaledFloat => num_of(v).map(|f| vec![Key::F(f)]).unwrap_or_default(),
         Kind::Boolean => match v {
             Value::Bool(b) => vec![Key::B(*b)],
@@ -658,7 +843,11 @@ pub fn doc_keys(kind: Kind, field_params: &Map<String, Value>, v: &Value) -> Vec
             _ => vec![],
         },
         Kind::Date => match v {
-            Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)).map(|i| vec![Key::I(i)]).unwrap_or_default(),
+            Value::Number(n) => n
+                .as_i64()
+                .or_else(|| n.as_f64().map(|f| f as i64))
+                .map(|i| vec![Key::I(i)])
+                .unwrap_or_default(),
             Value::String(s) => parse_date(s)
                 .or_else(|| s.parse::<i64>().ok())
                 .map(|i| vec![Key::I(i)])
@@ -670,7 +859,9 @@ pub fn doc_keys(kind: Kind, field_params: &Map<String, Value>, v: &Value) -> Vec
 }
 
 fn shard_error(index: &str, uuid: &str, reason: String, cause: Option<String>) -> EsError {
-    let mut e = EsError::new(400, "query_shard_exception", reason).with_meta("index_uuid", uuid).with_meta("index", index);
+    let mut e = EsError::new(400, "query_shard_exception", reason)
+        .with_meta("index_uuid", uuid)
+        .with_meta("index", index);
     if let Some(c) = cause {
         e = e.caused_by(EsError::illegal_argument(c));
     }
@@ -679,7 +870,14 @@ fn shard_error(index: &str, uuid: &str, reason: String, cause: Option<String>) -
 
 /// A query value converted for a field type (term queries).
 fn query_keys(kind: Kind, v: &Value, field: &str, ctx: &Ctx<'_>) -> EsResult<Vec<Key>> {
-    let fail = |cause: String| shard_error(ctx.index, ctx.uuid, format!("failed to create query: {cause}"), Some(cause));
+    let fail = |cause: String| {
+        shard_error(
+            ctx.index,
+            ctx.uuid,
+            format!("failed to create query: {cause}"),
+            Some(cause),
+        )
+    };
     match kind {
         Kind::Keyword => Ok(doc_keys(kind, &Map::new(), v)),
         Kind::Text => Ok(match v {
@@ -745,8 +943,13 @@ fn date_key(v: &Value, field: &str, ctx: &Ctx<'_>) -> EsResult<Key> {
             "failed to parse date field [{}] with format [strict_date_optional_time||epoch_millis]",
             value_text(v)
         );
-        shard_error(ctx.index, ctx.uuid, format!("failed to create query: {cause}"), Some(cause))
-            .with_meta("field", field)
+        shard_error(
+            ctx.index,
+            ctx.uuid,
+            format!("failed to create query: {cause}"),
+            Some(cause),
+        )
+        .with_meta("field", field)
     };
     match v {
         Value::Number(n) => n.as_i64().map(Key::I).ok_or_else(fail),
@@ -775,7 +978,11 @@ pub(crate) enum Source {
     Id,
     Index,
     Routing,
-    Field { path: String, kind: Kind, params: Map<String, Value> },
+    Field {
+        path: String,
+        kind: Kind,
+        params: Map<String, Value>,
+    },
 }
 
 /// A query compiled against one index's mapping.
@@ -786,17 +993,46 @@ pub(crate) enum Compiled {
     /// Nothing.
     None,
     /// Exact values.
-    Exact { src: Source, keys: Vec<Key>, ci: bool, boost: f32 },
+    Exact {
+        src: Source,
+        keys: Vec<Key>,
+        ci: bool,
+        boost: f32,
+    },
     /// Analyzed text tokens (match on text).
-    Tokens { src: Source, tokens: Vec<String>, required: usize, phrase: bool, boost: f32 },
+    Tokens {
+        src: Source,
+        tokens: Vec<String>,
+        required: usize,
+        phrase: bool,
+        boost: f32,
+    },
     /// Range.
-    Range { src: Source, lo: Option<(Key, bool)>, hi: Option<(Key, bool)>, boost: f32 },
+    Range {
+        src: Source,
+        lo: Option<(Key, bool)>,
+        hi: Option<(Key, bool)>,
+        boost: f32,
+    },
     /// Exists.
     Exists { src: Source, boost: f32 },
     /// Prefix / wildcard on string values.
-    Pattern { src: Source, pattern: String, prefix: bool, ci: bool, boost: f32 },
+    Pattern {
+        src: Source,
+        pattern: String,
+        prefix: bool,
+        ci: bool,
+        boost: f32,
+    },
     /// Boolean combination.
-    Bool { must: Vec<Compiled>, filter: Vec<Compiled>, should: Vec<Compiled>, must_not: Vec<Compiled>, required: usize, boost: f32 },
+    Bool {
+        must: Vec<Compiled>,
+        filter: Vec<Compiled>,
+        should: Vec<Compiled>,
+        must_not: Vec<Compiled>,
+        required: usize,
+        boost: f32,
+    },
     /// Disjunction of clauses (multi-field matching), best score wins.
     Dis(Vec<Compiled>),
     /// Constant score.
@@ -808,7 +1044,11 @@ fn source_of(ctx: &Ctx<'_>, field: &str) -> Option<Source> {
         FieldRef::Id => Some(Source::Id),
         FieldRef::Index => Some(Source::Index),
         FieldRef::Routing => Some(Source::Routing),
-        FieldRef::Field { path, field } => Some(Source::Field { path, kind: field.kind, params: field.params.clone() }),
+        FieldRef::Field { path, field } => Some(Source::Field {
+            path,
+            kind: field.kind,
+            params: field.params.clone(),
+        }),
         FieldRef::Unmapped => None,
     }
 }
@@ -831,8 +1071,15 @@ pub(crate) fn compile(q: &Query, ctx: &Ctx<'_>) -> EsResult<Compiled> {
             ci: false,
             boost: *boost,
         },
-        Query::Terms { field, values, case_insensitive, boost } => {
-            let Some(src) = source_of(ctx, field) else { return Ok(Compiled::None) };
+        Query::Terms {
+            field,
+            values,
+            case_insensitive,
+            boost,
+        } => {
+            let Some(src) = source_of(ctx, field) else {
+                return Ok(Compiled::None);
+            };
             let kind = src_kind(&src);
             let mut keys = Vec::new();
             for v in values {
@@ -840,24 +1087,56 @@ pub(crate) fn compile(q: &Query, ctx: &Ctx<'_>) -> EsResult<Compiled> {
             }
             if kind == Kind::Text {
                 // A term against analyzed text compares with the indexed tokens as is.
-                Compiled::Exact { src, keys, ci: *case_insensitive, boost: *boost }
+                Compiled::Exact {
+                    src,
+                    keys,
+                    ci: *case_insensitive,
+                    boost: *boost,
+                }
             } else {
-                Compiled::Exact { src, keys, ci: *case_insensitive, boost: *boost }
+                Compiled::Exact {
+                    src,
+                    keys,
+                    ci: *case_insensitive,
+                    boost: *boost,
+                }
             }
         }
-        Query::Match { field, query, and, msm, phrase, boost } => compile_match(ctx, field, query, *and, msm.as_ref(), *phrase, *boost)?,
-        Query::MultiMatch { fields, query, and, boost } => {
+        Query::Match {
+            field,
+            query,
+            and,
+            msm,
+            phrase,
+            boost,
+        } => compile_match(ctx, field, query, *and, msm.as_ref(), *phrase, *boost)?,
+        Query::MultiMatch {
+            fields,
+            query,
+            and,
+            boost,
+        } => {
             let names = expand_fields(ctx.mapping, fields);
             let mut clauses = Vec::new();
             for f in names {
-                let Some(src) = source_of(ctx, &f) else { continue };
+                let Some(src) = source_of(ctx, &f) else {
+                    continue;
+                };
                 if !matches!(src_kind(&src), Kind::Text | Kind::Keyword) {
                     // Lenient: numeric fields only take part when the text is a number.
                     if query.trim().parse::<f64>().is_err() {
                         continue;
                     }
                 }
-                clauses.push(compile_match(ctx, &f, &Value::from(query.as_str()), *and, None, false, *boost)?);
+                clauses.push(compile_match(
+                    ctx,
+                    &f,
+                    &Value::from(query.as_str()),
+                    *and,
+                    None,
+                    false,
+                    *boost,
+                )?);
             }
             if clauses.is_empty() {
                 Compiled::None
@@ -865,15 +1144,27 @@ pub(crate) fn compile(q: &Query, ctx: &Ctx<'_>) -> EsResult<Compiled> {
                 Compiled::Dis(clauses)
             }
         }
-        Query::Range { field, lo, hi, boost } => {
-            let Some(src) = source_of(ctx, field) else { return Ok(Compiled::None) };
+        Query::Range {
+            field,
+            lo,
+            hi,
+            boost,
+        } => {
+            let Some(src) = source_of(ctx, field) else {
+                return Ok(Compiled::None);
+            };
             let kind = src_kind(&src);
             let conv = |v: &Value, inclusive: bool, lower: bool| -> EsResult<Option<(Key, bool)>> {
                 Ok(match kind {
                     Kind::Long | Kind::Integer | Kind::Short | Kind::Byte | Kind::UnsignedLong => {
                         let f = num_of(v).ok_or_else(|| {
                             let cause = format!("For input string: \"{}\"", value_text(v));
-                            shard_error(ctx.index, ctx.uuid, format!("failed to create query: {cause}"), Some(cause))
+                            shard_error(
+                                ctx.index,
+                                ctx.uuid,
+                                format!("failed to create query: {cause}"),
+                                Some(cause),
+                            )
                         })?;
                         let i = match (lower, inclusive) {
                             (true, true) => f.ceil(),
@@ -885,7 +1176,10 @@ pub(crate) fn compile(q: &Query, ctx: &Ctx<'_>) -> EsResult<Compiled> {
                     }
                     Kind::Date => Some((date_key(v, field, ctx)?, inclusive)),
                     Kind::Text | Kind::Keyword => Some((Key::S(value_text(v)), inclusive)),
-                    _ => query_keys(kind, v, field, ctx)?.into_iter().next().map(|k| (k, inclusive)),
+                    _ => query_keys(kind, v, field, ctx)?
+                        .into_iter()
+                        .next()
+                        .map(|k| (k, inclusive)),
                 })
             };
             let lo = match lo {
@@ -896,10 +1190,24 @@ pub(crate) fn compile(q: &Query, ctx: &Ctx<'_>) -> EsResult<Compiled> {
                 Some((v, inc)) => conv(v, *inc, false)?,
                 None => None,
             };
-            Compiled::Range { src, lo, hi, boost: *boost }
+            Compiled::Range {
+                src,
+                lo,
+                hi,
+                boost: *boost,
+            }
         }
-        Query::Bool { must, filter, should, must_not, msm, boost } => {
-            let c = |qs: &Vec<Query>| -> EsResult<Vec<Compiled>> { qs.iter().map(|q| compile(q, ctx)).collect() };
+        Query::Bool {
+            must,
+            filter,
+            should,
+            must_not,
+            msm,
+            boost,
+        } => {
+            let c = |qs: &Vec<Query>| -> EsResult<Vec<Compiled>> {
+                qs.iter().map(|q| compile(q, ctx)).collect()
+            };
             let should_c = c(should)?;
             let required = match msm {
                 Some(m) => m.required(should_c.len()),
@@ -911,7 +1219,14 @@ pub(crate) fn compile(q: &Query, ctx: &Ctx<'_>) -> EsResult<Compiled> {
                     }
                 }
             };
-            Compiled::Bool { must: c(must)?, filter: c(filter)?, should: should_c, must_not: c(must_not)?, required, boost: *boost }
+            Compiled::Bool {
+                must: c(must)?,
+                filter: c(filter)?,
+                should: should_c,
+                must_not: c(must_not)?,
+                required,
+                boost: *boost,
+            }
         }
         Query::Exists(field, boost) => {
             if field.contains('*') {
@@ -928,15 +1243,39 @@ pub(crate) fn compile(q: &Query, ctx: &Ctx<'_>) -> EsResult<Compiled> {
                 None => Compiled::None,
             }
         }
-        Query::Prefix { field, value, case_insensitive, boost } => match source_of(ctx, field) {
-            Some(src) => Compiled::Pattern { src, pattern: value.clone(), prefix: true, ci: *case_insensitive, boost: *boost },
+        Query::Prefix {
+            field,
+            value,
+            case_insensitive,
+            boost,
+        } => match source_of(ctx, field) {
+            Some(src) => Compiled::Pattern {
+                src,
+                pattern: value.clone(),
+                prefix: true,
+                ci: *case_insensitive,
+                boost: *boost,
+            },
             None => Compiled::None,
         },
-        Query::Wildcard { field, value, case_insensitive, boost } => match source_of(ctx, field) {
-            Some(src) => Compiled::Pattern { src, pattern: value.clone(), prefix: false, ci: *case_insensitive, boost: *boost },
+        Query::Wildcard {
+            field,
+            value,
+            case_insensitive,
+            boost,
+        } => match source_of(ctx, field) {
+            Some(src) => Compiled::Pattern {
+                src,
+                pattern: value.clone(),
+                prefix: false,
+                ci: *case_insensitive,
+                boost: *boost,
+            },
             None => Compiled::None,
         },
-        Query::ConstantScore(inner, boost) => Compiled::Const(Box::new(compile(inner, ctx)?), *boost),
+        Query::ConstantScore(inner, boost) => {
+            Compiled::Const(Box::new(compile(inner, ctx)?), *boost)
+        }
     })
 }
 
@@ -967,7 +1306,9 @@ fn compile_match(
     phrase: bool,
     boost: f32,
 ) -> EsResult<Compiled> {
-    let Some(src) = source_of(ctx, field) else { return Ok(Compiled::None) };
+    let Some(src) = source_of(ctx, field) else {
+        return Ok(Compiled::None);
+    };
     let kind = src_kind(&src);
     if kind == Kind::Text {
         let tokens = tokenize(&value_text(query));
@@ -979,10 +1320,21 @@ fn compile_match(
         } else {
             msm.map_or(1, |m| m.required(tokens.len())).max(1)
         };
-        return Ok(Compiled::Tokens { src, tokens, required, phrase, boost });
+        return Ok(Compiled::Tokens {
+            src,
+            tokens,
+            required,
+            phrase,
+            boost,
+        });
     }
     let keys = query_keys(kind, query, field, ctx)?;
-    Ok(Compiled::Exact { src, keys, ci: false, boost })
+    Ok(Compiled::Exact {
+        src,
+        keys,
+        ci: false,
+        boost,
+    })
 }
 
 /// A document being evaluated; its source is parsed on first use.
@@ -1001,12 +1353,19 @@ pub struct DocView<'a> {
 impl<'a> DocView<'a> {
     /// A view of a stored document.
     pub fn new(id: &'a str, index: &'a str, routing: Option<&'a str>, source: &'a str) -> Self {
-        DocView { id, index, routing, source, parsed: OnceCell::new() }
+        DocView {
+            id,
+            index,
+            routing,
+            source,
+            parsed: OnceCell::new(),
+        }
     }
 
     /// The parsed source.
     pub fn parsed(&self) -> &Value {
-        self.parsed.get_or_init(|| serde_json::from_str(self.source).unwrap_or(Value::Null))
+        self.parsed
+            .get_or_init(|| serde_json::from_str(self.source).unwrap_or(Value::Null))
     }
 
     /// Source values at a dotted path.
@@ -1020,7 +1379,10 @@ impl<'a> DocView<'a> {
         match src {
             Source::Id => vec![Key::S(self.id.to_string())],
             Source::Index => vec![Key::S(self.index.to_string())],
-            Source::Routing => self.routing.map(|r| vec![Key::S(r.to_string())]).unwrap_or_default(),
+            Source::Routing => self
+                .routing
+                .map(|r| vec![Key::S(r.to_string())])
+                .unwrap_or_default(),
             Source::Field { path, kind, params } => {
                 let mut out = Vec::new();
                 for v in self.values(path) {
@@ -1033,7 +1395,11 @@ impl<'a> DocView<'a> {
 
     /// Sort / docvalue keys of a field.
     pub fn field_keys(&self, mapping: &Mapping, field: &str) -> Option<Vec<Key>> {
-        let ctx = Ctx { index: self.index, uuid: "", mapping };
+        let ctx = Ctx {
+            index: self.index,
+            uuid: "",
+            mapping,
+        };
         source_of(&ctx, field).map(|s| self.keys(&s))
     }
 }
@@ -1088,9 +1454,17 @@ pub(crate) fn eval(c: &Compiled, d: &DocView<'_>) -> Option<f32> {
     match c {
         Compiled::All(b) => Some(*b),
         Compiled::None => None,
-        Compiled::Exact { src, keys, ci, boost } => {
+        Compiled::Exact {
+            src,
+            keys,
+            ci,
+            boost,
+        } => {
             let doc = d.keys(src);
-            let hits = doc.iter().filter(|k| keys.iter().any(|q| key_eq(k, q, *ci))).count();
+            let hits = doc
+                .iter()
+                .filter(|k| keys.iter().any(|q| key_eq(k, q, *ci)))
+                .count();
             if hits == 0 {
                 None
             } else if matches!(src, Source::Id | Source::Index) {
@@ -1099,18 +1473,43 @@ pub(crate) fn eval(c: &Compiled, d: &DocView<'_>) -> Option<f32> {
                 Some(boost * tf_score(hits))
             }
         }
-        Compiled::Tokens { src, tokens, required, phrase, boost } => {
+        Compiled::Tokens {
+            src,
+            tokens,
+            required,
+            phrase,
+            boost,
+        } => {
             let doc = d.keys(src);
             if *phrase {
-                let doc_tokens: Vec<&str> = doc.iter().filter_map(|k| if let Key::S(s) = k { Some(s.as_str()) } else { None }).collect();
+                let doc_tokens: Vec<&str> = doc
+                    .iter()
+                    .filter_map(|k| {
+                        if let Key::S(s) = k {
+                            Some(s.as_str())
+                        } else {
+                            None
+                        }
+                    })
+                    .collect();
                 let n = tokens.len();
-                let found = doc_tokens.windows(n.max(1)).filter(|w| w.iter().zip(tokens.iter()).all(|(a, b)| *a == b.as_str())).count();
-                return if found > 0 { Some(boost * tf_score(found) * n as f32) } else { None };
+                let found = doc_tokens
+                    .windows(n.max(1))
+                    .filter(|w| w.iter().zip(tokens.iter()).all(|(a, b)| *a == b.as_str()))
+                    .count();
+                return if found > 0 {
+                    Some(boost * tf_score(found) * n as f32)
+                } else {
+                    None
+                };
             }
             let mut matched = 0;
             let mut score = 0.0;
             for t in tokens {
-                let tf = doc.iter().filter(|k| matches!(k, Key::S(s) if s == t)).count();
+                let tf = doc
+                    .iter()
+                    .filter(|k| matches!(k, Key::S(s) if s == t))
+                    .count();
                 if tf > 0 {
                     matched += 1;
                     score += tf_score(tf);
@@ -1166,9 +1565,19 @@ pub(crate) fn eval(c: &Compiled, d: &DocView<'_>) -> Option<f32> {
             };
             present.then_some(*boost)
         }
-        Compiled::Pattern { src, pattern, prefix, ci, boost } => {
+        Compiled::Pattern {
+            src,
+            pattern,
+            prefix,
+            ci,
+            boost,
+        } => {
             let doc = d.keys(src);
-            let pat = if *ci { pattern.to_lowercase() } else { pattern.clone() };
+            let pat = if *ci {
+                pattern.to_lowercase()
+            } else {
+                pattern.clone()
+            };
             let ok = doc.iter().any(|k| {
                 let Key::S(s) = k else { return false };
                 let s = if *ci { s.to_lowercase() } else { s.clone() };
@@ -1180,7 +1589,14 @@ pub(crate) fn eval(c: &Compiled, d: &DocView<'_>) -> Option<f32> {
             });
             ok.then_some(*boost)
         }
-        Compiled::Bool { must, filter, should, must_not, required, boost } => {
+        Compiled::Bool {
+            must,
+            filter,
+            should,
+            must_not,
+            required,
+            boost,
+        } => {
             let mut score = 0.0;
             for m in must {
                 score += eval(m, d)?;
@@ -1209,7 +1625,12 @@ pub(crate) fn eval(c: &Compiled, d: &DocView<'_>) -> Option<f32> {
             }
             Some(score * boost)
         }
-        Compiled::Dis(clauses) => clauses.iter().filter_map(|c| eval(c, d)).fold(None, |acc: Option<f32>, s| Some(acc.map_or(s, |a| a.max(s)))),
+        Compiled::Dis(clauses) => clauses
+            .iter()
+            .filter_map(|c| eval(c, d))
+            .fold(None, |acc: Option<f32>, s| {
+                Some(acc.map_or(s, |a| a.max(s)))
+            }),
         Compiled::Const(inner, boost) => eval(inner, d).map(|_| *boost),
     }
 }
@@ -1223,9 +1644,12 @@ pub fn source_kind_is_text(m: &Mapping, field: &str) -> bool {
 pub fn only_ids(q: &Query) -> Option<HashSet<String>> {
     match q {
         Query::Ids(ids, _) => Some(ids.iter().cloned().collect()),
-        Query::Terms { field, values, case_insensitive: false, .. } if field == "_id" => {
-            Some(values.iter().map(value_text).collect())
-        }
+        Query::Terms {
+            field,
+            values,
+            case_insensitive: false,
+            ..
+        } if field == "_id" => Some(values.iter().map(value_text).collect()),
         _ => None,
     }
 }
@@ -1238,7 +1662,11 @@ mod tests {
     fn run(q: Value, mapping: Value, doc: Value) -> Option<f32> {
         let m = crate::mapping::parse_mapping(&mapping).unwrap_or_default();
         let q = parse_query(&q).ok()?;
-        let ctx = Ctx { index: "i", uuid: "u", mapping: &m };
+        let ctx = Ctx {
+            index: "i",
+            uuid: "u",
+            mapping: &m,
+        };
         let c = compile(&q, &ctx).ok()?;
         let src = doc.to_string();
         eval(&c, &DocView::new("1", "i", None, &src))
@@ -1251,14 +1679,34 @@ mod tests {
         assert!(run(json!({"match": {"t": "hello"}}), m.clone(), d.clone()).is_some());
         assert!(run(json!({"term": {"t": "Hello"}}), m.clone(), d.clone()).is_none());
         assert!(run(json!({"term": {"k": "Hello"}}), m.clone(), d.clone()).is_some());
-        assert!(run(json!({"range": {"n": {"gt": 4.5, "lte": 5}}}), m.clone(), d.clone()).is_some());
+        assert!(run(
+            json!({"range": {"n": {"gt": 4.5, "lte": 5}}}),
+            m.clone(),
+            d.clone()
+        )
+        .is_some());
         assert!(run(json!({"range": {"n": {"gt": 5}}}), m.clone(), d.clone()).is_none());
-        assert!(run(json!({"bool": {"must_not": [{"term": {"k": "Hello"}}]}}), m.clone(), d.clone()).is_none());
-        assert!(run(json!({"bool": {"should": [{"term": {"k": "x"}}, {"term": {"n": 5}}]}}), m.clone(), d.clone()).is_some());
+        assert!(run(
+            json!({"bool": {"must_not": [{"term": {"k": "Hello"}}]}}),
+            m.clone(),
+            d.clone()
+        )
+        .is_none());
+        assert!(run(
+            json!({"bool": {"should": [{"term": {"k": "x"}}, {"term": {"n": 5}}]}}),
+            m.clone(),
+            d.clone()
+        )
+        .is_some());
         assert!(run(json!({"bool": {"should": [{"term": {"k": "x"}}, {"term": {"n": 5}}], "minimum_should_match": 2}}), m.clone(), d.clone()).is_none());
         assert!(run(json!({"exists": {"field": "n"}}), m.clone(), d.clone()).is_some());
         assert!(run(json!({"exists": {"field": "zz"}}), m.clone(), d.clone()).is_none());
-        assert!(run(json!({"match": {"t": {"query": "hello there", "operator": "and"}}}), m.clone(), d.clone()).is_none());
+        assert!(run(
+            json!({"match": {"t": {"query": "hello there", "operator": "and"}}}),
+            m.clone(),
+            d.clone()
+        )
+        .is_none());
         assert!(run(json!({"ids": {"values": ["1"]}}), m.clone(), d.clone()).is_some());
         assert!(run(json!({"prefix": {"k": "He"}}), m.clone(), d).is_some());
     }
@@ -1274,7 +1722,10 @@ mod tests {
     #[test]
     fn tokens() {
         assert_eq!(tokenize("Hello: 中文"), vec!["hello", "中", "文"]);
-        assert_eq!(tokenize("The quick-brown fox's"), vec!["the", "quick", "brown", "fox's"]);
+        assert_eq!(
+            tokenize("The quick-brown fox's"),
+            vec!["the", "quick", "brown", "fox's"]
+        );
     }
 
     #[test]

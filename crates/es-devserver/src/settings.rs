@@ -102,11 +102,19 @@ pub fn flatten(settings: &Value) -> EsResult<BTreeMap<String, Value>> {
     match settings {
         Value::Object(m) => flatten_into(m, "", &mut out),
         Value::Null => {}
-        _ => return Err(EsError::parse("failed to parse settings: expected an object")),
+        _ => {
+            return Err(EsError::parse(
+                "failed to parse settings: expected an object",
+            ))
+        }
     }
     let mut fixed = BTreeMap::new();
     for (k, v) in out {
-        let key = if k.starts_with("index.") { k } else { format!("index.{k}") };
+        let key = if k.starts_with("index.") {
+            k
+        } else {
+            format!("index.{k}")
+        };
         fixed.insert(key, v);
     }
     Ok(fixed)
@@ -114,7 +122,11 @@ pub fn flatten(settings: &Value) -> EsResult<BTreeMap<String, Value>> {
 
 fn flatten_into(m: &Map<String, Value>, prefix: &str, out: &mut BTreeMap<String, Value>) {
     for (k, v) in m {
-        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         match v {
             Value::Object(inner) => flatten_into(inner, &key, out),
             other => {
@@ -141,7 +153,9 @@ fn insert_nested(m: &mut Map<String, Value>, parts: &[&str], v: Value) {
             m.insert((*last).to_string(), v);
         }
         [first, rest @ ..] => {
-            let entry = m.entry((*first).to_string()).or_insert_with(|| Value::Object(Map::new()));
+            let entry = m
+                .entry((*first).to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
             if !entry.is_object() {
                 // A key is both a leaf and a prefix ("a": "x", "a.b": "y"): keep the flat form.
                 let joined = parts.join(".");
@@ -240,7 +254,14 @@ pub fn effective(flat: &BTreeMap<String, Value>) -> EsResult<Effective> {
             ));
         }
     }
-    Ok(Effective { shards, replicas, refresh_interval, gc_deletes, max_result_window, hidden })
+    Ok(Effective {
+        shards,
+        replicas,
+        refresh_interval,
+        gc_deletes,
+        max_result_window,
+        hidden,
+    })
 }
 
 /// Settings that cannot be changed on an existing index.
@@ -263,9 +284,18 @@ mod tests {
 
     #[test]
     fn time_values() {
-        assert_eq!(parse_time("1s", "x").ok(), Some(Some(Duration::from_secs(1))));
-        assert_eq!(parse_time("500ms", "x").ok(), Some(Some(Duration::from_millis(500))));
-        assert_eq!(parse_time("2m", "x").ok(), Some(Some(Duration::from_secs(120))));
+        assert_eq!(
+            parse_time("1s", "x").ok(),
+            Some(Some(Duration::from_secs(1)))
+        );
+        assert_eq!(
+            parse_time("500ms", "x").ok(),
+            Some(Some(Duration::from_millis(500)))
+        );
+        assert_eq!(
+            parse_time("2m", "x").ok(),
+            Some(Some(Duration::from_secs(120)))
+        );
         assert_eq!(parse_time("-1", "x").ok(), Some(None));
         assert!(parse_time("abc", "x").is_err());
     }
@@ -281,7 +311,10 @@ mod tests {
     fn flatten_and_nest() {
         let v = serde_json::json!({"index": {"number_of_replicas": 0}, "refresh_interval": "1s"});
         let flat = flatten(&v).unwrap_or_default();
-        assert_eq!(flat.get("index.number_of_replicas"), Some(&Value::from("0")));
+        assert_eq!(
+            flat.get("index.number_of_replicas"),
+            Some(&Value::from("0"))
+        );
         assert_eq!(flat.get("index.refresh_interval"), Some(&Value::from("1s")));
         let nested = nest(&flat);
         assert_eq!(nested["index"]["number_of_replicas"], "0");

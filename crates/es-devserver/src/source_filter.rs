@@ -24,7 +24,10 @@ fn string_list(v: &Value, what: &str) -> EsResult<Vec<String>> {
             .iter()
             .map(|x| {
                 x.as_str().map(str::to_string).ok_or_else(|| {
-                    EsError::parsing(format!("Unknown key for a {} in [{what}].", crate::json::token_name(x)))
+                    EsError::parsing(format!(
+                        "Unknown key for a {} in [{what}].",
+                        crate::json::token_name(x)
+                    ))
                 })
             })
             .collect(),
@@ -38,20 +41,32 @@ fn string_list(v: &Value, what: &str) -> EsResult<Vec<String>> {
 impl SourceFilter {
     /// Everything.
     pub fn all() -> Self {
-        SourceFilter { fetch: true, includes: Vec::new(), excludes: Vec::new() }
+        SourceFilter {
+            fetch: true,
+            includes: Vec::new(),
+            excludes: Vec::new(),
+        }
     }
 
     /// Nothing.
     pub fn none() -> Self {
-        SourceFilter { fetch: false, includes: Vec::new(), excludes: Vec::new() }
+        SourceFilter {
+            fetch: false,
+            includes: Vec::new(),
+            excludes: Vec::new(),
+        }
     }
 
     /// From `_source`, `_source_includes` and `_source_excludes` parameters; `None` if none
     /// is given.
     pub fn from_params(p: &Params) -> EsResult<Option<SourceFilter>> {
         let src = p.get("_source");
-        let inc = p.list("_source_includes").or_else(|| p.list("_source_include"));
-        let exc = p.list("_source_excludes").or_else(|| p.list("_source_exclude"));
+        let inc = p
+            .list("_source_includes")
+            .or_else(|| p.list("_source_include"));
+        let exc = p
+            .list("_source_excludes")
+            .or_else(|| p.list("_source_exclude"));
         if src.is_none() && inc.is_none() && exc.is_none() {
             return Ok(None);
         }
@@ -59,7 +74,14 @@ impl SourceFilter {
         match src {
             Some("true") | Some("") | None => {}
             Some("false") => f.fetch = false,
-            Some(list) => f.includes = list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect(),
+            Some(list) => {
+                f.includes = list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            }
         }
         if let Some(i) = inc {
             f.fetch = true;
@@ -75,8 +97,16 @@ impl SourceFilter {
     /// From a body `_source` value.
     pub fn from_body(v: &Value) -> EsResult<SourceFilter> {
         match v {
-            Value::Bool(b) => Ok(if *b { SourceFilter::all() } else { SourceFilter::none() }),
-            Value::String(_) | Value::Array(_) => Ok(SourceFilter { fetch: true, includes: string_list(v, "_source")?, excludes: Vec::new() }),
+            Value::Bool(b) => Ok(if *b {
+                SourceFilter::all()
+            } else {
+                SourceFilter::none()
+            }),
+            Value::String(_) | Value::Array(_) => Ok(SourceFilter {
+                fetch: true,
+                includes: string_list(v, "_source")?,
+                excludes: Vec::new(),
+            }),
             Value::Object(m) => {
                 let mut f = SourceFilter::all();
                 for (k, val) in m {
@@ -126,10 +156,19 @@ impl SourceFilter {
         self.includes.iter().any(|p| glob_prefix_viable(p, &prefix))
     }
 
-    fn filter_map(&self, m: &Map<String, Value>, prefix: &str, all_included: bool) -> Map<String, Value> {
+    fn filter_map(
+        &self,
+        m: &Map<String, Value>,
+        prefix: &str,
+        all_included: bool,
+    ) -> Map<String, Value> {
         let mut out = Map::new();
         for (k, v) in m {
-            let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
             if self.excluded(&path) {
                 continue;
             }
@@ -192,10 +231,25 @@ mod tests {
     #[test]
     fn filtering() {
         let src = json!({"include": {"field1": "v1", "field2": "v2"}, "count": 1, "bigint": 72057594037927936u64});
-        assert_eq!(f(&["include.field1"], &[]).apply(&src), json!({"include": {"field1": "v1"}}));
-        assert_eq!(f(&[], &["count"]).apply(&src), json!({"include": {"field1": "v1", "field2": "v2"}, "bigint": 72057594037927936u64}));
-        assert_eq!(f(&["include"], &["*.field2"]).apply(&src), json!({"include": {"field1": "v1"}}));
-        assert_eq!(f(&["bigint"], &[]).apply(&src), json!({"bigint": 72057594037927936u64}));
-        assert_eq!(f(&["inc*"], &[]).apply(&src), json!({"include": {"field1": "v1", "field2": "v2"}}));
+        assert_eq!(
+            f(&["include.field1"], &[]).apply(&src),
+            json!({"include": {"field1": "v1"}})
+        );
+        assert_eq!(
+            f(&[], &["count"]).apply(&src),
+            json!({"include": {"field1": "v1", "field2": "v2"}, "bigint": 72057594037927936u64})
+        );
+        assert_eq!(
+            f(&["include"], &["*.field2"]).apply(&src),
+            json!({"include": {"field1": "v1"}})
+        );
+        assert_eq!(
+            f(&["bigint"], &[]).apply(&src),
+            json!({"bigint": 72057594037927936u64})
+        );
+        assert_eq!(
+            f(&["inc*"], &[]).apply(&src),
+            json!({"include": {"field1": "v1", "field2": "v2"}})
+        );
     }
 }

@@ -35,7 +35,9 @@ fn entropy() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
-    mix(t ^ (u64::from(std::process::id()) << 32) ^ COUNTER.fetch_add(1, Ordering::Relaxed).rotate_left(17))
+    mix(t
+        ^ (u64::from(std::process::id()) << 32)
+        ^ COUNTER.fetch_add(1, Ordering::Relaxed).rotate_left(17))
 }
 
 /// A 20-character, time-ordered document id like the ones Elasticsearch generates.

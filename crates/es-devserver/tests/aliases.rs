@@ -14,7 +14,9 @@ impl Es {
         let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut req = self.client.request(m, format!("{}{}", self.url, path));
         if let Some(b) = body {
-            req = req.header("content-type", "application/json").body(b.to_string());
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
         }
         let r = req.send().await.expect("request");
         let status = r.status().as_u16();
@@ -31,9 +33,17 @@ impl Es {
 
 async fn setup() -> (es_devserver::RunningServer, Es) {
     let server = es_devserver::start(Config::default()).await.expect("start");
-    let es = Es { client: reqwest::Client::new(), url: server.url().to_string() };
+    let es = Es {
+        client: reqwest::Client::new(),
+        url: server.url().to_string(),
+    };
     for i in ["test_index", "test_index_2"] {
-        es.ok("PUT", &format!("/{i}"), Some(json!({"aliases": {"test_alias": {}, "test_blias": {}}}))).await;
+        es.ok(
+            "PUT",
+            &format!("/{i}"),
+            Some(json!({"aliases": {"test_alias": {}, "test_blias": {}}})),
+        )
+        .await;
     }
     (server, es)
 }
@@ -66,21 +76,46 @@ async fn get_alias_forms() {
     assert_eq!(v, json!({"test_index": {"aliases": {"test_alias": {}}}}));
     let v = es.ok("GET", "/test_index/_alias/test_a*", None).await;
     assert_eq!(v, json!({"test_index": {"aliases": {"test_alias": {}}}}));
-    let v = es.ok("GET", "/test_index/_alias/test_alias,test_blias", None).await;
-    assert_eq!(v["test_index"]["aliases"].as_object().map(|m| m.len()), Some(2));
+    let v = es
+        .ok("GET", "/test_index/_alias/test_alias,test_blias", None)
+        .await;
+    assert_eq!(
+        v["test_index"]["aliases"].as_object().map(|m| m.len()),
+        Some(2)
+    );
     let v = es.ok("GET", "/_alias/test_alias", None).await;
-    assert_eq!(v, json!({"test_index": {"aliases": {"test_alias": {}}}, "test_index_2": {"aliases": {"test_alias": {}}}}));
+    assert_eq!(
+        v,
+        json!({"test_index": {"aliases": {"test_alias": {}}}, "test_index_2": {"aliases": {"test_alias": {}}}})
+    );
     let v = es.ok("GET", "/*2/_alias/test_alias", None).await;
     assert_eq!(v, json!({"test_index_2": {"aliases": {"test_alias": {}}}}));
 
-    let (s, v) = es.call("GET", "/test_index/_alias/non-existent", None).await;
-    assert_eq!((s, v["status"].clone(), v["error"].clone()), (404, json!(404), json!("alias [non-existent] missing")));
-    let (s, v) = es.call("GET", "/test_index/_alias/test_alias,non-existent,another-non-existent", None).await;
+    let (s, v) = es
+        .call("GET", "/test_index/_alias/non-existent", None)
+        .await;
+    assert_eq!(
+        (s, v["status"].clone(), v["error"].clone()),
+        (404, json!(404), json!("alias [non-existent] missing"))
+    );
+    let (s, v) = es
+        .call(
+            "GET",
+            "/test_index/_alias/test_alias,non-existent,another-non-existent",
+            None,
+        )
+        .await;
     assert_eq!(s, 404);
-    assert_eq!(v["error"], "aliases [another-non-existent,non-existent] missing");
+    assert_eq!(
+        v["error"],
+        "aliases [another-non-existent,non-existent] missing"
+    );
     assert_eq!(v["test_index"]["aliases"]["test_alias"], json!({}));
     let (s, v) = es.call("GET", "/non-existent/_alias/foo", None).await;
-    assert_eq!((s, v["error"]["type"].clone()), (404, json!("index_not_found_exception")));
+    assert_eq!(
+        (s, v["error"]["type"].clone()),
+        (404, json!("index_not_found_exception"))
+    );
 
     assert_eq!(es.call("HEAD", "/_alias/test_alias", None).await.0, 200);
     assert_eq!(es.call("HEAD", "/_alias/nope", None).await.0, 404);
@@ -101,7 +136,10 @@ async fn update_aliases_is_atomic_and_validated() {
             ]})),
         )
         .await;
-    assert_eq!((s, v["error"]["type"].clone()), (404, json!("index_not_found_exception")));
+    assert_eq!(
+        (s, v["error"]["type"].clone()),
+        (404, json!("index_not_found_exception"))
+    );
     assert_eq!(es.call("HEAD", "/_alias/new_alias", None).await.0, 404);
 
     // Swap an alias from one index to another in one request.
@@ -117,19 +155,40 @@ async fn update_aliases_is_atomic_and_validated() {
     )
     .await;
     let v = es.ok("GET", "/_alias/test_alias", None).await;
-    assert_eq!(v, json!({"v2": {"aliases": {"test_alias": {"is_write_index": true}}}}));
+    assert_eq!(
+        v,
+        json!({"v2": {"aliases": {"test_alias": {"is_write_index": true}}}})
+    );
 
     // Invalid names.
     let (s, v) = es.call("PUT", "/test_index/_alias/bad*name", None).await;
-    assert_eq!((s, v["error"]["type"].clone()), (400, json!("invalid_alias_name_exception")));
+    assert_eq!(
+        (s, v["error"]["type"].clone()),
+        (400, json!("invalid_alias_name_exception"))
+    );
     let (s, v) = es.call("PUT", "/test_index/_alias/v2", None).await;
-    assert_eq!((s, v["error"]["type"].clone()), (400, json!("invalid_alias_name_exception")));
+    assert_eq!(
+        (s, v["error"]["type"].clone()),
+        (400, json!("invalid_alias_name_exception"))
+    );
     // Two write indices for one alias.
-    let (s, v) = es.call("PUT", "/test_index/_alias/test_alias", Some(json!({"is_write_index": true}))).await;
-    assert_eq!((s, v["error"]["type"].clone()), (400, json!("illegal_argument_exception")));
+    let (s, v) = es
+        .call(
+            "PUT",
+            "/test_index/_alias/test_alias",
+            Some(json!({"is_write_index": true})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["type"].clone()),
+        (400, json!("illegal_argument_exception"))
+    );
     // Removing a missing alias.
     let (s, v) = es.call("DELETE", "/test_index/_alias/nope", None).await;
-    assert_eq!((s, v["error"]["type"].clone()), (404, json!("aliases_not_found_exception")));
+    assert_eq!(
+        (s, v["error"]["type"].clone()),
+        (404, json!("aliases_not_found_exception"))
+    );
     es.ok("DELETE", "/test_index/_alias/test_blias", None).await;
     let v = es.ok("GET", "/test_index/_alias", None).await;
     assert_eq!(v, json!({"test_index": {"aliases": {}}}));
@@ -140,7 +199,9 @@ async fn update_aliases_is_atomic_and_validated() {
 async fn writes_and_searches_through_aliases() {
     let (server, es) = setup().await;
     // test_blias spans two indices without a write index: writes are rejected.
-    let (s, v) = es.call("PUT", "/test_blias/_doc/1", Some(json!({"a": 1}))).await;
+    let (s, v) = es
+        .call("PUT", "/test_blias/_doc/1", Some(json!({"a": 1})))
+        .await;
     assert_eq!(s, 400);
     assert_eq!(v["error"]["type"], "illegal_argument_exception");
     assert_eq!(
@@ -150,9 +211,20 @@ async fn writes_and_searches_through_aliases() {
     // With a write index, writes go there.
     es.ok("POST", "/_aliases", Some(json!({"actions": [{"add": {"index": "test_index_2", "alias": "test_blias", "is_write_index": true}}]})))
         .await;
-    let v = es.ok("PUT", "/test_blias/_doc/1?refresh=true", Some(json!({"color": "red"}))).await;
+    let v = es
+        .ok(
+            "PUT",
+            "/test_blias/_doc/1?refresh=true",
+            Some(json!({"color": "red"})),
+        )
+        .await;
     assert_eq!(v["_index"], "test_index_2");
-    es.ok("PUT", "/test_index/_doc/2?refresh=true", Some(json!({"color": "blue"}))).await;
+    es.ok(
+        "PUT",
+        "/test_index/_doc/2?refresh=true",
+        Some(json!({"color": "blue"})),
+    )
+    .await;
 
     // A filtered alias restricts search and count.
     es.ok(
@@ -163,13 +235,22 @@ async fn writes_and_searches_through_aliases() {
     .await;
     let v = es.ok("GET", "/reds/_count", None).await;
     assert_eq!(v["count"], 1);
-    let v = es.ok("POST", "/reds/_search", Some(json!({"query": {"match_all": {}}}))).await;
+    let v = es
+        .ok(
+            "POST",
+            "/reds/_search",
+            Some(json!({"query": {"match_all": {}}})),
+        )
+        .await;
     assert_eq!(v["hits"]["hits"][0]["_id"], "1");
     let v = es.ok("GET", "/test_alias/_count", None).await;
     assert_eq!(v["count"], 2);
     // Reads through an alias with several indices are rejected for single-document APIs.
     let (s, v) = es.call("GET", "/test_alias/_doc/1", None).await;
-    assert_eq!((s, v["error"]["type"].clone()), (400, json!("illegal_argument_exception")));
+    assert_eq!(
+        (s, v["error"]["type"].clone()),
+        (400, json!("illegal_argument_exception"))
+    );
     // Deleting an index by its alias name is refused.
     let (s, _) = es.call("DELETE", "/test_alias", None).await;
     assert_eq!(s, 400);

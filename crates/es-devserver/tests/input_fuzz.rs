@@ -13,7 +13,13 @@ use serde_json::Value;
 
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime"))
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime")
+    })
 }
 
 fn node() -> &'static Node {
@@ -36,7 +42,8 @@ fn assert_well_formed(status: u16, body: &[u8]) {
     if body.is_empty() {
         return;
     }
-    let v: Value = serde_json::from_slice(body).unwrap_or_else(|e| panic!("invalid JSON body ({e}): {}", String::from_utf8_lossy(body)));
+    let v: Value = serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("invalid JSON body ({e}): {}", String::from_utf8_lossy(body)));
     if status >= 400 && !(status == 404 && v.get("found").is_some()) && v.get("count").is_none() {
         let is_bulk_style = v.get("items").is_some();
         let has_error = v.get("error").is_some() || v.get("result").is_some() || is_bulk_style;
@@ -70,7 +77,9 @@ fn json_value() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)),
+        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null)),
         "[a-z_.*]{0,8}".prop_map(Value::String),
     ];
     leaf.prop_recursive(4, 40, 6, |inner| {

@@ -42,7 +42,10 @@ struct ApiSpec {
 
 impl ApiSpec {
     fn part_names(&self) -> HashSet<String> {
-        self.paths.iter().flat_map(|p| p.parts.iter().cloned()).collect()
+        self.paths
+            .iter()
+            .flat_map(|p| p.parts.iter().cloned())
+            .collect()
     }
 }
 
@@ -50,7 +53,9 @@ fn placeholders(path: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = path;
     while let Some(start) = rest.find('{') {
-        let Some(end) = rest[start..].find('}') else { break };
+        let Some(end) = rest[start..].find('}') else {
+            break;
+        };
         out.push(rest[start + 1..start + end].to_string());
         rest = &rest[start + end + 1..];
     }
@@ -73,7 +78,10 @@ fn spec(paths: &[(&str, &[&str])]) -> ApiSpec {
 
 fn load_specs(dir: &Path) -> HashMap<String, ApiSpec> {
     let mut specs = HashMap::new();
-    let mut entries: Vec<_> = std::fs::read_dir(dir.join("api")).expect("api dir").flatten().collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir.join("api"))
+        .expect("api dir")
+        .flatten()
+        .collect();
     entries.sort_by_key(|e| e.path());
     for e in entries {
         let p = e.path();
@@ -82,7 +90,9 @@ fn load_specs(dir: &Path) -> HashMap<String, ApiSpec> {
         }
         let text = std::fs::read_to_string(&p).expect("read spec");
         let v: J = serde_json::from_str(&text).expect("parse spec");
-        let Some((name, body)) = v.as_object().and_then(|m| m.iter().next()) else { continue };
+        let Some((name, body)) = v.as_object().and_then(|m| m.iter().next()) else {
+            continue;
+        };
         let url = &body["url"];
         let mut paths = Vec::new();
         if let Some(arr) = url["paths"].as_array() {
@@ -92,19 +102,29 @@ fn load_specs(dir: &Path) -> HashMap<String, ApiSpec> {
                         path: o["path"].as_str().unwrap_or_default().to_string(),
                         methods: o["methods"]
                             .as_array()
-                            .map(|a| a.iter().filter_map(|m| m.as_str().map(str::to_string)).collect())
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(|m| m.as_str().map(str::to_string))
+                                    .collect()
+                            })
                             .unwrap_or_default(),
                         parts: o
                             .get("parts")
                             .and_then(|p| p.as_object())
                             .map(|m| m.keys().cloned().collect())
-                            .unwrap_or_else(|| placeholders(o["path"].as_str().unwrap_or_default())),
+                            .unwrap_or_else(|| {
+                                placeholders(o["path"].as_str().unwrap_or_default())
+                            }),
                     }),
                     J::String(s) => paths.push(PathSpec {
                         path: s.clone(),
                         methods: body["methods"]
                             .as_array()
-                            .map(|a| a.iter().filter_map(|m| m.as_str().map(str::to_string)).collect())
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(|m| m.as_str().map(str::to_string))
+                                    .collect()
+                            })
                             .unwrap_or_default(),
                         parts: placeholders(s),
                     }),
@@ -116,11 +136,23 @@ fn load_specs(dir: &Path) -> HashMap<String, ApiSpec> {
         specs.insert(name.clone(), ApiSpec { paths, bulk_body });
     }
     // The suite's README: these two specs are older ones with {type} in their paths.
-    specs.insert("create".into(), spec(&[("/{index}/_create/{id}", &["PUT", "POST"])]));
-    specs.insert("search".into(), spec(&[("/_search", &["GET", "POST"]), ("/{index}/_search", &["GET", "POST"])]));
+    specs.insert(
+        "create".into(),
+        spec(&[("/{index}/_create/{id}", &["PUT", "POST"])]),
+    );
+    specs.insert(
+        "search".into(),
+        spec(&[
+            ("/_search", &["GET", "POST"]),
+            ("/{index}/_search", &["GET", "POST"]),
+        ]),
+    );
     // APIs used by the tests whose specs the suite does not ship.
     let builtin: Vec<(&str, ApiSpec)> = vec![
-        ("indices.get_mapping", spec(&[("/_mapping", &["GET"]), ("/{index}/_mapping", &["GET"])])),
+        (
+            "indices.get_mapping",
+            spec(&[("/_mapping", &["GET"]), ("/{index}/_mapping", &["GET"])]),
+        ),
         (
             "indices.get_settings",
             spec(&[
@@ -130,8 +162,17 @@ fn load_specs(dir: &Path) -> HashMap<String, ApiSpec> {
                 ("/_settings/{name}", &["GET"]),
             ]),
         ),
-        ("indices.exists_alias", spec(&[("/_alias/{name}", &["HEAD"]), ("/{index}/_alias/{name}", &["HEAD"])])),
-        ("indices.stats", spec(&[("/_stats", &["GET"]), ("/{index}/_stats", &["GET"])])),
+        (
+            "indices.exists_alias",
+            spec(&[
+                ("/_alias/{name}", &["HEAD"]),
+                ("/{index}/_alias/{name}", &["HEAD"]),
+            ]),
+        ),
+        (
+            "indices.stats",
+            spec(&[("/_stats", &["GET"]), ("/{index}/_stats", &["GET"])]),
+        ),
         ("capabilities", spec(&[("/_capabilities", &["GET"])])),
     ];
     for (name, s) in builtin {
@@ -153,7 +194,10 @@ fn y2j(y: &Y) -> J {
             } else if let Some(u) = n.as_u64() {
                 J::from(u)
             } else {
-                n.as_f64().and_then(serde_json::Number::from_f64).map(J::Number).unwrap_or(J::Null)
+                n.as_f64()
+                    .and_then(serde_json::Number::from_f64)
+                    .map(J::Number)
+                    .unwrap_or(J::Null)
             }
         }
         Y::String(s) => J::String(s.clone()),
@@ -163,7 +207,10 @@ fn y2j(y: &Y) -> J {
             for (k, v) in m {
                 let key = match k {
                     Y::String(s) => s.clone(),
-                    other => serde_yaml::to_string(other).unwrap_or_default().trim().to_string(),
+                    other => serde_yaml::to_string(other)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
                 };
                 out.insert(key, y2j(v));
             }
@@ -243,7 +290,10 @@ fn version_in_ranges(ranges: &str, v: (u64, u64, u64)) -> bool {
         return true;
     }
     for r in ranges.split(',') {
-        let Some((lo, hi)) = r.split_once(" - ").or_else(|| r.split_once('-').filter(|_| r.trim().starts_with('-') || r.trim().ends_with('-'))) else {
+        let Some((lo, hi)) = r.split_once(" - ").or_else(|| {
+            r.split_once('-')
+                .filter(|_| r.trim().starts_with('-') || r.trim().ends_with('-'))
+        }) else {
             continue;
         };
         let lo = parse_version(lo).unwrap_or((0, 0, 0));
@@ -258,7 +308,10 @@ fn version_in_ranges(ranges: &str, v: (u64, u64, u64)) -> bool {
 fn as_list(v: &J) -> Vec<String> {
     match v {
         J::String(s) => vec![s.clone()],
-        J::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+        J::Array(a) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect(),
         _ => vec![],
     }
 }
@@ -326,9 +379,13 @@ fn values_equal(a: &J, b: &J) -> bool {
                 _ => x.as_f64() == y.as_f64(),
             },
         },
-        (J::Array(x), J::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| values_equal(p, q)),
+        (J::Array(x), J::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| values_equal(p, q))
+        }
         (J::Object(x), J::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| values_equal(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| values_equal(v, w)))
         }
         _ => a == b,
     }
@@ -453,14 +510,24 @@ impl Ctx {
 
     async fn reset_cluster(&self) -> Result<(), String> {
         let url = format!("{}/_all?expand_wildcards=all", self.base);
-        let resp = self.client.get(&url).send().await.map_err(|e| e.to_string())?;
+        let resp = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
         let body: J = resp.json().await.map_err(|e| e.to_string())?;
         if let J::Object(m) = body {
             let names: Vec<String> = m.keys().filter(|k| !k.starts_with('.')).cloned().collect();
             for chunk in names.chunks(50) {
                 let enc: Vec<String> = chunk.iter().map(|n| percent_encode_part(n, b"")).collect();
                 let url = format!("{}/{}?expand_wildcards=all", self.base, enc.join(","));
-                let r = self.client.delete(&url).send().await.map_err(|e| e.to_string())?;
+                let r = self
+                    .client
+                    .delete(&url)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
                 if !r.status().is_success() {
                     return Err(format!("reset: DELETE {url} -> {}", r.status()));
                 }
@@ -469,8 +536,17 @@ impl Ctx {
         Ok(())
     }
 
-    async fn call(&mut self, api: &str, args: &Map<String, J>, headers: &Map<String, J>) -> Result<Response, String> {
-        let spec = self.specs.get(api).cloned().ok_or_else(|| format!("no spec for api [{api}]"))?;
+    async fn call(
+        &mut self,
+        api: &str,
+        args: &Map<String, J>,
+        headers: &Map<String, J>,
+    ) -> Result<Response, String> {
+        let spec = self
+            .specs
+            .get(api)
+            .cloned()
+            .ok_or_else(|| format!("no spec for api [{api}]"))?;
         let part_names = spec.part_names();
         let mut parts: BTreeMap<String, String> = BTreeMap::new();
         let mut query: Vec<(String, String)> = Vec::new();
@@ -492,7 +568,12 @@ impl Ctx {
             .iter()
             .filter(|p| p.parts.iter().all(|x| parts.contains_key(x)))
             .max_by_key(|p| p.parts.len())
-            .ok_or_else(|| format!("no path of [{api}] fits parts {:?}", parts.keys().collect::<Vec<_>>()))?;
+            .ok_or_else(|| {
+                format!(
+                    "no path of [{api}] fits parts {:?}",
+                    parts.keys().collect::<Vec<_>>()
+                )
+            })?;
         let mut path = chosen.path.clone();
         for (k, v) in &parts {
             if chosen.parts.contains(k) {
@@ -501,15 +582,30 @@ impl Ctx {
                 query.push((k.clone(), v.clone()));
             }
         }
-        let method = if body.is_some() && chosen.methods.iter().any(|m| m == "POST") && !chosen.methods.iter().any(|m| m == "PUT") {
+        let method = if body.is_some()
+            && chosen.methods.iter().any(|m| m == "POST")
+            && !chosen.methods.iter().any(|m| m == "PUT")
+        {
             "POST".to_string()
         } else {
-            chosen.methods.first().cloned().unwrap_or_else(|| "GET".into())
+            chosen
+                .methods
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "GET".into())
         };
         let mut url = format!("{}{}", self.base, path);
         if !query.is_empty() {
-            let q: Vec<String> =
-                query.iter().map(|(k, v)| format!("{}={}", percent_encode_part(k, b""), percent_encode_part(v, b",*"))).collect();
+            let q: Vec<String> = query
+                .iter()
+                .map(|(k, v)| {
+                    format!(
+                        "{}={}",
+                        percent_encode_part(k, b""),
+                        percent_encode_part(v, b",*")
+                    )
+                })
+                .collect();
             url.push('?');
             url.push_str(&q.join("&"));
         }
@@ -559,7 +655,10 @@ impl Ctx {
             }
             req = req.body(text);
         }
-        let resp = req.send().await.map_err(|e| format!("{method} {url}: {e}"))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("{method} {url}: {e}"))?;
         let status = resp.status().as_u16();
         let warnings: Vec<String> = resp
             .headers()
@@ -584,13 +683,22 @@ impl Ctx {
         } else {
             J::String(text.clone())
         };
-        Ok(Response { status, body_text: text, body, warnings })
+        Ok(Response {
+            status,
+            body_text: text,
+            body,
+            warnings,
+        })
     }
 
     /// Evaluates `skip`/`requires`; `Some(reason)` to skip.
     async fn should_skip(&self, kind: &str, v: &J) -> Option<String> {
         let m = v.as_object()?;
-        let reason = m.get("reason").and_then(|r| r.as_str()).unwrap_or("").to_string();
+        let reason = m
+            .get("reason")
+            .and_then(|r| r.as_str())
+            .unwrap_or("")
+            .to_string();
         if kind == "skip" {
             if let Some(ver) = m.get("version").and_then(|x| x.as_str()) {
                 if version_in_ranges(ver, self.version) {
@@ -614,7 +722,9 @@ impl Ctx {
                 for i in issues {
                     let f = i["cluster_feature"].as_str().unwrap_or("");
                     let fixed = i["fixed_by"].as_str().unwrap_or("");
-                    if cluster_feature_present(f, self.version) && !cluster_feature_present(fixed, self.version) {
+                    if cluster_feature_present(f, self.version)
+                        && !cluster_feature_present(fixed, self.version)
+                    {
                         return Some(format!("known issue: {reason}"));
                     }
                 }
@@ -649,11 +759,18 @@ impl Ctx {
                         url.push_str(&format!("&parameters={}", params.join(",")));
                     }
                     let supported = match self.client.get(&url).send().await {
-                        Ok(r) => r.json::<J>().await.ok().and_then(|b| b["supported"].as_bool()).unwrap_or(false),
+                        Ok(r) => r
+                            .json::<J>()
+                            .await
+                            .ok()
+                            .and_then(|b| b["supported"].as_bool())
+                            .unwrap_or(false),
                         Err(_) => false,
                     };
                     if !supported {
-                        return Some(format!("capabilities {capl:?} of {method} {path} not supported: {reason}"));
+                        return Some(format!(
+                            "capabilities {capl:?} of {method} {path} not supported: {reason}"
+                        ));
                     }
                 }
             }
@@ -678,13 +795,18 @@ impl Ctx {
                 "allowed_warnings" => allowed = as_list(v),
                 "allowed_warnings_regex" => allowed_regex = as_list(v),
                 "node_selector" => {}
-                api => api_call = Some((api.to_string(), v.as_object().cloned().unwrap_or_default())),
+                api => {
+                    api_call = Some((api.to_string(), v.as_object().cloned().unwrap_or_default()))
+                }
             }
         }
         let (api, args) = api_call.ok_or("do without an api")?;
         let ignore: Vec<u16> = match args.get("ignore") {
             Some(J::Number(n)) => n.as_u64().map(|x| vec![x as u16]).unwrap_or_default(),
-            Some(J::Array(a)) => a.iter().filter_map(|x| x.as_u64().map(|x| x as u16)).collect(),
+            Some(J::Array(a)) => a
+                .iter()
+                .filter_map(|x| x.as_u64().map(|x| x as u16))
+                .collect(),
             _ => vec![],
         };
         let resp = self.call(&api, &args, &headers).await?;
@@ -694,7 +816,10 @@ impl Ctx {
         // Warnings.
         for w in &warnings {
             if !resp.warnings.contains(w) {
-                return Err(format!("{api}: expected warning [{w}] not found in {:?}", resp.warnings));
+                return Err(format!(
+                    "{api}: expected warning [{w}] not found in {:?}",
+                    resp.warnings
+                ));
             }
         }
         for w in &warnings_regex {
@@ -706,7 +831,10 @@ impl Ctx {
         for got in &resp.warnings {
             let ok = warnings.contains(got)
                 || allowed.contains(got)
-                || warnings_regex.iter().chain(allowed_regex.iter()).any(|r| regex::Regex::new(r).is_ok_and(|re| re.is_match(got)));
+                || warnings_regex
+                    .iter()
+                    .chain(allowed_regex.iter())
+                    .any(|r| regex::Regex::new(r).is_ok_and(|re| re.is_match(got)));
             if !ok {
                 return Err(format!("{api}: unexpected warning [{got}]"));
             }
@@ -716,12 +844,18 @@ impl Ctx {
         match catch {
             None => {
                 if error && !ignore.contains(&status) {
-                    return Err(format!("{api}: unexpected error status {status}: {}", resp.body_text));
+                    return Err(format!(
+                        "{api}: unexpected error status {status}: {}",
+                        resp.body_text
+                    ));
                 }
             }
             Some(c) => {
                 if !error {
-                    return Err(format!("{api}: expected error [{c}] but got {status}: {}", resp.body_text));
+                    return Err(format!(
+                        "{api}: expected error [{c}] but got {status}: {}",
+                        resp.body_text
+                    ));
                 }
                 let ok = match c.as_str() {
                     "missing" => status == 404,
@@ -734,12 +868,17 @@ impl Ctx {
                     "request" => status >= 400 && ![400, 401, 403, 404, 408, 409].contains(&status),
                     "param" => false,
                     other => match regex_of(other) {
-                        Some(re) => regex::Regex::new(&re).map_err(|e| e.to_string())?.is_match(&resp.body_text),
+                        Some(re) => regex::Regex::new(&re)
+                            .map_err(|e| e.to_string())?
+                            .is_match(&resp.body_text),
                         None => false,
                     },
                 };
                 if !ok {
-                    return Err(format!("{api}: expected [{c}] but got {status}: {}", resp.body_text));
+                    return Err(format!(
+                        "{api}: expected [{c}] but got {status}: {}",
+                        resp.body_text
+                    ));
                 }
             }
         }
@@ -756,42 +895,67 @@ impl Ctx {
         if let J::String(s) = &expected {
             if let Some(re) = regex_of(s) {
                 let text = match (&actual, path) {
-                    (_, "$body") => self.response.as_ref().map(|r| r.body_text.clone()).unwrap_or_default(),
+                    (_, "$body") => self
+                        .response
+                        .as_ref()
+                        .map(|r| r.body_text.clone())
+                        .unwrap_or_default(),
                     (Some(J::String(a)), _) => a.clone(),
                     (Some(other), _) => other.to_string(),
                     (None, _) => return Err(format!("match {path}: no value")),
                 };
                 let re = regex::Regex::new(&format!("(?x){re}")).map_err(|e| e.to_string())?;
-                return if re.is_match(&text) { Ok(()) } else { Err(format!("match {path}: [{text}] does not match /{s}/")) };
+                return if re.is_match(&text) {
+                    Ok(())
+                } else {
+                    Err(format!("match {path}: [{text}] does not match /{s}/"))
+                };
             }
         }
         match actual {
             Some(a) if values_equal(&a, &expected) => Ok(()),
             None if expected.is_null() => Ok(()),
-            other => Err(format!("match {path}: expected {expected} but got {}", other.map_or("nothing".to_string(), |v| v.to_string()))),
+            other => Err(format!(
+                "match {path}: expected {expected} but got {}",
+                other.map_or("nothing".to_string(), |v| v.to_string())
+            )),
         }
     }
 
     async fn run_step(&mut self, step: &J) -> Result<(), String> {
         let m = step.as_object().ok_or("step is not a map")?;
-        let Some((kind, v)) = m.iter().next() else { return Ok(()) };
+        let Some((kind, v)) = m.iter().next() else {
+            return Ok(());
+        };
         match kind.as_str() {
             "do" => self.run_do(v.as_object().ok_or("do is not a map")?).await,
             "skip" | "requires" => Ok(()),
             "set" => {
                 for (path, name) in v.as_object().ok_or("set is not a map")? {
-                    let val = self.lookup(path).ok_or_else(|| format!("set: no value at {path}"))?;
-                    self.stash.insert(name.as_str().unwrap_or_default().to_string(), val);
+                    let val = self
+                        .lookup(path)
+                        .ok_or_else(|| format!("set: no value at {path}"))?;
+                    self.stash
+                        .insert(name.as_str().unwrap_or_default().to_string(), val);
                 }
                 Ok(())
             }
             "transform_and_set" => {
                 for (name, expr) in v.as_object().ok_or("transform_and_set is not a map")? {
                     let e = expr.as_str().unwrap_or_default();
-                    let val = if let Some(args) = e.strip_prefix("#base64EncodeCredentials(").and_then(|s| s.strip_suffix(')')) {
+                    let val = if let Some(args) = e
+                        .strip_prefix("#base64EncodeCredentials(")
+                        .and_then(|s| s.strip_suffix(')'))
+                    {
                         let (u, p) = args.split_once(',').unwrap_or((args, ""));
-                        let u = self.lookup(u.trim()).map(|v| param_string(&v)).unwrap_or_default();
-                        let p = self.lookup(p.trim()).map(|v| param_string(&v)).unwrap_or_default();
+                        let u = self
+                            .lookup(u.trim())
+                            .map(|v| param_string(&v))
+                            .unwrap_or_default();
+                        let p = self
+                            .lookup(p.trim())
+                            .map(|v| param_string(&v))
+                            .unwrap_or_default();
                         J::String(base64(format!("{u}:{p}").as_bytes()))
                     } else {
                         J::String(e.to_string())
@@ -803,7 +967,11 @@ impl Ctx {
             "match" => {
                 for (path, expected) in v.as_object().ok_or("match is not a map")? {
                     let path = match self.subst_str(path) {
-                        J::String(s) if path.starts_with('$') && path != "$body" && !s.starts_with('$') => path.clone(),
+                        J::String(s)
+                            if path.starts_with('$') && path != "$body" && !s.starts_with('$') =>
+                        {
+                            path.clone()
+                        }
                         _ => path.clone(),
                     };
                     self.check_match(&path, expected)?;
@@ -817,7 +985,10 @@ impl Ctx {
                 if (kind == "is_true") == t {
                     Ok(())
                 } else {
-                    Err(format!("{kind} {path}: got {}", val.map_or("nothing".into(), |v| v.to_string())))
+                    Err(format!(
+                        "{kind} {path}: got {}",
+                        val.map_or("nothing".into(), |v| v.to_string())
+                    ))
                 }
             }
             "exists" => {
@@ -845,7 +1016,9 @@ impl Ctx {
             "gt" | "gte" | "lt" | "lte" => {
                 for (path, n) in v.as_object().ok_or("comparison is not a map")? {
                     let want = self.subst(n);
-                    let got = self.lookup(path).ok_or_else(|| format!("{kind} {path}: no value"))?;
+                    let got = self
+                        .lookup(path)
+                        .ok_or_else(|| format!("{kind} {path}: no value"))?;
                     let ord = match (num(&got), num(&want)) {
                         (Some(a), Some(b)) => a.partial_cmp(&b),
                         _ => param_string(&got).partial_cmp(&param_string(&want)),
@@ -866,11 +1039,14 @@ impl Ctx {
             "contains" => {
                 for (path, want) in v.as_object().ok_or("contains is not a map")? {
                     let want = self.subst(want);
-                    let got = self.lookup(path).ok_or_else(|| format!("contains {path}: no value"))?;
+                    let got = self
+                        .lookup(path)
+                        .ok_or_else(|| format!("contains {path}: no value"))?;
                     let ok = match (&got, &want) {
                         (J::String(s), J::String(w)) => s.contains(w.as_str()),
                         (J::Array(a), J::Object(w)) => a.iter().any(|item| {
-                            w.iter().all(|(k, val)| item.get(k).is_some_and(|x| values_equal(x, val)))
+                            w.iter()
+                                .all(|(k, val)| item.get(k).is_some_and(|x| values_equal(x, val)))
                         }),
                         (J::Array(a), w) => a.iter().any(|item| values_equal(item, w)),
                         _ => false,
@@ -883,11 +1059,16 @@ impl Ctx {
             }
             "close_to" => {
                 for (path, spec) in v.as_object().ok_or("close_to is not a map")? {
-                    let got = self.lookup(path).and_then(|g| num(&g)).ok_or_else(|| format!("close_to {path}: no number"))?;
+                    let got = self
+                        .lookup(path)
+                        .and_then(|g| num(&g))
+                        .ok_or_else(|| format!("close_to {path}: no number"))?;
                     let value = num(&spec["value"]).unwrap_or(0.0);
                     let err = num(&spec["error"]).unwrap_or(0.0);
                     if (got - value).abs() > err {
-                        return Err(format!("close_to {path}: {got} not within {err} of {value}"));
+                        return Err(format!(
+                            "close_to {path}: {got} not within {err} of {value}"
+                        ));
                     }
                 }
                 Ok(())
@@ -902,7 +1083,9 @@ fn base64(bytes: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for c in bytes.chunks(3) {
-        let n = (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
         for i in 0..4 {
             if i <= c.len() {
                 out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
@@ -927,18 +1110,37 @@ struct TestFile {
 fn load_tests(dir: &Path) -> Vec<TestFile> {
     let mut files = Vec::new();
     let root = dir.join("test");
-    let mut apis: Vec<_> = std::fs::read_dir(&root).expect("test dir").flatten().map(|e| e.path()).collect();
+    let mut apis: Vec<_> = std::fs::read_dir(&root)
+        .expect("test dir")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     apis.sort();
     for api_dir in apis {
-        let mut ymls: Vec<_> = std::fs::read_dir(&api_dir).expect("api test dir").flatten().map(|e| e.path()).collect();
+        let mut ymls: Vec<_> = std::fs::read_dir(&api_dir)
+            .expect("api test dir")
+            .flatten()
+            .map(|e| e.path())
+            .collect();
         ymls.sort();
         for f in ymls {
-            if f.extension().and_then(|x| x.to_str()) != Some("yml") && f.extension().and_then(|x| x.to_str()) != Some("yaml") {
+            if f.extension().and_then(|x| x.to_str()) != Some("yml")
+                && f.extension().and_then(|x| x.to_str()) != Some("yaml")
+            {
                 continue;
             }
-            let rel = f.strip_prefix(&root).unwrap_or(&f).to_string_lossy().replace('\\', "/");
+            let rel = f
+                .strip_prefix(&root)
+                .unwrap_or(&f)
+                .to_string_lossy()
+                .replace('\\', "/");
             let text = std::fs::read_to_string(&f).expect("read yml");
-            let mut tf = TestFile { rel, setup: vec![], teardown: vec![], sections: vec![] };
+            let mut tf = TestFile {
+                rel,
+                setup: vec![],
+                teardown: vec![],
+                sections: vec![],
+            };
             for doc in serde_yaml::Deserializer::from_str(&text) {
                 let y = match <Y as serde::Deserialize>::deserialize(doc) {
                     Ok(y) => y,
@@ -969,7 +1171,12 @@ async fn run_section(ctx: &mut Ctx, file: &TestFile, steps: &[J]) -> Outcome {
     }
     ctx.stash.clear();
     ctx.response = None;
-    for step in file.setup.iter().chain(file.teardown.iter()).chain(steps.iter()) {
+    for step in file
+        .setup
+        .iter()
+        .chain(file.teardown.iter())
+        .chain(steps.iter())
+    {
         if let Some((kind, v)) = step.as_object().and_then(|m| m.iter().next()) {
             if kind == "skip" || kind == "requires" {
                 if let Some(reason) = ctx.should_skip(kind, v).await {
@@ -1010,36 +1217,61 @@ fn rest_conformance() {
         "ES REST tests not found at {} (set ES_REST_TESTS_DIR)",
         dir.display()
     );
-    let manifest_text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance-skips.toml")).expect("manifest");
+    let manifest_text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance-skips.toml"),
+    )
+    .expect("manifest");
     let manifest: Manifest = toml::from_str(&manifest_text).expect("valid manifest");
     let specs = load_specs(&dir);
     let files = load_tests(&dir);
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async move {
         let (base, server) = match std::env::var("ES_URL") {
             Ok(u) if !u.is_empty() => (u.trim_end_matches('/').to_string(), None),
             _ => {
-                let s = es_devserver::start(es_devserver::Config::default()).await.expect("start dev server");
+                let s = es_devserver::start(es_devserver::Config::default())
+                    .await
+                    .expect("start dev server");
                 (s.url().to_string(), Some(s))
             }
         };
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(90)).build().expect("client");
-        let info: J = client.get(&base).send().await.expect("info").json().await.expect("info json");
-        let version = parse_version(info["version"]["number"].as_str().unwrap_or("8.0.0")).unwrap_or((8, 0, 0));
-        let mut ctx = Ctx { client, base: base.clone(), specs, stash: HashMap::new(), response: None, version };
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(90))
+            .build()
+            .expect("client");
+        let info: J = client
+            .get(&base)
+            .send()
+            .await
+            .expect("info")
+            .json()
+            .await
+            .expect("info json");
+        let version = parse_version(info["version"]["number"].as_str().unwrap_or("8.0.0"))
+            .unwrap_or((8, 0, 0));
+        let mut ctx = Ctx {
+            client,
+            base: base.clone(),
+            specs,
+            stash: HashMap::new(),
+            response: None,
+            version,
+        };
         let (mut passed, mut failed, mut skipped) = (0usize, 0usize, 0usize);
         let mut failures = Vec::new();
         let mut skip_report = Vec::new();
         let mut used_entries = vec![false; manifest.skip.len()];
         for file in &files {
             for (name, steps) in &file.sections {
-                let entry = manifest
-                    .skip
-                    .iter()
-                    .enumerate()
-                    .find(|(_, e)| e.file == file.rel && (e.section == "*" || &e.section == name));
+                let entry =
+                    manifest.skip.iter().enumerate().find(|(_, e)| {
+                        e.file == file.rel && (e.section == "*" || &e.section == name)
+                    });
                 if let Some((i, e)) = entry {
                     used_entries[i] = true;
                     skipped += 1;
@@ -1050,7 +1282,10 @@ fn rest_conformance() {
                     Outcome::Pass => passed += 1,
                     Outcome::Skip(reason) => {
                         skipped += 1;
-                        skip_report.push(format!("{} :: {} -- (framework) {}", file.rel, name, reason));
+                        skip_report.push(format!(
+                            "{} :: {} -- (framework) {}",
+                            file.rel, name, reason
+                        ));
                     }
                     Outcome::Fail(msg) => {
                         failed += 1;
@@ -1065,7 +1300,11 @@ fn rest_conformance() {
         }
         let known: HashSet<(String, String)> = files
             .iter()
-            .flat_map(|f| f.sections.iter().map(move |(n, _)| (f.rel.clone(), n.clone())))
+            .flat_map(|f| {
+                f.sections
+                    .iter()
+                    .map(move |(n, _)| (f.rel.clone(), n.clone()))
+            })
             .collect();
         let stale: Vec<&SkipEntry> = manifest
             .skip
@@ -1090,8 +1329,16 @@ fn rest_conformance() {
         }
         let _ = used_entries;
         println!("conformance: {passed} passed, {failed} failed, {skipped} skipped");
-        assert!(stale.is_empty(), "conformance-skips.toml lists sections that do not exist");
-        assert_eq!(failed, 0, "{failed} conformance section(s) failed:\n{}", failures.join("\n"));
+        assert!(
+            stale.is_empty(),
+            "conformance-skips.toml lists sections that do not exist"
+        );
+        assert_eq!(
+            failed,
+            0,
+            "{failed} conformance section(s) failed:\n{}",
+            failures.join("\n")
+        );
         let _ = json!(null);
     });
 }

@@ -7,7 +7,9 @@ use serde_json::{json, Map, Value};
 use crate::cluster::{AliasMeta, Metadata, ResolveOpts};
 use crate::error::{EsError, EsResult};
 use crate::json::token_name;
-use crate::names::{glob_match, is_wildcard, now_millis, resolve_date_math_name, validate_alias_name};
+use crate::names::{
+    glob_match, is_wildcard, now_millis, resolve_date_math_name, validate_alias_name,
+};
 use crate::node::{Node, Req, Resp};
 
 fn routing_str(v: &Value) -> Option<String> {
@@ -36,7 +38,8 @@ fn bool_val(v: &Value, field: &str) -> EsResult<bool> {
 
 fn validate_filter(alias: &str, f: &Value) -> EsResult<()> {
     crate::query::parse_query(f).map(|_| ()).map_err(|e| {
-        EsError::illegal_argument(format!("failed to parse filter for alias [{alias}]")).caused_by(e)
+        EsError::illegal_argument(format!("failed to parse filter for alias [{alias}]"))
+            .caused_by(e)
     })
 }
 
@@ -57,8 +60,20 @@ fn apply_prop(a: &mut AliasMeta, alias: &str, k: &str, v: &Value) -> EsResult<bo
         }
         "index_routing" => a.index_routing = routing_str(v),
         "search_routing" => a.search_routing = routing_str(v),
-        "is_write_index" => a.is_write_index = if v.is_null() { None } else { Some(bool_val(v, k)?) },
-        "is_hidden" => a.is_hidden = if v.is_null() { None } else { Some(bool_val(v, k)?) },
+        "is_write_index" => {
+            a.is_write_index = if v.is_null() {
+                None
+            } else {
+                Some(bool_val(v, k)?)
+            }
+        }
+        "is_hidden" => {
+            a.is_hidden = if v.is_null() {
+                None
+            } else {
+                Some(bool_val(v, k)?)
+            }
+        }
         _ => return Ok(false),
     }
     if let Some(r) = &a.index_routing {
@@ -116,7 +131,10 @@ fn check_write_indices(meta: &Metadata) -> EsResult<()> {
     for (name, e) in &meta.indices {
         for (alias, a) in &e.aliases {
             if a.is_write_index == Some(true) {
-                by_alias.entry(alias.as_str()).or_default().push(name.as_str());
+                by_alias
+                    .entry(alias.as_str())
+                    .or_default()
+                    .push(name.as_str());
             }
         }
     }
@@ -131,7 +149,11 @@ fn check_write_indices(meta: &Metadata) -> EsResult<()> {
     Ok(())
 }
 
-fn concrete_indices(meta: &Metadata, exprs: &[String], for_remove_index: bool) -> EsResult<Vec<String>> {
+fn concrete_indices(
+    meta: &Metadata,
+    exprs: &[String],
+    for_remove_index: bool,
+) -> EsResult<Vec<String>> {
     let mut out = Vec::new();
     for e in exprs {
         let e = resolve_date_math_name(e, now_millis())?;
@@ -168,19 +190,29 @@ fn aliases_not_found(names: &[String]) -> EsError {
     let mut sorted = names.to_vec();
     sorted.sort();
     let joined = sorted.join(",");
-    EsError::new(404, "aliases_not_found_exception", format!("aliases [{joined}] missing"))
-        .with_meta("resource.type", "aliases")
-        .with_meta("resource.id", joined)
+    EsError::new(
+        404,
+        "aliases_not_found_exception",
+        format!("aliases [{joined}] missing"),
+    )
+    .with_meta("resource.type", "aliases")
+    .with_meta("resource.id", joined)
 }
 
 /// `POST /_aliases`.
 pub(crate) fn update_aliases(node: &Node, req: &Req) -> EsResult<Resp> {
-    let body = req.json_body()?.ok_or_else(|| EsError::parse("request body is required"))?;
-    let obj = body.as_object().ok_or_else(|| EsError::parse("Failed to derive xcontent"))?;
+    let body = req
+        .json_body()?
+        .ok_or_else(|| EsError::parse("request body is required"))?;
+    let obj = body
+        .as_object()
+        .ok_or_else(|| EsError::parse("Failed to derive xcontent"))?;
     let mut actions = Vec::new();
     for (k, v) in obj {
         if k != "actions" {
-            return Err(EsError::x_content_parse(format!("[1:2] [aliases] unknown field [{k}]")));
+            return Err(EsError::x_content_parse(format!(
+                "[1:2] [aliases] unknown field [{k}]"
+            )));
         }
         match v {
             Value::Array(a) => actions.extend(a.iter().cloned()),
@@ -194,7 +226,9 @@ pub(crate) fn update_aliases(node: &Node, req: &Req) -> EsResult<Resp> {
         }
     }
     if actions.is_empty() {
-        return Err(EsError::validation(&["Must specify at least one alias action".to_string()]));
+        return Err(EsError::validation(&[
+            "Must specify at least one alias action".to_string(),
+        ]));
     }
     struct Act {
         kind: String,
@@ -205,29 +239,54 @@ pub(crate) fn update_aliases(node: &Node, req: &Req) -> EsResult<Resp> {
     }
     let mut parsed = Vec::new();
     for a in &actions {
-        let m = a.as_object().ok_or_else(|| EsError::x_content_parse("[1:2] [alias_action] expected an object"))?;
+        let m = a
+            .as_object()
+            .ok_or_else(|| EsError::x_content_parse("[1:2] [alias_action] expected an object"))?;
         let Some((kind, def)) = m.iter().next() else {
-            return Err(EsError::x_content_parse("[1:2] [alias_action] expected an action"));
+            return Err(EsError::x_content_parse(
+                "[1:2] [alias_action] expected an action",
+            ));
         };
         if !matches!(kind.as_str(), "add" | "remove" | "remove_index") {
-            return Err(EsError::x_content_parse(format!("[1:2] [alias_action] unknown field [{kind}]")));
+            return Err(EsError::x_content_parse(format!(
+                "[1:2] [alias_action] unknown field [{kind}]"
+            )));
         }
-        let dm = def
-            .as_object()
-            .ok_or_else(|| EsError::x_content_parse(format!("[1:2] [{kind}] expected an object")))?;
-        let mut act = Act { kind: kind.clone(), indices: vec![], aliases: vec![], props: Map::new(), must_exist: None };
+        let dm = def.as_object().ok_or_else(|| {
+            EsError::x_content_parse(format!("[1:2] [{kind}] expected an object"))
+        })?;
+        let mut act = Act {
+            kind: kind.clone(),
+            indices: vec![],
+            aliases: vec![],
+            props: Map::new(),
+            must_exist: None,
+        };
         for (k, v) in dm {
             match k.as_str() {
-                "index" => act.indices.push(v.as_str().map(str::to_string).ok_or_else(|| EsError::x_content_parse("[index] must be a string"))?),
+                "index" => act.indices.push(
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| EsError::x_content_parse("[index] must be a string"))?,
+                ),
                 "indices" => act.indices.extend(str_list(v, k)?),
-                "alias" => act.aliases.push(v.as_str().map(str::to_string).ok_or_else(|| EsError::x_content_parse("[alias] must be a string"))?),
+                "alias" => act.aliases.push(
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| EsError::x_content_parse("[alias] must be a string"))?,
+                ),
                 "aliases" => act.aliases.extend(str_list(v, k)?),
                 "must_exist" => act.must_exist = Some(bool_val(v, k)?),
-                "filter" | "routing" | "index_routing" | "search_routing" | "is_write_index" | "is_hidden" if kind == "add" => {
+                "filter" | "routing" | "index_routing" | "search_routing" | "is_write_index"
+                | "is_hidden"
+                    if kind == "add" =>
+                {
                     act.props.insert(k.clone(), v.clone());
                 }
                 other => {
-                    return Err(EsError::x_content_parse(format!("[1:2] [{kind}] unknown field [{other}]")));
+                    return Err(EsError::x_content_parse(format!(
+                        "[1:2] [{kind}] unknown field [{other}]"
+                    )));
                 }
             }
         }
@@ -259,7 +318,10 @@ pub(crate) fn update_aliases(node: &Node, req: &Req) -> EsResult<Resp> {
                     let alias = resolve_date_math_name(alias, now_millis())?;
                     validate_alias_name(&alias)?;
                     if next.indices.contains_key(&alias) {
-                        return Err(EsError::invalid_alias_name(&alias, "an index or data stream exists with the same name as the alias"));
+                        return Err(EsError::invalid_alias_name(
+                            &alias,
+                            "an index or data stream exists with the same name as the alias",
+                        ));
                     }
                     let mut meta_a = AliasMeta::default();
                     for (k, v) in &act.props {
@@ -306,7 +368,10 @@ pub(crate) fn update_aliases(node: &Node, req: &Req) -> EsResult<Resp> {
     }
     check_write_indices(&next)?;
     *meta = next;
-    Ok(Resp::json(200, &json!({"acknowledged": true, "errors": false})))
+    Ok(Resp::json(
+        200,
+        &json!({"acknowledged": true, "errors": false}),
+    ))
 }
 
 /// Parsed `{name}` of alias APIs.
@@ -318,9 +383,17 @@ struct NameFilter {
 impl NameFilter {
     fn new(name: Option<&str>) -> NameFilter {
         match name {
-            None => NameFilter { all: true, patterns: vec![] },
+            None => NameFilter {
+                all: true,
+                patterns: vec![],
+            },
             Some(n) => {
-                let patterns: Vec<String> = n.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
+                let patterns: Vec<String> = n
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect();
                 let all = patterns.iter().any(|p| p == "_all" || p == "*");
                 NameFilter { all, patterns }
             }
@@ -356,10 +429,25 @@ impl NameFilter {
 
 fn alias_indices_for(node: &Node, req: &Req) -> EsResult<Vec<String>> {
     match req.part("index") {
-        None => Ok(node.cluster.meta.read().indices.iter().filter(|(_, e)| !e.hidden).map(|(n, _)| n.clone()).collect()),
+        None => Ok(node
+            .cluster
+            .meta
+            .read()
+            .indices
+            .iter()
+            .filter(|(_, e)| !e.hidden)
+            .map(|(n, _)| n.clone())
+            .collect()),
         Some(expr) => {
             let o = ResolveOpts::strict_expand_open().with_params(&req.params)?;
-            Ok(node.cluster.meta.read().resolve(expr, &o)?.into_iter().map(|r| r.name).collect())
+            Ok(node
+                .cluster
+                .meta
+                .read()
+                .resolve(expr, &o)?
+                .into_iter()
+                .map(|r| r.name)
+                .collect())
         }
     }
 }
@@ -373,7 +461,9 @@ pub(crate) fn get_alias(node: &Node, req: &Req) -> EsResult<Resp> {
     let mut out = Map::new();
     let mut seen: BTreeSet<String> = BTreeSet::new();
     for idx in &indices {
-        let Some(e) = meta.indices.get(idx) else { continue };
+        let Some(e) = meta.indices.get(idx) else {
+            continue;
+        };
         let matched: Map<String, Value> = e
             .aliases
             .iter()
@@ -387,7 +477,11 @@ pub(crate) fn get_alias(node: &Node, req: &Req) -> EsResult<Resp> {
             out.insert(idx.clone(), json!({ "aliases": matched }));
         }
     }
-    let mut missing: Vec<&str> = filter.explicit().into_iter().filter(|n| !seen.contains(*n)).collect();
+    let mut missing: Vec<&str> = filter
+        .explicit()
+        .into_iter()
+        .filter(|n| !seen.contains(*n))
+        .collect();
     if !missing.is_empty() {
         missing.sort();
         missing.dedup();
@@ -431,7 +525,10 @@ pub(crate) fn put_alias(node: &Node, req: &Req) -> EsResult<Resp> {
     let exprs: Vec<String> = expr.split(',').map(str::to_string).collect();
     let targets = concrete_indices(&meta, &exprs, false)?;
     if meta.indices.contains_key(&alias) {
-        return Err(EsError::invalid_alias_name(&alias, "an index or data stream exists with the same name as the alias"));
+        return Err(EsError::invalid_alias_name(
+            &alias,
+            "an index or data stream exists with the same name as the alias",
+        ));
     }
     let mut next = meta.clone();
     for t in &targets {
@@ -441,7 +538,10 @@ pub(crate) fn put_alias(node: &Node, req: &Req) -> EsResult<Resp> {
     }
     check_write_indices(&next)?;
     *meta = next;
-    Ok(Resp::json(200, &json!({"acknowledged": true, "errors": false})))
+    Ok(Resp::json(
+        200,
+        &json!({"acknowledged": true, "errors": false}),
+    ))
 }
 
 /// `DELETE /{index}/_alias/{name}`.
@@ -454,7 +554,12 @@ pub(crate) fn delete_alias(node: &Node, req: &Req) -> EsResult<Resp> {
     let mut removed = false;
     for t in &targets {
         if let Some(e) = meta.indices.get_mut(t) {
-            let keys: Vec<String> = e.aliases.keys().filter(|a| filter.matches(a)).cloned().collect();
+            let keys: Vec<String> = e
+                .aliases
+                .keys()
+                .filter(|a| filter.matches(a))
+                .cloned()
+                .collect();
             for k in keys {
                 e.aliases.remove(&k);
                 removed = true;
@@ -465,5 +570,8 @@ pub(crate) fn delete_alias(node: &Node, req: &Req) -> EsResult<Resp> {
         let names: Vec<String> = filter.patterns.clone();
         return Err(aliases_not_found(&names));
     }
-    Ok(Resp::json(200, &json!({"acknowledged": true, "errors": false})))
+    Ok(Resp::json(
+        200,
+        &json!({"acknowledged": true, "errors": false}),
+    ))
 }

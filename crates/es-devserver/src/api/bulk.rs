@@ -9,8 +9,8 @@ use crate::api::{refresh_param, write_index, Refresh};
 use crate::bulk::{parse_bulk, Action, BulkDefaults, BulkItem};
 use crate::error::{EsError, EsResult};
 use crate::index::{Index, IndexData, Prepared, VersionType, WriteOp, WriteOutcome, WriteResult};
-use crate::mapping::{check_source, Mapping};
 use crate::json::{write_i64, write_key, write_str};
+use crate::mapping::{check_source, Mapping};
 use crate::node::{Node, Req, Resp};
 
 enum Outcome {
@@ -61,7 +61,10 @@ pub(crate) fn bulk(node: &Node, req: &Req) -> EsResult<Resp> {
                         ));
                     }
                 }
-                errors.extend(item.versioning.validation_errors(item.action == Action::Create, item.id.is_some()));
+                errors.extend(
+                    item.versioning
+                        .validation_errors(item.action == Action::Create, item.id.is_some()),
+                );
             }
             Action::Delete => {
                 if item.id.is_none() {
@@ -89,7 +92,8 @@ pub(crate) fn bulk(node: &Node, req: &Req) -> EsResult<Resp> {
     // Phase 1: resolve targets (creating indices) and check sources against the mappings,
     // without holding any index lock.
     let now = Instant::now();
-    let mut targets: HashMap<(String, bool, bool), Result<(Arc<Index>, Option<String>), EsError>> = HashMap::new();
+    let mut targets: HashMap<(String, bool, bool), Result<(Arc<Index>, Option<String>), EsError>> =
+        HashMap::new();
     let mut mappings: Vec<(Arc<Index>, Arc<Mapping>, u64)> = Vec::new();
     let mut planned: Vec<Option<Planned<'_>>> = Vec::with_capacity(items.len());
     for item in items {
@@ -108,7 +112,9 @@ pub(crate) fn bulk(node: &Node, req: &Req) -> EsResult<Resp> {
                     // Deletes with internal versioning do not create the index.
                     let exists = node.cluster.meta.read().write_target(&name);
                     match exists {
-                        crate::cluster::WriteTarget::Missing => Err(EsError::index_not_found(&name)),
+                        crate::cluster::WriteTarget::Missing => {
+                            Err(EsError::index_not_found(&name))
+                        }
                         _ => write_index(node, &name, item.require_alias),
                     }
                 }
@@ -131,10 +137,20 @@ pub(crate) fn bulk(node: &Node, req: &Req) -> EsResult<Resp> {
             };
             prepared = Some(item.source.map_or_else(
                 || Err(EsError::validation(&["source is missing".to_string()])),
-                |s| check_source(&mapping, s, &doc_id).map(|updates| Prepared { updates, mapping_gen: gen }),
+                |s| {
+                    check_source(&mapping, s, &doc_id).map(|updates| Prepared {
+                        updates,
+                        mapping_gen: gen,
+                    })
+                },
             ));
         }
-        planned.push(Some(Planned { item, target, id, prepared }));
+        planned.push(Some(Planned {
+            item,
+            target,
+            id,
+            prepared,
+        }));
     }
 
     // Phase 2: apply in order, holding each index's lock for a run of items.
@@ -150,7 +166,12 @@ pub(crate) fn bulk(node: &Node, req: &Req) -> EsResult<Resp> {
             Ok((idx, _)) => idx.clone(),
             Err(e) => {
                 let e = e.clone();
-                outcomes.push(Outcome::Err(first.item.action, first.item.index.clone(), first.id.clone(), e));
+                outcomes.push(Outcome::Err(
+                    first.item.action,
+                    first.item.index.clone(),
+                    first.id.clone(),
+                    e,
+                ));
                 i += 1;
                 continue;
             }
@@ -219,7 +240,11 @@ fn write_item(out: &mut Vec<u8>, o: &Outcome, forced: bool) {
             if forced && w.result != WriteResult::Noop {
                 out.extend_from_slice(b",\"forced_refresh\":true");
             }
-            let (total, ok) = if w.result == WriteResult::Noop { (0, 0) } else { *shards };
+            let (total, ok) = if w.result == WriteResult::Noop {
+                (0, 0)
+            } else {
+                *shards
+            };
             out.extend_from_slice(b",\"_shards\":{\"total\":");
             write_i64(out, total as i64);
             out.extend_from_slice(b",\"successful\":");
@@ -260,13 +285,19 @@ fn execute(
     p: Planned<'_>,
     now: Instant,
 ) -> Outcome {
-    let Planned { item, target, id, prepared } = p;
+    let Planned {
+        item,
+        target,
+        id,
+        prepared,
+    } = p;
     let action = item.action;
     let alias_routing = match target {
         Ok((_, r)) => r,
         Err(e) => return Outcome::Err(action, item.index.clone(), id, e),
     };
-    let fail = |e: EsError, id: Option<String>| Outcome::Err(action, Some(index.name.clone()), id, e);
+    let fail =
+        |e: EsError, id: Option<String>| Outcome::Err(action, Some(index.name.clone()), id, e);
     if let Some(f) = node.faults.for_bulk_item() {
         if let Some(e) = f.kind.error(&format!("bulk item on [{}][0]", index.name)) {
             return fail(e, id);
@@ -279,7 +310,10 @@ fn execute(
                 return fail(pipeline_error(pl), id);
             }
             if item.id.as_deref() == Some("") {
-                return fail(EsError::illegal_argument("if _id is specified it must not be empty"), id);
+                return fail(
+                    EsError::illegal_argument("if _id is specified it must not be empty"),
+                    id,
+                );
             }
             let doc_id = id.clone().unwrap_or_default();
             let prepared = match prepared {
@@ -291,13 +325,28 @@ fn execute(
                 Ok(s) => s,
                 Err(_) => {
                     return fail(
-                        EsError::new(400, "document_parsing_exception", "[1:1] failed to parse: Invalid UTF-8 start byte"),
+                        EsError::new(
+                            400,
+                            "document_parsing_exception",
+                            "[1:1] failed to parse: Invalid UTF-8 start byte",
+                        ),
                         id,
                     )
                 }
             };
             let create = item.action == Action::Create;
-            let r = data.apply(index, &doc_id, WriteOp::Index { source, create, prepared }, &item.versioning, routing.as_deref(), now);
+            let r = data.apply(
+                index,
+                &doc_id,
+                WriteOp::Index {
+                    source,
+                    create,
+                    prepared,
+                },
+                &item.versioning,
+                routing.as_deref(),
+                now,
+            );
             match r {
                 Ok(w) => Outcome::Ok(action, index.clone(), doc_id, w, shards),
                 Err(e) => fail(e, id),
@@ -308,7 +357,14 @@ fn execute(
             if let Err(e) = validate_id(&doc_id) {
                 return fail(e, id);
             }
-            match data.apply(index, &doc_id, WriteOp::Delete, &item.versioning, routing.as_deref(), now) {
+            match data.apply(
+                index,
+                &doc_id,
+                WriteOp::Delete,
+                &item.versioning,
+                routing.as_deref(),
+                now,
+            ) {
                 Ok(w) => Outcome::Ok(action, index.clone(), doc_id, w, shards),
                 Err(e) => fail(e, id),
             }
@@ -316,7 +372,15 @@ fn execute(
         Action::Update => {
             let doc_id = id.clone().unwrap_or_default();
             let body = item.update.unwrap_or_default();
-            match apply_update_locked(index, data, &doc_id, &body, &item.versioning, routing.as_deref(), now) {
+            match apply_update_locked(
+                index,
+                data,
+                &doc_id,
+                &body,
+                &item.versioning,
+                routing.as_deref(),
+                now,
+            ) {
                 Ok(w) => Outcome::Ok(action, index.clone(), doc_id, w, shards),
                 Err(e) => fail(e, id),
             }

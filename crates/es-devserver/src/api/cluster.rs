@@ -59,14 +59,22 @@ struct HealthState {
 fn compute_health(node: &Node, expr: Option<&str>, level: &str, timed_out: bool) -> HealthState {
     let meta = node.cluster.meta.read();
     let (resolved, missing) = match expr {
-        None => (meta.resolve("", &ResolveOpts::strict_expand_open()).unwrap_or_default(), false),
+        None => (
+            meta.resolve("", &ResolveOpts::strict_expand_open())
+                .unwrap_or_default(),
+            false,
+        ),
         Some(e) => match meta.resolve(e, &ResolveOpts::strict_expand_open()) {
             Ok(r) => (r, false),
             Err(_) => (Vec::new(), true),
         },
     };
     let all: Vec<_> = meta.indices.values().map(|e| e.index.clone()).collect();
-    let scope: Vec<_> = if expr.is_some() { resolved.iter().map(|r| r.index.clone()).collect() } else { all };
+    let scope: Vec<_> = if expr.is_some() {
+        resolved.iter().map(|r| r.index.clone()).collect()
+    } else {
+        all
+    };
     let mut primaries = 0u64;
     let mut unassigned = 0u64;
     let mut status = Status::Green;
@@ -76,7 +84,11 @@ fn compute_health(node: &Node, expr: Option<&str>, level: &str, timed_out: bool)
         let replicas = u64::from(idx.replicas());
         primaries += shards;
         unassigned += shards * replicas;
-        let st = if replicas > 0 { Status::Yellow } else { Status::Green };
+        let st = if replicas > 0 {
+            Status::Yellow
+        } else {
+            Status::Green
+        };
         status = status.max(st);
         indices.insert(
             idx.name.clone(),
@@ -96,7 +108,11 @@ fn compute_health(node: &Node, expr: Option<&str>, level: &str, timed_out: bool)
     if missing {
         status = Status::Red;
     }
-    let pct = if primaries + unassigned == 0 { 100.0 } else { primaries as f64 * 100.0 / (primaries + unassigned) as f64 };
+    let pct = if primaries + unassigned == 0 {
+        100.0
+    } else {
+        primaries as f64 * 100.0 / (primaries + unassigned) as f64
+    };
     let mut body = json!({
         "cluster_name": node.cluster.name,
         "status": status.name(),
@@ -138,15 +154,23 @@ pub(crate) async fn health(node: &Node, req: &Req) -> EsResult<Resp> {
     };
     let level = req.params.get("level").unwrap_or("cluster").to_string();
     if !matches!(level.as_str(), "cluster" | "indices" | "shards") {
-        return Err(EsError::illegal_argument(format!("No enum constant org.elasticsearch.cluster.health.ClusterHealthRequest.Level.{}", level.to_uppercase())));
+        return Err(EsError::illegal_argument(format!(
+            "No enum constant org.elasticsearch.cluster.health.ClusterHealthRequest.Level.{}",
+            level.to_uppercase()
+        )));
     }
-    let timeout = req.params.time_opt("timeout")?.unwrap_or(Duration::from_secs(30));
+    let timeout = req
+        .params
+        .time_opt("timeout")?
+        .unwrap_or(Duration::from_secs(30));
     let expr = req.part("index").map(str::to_string);
     let waits = wanted.is_some()
         || req.params.has("wait_for_nodes")
         || req.params.has("wait_for_active_shards")
         || expr.is_some();
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now()
+        .checked_add(timeout)
+        .unwrap_or_else(Instant::now);
     loop {
         let h = compute_health(node, expr.as_deref(), &level, false);
         let ok = match wanted {
@@ -167,7 +191,10 @@ pub(crate) async fn health(node: &Node, req: &Req) -> EsResult<Resp> {
 /// `GET /_nodes`.
 pub(crate) fn nodes(node: &Node, _req: &Req) -> EsResult<Resp> {
     let addr = node.publish_address.lock().clone();
-    let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h).to_string();
+    let host = addr
+        .rsplit_once(':')
+        .map_or(addr.as_str(), |(h, _)| h)
+        .to_string();
     Ok(Resp::json(
         200,
         &json!({
@@ -198,7 +225,11 @@ pub(crate) fn nodes(node: &Node, _req: &Req) -> EsResult<Resp> {
 
 /// `GET /_capabilities`.
 pub(crate) fn capabilities(_node: &Node, req: &Req) -> EsResult<Resp> {
-    let method = req.params.get("method").unwrap_or("GET").to_ascii_uppercase();
+    let method = req
+        .params
+        .get("method")
+        .unwrap_or("GET")
+        .to_ascii_uppercase();
     let path = req.params.get("path").unwrap_or("/");
     let caps = req.params.list("capabilities").unwrap_or_default();
     let params = req.params.list("parameters").unwrap_or_default();
@@ -206,7 +237,9 @@ pub(crate) fn capabilities(_node: &Node, req: &Req) -> EsResult<Resp> {
         return Ok(Resp::json(200, &json!({"supported": false})));
     };
     let supported = caps.iter().all(|c| api_caps.contains(&c.as_str()))
-        && params.iter().all(|p| api_params.contains(&p.as_str()) || crate::params::GLOBAL.contains(&p.as_str()));
+        && params.iter().all(|p| {
+            api_params.contains(&p.as_str()) || crate::params::GLOBAL.contains(&p.as_str())
+        });
     Ok(Resp::json(200, &json!({ "supported": supported })))
 }
 
@@ -217,7 +250,10 @@ struct Table {
 
 fn render(req: &Req, t: Table) -> EsResult<Resp> {
     let cols: Vec<usize> = match req.params.list("h") {
-        Some(h) => h.iter().filter_map(|c| t.headers.iter().position(|x| x == c)).collect(),
+        Some(h) => h
+            .iter()
+            .filter_map(|c| t.headers.iter().position(|x| x == c))
+            .collect(),
         None => (0..t.headers.len()).collect(),
     };
     let mut rows = t.rows;
@@ -245,7 +281,12 @@ fn render(req: &Req, t: Table) -> EsResult<Resp> {
             .map(|r| {
                 let m: Map<String, Value> = cols
                     .iter()
-                    .filter_map(|&i| Some((t.headers.get(i)?.to_string(), Value::from(r.get(i)?.as_str()))))
+                    .filter_map(|&i| {
+                        Some((
+                            t.headers.get(i)?.to_string(),
+                            Value::from(r.get(i)?.as_str()),
+                        ))
+                    })
                     .collect();
                 Value::Object(m)
             })
@@ -255,13 +296,22 @@ fn render(req: &Req, t: Table) -> EsResult<Resp> {
     let verbose = req.params.bool_or("v", false)?;
     let mut all: Vec<Vec<String>> = Vec::new();
     if verbose {
-        all.push(cols.iter().filter_map(|&i| t.headers.get(i).map(|h| h.to_string())).collect());
+        all.push(
+            cols.iter()
+                .filter_map(|&i| t.headers.get(i).map(|h| h.to_string()))
+                .collect(),
+        );
     }
     for r in rows {
         all.push(cols.iter().filter_map(|&i| r.get(i).cloned()).collect());
     }
     let widths: Vec<usize> = (0..cols.len())
-        .map(|c| all.iter().map(|r| r.get(c).map_or(0, |s| s.chars().count())).max().unwrap_or(0))
+        .map(|c| {
+            all.iter()
+                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for r in all {
@@ -279,12 +329,20 @@ fn render(req: &Req, t: Table) -> EsResult<Resp> {
 /// `GET /_cat/indices`.
 pub(crate) fn cat_indices(node: &Node, req: &Req) -> EsResult<Resp> {
     let o = ResolveOpts::strict_expand_open().with_params(&req.params)?;
-    let resolved = node.cluster.meta.read().resolve(req.part("index").unwrap_or(""), &o)?;
+    let resolved = node
+        .cluster
+        .meta
+        .read()
+        .resolve(req.part("index").unwrap_or(""), &o)?;
     let rows = resolved
         .iter()
         .map(|r| {
             let d = r.index.data.read();
-            let health = if r.index.replicas() == 0 { "green" } else { "yellow" };
+            let health = if r.index.replicas() == 0 {
+                "green"
+            } else {
+                "yellow"
+            };
             vec![
                 health.to_string(),
                 "open".to_string(),
@@ -297,14 +355,34 @@ pub(crate) fn cat_indices(node: &Node, req: &Req) -> EsResult<Resp> {
             ]
         })
         .collect();
-    render(req, Table { headers: vec!["health", "status", "index", "uuid", "pri", "rep", "docs.count", "docs.deleted"], rows })
+    render(
+        req,
+        Table {
+            headers: vec![
+                "health",
+                "status",
+                "index",
+                "uuid",
+                "pri",
+                "rep",
+                "docs.count",
+                "docs.deleted",
+            ],
+            rows,
+        },
+    )
 }
 
 /// `GET /_cat/health`.
 pub(crate) fn cat_health(node: &Node, req: &Req) -> EsResult<Resp> {
     let h = compute_health(node, None, "cluster", false);
     let now = crate::names::now_millis();
-    let g = |k: &str| h.body.get(k).map(|v| v.to_string().trim_matches('"').to_string()).unwrap_or_default();
+    let g = |k: &str| {
+        h.body
+            .get(k)
+            .map(|v| v.to_string().trim_matches('"').to_string())
+            .unwrap_or_default()
+    };
     let row = vec![
         (now / 1000).to_string(),
         g("cluster_name"),
@@ -322,7 +400,20 @@ pub(crate) fn cat_health(node: &Node, req: &Req) -> EsResult<Resp> {
     render(
         req,
         Table {
-            headers: vec!["epoch", "cluster", "status", "node.total", "node.data", "shards", "pri", "relo", "init", "unassign", "pending_tasks", "active_shards_percent"],
+            headers: vec![
+                "epoch",
+                "cluster",
+                "status",
+                "node.total",
+                "node.data",
+                "shards",
+                "pri",
+                "relo",
+                "init",
+                "unassign",
+                "pending_tasks",
+                "active_shards_percent",
+            ],
             rows: vec![row],
         },
     )
@@ -341,20 +432,41 @@ pub(crate) fn cat_aliases(node: &Node, req: &Req) -> EsResult<Resp> {
             rows.push(vec![
                 alias.clone(),
                 idx.clone(),
-                if a.filter.is_some() { "*".into() } else { "-".into() },
+                if a.filter.is_some() {
+                    "*".into()
+                } else {
+                    "-".into()
+                },
                 a.index_routing.clone().unwrap_or_else(|| "-".into()),
                 a.search_routing.clone().unwrap_or_else(|| "-".into()),
                 a.is_write_index.map_or("-".into(), |w| w.to_string()),
             ]);
         }
     }
-    render(req, Table { headers: vec!["alias", "index", "filter", "routing.index", "routing.search", "is_write_index"], rows })
+    render(
+        req,
+        Table {
+            headers: vec![
+                "alias",
+                "index",
+                "filter",
+                "routing.index",
+                "routing.search",
+                "is_write_index",
+            ],
+            rows,
+        },
+    )
 }
 
 /// `GET /_cat/count`.
 pub(crate) fn cat_count(node: &Node, req: &Req) -> EsResult<Resp> {
     let o = ResolveOpts::strict_expand_open().with_params(&req.params)?;
-    let resolved = node.cluster.meta.read().resolve(req.part("index").unwrap_or(""), &o)?;
+    let resolved = node
+        .cluster
+        .meta
+        .read()
+        .resolve(req.part("index").unwrap_or(""), &o)?;
     let now = Instant::now();
     let mut count = 0;
     for r in &resolved {
@@ -362,5 +474,18 @@ pub(crate) fn cat_count(node: &Node, req: &Req) -> EsResult<Resp> {
         count += r.index.data.read().visible_count();
     }
     let ms = crate::names::now_millis();
-    render(req, Table { headers: vec!["epoch", "timestamp", "count"], rows: vec![vec![(ms / 1000).to_string(), crate::names::format_date(ms).get(11..19).unwrap_or("").to_string(), count.to_string()]] })
+    render(
+        req,
+        Table {
+            headers: vec!["epoch", "timestamp", "count"],
+            rows: vec![vec![
+                (ms / 1000).to_string(),
+                crate::names::format_date(ms)
+                    .get(11..19)
+                    .unwrap_or("")
+                    .to_string(),
+                count.to_string(),
+            ]],
+        },
+    )
 }

@@ -8,7 +8,10 @@ use crate::node::{Node, Req, Resp};
 
 pub(crate) fn stats(node: &Node) -> EsResult<Resp> {
     let s = node.faults.stats();
-    Ok(Resp::json(200, &serde_json::to_value(s).unwrap_or(Value::Null)))
+    Ok(Resp::json(
+        200,
+        &serde_json::to_value(s).unwrap_or(Value::Null),
+    ))
 }
 
 pub(crate) fn reset_stats(node: &Node) -> EsResult<Resp> {
@@ -39,10 +42,15 @@ pub(crate) fn parse_rules(body: &Value) -> EsResult<Vec<FaultRule>> {
 }
 
 pub(crate) fn put_faults(node: &Node, req: &Req) -> EsResult<Resp> {
-    let body = req.json_body()?.ok_or_else(|| EsError::parse("request body is required"))?;
+    let body = req
+        .json_body()?
+        .ok_or_else(|| EsError::parse("request body is required"))?;
     let rules = parse_rules(&body)?;
     node.faults.set_rules(rules);
-    Ok(Resp::json(200, &json!({"acknowledged": true, "faults": node.faults.to_json()})))
+    Ok(Resp::json(
+        200,
+        &json!({"acknowledged": true, "faults": node.faults.to_json()}),
+    ))
 }
 
 pub(crate) fn delete_faults(node: &Node) -> EsResult<Resp> {

@@ -7,7 +7,10 @@ use serde_json::{json, Map, Value};
 
 use crate::api::{refresh_param, shards_json, single_index, write_index, Refresh};
 use crate::error::{EsError, EsResult};
-use crate::index::{Index, IndexData, StoredDoc, VersionType, Versioning, WriteOp, WriteOutcome, WriteResult};
+use crate::index::{
+    Index, IndexData, StoredDoc, VersionType, Versioning, WriteOp, WriteOutcome, WriteResult,
+};
+use crate::json::{Obj, Out};
 use crate::node::{Node, Req, Resp};
 use crate::params::Params;
 use crate::source_filter::SourceFilter;
@@ -40,7 +43,11 @@ pub(crate) fn versioning_params(p: &Params) -> EsResult<Versioning> {
 }
 
 fn write_response(index: &Index, id: &str, w: &WriteOutcome, forced: bool) -> Resp {
-    let (total, ok) = if w.result == WriteResult::Noop { (0, 0) } else { index.write_shards() };
+    let (total, ok) = if w.result == WriteResult::Noop {
+        (0, 0)
+    } else {
+        index.write_shards()
+    };
     let mut m = Map::new();
     m.insert("_index".into(), Value::from(index.name.as_str()));
     m.insert("_id".into(), Value::from(id));
@@ -80,7 +87,9 @@ pub(crate) fn index(node: &Node, req: &Req, create_endpoint: bool) -> EsResult<R
             "index" if !create_endpoint => {}
             "index" => {}
             other => {
-                return Err(EsError::illegal_argument(format!("opType must be 'create' or 'index', found: [{other}]")))
+                return Err(EsError::illegal_argument(format!(
+                    "opType must be 'create' or 'index', found: [{other}]"
+                )))
             }
         }
     }
@@ -93,7 +102,10 @@ pub(crate) fn index(node: &Node, req: &Req, create_endpoint: bool) -> EsResult<R
     let mut errors = Vec::new();
     if let Some(id) = id {
         if id.len() > 512 {
-            errors.push(format!("id [{id}] is too long, must be no longer than 512 bytes but was: {}", id.len()));
+            errors.push(format!(
+                "id [{id}] is too long, must be no longer than 512 bytes but was: {}",
+                id.len()
+            ));
         }
     }
     errors.extend(versioning.validation_errors(create, id.is_some()));
@@ -104,7 +116,11 @@ pub(crate) fn index(node: &Node, req: &Req, create_endpoint: bool) -> EsResult<R
         return Err(pipeline_error(p));
     }
     let (index, alias_routing) = write_index(node, name, require_alias)?;
-    let routing = req.params.get("routing").map(str::to_string).or(alias_routing);
+    let routing = req
+        .params
+        .get("routing")
+        .map(str::to_string)
+        .or(alias_routing);
     let id: String = match id {
         Some(i) => i.to_string(),
         None => {
@@ -113,13 +129,21 @@ pub(crate) fn index(node: &Node, req: &Req, create_endpoint: bool) -> EsResult<R
         }
     };
     let source = std::str::from_utf8(&req.body).map_err(|_| {
-        EsError::new(400, "document_parsing_exception", "[1:1] failed to parse: Invalid UTF-8 start byte")
+        EsError::new(
+            400,
+            "document_parsing_exception",
+            "[1:1] failed to parse: Invalid UTF-8 start byte",
+        )
     })?;
     let prepared = index.prepare(source.as_bytes(), &id)?;
     let w = index.data.write().apply(
         &index,
         &id,
-        WriteOp::Index { source, create, prepared },
+        WriteOp::Index {
+            source,
+            create,
+            prepared,
+        },
         &versioning,
         routing.as_deref(),
         Instant::now(),
@@ -136,7 +160,10 @@ pub(crate) fn delete(node: &Node, req: &Req) -> EsResult<Resp> {
     let refresh = refresh_param(req.params.get("refresh"))?;
     let mut errors = Vec::new();
     if id.len() > 512 {
-        errors.push(format!("id [{id}] is too long, must be no longer than 512 bytes but was: {}", id.len()));
+        errors.push(format!(
+            "id [{id}] is too long, must be no longer than 512 bytes but was: {}",
+            id.len()
+        ));
     }
     errors.extend(versioning.validation_errors(false, true));
     if !errors.is_empty() {
@@ -152,8 +179,19 @@ pub(crate) fn delete(node: &Node, req: &Req) -> EsResult<Resp> {
         write_index(node, name, false)?
     };
     let (index, alias_routing) = index;
-    let routing = req.params.get("routing").map(str::to_string).or(alias_routing);
-    let w = index.data.write().apply(&index, id, WriteOp::Delete, &versioning, routing.as_deref(), Instant::now())?;
+    let routing = req
+        .params
+        .get("routing")
+        .map(str::to_string)
+        .or(alias_routing);
+    let w = index.data.write().apply(
+        &index,
+        id,
+        WriteOp::Delete,
+        &versioning,
+        routing.as_deref(),
+        Instant::now(),
+    )?;
     let forced = do_refresh(&index, refresh);
     Ok(write_response(&index, id, &w, forced))
 }
@@ -191,7 +229,15 @@ pub(crate) fn apply_update(
     routing: Option<&str>,
 ) -> EsResult<WriteOutcome> {
     let mut data = index.data.write();
-    apply_update_locked(index, &mut data, id, body, versioning, routing, Instant::now())
+    apply_update_locked(
+        index,
+        &mut data,
+        id,
+        body,
+        versioning,
+        routing,
+        Instant::now(),
+    )
 }
 
 /// [`apply_update`] with the index lock held by the caller.
@@ -211,7 +257,9 @@ pub(crate) fn apply_update_locked(
     }
     let doc = body.get("doc").and_then(Value::as_object);
     let upsert = body.get("upsert").and_then(Value::as_object);
-    let truthy = |v: Option<&Value>| matches!(v, Some(Value::Bool(true))) || matches!(v, Some(Value::String(s)) if s == "true");
+    let truthy = |v: Option<&Value>| {
+        matches!(v, Some(Value::Bool(true))) || matches!(v, Some(Value::String(s)) if s == "true")
+    };
     let doc_as_upsert = truthy(body.get("doc_as_upsert"));
     let detect_noop = !matches!(body.get("detect_noop"), Some(Value::Bool(false)))
         && !matches!(body.get("detect_noop"), Some(Value::String(s)) if s == "false");
@@ -224,10 +272,17 @@ pub(crate) fn apply_update_locked(
                 upsert.cloned()
             };
             match src {
-                Some(s) => (serde_json::to_string(&Value::Object(s)).unwrap_or_default(), true),
+                Some(s) => (
+                    serde_json::to_string(&Value::Object(s)).unwrap_or_default(),
+                    true,
+                ),
                 None => {
-                    return Err(EsError::new(404, "document_missing_exception", format!("[{id}]: document missing"))
-                        .with_shard(&index.name, &index.uuid))
+                    return Err(EsError::new(
+                        404,
+                        "document_missing_exception",
+                        format!("[{id}]: document missing"),
+                    )
+                    .with_shard(&index.name, &index.uuid))
                 }
             }
         }
@@ -246,22 +301,51 @@ pub(crate) fn apply_update_locked(
                     ));
                 }
             }
-            let mut parsed: Map<String, Value> = serde_json::from_str(&cur.source).unwrap_or_default();
+            let mut parsed: Map<String, Value> =
+                serde_json::from_str(&cur.source).unwrap_or_default();
             let changed = match doc {
                 Some(d) => merge_into(&mut parsed, d),
                 None => false,
             };
             if !changed && detect_noop {
-                index.stats.noop_update_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return Ok(WriteOutcome { version: cur.version, seq_no: cur.seq_no, result: WriteResult::Noop });
+                index
+                    .stats
+                    .noop_update_total
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Ok(WriteOutcome {
+                    version: cur.version,
+                    seq_no: cur.seq_no,
+                    result: WriteResult::Noop,
+                });
             }
-            (serde_json::to_string(&Value::Object(parsed)).unwrap_or_default(), false)
+            (
+                serde_json::to_string(&Value::Object(parsed)).unwrap_or_default(),
+                false,
+            )
         }
     };
     let updates = crate::mapping::check_source(data.mapping(), new_source.as_bytes(), id)?;
-    let prepared = crate::index::Prepared { updates, mapping_gen: u64::MAX };
-    let v = Versioning { version: None, version_type: VersionType::Internal, ..*versioning };
-    let r = data.apply(index, id, WriteOp::Index { source: &new_source, create, prepared }, &v, routing, now)?;
+    let prepared = crate::index::Prepared {
+        updates,
+        mapping_gen: u64::MAX,
+    };
+    let v = Versioning {
+        version: None,
+        version_type: VersionType::Internal,
+        ..*versioning
+    };
+    let r = data.apply(
+        index,
+        id,
+        WriteOp::Index {
+            source: &new_source,
+            create,
+            prepared,
+        },
+        &v,
+        routing,
+        now,
+    )?;
     Ok(r)
 }
 
@@ -277,17 +361,25 @@ pub(crate) fn update(node: &Node, req: &Req) -> EsResult<Resp> {
         ..Versioning::default()
     };
     req.params.i32_opt("retry_on_conflict")?;
-    let body = req.json_body()?.ok_or_else(|| EsError::parse("request body is required"))?;
+    let body = req
+        .json_body()?
+        .ok_or_else(|| EsError::parse("request body is required"))?;
     crate::bulk::validate_update_body(&body)?;
     if body.get("doc").is_none() && body.get("script").is_none() {
-        return Err(EsError::validation(&["script or doc is missing".to_string()]));
+        return Err(EsError::validation(&[
+            "script or doc is missing".to_string()
+        ]));
     }
     let errors = versioning.validation_errors(false, true);
     if !errors.is_empty() {
         return Err(EsError::validation(&errors));
     }
     let (index, alias_routing) = write_index(node, name, require_alias)?;
-    let routing = req.params.get("routing").map(str::to_string).or(alias_routing);
+    let routing = req
+        .params
+        .get("routing")
+        .map(str::to_string)
+        .or(alias_routing);
     let w = apply_update(&index, id, &body, &versioning, routing.as_deref())?;
     let forced = w.result != WriteResult::Noop && do_refresh(&index, refresh);
     Ok(write_response(&index, id, &w, forced))
@@ -311,7 +403,10 @@ fn stored_fields_filter(p: &Params) -> Option<SourceFilter> {
     }
 }
 
-pub(crate) fn render_source(doc: &StoredDoc, filter: &SourceFilter) -> Option<Box<serde_json::value::RawValue>> {
+pub(crate) fn render_source(
+    doc: &StoredDoc,
+    filter: &SourceFilter,
+) -> Option<Box<serde_json::value::RawValue>> {
     if !filter.fetch {
         return None;
     }
@@ -323,33 +418,33 @@ pub(crate) fn render_source(doc: &StoredDoc, filter: &SourceFilter) -> Option<Bo
     serde_json::value::to_raw_value(&filtered).ok()
 }
 
-fn get_doc_json(index: &Index, id: &str, doc: Option<&StoredDoc>, filter: &SourceFilter) -> Value {
-    let mut m = Map::new();
-    m.insert("_index".into(), Value::from(index.name.as_str()));
-    m.insert("_id".into(), Value::from(id));
+fn get_doc_json(index: &Index, id: &str, doc: Option<&StoredDoc>, filter: &SourceFilter) -> Obj {
+    let mut m = Obj::default();
+    m.val("_index", index.name.as_str());
+    m.val("_id", id);
     match doc {
         Some(d) => {
-            m.insert("_version".into(), Value::from(d.version));
-            m.insert("_seq_no".into(), Value::from(d.seq_no));
-            m.insert("_primary_term".into(), Value::from(1));
+            m.val("_version", d.version);
+            m.val("_seq_no", d.seq_no);
+            m.val("_primary_term", 1);
             if let Some(r) = &d.routing {
-                m.insert("_routing".into(), Value::from(&**r));
+                m.val("_routing", &**r);
             }
-            m.insert("found".into(), Value::Bool(true));
+            m.val("found", true);
             if let Some(raw) = render_source(d, filter) {
-                let v: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
-                m.insert("_source".into(), v);
+                m.push("_source", Out::Raw(raw));
             }
         }
-        None => {
-            m.insert("found".into(), Value::Bool(false));
-        }
+        None => m.val("found", false),
     }
-    Value::Object(m)
+    m
 }
 
 fn fetch(index: &Index, id: &str, realtime: bool) -> Option<Arc<StoredDoc>> {
-    index.stats.get_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    index
+        .stats
+        .get_total
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let d = index.data.read();
     if realtime {
         d.get_live(id)
@@ -390,7 +485,10 @@ pub(crate) fn get(node: &Node, req: &Req, mode: GetMode) -> EsResult<Resp> {
         if d.version != v {
             let e = EsError::version_conflict(
                 id,
-                &format!("current version [{}] is different than the one provided [{v}]", d.version),
+                &format!(
+                    "current version [{}] is different than the one provided [{v}]",
+                    d.version
+                ),
                 &index.name,
                 &index.uuid,
             );
@@ -405,11 +503,18 @@ pub(crate) fn get(node: &Node, req: &Req, mode: GetMode) -> EsResult<Resp> {
         GetMode::SourceExists => Ok(Resp::empty(if doc.is_some() { 200 } else { 404 })),
         GetMode::Doc => {
             let body = get_doc_json(&index, id, doc.as_deref(), &filter);
-            Ok(Resp::json(if doc.is_some() { 200 } else { 404 }, &body))
+            Ok(Resp::raw(
+                if doc.is_some() { 200 } else { 404 },
+                body.to_vec(),
+            ))
         }
         GetMode::Source => match doc {
             Some(d) => {
-                let f = if filter.fetch { filter } else { SourceFilter::all() };
+                let f = if filter.fetch {
+                    filter
+                } else {
+                    SourceFilter::all()
+                };
                 match render_source(&d, &f) {
                     Some(raw) => Ok(Resp::raw(200, raw.get().as_bytes().to_vec())),
                     None => Ok(Resp::json(200, &json!({}))),
@@ -433,8 +538,12 @@ pub(crate) fn mget(node: &Node, req: &Req) -> EsResult<Resp> {
         Some(f) => f,
         None => stored_fields_filter(&req.params).unwrap_or_else(SourceFilter::all),
     };
-    let body = req.json_body()?.ok_or_else(|| EsError::parse("request body is required"))?;
-    let obj = body.as_object().ok_or_else(|| EsError::parse("Failed to derive xcontent"))?;
+    let body = req
+        .json_body()?
+        .ok_or_else(|| EsError::parse("request body is required"))?;
+    let obj = body
+        .as_object()
+        .ok_or_else(|| EsError::parse("Failed to derive xcontent"))?;
     struct DocReq {
         index: Option<String>,
         id: String,
@@ -444,10 +553,18 @@ pub(crate) fn mget(node: &Node, req: &Req) -> EsResult<Resp> {
     for (k, v) in obj {
         match k.as_str() {
             "docs" => {
-                let arr = v.as_array().ok_or_else(|| EsError::parse("docs array element should include an object"))?;
+                let arr = v
+                    .as_array()
+                    .ok_or_else(|| EsError::parse("docs array element should include an object"))?;
                 for d in arr {
-                    let dm = d.as_object().ok_or_else(|| EsError::parse("docs array element should include an object"))?;
-                    let mut dr = DocReq { index: default_index.map(str::to_string), id: String::new(), filter: default_filter.clone() };
+                    let dm = d.as_object().ok_or_else(|| {
+                        EsError::parse("docs array element should include an object")
+                    })?;
+                    let mut dr = DocReq {
+                        index: default_index.map(str::to_string),
+                        id: String::new(),
+                        filter: default_filter.clone(),
+                    };
                     let mut has_id = false;
                     for (dk, dv) in dm {
                         match dk.as_str() {
@@ -460,7 +577,8 @@ pub(crate) fn mget(node: &Node, req: &Req) -> EsResult<Resp> {
                                 };
                             }
                             "_source" => dr.filter = SourceFilter::from_body(dv)?,
-                            "routing" | "_routing" | "version" | "version_type" | "stored_fields" | "_type" => {}
+                            "routing" | "_routing" | "version" | "version_type"
+                            | "stored_fields" | "_type" => {}
                             other => {
                                 return Err(EsError::parse(format!(
                                     "Unknown key for a {} in [{other}].",
@@ -470,20 +588,31 @@ pub(crate) fn mget(node: &Node, req: &Req) -> EsResult<Resp> {
                         }
                     }
                     if !has_id {
-                        return Err(EsError::validation(&[format!("id is missing for doc {}", docs.len())]));
+                        return Err(EsError::validation(&[format!(
+                            "id is missing for doc {}",
+                            docs.len()
+                        )]));
                     }
                     docs.push(dr);
                 }
             }
             "ids" => {
-                let arr = v.as_array().ok_or_else(|| EsError::parse("ids array element should only contain ids"))?;
+                let arr = v
+                    .as_array()
+                    .ok_or_else(|| EsError::parse("ids array element should only contain ids"))?;
                 for id in arr {
                     let id = match id {
                         Value::String(s) => s.clone(),
                         Value::Number(n) => n.to_string(),
-                        _ => return Err(EsError::parse("ids array element should only contain ids")),
+                        _ => {
+                            return Err(EsError::parse("ids array element should only contain ids"))
+                        }
                     };
-                    docs.push(DocReq { index: default_index.map(str::to_string), id, filter: default_filter.clone() });
+                    docs.push(DocReq {
+                        index: default_index.map(str::to_string),
+                        id,
+                        filter: default_filter.clone(),
+                    });
                 }
             }
             other => {
@@ -518,9 +647,15 @@ pub(crate) fn mget(node: &Node, req: &Req) -> EsResult<Resp> {
                 out.push(get_doc_json(&index, &d.id, doc.as_deref(), &d.filter));
             }
             Err(e) => {
-                out.push(json!({"_index": name, "_id": d.id, "error": e.inner_json(true)}));
+                let mut o = Obj::default();
+                o.val("_index", name);
+                o.val("_id", d.id);
+                o.val("error", e.inner_json(true));
+                out.push(o);
             }
         }
     }
-    Ok(Resp::json(200, &json!({ "docs": out })))
+    let mut body = Obj::default();
+    body.push("docs", Out::Objs(out));
+    Ok(Resp::raw(200, body.to_vec()))
 }

@@ -18,7 +18,12 @@ use crate::settings;
 const INDEX_VERSION_CREATED: &str = "8536000";
 
 /// Creates an index (explicitly or by auto-creation on first write).
-pub(crate) fn create_index(node: &Node, name: &str, body: Option<&Value>, auto: bool) -> EsResult<Arc<Index>> {
+pub(crate) fn create_index(
+    node: &Node,
+    name: &str,
+    body: Option<&Value>,
+    auto: bool,
+) -> EsResult<Arc<Index>> {
     validate_index_name(name)?;
     let mut flat = BTreeMap::new();
     let mut mapping = crate::mapping::Mapping::default();
@@ -32,14 +37,20 @@ pub(crate) fn create_index(node: &Node, name: &str, body: Option<&Value>, auto: 
                 "settings" => flat = settings::flatten(v)?,
                 "mappings" => mapping = parse_mapping(v)?,
                 "aliases" => {
-                    let m = v.as_object().ok_or_else(|| EsError::parse("aliases must be an object"))?;
+                    let m = v
+                        .as_object()
+                        .ok_or_else(|| EsError::parse("aliases must be an object"))?;
                     for (alias, def) in m {
                         let alias_name = resolve_date_math_name(alias, now_millis())?;
                         validate_alias_name(&alias_name)?;
                         aliases.insert(alias_name.clone(), parse_alias_body(&alias_name, def)?);
                     }
                 }
-                other => return Err(EsError::parse(format!("unknown key [{other}] for create index"))),
+                other => {
+                    return Err(EsError::parse(format!(
+                        "unknown key [{other}] for create index"
+                    )))
+                }
             }
         }
     }
@@ -57,7 +68,10 @@ pub(crate) fn create_index(node: &Node, name: &str, body: Option<&Value>, auto: 
     }
     for (alias, a) in &aliases {
         if alias == name || meta.indices.contains_key(alias) {
-            return Err(EsError::invalid_alias_name(alias, "an index or data stream exists with the same name as the alias"));
+            return Err(EsError::invalid_alias_name(
+                alias,
+                "an index or data stream exists with the same name as the alias",
+            ));
         }
         if a.is_write_index == Some(true) {
             let others: Vec<&str> = meta
@@ -75,7 +89,14 @@ pub(crate) fn create_index(node: &Node, name: &str, body: Option<&Value>, auto: 
         }
     }
     let index = Arc::new(Index::new(name, flat, eff, mapping));
-    meta.indices.insert(name.to_string(), IndexEntry { index: index.clone(), aliases, hidden });
+    meta.indices.insert(
+        name.to_string(),
+        IndexEntry {
+            index: index.clone(),
+            aliases,
+            hidden,
+        },
+    );
     Ok(index)
 }
 
@@ -86,11 +107,16 @@ pub(crate) fn create(node: &Node, req: &Req) -> EsResult<Resp> {
     let body = req.json_body()?;
     if let Some(w) = req.params.get("wait_for_active_shards") {
         if w != "all" && w.parse::<u32>().is_err() {
-            return Err(EsError::illegal_argument(format!("could not parse [wait_for_active_shards] value [{w}]")));
+            return Err(EsError::illegal_argument(format!(
+                "could not parse [wait_for_active_shards] value [{w}]"
+            )));
         }
     }
     create_index(node, &name, body.as_ref(), false)?;
-    Ok(Resp::json(200, &json!({"acknowledged": true, "shards_acknowledged": true, "index": name})))
+    Ok(Resp::json(
+        200,
+        &json!({"acknowledged": true, "shards_acknowledged": true, "index": name}),
+    ))
 }
 
 fn delete_opts(req: &Req) -> EsResult<ResolveOpts> {
@@ -106,7 +132,9 @@ pub(crate) fn delete(node: &Node, req: &Req) -> EsResult<Resp> {
     if node.config.destructive_requires_name
         && expr.split(',').any(|p| p.contains('*') || p == "_all")
     {
-        return Err(EsError::illegal_argument("Wildcard expressions or all indices are not allowed"));
+        return Err(EsError::illegal_argument(
+            "Wildcard expressions or all indices are not allowed",
+        ));
     }
     let o = delete_opts(req)?;
     let mut meta = node.cluster.meta.write();
@@ -117,7 +145,11 @@ pub(crate) fn delete(node: &Node, req: &Req) -> EsResult<Resp> {
     Ok(Resp::json(200, &json!({"acknowledged": true})))
 }
 
-pub(crate) fn resolve(node: &Node, req: &Req, default_opts: ResolveOpts) -> EsResult<Vec<Resolved>> {
+pub(crate) fn resolve(
+    node: &Node,
+    req: &Req,
+    default_opts: ResolveOpts,
+) -> EsResult<Vec<Resolved>> {
     let expr = req.part("index").unwrap_or("");
     let o = default_opts.with_params(&req.params)?;
     node.cluster.meta.read().resolve(expr, &o)
@@ -127,13 +159,27 @@ pub(crate) fn resolve(node: &Node, req: &Req, default_opts: ResolveOpts) -> EsRe
 pub(crate) fn full_settings(index: &Index) -> BTreeMap<String, Value> {
     let meta = index.meta.read();
     let mut flat = meta.flat.clone();
-    flat.entry("index.number_of_shards".into()).or_insert_with(|| Value::from(meta.eff.shards.to_string()));
-    flat.entry("index.number_of_replicas".into()).or_insert_with(|| Value::from(meta.eff.replicas.to_string()));
+    flat.entry("index.number_of_shards".into())
+        .or_insert_with(|| Value::from(meta.eff.shards.to_string()));
+    flat.entry("index.number_of_replicas".into())
+        .or_insert_with(|| Value::from(meta.eff.replicas.to_string()));
     flat.insert("index.uuid".into(), Value::from(index.uuid.as_str()));
-    flat.insert("index.creation_date".into(), Value::from(index.creation_date.to_string()));
-    flat.insert("index.provided_name".into(), Value::from(index.name.as_str()));
-    flat.insert("index.version.created".into(), Value::from(INDEX_VERSION_CREATED));
-    flat.insert("index.routing.allocation.include._tier_preference".into(), Value::from("data_content"));
+    flat.insert(
+        "index.creation_date".into(),
+        Value::from(index.creation_date.to_string()),
+    );
+    flat.insert(
+        "index.provided_name".into(),
+        Value::from(index.name.as_str()),
+    );
+    flat.insert(
+        "index.version.created".into(),
+        Value::from(INDEX_VERSION_CREATED),
+    );
+    flat.insert(
+        "index.routing.allocation.include._tier_preference".into(),
+        Value::from("data_content"),
+    );
     flat
 }
 
@@ -154,7 +200,11 @@ fn settings_json(index: &Index, flat_settings: bool, filter: Option<&[String]>) 
 }
 
 fn aliases_json(entry: &IndexEntry) -> Value {
-    let m: Map<String, Value> = entry.aliases.iter().map(|(k, a)| (k.clone(), a.to_json())).collect();
+    let m: Map<String, Value> = entry
+        .aliases
+        .iter()
+        .map(|(k, a)| (k.clone(), a.to_json()))
+        .collect();
     Value::Object(m)
 }
 
@@ -167,7 +217,9 @@ pub(crate) fn get(node: &Node, req: &Req) -> EsResult<Resp> {
     let meta = node.cluster.meta.read();
     let mut out = Map::new();
     for r in resolved {
-        let Some(entry) = meta.indices.get(&r.name) else { continue };
+        let Some(entry) = meta.indices.get(&r.name) else {
+            continue;
+        };
         let mut m = Map::new();
         if want("aliases") {
             m.insert("aliases".into(), aliases_json(entry));
@@ -176,7 +228,10 @@ pub(crate) fn get(node: &Node, req: &Req) -> EsResult<Resp> {
             m.insert("mappings".into(), r.index.mapping().to_json());
         }
         if want("settings") {
-            m.insert("settings".into(), settings_json(&r.index, flat_settings, None));
+            m.insert(
+                "settings".into(),
+                settings_json(&r.index, flat_settings, None),
+            );
         }
         out.insert(r.name.clone(), Value::Object(m));
     }
@@ -187,7 +242,9 @@ pub(crate) fn get(node: &Node, req: &Req) -> EsResult<Resp> {
 pub(crate) fn exists(node: &Node, req: &Req) -> EsResult<Resp> {
     let mut o = ResolveOpts::strict_expand_open();
     o.allow_no_indices = false;
-    let found = resolve(node, req, o).map(|r| !r.is_empty()).unwrap_or(false);
+    let found = resolve(node, req, o)
+        .map(|r| !r.is_empty())
+        .unwrap_or(false);
     let mut resp = Resp::empty(if found { 200 } else { 404 });
     if req.params.has("local") {
         resp = resp.with_warning(
@@ -207,7 +264,10 @@ pub(crate) fn refresh(node: &Node, req: &Req) -> EsResult<Resp> {
         total += shards * (1 + u64::from(r.index.replicas()));
         ok += shards;
     }
-    Ok(Resp::json(200, &json!({"_shards": {"total": total, "successful": ok, "failed": 0}})))
+    Ok(Resp::json(
+        200,
+        &json!({"_shards": {"total": total, "successful": ok, "failed": 0}}),
+    ))
 }
 
 /// `GET /{index}/_mapping`.
@@ -215,14 +275,19 @@ pub(crate) fn get_mapping(node: &Node, req: &Req) -> EsResult<Resp> {
     let resolved = resolve(node, req, ResolveOpts::strict_expand_open())?;
     let mut out = Map::new();
     for r in resolved {
-        out.insert(r.name.clone(), json!({"mappings": r.index.mapping().to_json()}));
+        out.insert(
+            r.name.clone(),
+            json!({"mappings": r.index.mapping().to_json()}),
+        );
     }
     Ok(Resp::json(200, &Value::Object(out)))
 }
 
 /// `PUT /{index}/_mapping`.
 pub(crate) fn put_mapping(node: &Node, req: &Req) -> EsResult<Resp> {
-    let body = req.json_body()?.ok_or_else(|| EsError::parse("request body is required"))?;
+    let body = req
+        .json_body()?
+        .ok_or_else(|| EsError::parse("request body is required"))?;
     let update = parse_mapping(&body)?;
     let resolved = resolve(node, req, ResolveOpts::strict_expand_open())?;
     // Check every index first so the update is all or nothing.
@@ -246,17 +311,24 @@ pub(crate) fn put_mapping(node: &Node, req: &Req) -> EsResult<Resp> {
 pub(crate) fn get_settings(node: &Node, req: &Req) -> EsResult<Resp> {
     let resolved = resolve(node, req, ResolveOpts::strict_expand_open())?;
     let flat_settings = req.params.bool_or("flat_settings", false)?;
-    let names: Option<Vec<String>> = req.part("name").map(|n| n.split(',').map(str::to_string).collect());
+    let names: Option<Vec<String>> = req
+        .part("name")
+        .map(|n| n.split(',').map(str::to_string).collect());
     let mut out = Map::new();
     for r in resolved {
-        out.insert(r.name.clone(), json!({"settings": settings_json(&r.index, flat_settings, names.as_deref())}));
+        out.insert(
+            r.name.clone(),
+            json!({"settings": settings_json(&r.index, flat_settings, names.as_deref())}),
+        );
     }
     Ok(Resp::json(200, &Value::Object(out)))
 }
 
 /// `PUT /{index}/_settings`.
 pub(crate) fn put_settings(node: &Node, req: &Req) -> EsResult<Resp> {
-    let body = req.json_body()?.ok_or_else(|| EsError::parse("request body is required"))?;
+    let body = req
+        .json_body()?
+        .ok_or_else(|| EsError::parse("request body is required"))?;
     let inner = match body.get("settings") {
         Some(s) if body.as_object().is_some_and(|m| m.len() == 1) => s.clone(),
         _ => body,
@@ -267,10 +339,16 @@ pub(crate) fn put_settings(node: &Node, req: &Req) -> EsResult<Resp> {
     }
     let resolved = resolve(node, req, ResolveOpts::strict_expand_open())?;
     let preserve = req.params.bool_or("preserve_existing", false)?;
-    let finals: Vec<&String> = changes.keys().filter(|k| settings::is_final_setting(k)).collect();
+    let finals: Vec<&String> = changes
+        .keys()
+        .filter(|k| settings::is_final_setting(k))
+        .collect();
     if !finals.is_empty() {
         let names: Vec<String> = finals.iter().map(|s| s.to_string()).collect();
-        let idx: Vec<String> = resolved.iter().map(|r| format!("{}/{}", r.name, r.index.uuid)).collect();
+        let idx: Vec<String> = resolved
+            .iter()
+            .map(|r| format!("{}/{}", r.name, r.index.uuid))
+            .collect();
         return Err(EsError::illegal_argument(format!(
             "Can't update non dynamic settings [[{}]] for open indices [[{}]]",
             names.join(", "),
@@ -366,7 +444,11 @@ pub(crate) fn stats(node: &Node, req: &Req) -> EsResult<Resp> {
         let shards = u64::from(r.index.shards());
         total_shards += shards * (1 + u64::from(r.index.replicas()));
         ok_shards += shards;
-        let health = if r.index.replicas() == 0 { "green" } else { "yellow" };
+        let health = if r.index.replicas() == 0 {
+            "green"
+        } else {
+            "yellow"
+        };
         indices.insert(
             r.name.clone(),
             json!({"uuid": r.index.uuid, "health": health, "status": "open", "primaries": s.clone(), "total": s}),

@@ -77,7 +77,9 @@ pub(crate) fn refresh_param(v: Option<&str>) -> EsResult<Refresh> {
         None | Some("false") => Ok(Refresh::No),
         Some("") | Some("true") => Ok(Refresh::Now),
         Some("wait_for") => Ok(Refresh::WaitFor),
-        Some(other) => Err(EsError::illegal_argument(format!("Unknown value for refresh: [{other}]."))),
+        Some(other) => Err(EsError::illegal_argument(format!(
+            "Unknown value for refresh: [{other}]."
+        ))),
     }
 }
 
@@ -86,7 +88,11 @@ pub(crate) fn shards_json(total: u64, successful: u64) -> Value {
 }
 
 /// Resolves the index a single-document write goes to, creating it if needed.
-pub(crate) fn write_index(node: &Node, name: &str, require_alias: bool) -> EsResult<(Arc<Index>, Option<String>)> {
+pub(crate) fn write_index(
+    node: &Node,
+    name: &str,
+    require_alias: bool,
+) -> EsResult<(Arc<Index>, Option<String>)> {
     let name = crate::names::resolve_date_math_name(name, crate::names::now_millis())?;
     let target = node.cluster.meta.read().write_target(&name);
     let not_alias = || {

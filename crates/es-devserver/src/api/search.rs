@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 use crate::cluster::{Access, ResolveOpts, Resolved};
 use crate::error::{EsError, EsResult};
 use crate::index::StoredDoc;
-use crate::json::token_name;
+use crate::json::{token_name, Obj, Out};
 use crate::mapping::{resolve_field, FieldRef, Kind};
 use crate::node::{Node, Req, Resp};
 use crate::query::{compile, eval, parse_query, query_string, Compiled, Ctx, DocView, Key, Query};
@@ -64,9 +64,17 @@ fn unknown_key(k: &str, v: &Value) -> EsError {
 
 fn int_of(v: &Value, k: &str) -> EsResult<i64> {
     match v {
-        Value::Number(n) => n.as_i64().ok_or_else(|| EsError::parsing(format!("[{k}] failed to parse field [{k}]"))),
-        Value::String(s) => s.trim().parse().map_err(|_| EsError::parsing(format!("[{k}] failed to parse field [{k}]"))),
-        other => Err(EsError::parsing(format!("[{k}] failed to parse field [{k}]: unexpected token [{}]", token_name(other)))),
+        Value::Number(n) => n
+            .as_i64()
+            .ok_or_else(|| EsError::parsing(format!("[{k}] failed to parse field [{k}]"))),
+        Value::String(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| EsError::parsing(format!("[{k}] failed to parse field [{k}]"))),
+        other => Err(EsError::parsing(format!(
+            "[{k}] failed to parse field [{k}]: unexpected token [{}]",
+            token_name(other)
+        ))),
     }
 }
 
@@ -105,7 +113,11 @@ fn parse_sort_entry(v: &Value, out: &mut Vec<SortSpec>) -> EsResult<()> {
                     Value::String(o) => match o.as_str() {
                         "asc" => s.desc = false,
                         "desc" => s.desc = true,
-                        other => return Err(EsError::illegal_argument(format!("Unknown SortOrder [{other}]"))),
+                        other => {
+                            return Err(EsError::illegal_argument(format!(
+                                "Unknown SortOrder [{other}]"
+                            )))
+                        }
                     },
                     Value::Object(sm) => {
                         for (k, val) in sm {
@@ -113,21 +125,37 @@ fn parse_sort_entry(v: &Value, out: &mut Vec<SortSpec>) -> EsResult<()> {
                                 "order" => match val.as_str() {
                                     Some("asc") => s.desc = false,
                                     Some("desc") => s.desc = true,
-                                    _ => return Err(EsError::illegal_argument(format!("Unknown SortOrder [{}]", val))),
+                                    _ => {
+                                        return Err(EsError::illegal_argument(format!(
+                                            "Unknown SortOrder [{}]",
+                                            val
+                                        )))
+                                    }
                                 },
                                 "missing" => match val.as_str() {
                                     Some("_first") => s.missing_first = Some(true),
                                     Some("_last") => s.missing_first = Some(false),
                                     _ => s.missing_value = Some(val.clone()),
                                 },
-                                "unmapped_type" => s.unmapped_type = val.as_str().map(str::to_string),
+                                "unmapped_type" => {
+                                    s.unmapped_type = val.as_str().map(str::to_string)
+                                }
                                 "mode" => s.mode_max = Some(val.as_str() == Some("max")),
                                 "numeric_type" | "format" | "nested" => {}
-                                other => return Err(EsError::parsing(format!("[field_sort] unknown field [{other}]"))),
+                                other => {
+                                    return Err(EsError::parsing(format!(
+                                        "[field_sort] unknown field [{other}]"
+                                    )))
+                                }
                             }
                         }
                     }
-                    other => return Err(EsError::parsing(format!("[sort] unexpected token [{}]", token_name(other)))),
+                    other => {
+                        return Err(EsError::parsing(format!(
+                            "[sort] unexpected token [{}]",
+                            token_name(other)
+                        )))
+                    }
                 }
                 out.push(s);
             }
@@ -137,7 +165,12 @@ fn parse_sort_entry(v: &Value, out: &mut Vec<SortSpec>) -> EsResult<()> {
                 parse_sort_entry(e, out)?;
             }
         }
-        other => return Err(EsError::parsing(format!("[sort] unexpected token [{}]", token_name(other)))),
+        other => {
+            return Err(EsError::parsing(format!(
+                "[sort] unexpected token [{}]",
+                token_name(other)
+            )))
+        }
     }
     Ok(())
 }
@@ -150,19 +183,41 @@ fn parse_dv(v: &Value) -> EsResult<Vec<DvField>> {
     items
         .iter()
         .map(|i| match i {
-            Value::String(s) => Ok(DvField { field: s.clone(), format: None }),
+            Value::String(s) => Ok(DvField {
+                field: s.clone(),
+                format: None,
+            }),
             Value::Object(m) => Ok(DvField {
-                field: m.get("field").and_then(Value::as_str).ok_or_else(|| EsError::parsing("[field] is required"))?.to_string(),
+                field: m
+                    .get("field")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| EsError::parsing("[field] is required"))?
+                    .to_string(),
                 format: m.get("format").and_then(Value::as_str).map(str::to_string),
             }),
-            other => Err(EsError::parsing(format!("[docvalue_fields] unexpected token [{}]", token_name(other)))),
+            other => Err(EsError::parsing(format!(
+                "[docvalue_fields] unexpected token [{}]",
+                token_name(other)
+            ))),
         })
         .collect()
 }
 
 const UNSUPPORTED: &[&str] = &[
-    "aggs", "aggregations", "highlight", "suggest", "collapse", "rescore", "script_fields", "pit", "knn",
-    "runtime_mappings", "slice", "retriever", "indices_boost", "rank",
+    "aggs",
+    "aggregations",
+    "highlight",
+    "suggest",
+    "collapse",
+    "rescore",
+    "script_fields",
+    "pit",
+    "knn",
+    "runtime_mappings",
+    "slice",
+    "retriever",
+    "indices_boost",
+    "rank",
 ];
 
 fn parse_search(req: &Req) -> EsResult<SearchReq> {
@@ -186,7 +241,12 @@ fn parse_search(req: &Req) -> EsResult<SearchReq> {
     };
     let mut stored_fields: Option<Vec<String>> = None;
     if let Some(body) = req.json_body()? {
-        let m = body.as_object().ok_or_else(|| EsError::parsing(format!("Unknown key for a {} in [null].", token_name(&body))))?;
+        let m = body.as_object().ok_or_else(|| {
+            EsError::parsing(format!(
+                "Unknown key for a {} in [null].",
+                token_name(&body)
+            ))
+        })?;
         for (k, v) in m {
             match k.as_str() {
                 "query" => s.query = Some(parse_query(v)?),
@@ -235,7 +295,9 @@ fn parse_search(req: &Req) -> EsResult<SearchReq> {
     let p = &req.params;
     if let Some(q) = p.get("q") {
         let df = p.get("df").unwrap_or("*").to_string();
-        let and = p.get("default_operator").is_some_and(|o| o.eq_ignore_ascii_case("and"));
+        let and = p
+            .get("default_operator")
+            .is_some_and(|o| o.eq_ignore_ascii_case("and"));
         s.query = Some(query_string(q, vec![df], and));
     }
     if let Some(f) = p.i32_opt("from")? {
@@ -260,7 +322,11 @@ fn parse_search(req: &Req) -> EsResult<SearchReq> {
             n => match n.parse::<i64>() {
                 Ok(i) if i >= 0 => TrackTotal::UpTo(i as u64),
                 Ok(-1) => TrackTotal::Off,
-                _ => return Err(EsError::illegal_argument(format!("Failed to parse int parameter [track_total_hits] with value [{n}]"))),
+                _ => {
+                    return Err(EsError::illegal_argument(format!(
+                        "Failed to parse int parameter [track_total_hits] with value [{n}]"
+                    )))
+                }
             },
         };
     }
@@ -268,7 +334,13 @@ fn parse_search(req: &Req) -> EsResult<SearchReq> {
         stored_fields = Some(sf);
     }
     if let Some(dv) = p.list("docvalue_fields") {
-        s.docvalue_fields = dv.into_iter().map(|field| DvField { field, format: None }).collect();
+        s.docvalue_fields = dv
+            .into_iter()
+            .map(|field| DvField {
+                field,
+                format: None,
+            })
+            .collect();
     }
     if let Some(v) = p.bool_opt("version")? {
         s.version = v;
@@ -286,7 +358,9 @@ fn parse_search(req: &Req) -> EsResult<SearchReq> {
         s.terminate_after = Some(t as u64);
     }
     if p.has("scroll") {
-        return Err(EsError::illegal_argument("scroll is not supported by es-devserver (use from/size or search_after)"));
+        return Err(EsError::illegal_argument(
+            "scroll is not supported by es-devserver (use from/size or search_after)",
+        ));
     }
     s.total_as_int = p.bool_or("rest_total_hits_as_int", false)?;
     if s.total_as_int {
@@ -302,16 +376,26 @@ fn parse_search(req: &Req) -> EsResult<SearchReq> {
         }
     }
     if let Some(sf) = stored_fields {
-        let body_source = req.json_body().ok().flatten().is_some_and(|b| b.get("_source").is_some());
+        let body_source = req
+            .json_body()
+            .ok()
+            .flatten()
+            .is_some_and(|b| b.get("_source").is_some());
         if !sf.iter().any(|f| f == "_source") && p.get("_source").is_none() && !body_source {
             s.source = SourceFilter::none();
         }
     }
     if s.from < 0 {
-        return Err(EsError::illegal_argument(format!("[from] parameter cannot be negative, found [{}]", s.from)));
+        return Err(EsError::illegal_argument(format!(
+            "[from] parameter cannot be negative, found [{}]",
+            s.from
+        )));
     }
     if s.size < 0 {
-        return Err(EsError::illegal_argument(format!("[size] parameter cannot be negative, found [{}]", s.size)));
+        return Err(EsError::illegal_argument(format!(
+            "[size] parameter cannot be negative, found [{}]",
+            s.size
+        )));
     }
     Ok(s)
 }
@@ -327,8 +411,22 @@ fn effective_query(q: Option<&Query>, access: &Access) -> EsResult<Query> {
         Access::Unfiltered => Ok(base),
         Access::Filtered(filters) => {
             let fs: Vec<Query> = filters.iter().map(parse_query).collect::<EsResult<_>>()?;
-            let alias_filter = Query::Bool { must: vec![], filter: vec![], should: fs, must_not: vec![], msm: Some(crate::query::Msm::Count(1)), boost: 1.0 };
-            Ok(Query::Bool { must: vec![base], filter: vec![alias_filter], should: vec![], must_not: vec![], msm: None, boost: 1.0 })
+            let alias_filter = Query::Bool {
+                must: vec![],
+                filter: vec![],
+                should: fs,
+                must_not: vec![],
+                msm: Some(crate::query::Msm::Count(1)),
+                boost: 1.0,
+            };
+            Ok(Query::Bool {
+                must: vec![base],
+                filter: vec![alias_filter],
+                should: vec![],
+                must_not: vec![],
+                msm: None,
+                boost: 1.0,
+            })
         }
     }
 }
@@ -348,11 +446,19 @@ struct Prepared {
     post: Option<Compiled>,
 }
 
-fn prepare(resolved: Vec<Resolved>, q: Option<&Query>, post: Option<&Query>) -> EsResult<Vec<Prepared>> {
+fn prepare(
+    resolved: Vec<Resolved>,
+    q: Option<&Query>,
+    post: Option<&Query>,
+) -> EsResult<Vec<Prepared>> {
     let mut out = Vec::new();
     for r in resolved {
         let mapping = r.index.mapping();
-        let ctx = Ctx { index: &r.name, uuid: &r.index.uuid, mapping: &mapping };
+        let ctx = Ctx {
+            index: &r.name,
+            uuid: &r.index.uuid,
+            mapping: &mapping,
+        };
         let eq = effective_query(q, &r.access)?;
         let compiled = compile(&eq, &ctx).map_err(|e| wrap_shard(e, &r.name))?;
         let post = match post {
@@ -417,7 +523,9 @@ fn check_sort_field(spec: &SortSpec, p: &Prepared) -> EsResult<()> {
     let mapping = p.r.index.mapping();
     let shard_err = |reason: String| {
         EsError::search_phase(
-            EsError::new(400, "query_shard_exception", reason).with_meta("index_uuid", p.r.index.uuid.as_str()).with_meta("index", p.r.name.as_str()),
+            EsError::new(400, "query_shard_exception", reason)
+                .with_meta("index_uuid", p.r.index.uuid.as_str())
+                .with_meta("index", p.r.name.as_str()),
             &p.r.name,
         )
     };
@@ -455,8 +563,13 @@ fn check_sort_field(spec: &SortSpec, p: &Prepared) -> EsResult<()> {
 
 fn missing_sort_value(spec: &SortSpec, mapping: &crate::mapping::Mapping) -> (Option<Key>, Value) {
     let numeric = match resolve_field(mapping, &spec.field) {
-        FieldRef::Field { field, .. } => field.kind.is_numeric() || matches!(field.kind, Kind::Date | Kind::Boolean),
-        _ => spec.unmapped_type.as_deref().is_some_and(|t| t != "keyword" && t != "text"),
+        FieldRef::Field { field, .. } => {
+            field.kind.is_numeric() || matches!(field.kind, Kind::Date | Kind::Boolean)
+        }
+        _ => spec
+            .unmapped_type
+            .as_deref()
+            .is_some_and(|t| t != "keyword" && t != "text"),
     };
     if let Some(v) = &spec.missing_value {
         let k = match v {
@@ -515,7 +628,10 @@ fn docvalue_json(
     let mut out = Map::new();
     for f in fields {
         let names: Vec<String> = if f.field.contains('*') {
-            crate::mapping::leaf_fields(mapping).into_iter().filter(|l| crate::names::glob_match(&f.field, l)).collect()
+            crate::mapping::leaf_fields(mapping)
+                .into_iter()
+                .filter(|l| crate::names::glob_match(&f.field, l))
+                .collect()
         } else {
             vec![f.field.clone()]
         };
@@ -527,16 +643,20 @@ fn docvalue_json(
             };
             if from_source {
                 // The fields API returns source values, formatted by type.
-                let FieldRef::Field { path, field } = resolve_field(mapping, &name) else { continue };
+                let FieldRef::Field { path, field } = resolve_field(mapping, &name) else {
+                    continue;
+                };
                 let vals: Vec<Value> = doc
                     .values(&path)
                     .into_iter()
                     .filter(|v| !v.is_null())
                     .flat_map(|v| match field.kind {
-                        Kind::Keyword | Kind::Date => crate::query::doc_keys(field.kind, &field.params, v)
-                            .iter()
-                            .map(|k| format_dv(k, field.kind, f.format.as_deref()))
-                            .collect::<Vec<_>>(),
+                        Kind::Keyword | Kind::Date => {
+                            crate::query::doc_keys(field.kind, &field.params, v)
+                                .iter()
+                                .map(|k| format_dv(k, field.kind, f.format.as_deref()))
+                                .collect::<Vec<_>>()
+                        }
                         _ => vec![v.clone()],
                     })
                     .collect();
@@ -556,7 +676,14 @@ fn docvalue_json(
             let mut keys = doc.field_keys(mapping, &name).unwrap_or_default();
             keys.sort_by(|a, b| a.partial_cmp_key(b));
             if !keys.is_empty() {
-                out.insert(name, Value::Array(keys.iter().map(|k| format_dv(k, kind, f.format.as_deref())).collect()));
+                out.insert(
+                    name,
+                    Value::Array(
+                        keys.iter()
+                            .map(|k| format_dv(k, kind, f.format.as_deref()))
+                            .collect(),
+                    ),
+                );
             }
         }
     }
@@ -567,17 +694,24 @@ fn docvalue_json(
 pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
     let start = Instant::now();
     let s = parse_search(req)?;
-    let resolved = node.cluster.meta.read().resolve(req.part("index").unwrap_or(""), &search_opts(req)?)?;
+    let resolved = node
+        .cluster
+        .meta
+        .read()
+        .resolve(req.part("index").unwrap_or(""), &search_opts(req)?)?;
     let now = Instant::now();
     for r in &resolved {
         r.index.maybe_scheduled_refresh(now);
-        r.index.stats.query_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        r.index
+            .stats
+            .query_total
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let window = r.index.meta.read().eff.max_result_window;
-        if (s.from + s.size) as u64 > window {
+        if s.from.saturating_add(s.size) as u64 > window {
             return Err(EsError::search_phase(
                 EsError::illegal_argument(format!(
                     "Result window is too large, from + size must be less than or equal to: [{window}] but was [{}]. See the scroll api for a more efficient way to request large data sets. This limit can be set by changing the [index.max_result_window] index level setting.",
-                    s.from + s.size
+                    s.from.saturating_add(s.size)
                 )),
                 &r.name,
             ));
@@ -598,7 +732,9 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
         let snapshot = p.r.index.data.read().snapshot();
         for (id, doc) in snapshot {
             let view = DocView::new(&id, &p.r.name, doc.routing.as_deref(), &doc.source);
-            let Some(score) = eval(&p.compiled, &view) else { continue };
+            let Some(score) = eval(&p.compiled, &view) else {
+                continue;
+            };
             if let Some(post) = &p.post {
                 if eval(post, &view).is_none() {
                     continue;
@@ -642,7 +778,14 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
                     },
                 }
             }
-            hits.push(Hit { index_pos: pos, id, doc, score, sort, sort_json });
+            hits.push(Hit {
+                index_pos: pos,
+                id,
+                doc,
+                score,
+                sort,
+                sort_json,
+            });
             if let Some(t) = s.terminate_after {
                 if t > 0 && total >= t {
                     break;
@@ -667,24 +810,38 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
             let ord = match (ja, jb) {
                 (true, true) => Ordering::Equal,
                 (true, false) => {
-                    if spec.missing_first == Some(true) { Ordering::Less } else { Ordering::Greater }
+                    if spec.missing_first == Some(true) {
+                        Ordering::Less
+                    } else {
+                        Ordering::Greater
+                    }
                 }
                 (false, true) => {
-                    if spec.missing_first == Some(true) { Ordering::Greater } else { Ordering::Less }
+                    if spec.missing_first == Some(true) {
+                        Ordering::Greater
+                    } else {
+                        Ordering::Less
+                    }
                 }
                 (false, false) => {
                     let o = match (ka, kb) {
                         (Some(x), Some(y)) => x.partial_cmp_key(y),
                         _ => Ordering::Equal,
                     };
-                    if spec.desc { o.reverse() } else { o }
+                    if spec.desc {
+                        o.reverse()
+                    } else {
+                        o
+                    }
                 }
             };
             if ord != Ordering::Equal {
                 return ord;
             }
         }
-        a.index_pos.cmp(&b.index_pos).then(a.doc.seq_no.cmp(&b.doc.seq_no))
+        a.index_pos
+            .cmp(&b.index_pos)
+            .then(a.doc.seq_no.cmp(&b.doc.seq_no))
     };
     hits.sort_by(cmp_hits);
     if let Some(after) = &s.search_after {
@@ -697,7 +854,9 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
         }
         hits.retain(|h| {
             for (i, spec) in s.sort.iter().enumerate() {
-                let (Some(hv), Some(av)) = (h.sort_json.get(i), after.get(i)) else { return false };
+                let (Some(hv), Some(av)) = (h.sort_json.get(i), after.get(i)) else {
+                    return false;
+                };
                 let o = cmp_json(hv, av);
                 let o = if spec.desc { o.reverse() } else { o };
                 match o {
@@ -710,7 +869,9 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
         });
     }
     let max_score = if sort_by_score || s.track_scores {
-        hits.iter().map(|h| h.score).fold(None, |m: Option<f32>, x| Some(m.map_or(x, |m| m.max(x))))
+        hits.iter()
+            .map(|h| h.score)
+            .fold(None, |m: Option<f32>, x| Some(m.map_or(x, |m| m.max(x))))
     } else {
         None
     };
@@ -718,75 +879,88 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
     let size = usize::try_from(s.size).unwrap_or(0);
     let mut out_hits = Vec::new();
     for h in hits.iter().skip(from).take(size) {
-        let Some(p) = prepared.get(h.index_pos) else { continue };
+        let Some(p) = prepared.get(h.index_pos) else {
+            continue;
+        };
         let mapping = p.r.index.mapping();
-        let mut m = Map::new();
-        m.insert("_index".into(), Value::from(p.r.name.as_str()));
-        m.insert("_id".into(), Value::from(&*h.id));
+        let mut m = Obj::default();
+        m.val("_index", p.r.name.as_str());
+        m.val("_id", &*h.id);
         if s.version {
-            m.insert("_version".into(), Value::from(h.doc.version));
+            m.val("_version", h.doc.version);
         }
         if s.seq_no_primary_term {
-            m.insert("_seq_no".into(), Value::from(h.doc.seq_no));
-            m.insert("_primary_term".into(), Value::from(1));
+            m.val("_seq_no", h.doc.seq_no);
+            m.val("_primary_term", 1);
         }
-        let score = if sort_by_score || s.track_scores { json!(h.score) } else { Value::Null };
-        m.insert("_score".into(), score);
+        let score = if sort_by_score || s.track_scores {
+            json!(h.score)
+        } else {
+            Value::Null
+        };
+        m.val("_score", score);
         if let Some(r) = &h.doc.routing {
-            m.insert("_routing".into(), Value::from(&**r));
+            m.val("_routing", &**r);
         }
         if let Some(raw) = crate::api::docs::render_source(&h.doc, &s.source) {
-            let v: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
-            m.insert("_source".into(), v);
+            m.push("_source", Out::Raw(raw));
         }
         let view = DocView::new(&h.id, &p.r.name, h.doc.routing.as_deref(), &h.doc.source);
         let mut fields = docvalue_json(&s.fields, &view, &mapping, &p.r.name, true)?;
-        fields.extend(docvalue_json(&s.docvalue_fields, &view, &mapping, &p.r.name, false)?);
+        fields.extend(docvalue_json(
+            &s.docvalue_fields,
+            &view,
+            &mapping,
+            &p.r.name,
+            false,
+        )?);
         if !fields.is_empty() {
-            m.insert("fields".into(), Value::Object(fields));
+            m.val("fields", Value::Object(fields));
         }
         if !s.sort.is_empty() {
-            m.insert("sort".into(), Value::Array(h.sort_json.clone()));
+            m.val("sort", Value::Array(h.sort_json.clone()));
         }
-        out_hits.push(Value::Object(m));
+        out_hits.push(m);
     }
-    let mut hits_obj = Map::new();
+    let mut hits_obj = Obj::default();
     match s.track_total {
         TrackTotal::Off => {}
-        _ if s.total_as_int => {
-            hits_obj.insert("total".into(), Value::from(total));
-        }
-        TrackTotal::Exact => {
-            hits_obj.insert("total".into(), json!({"value": total, "relation": "eq"}));
-        }
+        _ if s.total_as_int => hits_obj.val("total", total),
+        TrackTotal::Exact => hits_obj.val("total", json!({"value": total, "relation": "eq"})),
         TrackTotal::UpTo(n) => {
             if total > n {
-                hits_obj.insert("total".into(), json!({"value": n, "relation": "gte"}));
+                hits_obj.val("total", json!({"value": n, "relation": "gte"}));
             } else {
-                hits_obj.insert("total".into(), json!({"value": total, "relation": "eq"}));
+                hits_obj.val("total", json!({"value": total, "relation": "eq"}));
             }
         }
     }
-    hits_obj.insert("max_score".into(), max_score.map_or(Value::Null, |m| json!(m)));
-    hits_obj.insert("hits".into(), Value::Array(out_hits));
-    let mut body = Map::new();
-    body.insert("took".into(), Value::from(start.elapsed().as_millis() as u64));
-    body.insert("timed_out".into(), Value::Bool(false));
+    hits_obj.val("max_score", max_score.map_or(Value::Null, |m| json!(m)));
+    hits_obj.push("hits", Out::Objs(out_hits));
+    let mut body = Obj::default();
+    body.val("took", start.elapsed().as_millis() as u64);
+    body.val("timed_out", false);
     if let Some(t) = s.terminate_after {
         if t > 0 {
-            body.insert("terminated_early".into(), Value::Bool(total >= t));
+            body.val("terminated_early", total >= t);
         }
     }
-    body.insert("_shards".into(), json!({"total": total_shards, "successful": total_shards, "skipped": 0, "failed": 0}));
-    body.insert("hits".into(), Value::Object(hits_obj));
-    Ok(Resp::json(200, &Value::Object(body)))
+    body.val(
+        "_shards",
+        json!({"total": total_shards, "successful": total_shards, "skipped": 0, "failed": 0}),
+    );
+    body.push("hits", Out::Obj(hits_obj));
+    Ok(Resp::raw(200, body.to_vec()))
 }
 
 fn cmp_json(a: &Value, b: &Value) -> Ordering {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
             (Some(i), Some(j)) => i.cmp(&j),
-            _ => x.as_f64().partial_cmp(&y.as_f64()).unwrap_or(Ordering::Equal),
+            _ => x
+                .as_f64()
+                .partial_cmp(&y.as_f64())
+                .unwrap_or(Ordering::Equal),
         },
         (Value::String(x), Value::String(y)) => x.cmp(y),
         (Value::Null, Value::Null) => Ordering::Equal,
@@ -805,31 +979,49 @@ pub(crate) fn count(node: &Node, req: &Req) -> EsResult<Resp> {
     }
     let mut query = None;
     if let Some(body) = req.json_body()? {
-        let m = body.as_object().ok_or_else(|| EsError::parsing("request does not support a body that is not an object"))?;
+        let m = body.as_object().ok_or_else(|| {
+            EsError::parsing("request does not support a body that is not an object")
+        })?;
         for (k, v) in m {
             match k.as_str() {
                 "query" => query = Some(parse_query(v)?),
                 other => {
-                    return Err(EsError::parsing(format!("request does not support [{other}]")));
+                    return Err(EsError::parsing(format!(
+                        "request does not support [{other}]"
+                    )));
                 }
             }
         }
     }
     if let Some(q) = req.params.get("q") {
         let df = req.params.get("df").unwrap_or("*").to_string();
-        let and = req.params.get("default_operator").is_some_and(|o| o.eq_ignore_ascii_case("and"));
+        let and = req
+            .params
+            .get("default_operator")
+            .is_some_and(|o| o.eq_ignore_ascii_case("and"));
         query = Some(query_string(q, vec![df], and));
     }
     let min_score = match req.params.get("min_score") {
-        Some(v) => Some(v.parse::<f32>().map_err(|_| EsError::illegal_argument(format!("Failed to parse float parameter [min_score] with value [{v}]")))?),
+        Some(v) => Some(v.parse::<f32>().map_err(|_| {
+            EsError::illegal_argument(format!(
+                "Failed to parse float parameter [min_score] with value [{v}]"
+            ))
+        })?),
         None => None,
     };
-    let resolved = node.cluster.meta.read().resolve(req.part("index").unwrap_or(""), &search_opts(req)?)?;
+    let resolved = node
+        .cluster
+        .meta
+        .read()
+        .resolve(req.part("index").unwrap_or(""), &search_opts(req)?)?;
     let now = Instant::now();
     let total_shards: u64 = resolved.iter().map(|r| u64::from(r.index.shards())).sum();
     for r in &resolved {
         r.index.maybe_scheduled_refresh(now);
-        r.index.stats.query_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        r.index
+            .stats
+            .query_total
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
     let match_all = matches!(query, None | Some(Query::MatchAll(_))) && min_score.is_none();
     let prepared = prepare(resolved, query.as_ref(), None)?;
