@@ -43,9 +43,15 @@ struct Args {
 #[derive(Subcommand)]
 enum Command {
     /// Print the cached entry (one JSON line).
-    Get { entity_type: String, entity_id: String },
+    Get {
+        entity_type: String,
+        entity_id: String,
+    },
     /// Print the version guard (one JSON line).
-    Guard { entity_type: String, entity_id: String },
+    Guard {
+        entity_type: String,
+        entity_id: String,
+    },
     /// Read through the cache; on a miss store the given "database" state if not stale.
     Load {
         entity_type: String,
@@ -58,7 +64,10 @@ enum Command {
         document: String,
     },
     /// Show a slow reader's stale store being refused after an invalidation.
-    Race { entity_type: String, entity_id: String },
+    Race {
+        entity_type: String,
+        entity_id: String,
+    },
 }
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {
@@ -85,20 +94,33 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("connecting to redis")?;
     match args.command {
-        Command::Get { entity_type, entity_id } => {
+        Command::Get {
+            entity_type,
+            entity_id,
+        } => {
             let key = cache.layout().cache_key(&entity_type, &entity_id);
             let line = match cache.get(&entity_type, &entity_id).await? {
-                Some(e) => json!({"key": key, "cached": true, "version": e.version, "document": e.document}),
+                Some(e) => {
+                    json!({"key": key, "cached": true, "version": e.version, "document": e.document})
+                }
                 None => json!({"key": key, "cached": false}),
             };
             println!("{line}");
         }
-        Command::Guard { entity_type, entity_id } => {
+        Command::Guard {
+            entity_type,
+            entity_id,
+        } => {
             let key = cache.layout().guard_key(&entity_type, &entity_id);
             let guard = cache.guard(&entity_type, &entity_id).await?;
             println!("{}", json!({"key": key, "guard": guard}));
         }
-        Command::Load { entity_type, entity_id, version, document } => {
+        Command::Load {
+            entity_type,
+            entity_id,
+            version,
+            document,
+        } => {
             let loaded = cache
                 .get_or_load(&entity_type, &entity_id, || async {
                     Ok::<_, std::convert::Infallible>(Some(Entry { version, document }))
@@ -115,7 +137,10 @@ async fn main() -> anyhow::Result<()> {
                 })
             );
         }
-        Command::Race { entity_type, entity_id } => race(&cache, &entity_type, &entity_id).await?,
+        Command::Race {
+            entity_type,
+            entity_id,
+        } => race(&cache, &entity_type, &entity_id).await?,
     }
     Ok(())
 }
@@ -123,15 +148,37 @@ async fn main() -> anyhow::Result<()> {
 async fn race(cache: &Cache, entity_type: &str, entity_id: &str) -> anyhow::Result<()> {
     let base = cache.guard(entity_type, entity_id).await?.unwrap_or(0) + 1;
     println!("1. a reader misses and loads version {base} from the database (slowly)");
-    let slow = Entry { version: base, document: format!("{{\"version\":{base}}}") };
-    println!("2. meanwhile version {} is committed; its event invalidates the cache", base + 1);
-    let event = ChangeEvent::new(entity_type, entity_id, Op::Upsert, base + 1, "example", Some("{}".into()));
+    let slow = Entry {
+        version: base,
+        document: format!("{{\"version\":{base}}}"),
+    };
+    println!(
+        "2. meanwhile version {} is committed; its event invalidates the cache",
+        base + 1
+    );
+    let event = ChangeEvent::new(
+        entity_type,
+        entity_id,
+        Op::Upsert,
+        base + 1,
+        "example",
+        Some("{}".into()),
+    );
     let applied = cache.apply(&event, Mode::Invalidate).await?;
     println!("   APPLY -> {applied:?}");
     let refused = cache.store(entity_type, entity_id, &slow).await?;
-    println!("3. the slow reader stores version {base}: {refused:?} (guard is {})", base + 1);
-    let fresh = Entry { version: base + 1, document: format!("{{\"version\":{}}}", base + 1) };
+    println!(
+        "3. the slow reader stores version {base}: {refused:?} (guard is {})",
+        base + 1
+    );
+    let fresh = Entry {
+        version: base + 1,
+        document: format!("{{\"version\":{}}}", base + 1),
+    };
     let stored = cache.store(entity_type, entity_id, &fresh).await?;
-    println!("4. a reader that loaded version {} stores it: {stored:?}", base + 1);
+    println!(
+        "4. a reader that loaded version {} stores it: {stored:?}",
+        base + 1
+    );
     Ok(())
 }

@@ -174,7 +174,14 @@ pub fn from_toml<T: DeserializeOwned + Default>(
                 ConfigError::new(CONSUMER_SECTION, format!("cannot represent defaults: {e}"))
             })?;
             for (k, v) in file {
-                base.insert(k, v);
+                match (base.get_mut(&k), v) {
+                    // Tables (`kafka`) merge key by key, so a file adding one librdkafka
+                    // property keeps the binary's other defaults.
+                    (Some(toml::Value::Table(b)), toml::Value::Table(f)) => b.extend(f),
+                    (_, v) => {
+                        base.insert(k, v);
+                    }
+                }
             }
             toml::Value::Table(base)
                 .try_into::<RuntimeConfig>()

@@ -82,6 +82,12 @@ pub fn consumer_config(config: &RuntimeConfig) -> ClientConfig {
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
+        // librdkafka prefetches up to 64 MiB per consumer by default, most of a small
+        // consumer's RSS; 16 MiB still keeps several batches of 1 KiB records queued.
+        .set("queued.max.messages.kbytes", "16384")
+        // A fetch waits at most this long for data on a quiet topic (librdkafka: 500 ms),
+        // which bounds end-to-end latency at low load.
+        .set("fetch.wait.max.ms", "100")
         // Feeds the per-partition high-watermark (lag) gauges; cheap at this interval.
         .set("statistics.interval.ms", "5000");
     for (k, v) in &config.kafka {

@@ -228,3 +228,22 @@ fn bad_flag_values_are_rejected_by_the_parser() {
     assert_eq!(c.retry_max_attempts, Some(5));
     assert_eq!(c.events_per_second, Some(100));
 }
+
+#[test]
+fn kafka_properties_merge_with_the_binary_defaults() {
+    clear_env();
+    let mut d = defaults();
+    d.kafka
+        .insert("client.id".into(), "syncline-redis-invalidator".into());
+    let f = file("[consumer.kafka]\n\"security.protocol\" = \"SSL\"\n");
+    let path = f.path().display().to_string();
+    let (c, _): (RuntimeConfig, RedisSettings) = cli::load_with_defaults(
+        &parse(&["--config", &path, "--kafka", "linger.ms=1"]),
+        "redis",
+        d,
+    )
+    .expect("load");
+    assert_eq!(c.kafka["client.id"], "syncline-redis-invalidator");
+    assert_eq!(c.kafka["security.protocol"], "SSL");
+    assert_eq!(c.kafka["linger.ms"], "1");
+}

@@ -32,7 +32,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use syncline_cache::KeyLayout;
 use syncline_event::{ChangeEvent, Limits, Op};
 use syncline_testkit::{
-    committed_offsets, create_topic, end_offsets, publish_raw, unique_name, ChildGuard, ProcessStats, Table,
+    committed_offsets, create_topic, end_offsets, publish_raw, unique_name, ChildGuard,
+    ProcessStats, Table,
 };
 
 struct Args {
@@ -68,9 +69,13 @@ fn parse_args() -> Args {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| usage(&format!("{flag} needs a value")));
+        let mut value = || {
+            it.next()
+                .unwrap_or_else(|| usage(&format!("{flag} needs a value")))
+        };
         fn num<T: std::str::FromStr>(flag: &str, v: String) -> T {
-            v.parse().unwrap_or_else(|_| usage(&format!("{flag}: {v:?} is not a number")))
+            v.parse()
+                .unwrap_or_else(|_| usage(&format!("{flag}: {v:?} is not a number")))
         }
         match flag.as_str() {
             "--events" => a.events = num(&flag, value()),
@@ -97,7 +102,14 @@ fn event(rng: &mut rand::rngs::StdRng, keys: u64, version: i64, doc_bytes: usize
     } else {
         let head = format!("{{\"id\":\"{id}\",\"version\":{version},\"pad\":\"");
         let pad = "x".repeat(doc_bytes.saturating_sub(head.len() + 2));
-        ChangeEvent::new("product", id, Op::Upsert, version, "bench", Some(format!("{head}{pad}\"}}")))
+        ChangeEvent::new(
+            "product",
+            id,
+            Op::Upsert,
+            version,
+            "bench",
+            Some(format!("{head}{pad}\"}}")),
+        )
     }
 }
 
@@ -110,9 +122,14 @@ fn metrics_port() -> u16 {
 
 fn scrape(port: u16, name: &str) -> f64 {
     use std::io::{Read as _, Write as _};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return 0.0 };
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return 0.0;
+    };
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let _ = write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out.lines()
@@ -137,7 +154,15 @@ struct Spawned {
     port: u16,
 }
 
-fn spawn(a: &Args, brokers: &str, topic: &str, group: &str, prefix: &str, mode: &str, extra_env: &[(&str, &str)]) -> Spawned {
+fn spawn(
+    a: &Args,
+    brokers: &str,
+    topic: &str,
+    group: &str,
+    prefix: &str,
+    mode: &str,
+    extra_env: &[(&str, &str)],
+) -> Spawned {
     let port = metrics_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_syncline-redis-invalidator"));
     cmd.env("SYNCLINE_BROKERS", brokers)
@@ -153,14 +178,24 @@ fn spawn(a: &Args, brokers: &str, topic: &str, group: &str, prefix: &str, mode: 
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
-    Spawned { child: ChildGuard::spawn(&mut cmd).unwrap_or_else(|e| usage(&format!("spawn: {e}"))), port }
+    Spawned {
+        child: ChildGuard::spawn(&mut cmd).unwrap_or_else(|e| usage(&format!("spawn: {e}"))),
+        port,
+    }
 }
 
 async fn drained(brokers: &str, group: &str, topic: &str) -> bool {
-    let (Ok(end), Ok(committed)) = (end_offsets(brokers, topic).await, committed_offsets(brokers, group, topic).await) else {
+    let (Ok(end), Ok(committed)) = (
+        end_offsets(brokers, topic).await,
+        committed_offsets(brokers, group, topic).await,
+    ) else {
         return false;
     };
-    end.len() == committed.len() && end.iter().zip(&committed).all(|(e, c)| *e == 0 || *c == Some(*e))
+    end.len() == committed.len()
+        && end
+            .iter()
+            .zip(&committed)
+            .all(|(e, c)| *e == 0 || *c == Some(*e))
 }
 
 async fn purge(prefix: &str) {
@@ -174,14 +209,19 @@ async fn purge(prefix: &str) {
 }
 
 async fn delete_topics(brokers: &str, topics: &[&str]) {
-    if let Ok(admin) = ClientConfig::new().set("bootstrap.servers", brokers).create::<AdminClient<DefaultClientContext>>() {
+    if let Ok(admin) = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create::<AdminClient<DefaultClientContext>>()
+    {
         let _ = admin.delete_topics(topics, &AdminOptions::new()).await;
     }
 }
 
 async fn drain(a: &Args, brokers: &str) -> Table {
     let topic = unique_name("redis-bench-drain");
-    create_topic(brokers, &topic, a.partitions).await.unwrap_or_else(|e| usage(&format!("topic: {e}")));
+    create_topic(brokers, &topic, a.partitions)
+        .await
+        .unwrap_or_else(|e| usage(&format!("topic: {e}")));
     eprintln!("publishing {} events ...", a.events);
     let limits = Limits::default();
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
@@ -194,13 +234,27 @@ async fn drain(a: &Args, brokers: &str) -> Table {
         for _ in 0..n {
             version += 1;
             let e = event(&mut rng, a.keys, version, a.doc_bytes);
-            let bytes = syncline_event::encode(&e, &limits).unwrap_or_else(|e| usage(&format!("encode: {e}")));
+            let bytes = syncline_event::encode(&e, &limits)
+                .unwrap_or_else(|e| usage(&format!("encode: {e}")));
             records.push((e.key().into_bytes(), bytes));
         }
-        publish_raw(brokers, &topic, records).await.unwrap_or_else(|e| usage(&format!("publish: {e}")));
+        publish_raw(brokers, &topic, records)
+            .await
+            .unwrap_or_else(|e| usage(&format!("publish: {e}")));
         left -= n;
     }
-    let mut table = Table::new(&["mode", "events", "seconds", "events/s", "CPU s", "peak RSS MiB"]);
+    let mut table = Table::new(&[
+        "mode",
+        "events",
+        "seconds",
+        "events/s",
+        "CPU s",
+        "peak RSS MiB",
+        "pipelines",
+        "events/pipeline",
+        "mean pipeline ms",
+        "pipeline time / wall %",
+    ]);
     for mode in &a.modes {
         let group = unique_name("redis-bench-group");
         let prefix = format!("{}:", unique_name("bench"));
@@ -210,7 +264,9 @@ async fn drain(a: &Args, brokers: &str) -> Table {
         let wall = Instant::now();
         loop {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            if started.is_none() && scrape(inv.port, "syncline_consumer_records_consumed_total") > 0.0 {
+            if started.is_none()
+                && scrape(inv.port, "syncline_consumer_records_consumed_total") > 0.0
+            {
                 started = Some(Instant::now());
             }
             if drained(brokers, &group, &topic).await {
@@ -220,8 +276,20 @@ async fn drain(a: &Args, brokers: &str) -> Table {
                 usage("drain did not finish within 30 minutes");
             }
         }
-        let secs = started.map_or(wall.elapsed(), |s| s.elapsed()).as_secs_f64();
-        let stats = ProcessStats::of_pid(inv.child.id()).unwrap_or(ProcessStats { cpu_seconds: 0.0, peak_rss_bytes: 0 });
+        let secs = started
+            .map_or(wall.elapsed(), |s| s.elapsed())
+            .as_secs_f64();
+        let stats = ProcessStats::of_pid(inv.child.id()).unwrap_or(ProcessStats {
+            cpu_seconds: 0.0,
+            peak_rss_bytes: 0,
+        });
+        let pipelines = scrape(inv.port, "syncline_redis_pipelines_total");
+        let pipeline_secs = scrape(
+            inv.port,
+            "syncline_redis_pipeline_duration_microseconds_total",
+        ) / 1e6;
+        let events_applied = scrape(inv.port, "syncline_redis_scripts_applied_total")
+            + scrape(inv.port, "syncline_redis_scripts_stale_total");
         inv.child.kill();
         purge(&prefix).await;
         table.row(&[
@@ -231,6 +299,12 @@ async fn drain(a: &Args, brokers: &str) -> Table {
             format!("{:.0}", a.events as f64 / secs),
             format!("{:.1}", stats.cpu_seconds),
             format!("{:.1}", stats.peak_rss_mib()),
+            format!("{pipelines:.0}"),
+            format!("{:.0}", events_applied / pipelines.max(1.0)),
+            format!("{:.1}", pipeline_secs * 1000.0 / pipelines.max(1.0)),
+            // Share of wall time with at least one pipeline outstanding would need a gauge;
+            // this is the sum of round trips over wall time (can exceed 100% with overlap).
+            format!("{:.0}", 100.0 * pipeline_secs / secs),
         ]);
     }
     delete_topics(brokers, &[&topic, &format!("{topic}.dlq")]).await;
@@ -243,19 +317,30 @@ fn now_micros() -> i64 {
 
 async fn steady(a: &Args, brokers: &str) -> Table {
     let topic = unique_name("redis-bench-steady");
-    create_topic(brokers, &topic, a.partitions).await.unwrap_or_else(|e| usage(&format!("topic: {e}")));
+    create_topic(brokers, &topic, a.partitions)
+        .await
+        .unwrap_or_else(|e| usage(&format!("topic: {e}")));
     let group = unique_name("redis-bench-group");
     let prefix = format!("{}:", unique_name("bench"));
     let channel = unique_name("bench-notices");
-    let client = redis::Client::open(syncline_testkit::redis_url()).unwrap_or_else(|e| usage(&e.to_string()));
-    let mut pubsub = client.get_async_pubsub().await.unwrap_or_else(|e| usage(&e.to_string()));
-    pubsub.subscribe(&channel).await.unwrap_or_else(|e| usage(&e.to_string()));
+    let client = redis::Client::open(syncline_testkit::redis_url())
+        .unwrap_or_else(|e| usage(&e.to_string()));
+    let mut pubsub = client
+        .get_async_pubsub()
+        .await
+        .unwrap_or_else(|e| usage(&e.to_string()));
+    pubsub
+        .subscribe(&channel)
+        .await
+        .unwrap_or_else(|e| usage(&e.to_string()));
     let mut messages = pubsub.into_on_message();
     let collector = tokio::spawn(async move {
         let mut lat = Vec::new();
         while let Some(m) = messages.next().await {
             let now = now_micros();
-            let Ok(payload) = m.get_payload::<String>() else { continue };
+            let Ok(payload) = m.get_payload::<String>() else {
+                continue;
+            };
             if payload == "stop" {
                 break;
             }
@@ -275,7 +360,10 @@ async fn steady(a: &Args, brokers: &str) -> Table {
         &group,
         &prefix,
         "invalidate",
-        &[("SYNCLINE_REDIS_PUBLISH_CHANNEL", channel.as_str()), ("SYNCLINE_BATCH_LINGER", linger)],
+        &[
+            ("SYNCLINE_REDIS_PUBLISH_CHANNEL", channel.as_str()),
+            ("SYNCLINE_BATCH_LINGER", linger),
+        ],
     );
     // Let the group form before the clock starts: publish a warm-up event and wait for it.
     let producer: FutureProducer = ClientConfig::new()
@@ -303,8 +391,13 @@ async fn steady(a: &Args, brokers: &str) -> Table {
     while !drained(brokers, &group, &topic).await {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    eprintln!("steady: {} events/s for {} s ...", a.steady_rate, a.steady_secs);
-    let cpu_before = ProcessStats::of_pid(inv.child.id()).map(|s| s.cpu_seconds).unwrap_or(0.0);
+    eprintln!(
+        "steady: {} events/s for {} s ...",
+        a.steady_rate, a.steady_secs
+    );
+    let cpu_before = ProcessStats::of_pid(inv.child.id())
+        .map(|s| s.cpu_seconds)
+        .unwrap_or(0.0);
     let start = Instant::now();
     let tick = Duration::from_millis(10);
     let mut sent = 0u64;
@@ -322,10 +415,17 @@ async fn steady(a: &Args, brokers: &str) -> Table {
     while !drained(brokers, &group, &topic).await && wall.elapsed() < Duration::from_secs(300) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let stats = ProcessStats::of_pid(inv.child.id()).unwrap_or(ProcessStats { cpu_seconds: 0.0, peak_rss_bytes: 0 });
+    let stats = ProcessStats::of_pid(inv.child.id()).unwrap_or(ProcessStats {
+        cpu_seconds: 0.0,
+        peak_rss_bytes: 0,
+    });
     inv.child.kill();
     if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-        let _: Result<i64, _> = redis::cmd("PUBLISH").arg(&channel).arg("stop").query_async(&mut conn).await;
+        let _: Result<i64, _> = redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg("stop")
+            .query_async(&mut conn)
+            .await;
     }
     let mut lat = collector.await.unwrap_or_default();
     lat.sort_unstable();
@@ -339,7 +439,15 @@ async fn steady(a: &Args, brokers: &str) -> Table {
     purge(&prefix).await;
     delete_topics(brokers, &[&topic, &format!("{topic}.dlq")]).await;
     let mut table = Table::new(&[
-        "rate (events/s)", "seconds", "sent", "notices", "p50 ms", "p99 ms", "max ms", "CPU s", "peak RSS MiB",
+        "rate (events/s)",
+        "seconds",
+        "sent",
+        "notices",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "CPU s",
+        "peak RSS MiB",
     ]);
     table.row(&[
         a.steady_rate.to_string(),

@@ -73,7 +73,11 @@ pub struct RedisArgs {
     #[arg(long = "redis-username", env = "SYNCLINE_REDIS_USERNAME")]
     pub username: Option<String>,
     /// Password (prefer the env var: flags show up in `ps`).
-    #[arg(long = "redis-password", env = "SYNCLINE_REDIS_PASSWORD", hide_env_values = true)]
+    #[arg(
+        long = "redis-password",
+        env = "SYNCLINE_REDIS_PASSWORD",
+        hide_env_values = true
+    )]
     pub password: Option<String>,
     /// Key prefix (default `syncline:`).
     #[arg(long = "redis-key-prefix", env = "SYNCLINE_REDIS_KEY_PREFIX")]
@@ -136,6 +140,14 @@ impl std::fmt::Debug for SinkConfig {
 
 fn invalid(setting: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError::new(format!("redis.{setting}"), reason)
+}
+
+/// The cache crate's configuration message without its generic prefix.
+fn reason(e: syncline_cache::CacheError) -> String {
+    match e {
+        syncline_cache::CacheError::Config(m) => m,
+        other => other.to_string(),
+    }
 }
 
 impl RedisSettings {
@@ -203,15 +215,13 @@ impl RedisSettings {
         if let Some(p) = &self.password {
             connection.redis.password = Some(p.clone());
         }
-        let layout =
-            KeyLayout::new(self.key_prefix.clone()).map_err(|e| invalid("key_prefix", e.to_string()))?;
-        let mode: Mode = self.mode.parse().map_err(|e: syncline_cache::CacheError| {
-            invalid("mode", e.to_string())
-        })?;
+        let layout = KeyLayout::new(self.key_prefix.clone())
+            .map_err(|e| invalid("key_prefix", reason(e)))?;
+        let mode: Mode = self.mode.parse().map_err(|e| invalid("mode", reason(e)))?;
         // Validate the cache TTL on its own first, so an error names the right setting.
-        Ttls::new(self.cache_ttl, self.cache_ttl).map_err(|e| invalid("cache_ttl", e.to_string()))?;
+        Ttls::new(self.cache_ttl, self.cache_ttl).map_err(|e| invalid("cache_ttl", reason(e)))?;
         let ttls = Ttls::new(self.cache_ttl, self.guard_ttl)
-            .map_err(|e| invalid("guard_ttl", e.to_string()))?;
+            .map_err(|e| invalid("guard_ttl", reason(e)))?;
         if let Some(c) = &self.publish_channel {
             if c.is_empty() {
                 return Err(invalid("publish_channel", "must not be empty when set"));
@@ -222,7 +232,10 @@ impl RedisSettings {
             ("response_timeout", self.response_timeout),
         ] {
             if d < Duration::from_millis(1) || d > Duration::from_secs(3600) {
-                return Err(invalid(name, format!("must be between 1ms and 1h, got {d:?}")));
+                return Err(invalid(
+                    name,
+                    format!("must be between 1ms and 1h, got {d:?}"),
+                ));
             }
         }
         Ok(SinkConfig {
@@ -291,27 +304,54 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_setting() {
-        let bad_url = RedisSettings { url: "http://x".into(), ..settings() };
+        let bad_url = RedisSettings {
+            url: "http://x".into(),
+            ..settings()
+        };
         assert_eq!(setting_of(bad_url.validate()), "redis.url");
-        let bad_mode = RedisSettings { mode: "write".into(), ..settings() };
+        let bad_mode = RedisSettings {
+            mode: "write".into(),
+            ..settings()
+        };
         assert_eq!(setting_of(bad_mode.validate()), "redis.mode");
-        let bad_prefix = RedisSettings { key_prefix: "a{".into(), ..settings() };
+        let bad_prefix = RedisSettings {
+            key_prefix: "a{".into(),
+            ..settings()
+        };
         assert_eq!(setting_of(bad_prefix.validate()), "redis.key_prefix");
-        let bad_timeout = RedisSettings { response_timeout: Duration::ZERO, ..settings() };
+        let bad_timeout = RedisSettings {
+            response_timeout: Duration::ZERO,
+            ..settings()
+        };
         assert_eq!(setting_of(bad_timeout.validate()), "redis.response_timeout");
-        let bad_channel = RedisSettings { publish_channel: Some(String::new()), ..settings() };
+        let bad_channel = RedisSettings {
+            publish_channel: Some(String::new()),
+            ..settings()
+        };
         assert_eq!(setting_of(bad_channel.validate()), "redis.publish_channel");
     }
 
     #[test]
     fn credentials_come_from_url_or_settings() {
-        let s = RedisSettings { url: "rediss://app:secret@cache.example:6380/2".into(), ..settings() };
+        let s = RedisSettings {
+            url: "rediss://app:secret@cache.example:6380/2".into(),
+            ..settings()
+        };
         let c = s.validate().ok();
         let info = c.as_ref().map(|c| c.connection.redis.clone());
-        assert_eq!(info.as_ref().and_then(|i| i.username.clone()).as_deref(), Some("app"));
-        assert_eq!(info.as_ref().and_then(|i| i.password.clone()).as_deref(), Some("secret"));
+        assert_eq!(
+            info.as_ref().and_then(|i| i.username.clone()).as_deref(),
+            Some("app")
+        );
+        assert_eq!(
+            info.as_ref().and_then(|i| i.password.clone()).as_deref(),
+            Some("secret")
+        );
         assert_eq!(info.map(|i| i.db), Some(2));
-        assert_eq!(c.map(|c| c.display_url).as_deref(), Some("rediss://app:***@cache.example:6380/2"));
+        assert_eq!(
+            c.map(|c| c.display_url).as_deref(),
+            Some("rediss://app:***@cache.example:6380/2")
+        );
 
         let s = RedisSettings {
             username: Some("ops".into()),
@@ -319,7 +359,10 @@ mod tests {
             ..settings()
         };
         let info = s.validate().ok().map(|c| c.connection.redis);
-        assert_eq!(info.as_ref().and_then(|i| i.username.clone()).as_deref(), Some("ops"));
+        assert_eq!(
+            info.as_ref().and_then(|i| i.username.clone()).as_deref(),
+            Some("ops")
+        );
         assert_eq!(info.and_then(|i| i.password).as_deref(), Some("pw"));
     }
 

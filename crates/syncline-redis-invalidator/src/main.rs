@@ -1,10 +1,12 @@
 //! `syncline-redis-invalidator`: consume change events and apply them to Redis caches.
 
+use std::process::ExitCode;
+
 use anyhow::Context as _;
 use clap::Parser;
-use syncline_consumer::{cli, runtime, shutdown, Metrics, RuntimeConfig};
+use syncline_consumer::{cli, runtime, shutdown, ConfigError, Metrics, RuntimeConfig};
 use syncline_redis_invalidator::{
-    connect_with_retry, RedisArgs, RedisSettings, DEFAULT_GROUP_ID, SECTION,
+    connect_with_retry, RedisArgs, RedisSettings, SinkConfig, DEFAULT_GROUP_ID, SECTION,
 };
 
 /// Apply Syncline change events to Redis: version-guarded invalidation (or refresh) of
@@ -21,9 +23,34 @@ struct Args {
     check_config: bool,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let args = Args::parse();
+    // Configuration errors stop startup with one line naming the setting (exit 2).
+    let (config, sink_config) = match load(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args, config, sink_config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "redis invalidator failed");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(args: &Args) -> Result<(RuntimeConfig, SinkConfig), ConfigError> {
     let defaults = RuntimeConfig {
         group_id: DEFAULT_GROUP_ID.into(),
         ..Default::default()
@@ -31,7 +58,10 @@ async fn main() -> anyhow::Result<()> {
     let (config, mut redis): (RuntimeConfig, RedisSettings) =
         cli::load_with_defaults(&args.runtime, SECTION, defaults)?;
     redis.apply_args(&args.redis);
-    let sink_config = redis.validate()?;
+    Ok((config, redis.validate()?))
+}
+
+async fn run(args: Args, config: RuntimeConfig, sink_config: SinkConfig) -> anyhow::Result<()> {
     cli::init_tracing(config.log_format);
     if args.check_config {
         println!("{config:#?}\n{sink_config:#?}");

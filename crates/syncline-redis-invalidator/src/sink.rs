@@ -270,7 +270,9 @@ impl RedisSink {
                 break;
             }
             let started = Instant::now();
-            let sent = tokio::time::timeout(deadline, conn.send_packed_commands(&pipe, 0, pipe.len())).await;
+            let sent =
+                tokio::time::timeout(deadline, conn.send_packed_commands(&pipe, 0, pipe.len()))
+                    .await;
             self.metrics.pipelines.inc();
             let replies = match sent {
                 Ok(Ok(replies)) if replies.len() == pipe.len() => replies,
@@ -375,7 +377,10 @@ impl Sink for RedisSink {
         "redis"
     }
 
-    fn apply(&self, batch: &[ChangeEvent]) -> impl std::future::Future<Output = Vec<Outcome>> + Send {
+    fn apply(
+        &self,
+        batch: &[ChangeEvent],
+    ) -> impl std::future::Future<Output = Vec<Outcome>> + Send {
         self.apply_batch(batch)
     }
 }

@@ -13,7 +13,9 @@ async fn fifty_thousand_events_converge_in_both_modes() {
     let url = syncline_testkit::redis_url();
     let inv = common::Setup::new("conv-inv", &url);
     let refresh = inv.sibling("conv-refresh");
-    create_topic(&inv.brokers, &inv.topic, 4).await.expect("topic");
+    create_topic(&inv.brokers, &inv.topic, 4)
+        .await
+        .expect("topic");
     let workload = Workload::generate(&WorkloadSpec {
         events: 50_000,
         keys: 2_000,
@@ -26,7 +28,9 @@ async fn fifty_thousand_events_converge_in_both_modes() {
     });
     let a = inv.spawn(Mode::Invalidate, &[]);
     let b = refresh.spawn(Mode::Refresh, &[]);
-    publish_events(&inv.brokers, &inv.topic, &workload.events).await.expect("publish");
+    publish_events(&inv.brokers, &inv.topic, &workload.events)
+        .await
+        .expect("publish");
 
     inv.wait_drained(common::DEADLINE * 3).await;
     refresh.wait_drained(common::DEADLINE * 3).await;
@@ -35,10 +39,14 @@ async fn fifty_thousand_events_converge_in_both_modes() {
 
     let mut conn = common::connect(&url).await;
     let r1 = common::check_oracle(&mut conn, &inv.layout, &workload.oracle, Mode::Invalidate).await;
-    let r2 = common::check_oracle(&mut conn, &refresh.layout, &workload.oracle, Mode::Refresh).await;
+    let r2 =
+        common::check_oracle(&mut conn, &refresh.layout, &workload.oracle, Mode::Refresh).await;
     common::cleanup(&mut conn, &inv.layout).await;
     common::cleanup(&mut conn, &refresh.layout).await;
     r1.unwrap_or_else(|e| panic!("invalidate mode: {e}\n{}", metrics.0));
     r2.unwrap_or_else(|e| panic!("refresh mode: {e}\n{}", metrics.1));
-    assert!(common::metric_value(&metrics.1, "syncline_redis_scripts_applied_total") >= workload.oracle.len() as f64);
+    assert!(
+        common::metric_value(&metrics.1, "syncline_redis_scripts_applied_total")
+            >= workload.oracle.len() as f64
+    );
 }

@@ -26,15 +26,26 @@ fn workload(seed: u64) -> Workload {
 
 async fn outage(keep_data: bool) {
     let mut redis = common::OwnRedis::start();
-    let setup = common::Setup::new(if keep_data { "outage-data" } else { "outage-empty" }, &redis.url());
-    create_topic(&setup.brokers, &setup.topic, 3).await.expect("topic");
+    let setup = common::Setup::new(
+        if keep_data {
+            "outage-data"
+        } else {
+            "outage-empty"
+        },
+        &redis.url(),
+    );
+    create_topic(&setup.brokers, &setup.topic, 3)
+        .await
+        .expect("topic");
     let w = workload(if keep_data { 5 } else { 3 });
     let (before, after): (Vec<ChangeEvent>, Vec<ChangeEvent>) = {
         let half = w.events.len() / 2;
         (w.events[..half].to_vec(), w.events[half..].to_vec())
     };
     let inv = setup.spawn(Mode::Refresh, &[]);
-    publish_events(&setup.brokers, &setup.topic, &before).await.expect("publish");
+    publish_events(&setup.brokers, &setup.topic, &before)
+        .await
+        .expect("publish");
     setup.wait_drained(common::DEADLINE).await;
 
     // Outage: Redis goes away, then events arrive.
@@ -44,7 +55,9 @@ async fn outage(keep_data: bool) {
         redis.kill();
     }
     let stopped = Instant::now();
-    publish_events(&setup.brokers, &setup.topic, &after).await.expect("publish");
+    publish_events(&setup.brokers, &setup.topic, &after)
+        .await
+        .expect("publish");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let at_start = setup.committed().await;
     let mut samples = vec![at_start.clone()];
@@ -59,15 +72,25 @@ async fn outage(keep_data: bool) {
         samples.iter().all(|s| *s == at_start),
         "committed offsets advanced while redis was down: {samples:?}"
     );
-    assert!(failures_during >= 1.0, "no failed pipeline recorded during the outage");
+    assert!(
+        failures_during >= 1.0,
+        "no failed pipeline recorded during the outage"
+    );
     setup.wait_drained(common::DEADLINE * 2).await;
     let metrics = inv.metrics();
     drop(inv);
-    assert!(common::metric_value(&metrics, "syncline_redis_script_reloads_total") >= 1.0, "{metrics}");
+    assert!(
+        common::metric_value(&metrics, "syncline_redis_script_reloads_total") >= 1.0,
+        "{metrics}"
+    );
 
     // Empty restart: only what was applied after it survives, i.e. the events published
     // during the outage. With data: everything.
-    let oracle = if keep_data { w.oracle.clone() } else { common::oracle_of(&after) };
+    let oracle = if keep_data {
+        w.oracle.clone()
+    } else {
+        common::oracle_of(&after)
+    };
     let mut conn = common::connect(&redis.url()).await;
     common::check_oracle(&mut conn, &setup.layout, &oracle, Mode::Refresh)
         .await

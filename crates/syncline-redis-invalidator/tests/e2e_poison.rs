@@ -31,16 +31,34 @@ async fn poison_records_are_dead_lettered_and_valid_ones_applied() {
     let url = syncline_testkit::redis_url();
     let setup = common::Setup::new("poison", &url);
     let dlq = format!("{}.dlq", setup.topic);
-    create_topic(&setup.brokers, &setup.topic, 1).await.expect("topic");
-    create_topic(&setup.brokers, &dlq, 1).await.expect("dlq topic");
+    create_topic(&setup.brokers, &setup.topic, 1)
+        .await
+        .expect("topic");
+    create_topic(&setup.brokers, &dlq, 1)
+        .await
+        .expect("dlq topic");
 
     let valid = |i: usize| {
-        let mut e = ChangeEvent::new("product", format!("ok{i}"), Op::Upsert, 1, "test", Some(json!({"i": i}).to_string()));
+        let mut e = ChangeEvent::new(
+            "product",
+            format!("ok{i}"),
+            Op::Upsert,
+            1,
+            "test",
+            Some(json!({"i": i}).to_string()),
+        );
         e.invalidate = vec![format!("tag{}", i % 2)];
         e
     };
     let good = encode(&valid(0));
-    let mut not_json = encode(&ChangeEvent::new("product", "badjson", Op::Upsert, 1, "test", Some(r#"{"a":"0123456789"}"#.into())));
+    let mut not_json = encode(&ChangeEvent::new(
+        "product",
+        "badjson",
+        Op::Upsert,
+        1,
+        "test",
+        Some(r#"{"a":"0123456789"}"#.into()),
+    ));
     let at = not_json
         .windows(18)
         .position(|w| w == br#"{"a":"0123456789"}"#)
@@ -53,7 +71,11 @@ async fn poison_records_are_dead_lettered_and_valid_ones_applied() {
     let mut valid_events = Vec::new();
     let mut expected = BTreeMap::new();
     let poison: Vec<(&str, &str, Vec<u8>)> = vec![
-        ("bad_magic", "product:x1", b"\x00\x01not avro at all".to_vec()),
+        (
+            "bad_magic",
+            "product:x1",
+            b"\x00\x01not avro at all".to_vec(),
+        ),
         ("truncated", "product:ok0", good[..good.len() / 2].to_vec()),
         ("unknown_fingerprint", "product:ok0", unknown_fp),
         ("invalid_json", "product:badjson", not_json),
@@ -69,7 +91,9 @@ async fn poison_records_are_dead_lettered_and_valid_ones_applied() {
         expected.insert(records.len() as i64, name);
         records.push((key.as_bytes().to_vec(), bytes));
     }
-    publish_raw(&setup.brokers, &setup.topic, records).await.expect("publish");
+    publish_raw(&setup.brokers, &setup.topic, records)
+        .await
+        .expect("publish");
 
     let inv = setup.spawn(Mode::Refresh, &[]);
     setup.wait_drained(common::DEADLINE).await;
@@ -83,24 +107,49 @@ async fn poison_records_are_dead_lettered_and_valid_ones_applied() {
         conn.get(setup.layout.tag_key("tag0")).await.expect("gen"),
         conn.get(setup.layout.tag_key("tag1")).await.expect("gen"),
     );
-    let bad_json_guard: Option<String> = conn.get(setup.layout.guard_key("product", "badjson")).await.expect("get");
+    let bad_json_guard: Option<String> = conn
+        .get(setup.layout.guard_key("product", "badjson"))
+        .await
+        .expect("get");
     common::cleanup(&mut conn, &setup.layout).await;
     checked.unwrap_or_else(|e| panic!("{e}\n{metrics}"));
     assert_eq!(gens, (Some(6), Some(6)), "one bump per valid event and tag");
     assert_eq!(bad_json_guard, None, "an invalid event never reaches redis");
 
-    let dead = read_all(&setup.brokers, &dlq, expected.len(), Duration::from_secs(60)).await.expect("read dlq");
-    assert_eq!(dead.len(), expected.len(), "dead letters; metrics:\n{metrics}");
+    let dead = read_all(
+        &setup.brokers,
+        &dlq,
+        expected.len(),
+        Duration::from_secs(60),
+    )
+    .await
+    .expect("read dlq");
+    assert_eq!(
+        dead.len(),
+        expected.len(),
+        "dead letters; metrics:\n{metrics}"
+    );
     let mut seen = BTreeMap::new();
     for m in &dead {
-        let offset: i64 = header(m, "syncline.source.offset").and_then(|s| s.parse().ok()).expect("offset header");
-        assert_eq!(header(m, "syncline.source.topic").as_deref(), Some(setup.topic.as_str()));
-        assert_eq!(header(m, "syncline.consumer.group").as_deref(), Some(setup.group.as_str()));
+        let offset: i64 = header(m, "syncline.source.offset")
+            .and_then(|s| s.parse().ok())
+            .expect("offset header");
+        assert_eq!(
+            header(m, "syncline.source.topic").as_deref(),
+            Some(setup.topic.as_str())
+        );
+        assert_eq!(
+            header(m, "syncline.consumer.group").as_deref(),
+            Some(setup.group.as_str())
+        );
         let class = header(m, "syncline.error.class").expect("class header");
         let reason = header(m, "syncline.error.reason").expect("reason header");
         assert!(!reason.is_empty());
         assert_ne!(class, "retries_exhausted", "{reason}");
         seen.insert(offset, class);
     }
-    assert_eq!(seen.keys().copied().collect::<Vec<_>>(), expected.keys().copied().collect::<Vec<_>>());
+    assert_eq!(
+        seen.keys().copied().collect::<Vec<_>>(),
+        expected.keys().copied().collect::<Vec<_>>()
+    );
 }

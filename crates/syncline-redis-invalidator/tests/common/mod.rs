@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use redis::aio::ConnectionManager;
 use syncline_cache::{KeyLayout, Mode};
 use syncline_event::ChangeEvent;
-use syncline_testkit::{committed_offsets, end_offsets, unique_name, wait_until, ChildGuard, Expected, Oracle};
+use syncline_testkit::{
+    committed_offsets, end_offsets, unique_name, wait_until, ChildGuard, Expected, Oracle,
+};
 
 pub const DEADLINE: Duration = Duration::from_secs(120);
 
@@ -26,7 +28,9 @@ pub fn free_port() -> u16 {
 
 pub async fn connect(url: &str) -> ConnectionManager {
     let client = redis::Client::open(url).expect("valid redis url");
-    ConnectionManager::new(client).await.expect("redis reachable")
+    ConnectionManager::new(client)
+        .await
+        .expect("redis reachable")
 }
 
 /// A private `redis-server` on a free loopback port, with its own data directory; it can
@@ -132,7 +136,12 @@ pub struct Invalidator {
 impl Invalidator {
     /// The `/metrics` text ("" when unreachable).
     pub fn metrics(&self) -> String {
-        http_get(self.metrics_port, "/metrics").unwrap_or_default()
+        Self::metrics_of(self.metrics_port)
+    }
+
+    /// The `/metrics` text served on `port` ("" when unreachable).
+    pub fn metrics_of(port: u16) -> String {
+        http_get(port, "/metrics").unwrap_or_default()
     }
 
     /// A counter or gauge value from `/metrics` (0 when absent).
@@ -153,7 +162,11 @@ pub fn metric_value(text: &str, name: &str) -> f64 {
 fn http_get(port: u16, path: &str) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())
@@ -165,7 +178,8 @@ impl Setup {
             brokers: syncline_testkit::kafka_brokers(),
             topic: unique_name(&format!("redis-{name}")),
             group: unique_name(&format!("redis-{name}-group")),
-            layout: KeyLayout::new(format!("{}:", unique_name(&format!("t-{name}")))).expect("prefix"),
+            layout: KeyLayout::new(format!("{}:", unique_name(&format!("t-{name}"))))
+                .expect("prefix"),
             redis_url: redis_url.to_owned(),
         }
     }
@@ -176,7 +190,8 @@ impl Setup {
             brokers: self.brokers.clone(),
             topic: self.topic.clone(),
             group: unique_name(&format!("redis-{name}-group")),
-            layout: KeyLayout::new(format!("{}:", unique_name(&format!("t-{name}")))).expect("prefix"),
+            layout: KeyLayout::new(format!("{}:", unique_name(&format!("t-{name}"))))
+                .expect("prefix"),
             redis_url: self.redis_url.clone(),
         }
     }
@@ -188,13 +203,19 @@ impl Setup {
         cmd.env("SYNCLINE_BROKERS", &self.brokers)
             .env("SYNCLINE_TOPIC", &self.topic)
             .env("SYNCLINE_GROUP_ID", &self.group)
-            .env("SYNCLINE_KAFKA", "session.timeout.ms=6000,max.poll.interval.ms=10000")
+            .env(
+                "SYNCLINE_KAFKA",
+                "session.timeout.ms=6000,max.poll.interval.ms=10000",
+            )
             .env("SYNCLINE_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
             .env("SYNCLINE_RETRY_MAX_BACKOFF", "2s")
             .env("SYNCLINE_REDIS_URL", &self.redis_url)
             .env("SYNCLINE_REDIS_KEY_PREFIX", self.layout.prefix())
             .env("SYNCLINE_REDIS_MODE", mode.as_str())
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .args(extra)
             .stdout(Stdio::null());
         Invalidator {
@@ -213,7 +234,9 @@ impl Setup {
     /// Wait until the group's committed offsets equal the end offsets.
     pub async fn wait_drained(&self, timeout: Duration) {
         wait_until(timeout, Duration::from_millis(500), || async {
-            let end = end_offsets(&self.brokers, &self.topic).await.map_err(|e| e.to_string())?;
+            let end = end_offsets(&self.brokers, &self.topic)
+                .await
+                .map_err(|e| e.to_string())?;
             let committed = committed_offsets(&self.brokers, &self.group, &self.topic)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -239,7 +262,13 @@ pub fn oracle_of(events: &[ChangeEvent]) -> Oracle {
         let key = (e.entity_type.clone(), e.entity_id.clone());
         let newer = o.get(&key).is_none_or(|x| e.version > x.version);
         if newer {
-            o.insert(key, Expected { version: e.version, document: e.document.clone() });
+            o.insert(
+                key,
+                Expected {
+                    version: e.version,
+                    document: e.document.clone(),
+                },
+            );
         }
     }
     o
@@ -259,23 +288,33 @@ pub async fn check_oracle(
     for chunk in entries.chunks(500) {
         let mut pipe = redis::pipe();
         for ((t, id), _) in chunk {
-            pipe.get(layout.guard_key(t, id)).get(layout.cache_key(t, id));
+            pipe.get(layout.guard_key(t, id))
+                .get(layout.cache_key(t, id));
         }
-        let replies: Vec<Option<String>> = pipe.query_async(conn).await.map_err(|e| e.to_string())?;
+        let replies: Vec<Option<String>> =
+            pipe.query_async(conn).await.map_err(|e| e.to_string())?;
         for (i, ((t, id), expected)) in chunk.iter().enumerate() {
             let guard = &replies[2 * i];
             let value = &replies[2 * i + 1];
             if guard.as_deref() != Some(expected.version.to_string().as_str()) {
-                problems.push(format!("{t}:{id}: guard {guard:?}, expected {}", expected.version));
+                problems.push(format!(
+                    "{t}:{id}: guard {guard:?}, expected {}",
+                    expected.version
+                ));
             }
             let want = match (mode, &expected.document) {
                 (Mode::Refresh, Some(doc)) => Some(format!("{}\n{doc}", expected.version)),
                 _ => None,
             };
             if *value != want {
-                let shown = value.as_ref().map(|v| v.chars().take(60).collect::<String>());
-                problems.push(format!("{t}:{id}: value {shown:?}, expected v{} {}", expected.version,
-                    if want.is_some() { "present" } else { "absent" }));
+                let shown = value
+                    .as_ref()
+                    .map(|v| v.chars().take(60).collect::<String>());
+                problems.push(format!(
+                    "{t}:{id}: value {shown:?}, expected v{} {}",
+                    expected.version,
+                    if want.is_some() { "present" } else { "absent" }
+                ));
             }
         }
     }
@@ -290,7 +329,12 @@ pub async fn check_oracle(
 
 /// Poll `check_oracle` until it agrees (the group's commit can precede nothing: commits
 /// follow the writes, so this normally succeeds at once).
-pub async fn assert_converged(conn: &mut ConnectionManager, layout: &KeyLayout, oracle: &Oracle, mode: Mode) {
+pub async fn assert_converged(
+    conn: &mut ConnectionManager,
+    layout: &KeyLayout,
+    oracle: &Oracle,
+    mode: Mode,
+) {
     if let Err(e) = check_oracle(conn, layout, oracle, mode).await {
         panic!("redis differs from the oracle: {e}");
     }
