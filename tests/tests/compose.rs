@@ -176,7 +176,9 @@ fn env_vars_the_code_reads() -> BTreeSet<String> {
     walk(&repo_root().join("crates"), &mut files);
     let mut names = BTreeSet::new();
     for f in files {
-        if f.components().any(|c| c.as_os_str() == "tests" || c.as_os_str() == "benches") {
+        if f.components()
+            .any(|c| c.as_os_str() == "tests" || c.as_os_str() == "benches")
+        {
             continue;
         }
         let text = std::fs::read_to_string(&f).unwrap_or_default();
@@ -217,5 +219,8 @@ fn service_environment_names_settings_the_binaries_read() {
             checked += 1;
         }
     }
-    assert!(checked >= 4, "expected the consumers to be configured by env");
+    assert!(
+        checked >= 4,
+        "expected the consumers to be configured by env"
+    );
 }

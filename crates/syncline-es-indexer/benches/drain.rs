@@ -151,10 +151,7 @@ fn start_indexer(
                     .unwrap_or_default()
                     .split_whitespace(),
             )
-            .env(
-                "SYNCLINE_KAFKA",
-                "session.timeout.ms=6000,max.poll.interval.ms=10000",
-            )
+            .env("SYNCLINE_KAFKA", kafka_props())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null()),
     )?;

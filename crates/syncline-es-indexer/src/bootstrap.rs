@@ -12,8 +12,8 @@ use elasticsearch::http::StatusCode;
 use elasticsearch::indices::{IndicesCreateParts, IndicesGetAliasParts};
 use elasticsearch::Elasticsearch;
 use parking_lot::Mutex;
-use syncline_consumer::metrics::Counter;
 use serde_json::Value;
+use syncline_consumer::metrics::Counter;
 
 use crate::config::DeleteMode;
 use crate::mappings::{tombstone_filter, IndexDefinitions};
