@@ -151,21 +151,34 @@ impl SchemaRegistry {
 
     /// Encode a valid event with the reader schema as writer schema.
     pub fn encode(&self, event: &ChangeEvent, limits: &Limits) -> Result<Vec<u8>, EncodeError> {
+        let mut out = Vec::new();
+        self.encode_into(event, limits, &mut out)?;
+        Ok(out)
+    }
+
+    /// Validate `event` and append its encoding to `out` (which producers reuse across
+    /// events to save an allocation per record). On error `out` is left unchanged.
+    pub fn encode_into(
+        &self,
+        event: &ChangeEvent,
+        limits: &Limits,
+        out: &mut Vec<u8>,
+    ) -> Result<(), EncodeError> {
         event.validate(limits)?;
         if self.direct {
-            let mut out = Vec::with_capacity(HEADER_LEN + binary::size_hint(event));
+            out.reserve(HEADER_LEN + binary::size_hint(event));
             out.extend_from_slice(&MAGIC);
             out.extend_from_slice(&self.reader_fingerprint.to_le_bytes());
-            binary::write(event, &mut out);
-            return Ok(out);
+            binary::write(event, out);
+            return Ok(());
         }
         let body = apache_avro::to_avro_datum(&self.reader, to_value(event))
             .map_err(|e| EncodeError::Avro(e.to_string()))?;
-        let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+        out.reserve(HEADER_LEN + body.len());
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&self.reader_fingerprint.to_le_bytes());
         out.extend_from_slice(&body);
-        Ok(out)
+        Ok(())
     }
 
     /// Decode through apache-avro's schema resolution, whatever the writer schema: what

@@ -150,6 +150,20 @@ fn process_cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks / hz as f64)
 }
 
+/// Busy CPU seconds of the whole machine so far (all cores), from /proc/stat.
+fn machine_busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<f64> = cpu
+        .split_whitespace()
+        .filter_map(|x| x.parse::<f64>().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let busy = v.first()? + v.get(1)? + v.get(2)? + v.get(5)? + v.get(6)? + v.get(7)?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
+    Some(busy / hz as f64)
+}
+
 fn peak_rss_mib() -> f64 {
     // VmHWM: the resident set's high-water mark.
     std::fs::read_to_string("/proc/self/status")
@@ -206,6 +220,7 @@ async fn main() {
         .unwrap_or_else(|e| usage(&e.to_string()));
 
     let broker0 = args.broker_pid.and_then(process_cpu_seconds);
+    let machine0 = machine_busy_seconds();
     let cpu0 = cpu_seconds();
     let t0 = Instant::now();
     let mut doc_bytes = 0u64;
@@ -236,17 +251,25 @@ async fn main() {
     let secs = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
     let rss = peak_rss_mib();
-    let broker_cpu = match (broker0, args.broker_pid.and_then(process_cpu_seconds)) {
-        (Some(a), Some(b)) => format!("{:.2}", b - a),
+    let broker_secs = match (broker0, args.broker_pid.and_then(process_cpu_seconds)) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
+    let broker_cpu = broker_secs.map_or("-".into(), |b| format!("{b:.2}"));
+    // CPU used by everything else on the machine meanwhile: shows how quiet the run was.
+    let other_cpu = match (machine0, machine_busy_seconds()) {
+        (Some(a), Some(b)) => format!("{:.2}", (b - a - cpu - broker_secs.unwrap_or(0.0)).max(0.0)),
         _ => "-".into(),
     };
 
     if args.header {
-        println!("| events | doc bytes | keys | partitions | compression | linger.ms | batch.size | queue KiB | in flight | events/s | doc MB/s | wall s | CPU s | peak RSS MiB | broker CPU s |");
-        println!("|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        println!("| events | doc bytes | keys | partitions | compression | linger.ms | batch.size | queue KiB | in flight | events/s | doc MB/s | wall s | CPU s | peak RSS MiB | broker CPU s | other CPU s |");
+        println!(
+            "|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
     }
     println!(
-        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.1} | {:.2} | {:.2} | {:.1} | {} |",
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.1} | {:.2} | {:.2} | {:.1} | {} | {} |",
         args.events,
         args.doc_bytes,
         args.keys,
@@ -261,7 +284,8 @@ async fn main() {
         secs,
         cpu,
         rss,
-        broker_cpu
+        broker_cpu,
+        other_cpu
     );
 
     drop(producer);

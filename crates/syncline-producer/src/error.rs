@@ -138,14 +138,6 @@ pub enum ProducerError {
         /// The last connection error librdkafka reported, or the metadata error.
         reason: String,
     },
-    /// The topic does not exist on the cluster.
-    #[error("topic {topic} does not exist at {brokers}")]
-    TopicMissing {
-        /// The topic.
-        topic: String,
-        /// The configured bootstrap servers.
-        brokers: String,
-    },
     /// Creating or inspecting a topic failed.
     #[error("topic {topic}: {reason}")]
     Topic {

@@ -32,7 +32,6 @@ mod error;
 pub mod jsonl;
 mod producer;
 pub mod trace;
-mod wire;
 
 pub use config::{validate_topic_name, Compression, ConfigError, ProducerConfig};
 pub use error::{ProducerError, PublishError, PublishManyError};

@@ -16,12 +16,11 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use rdkafka::util::Timeout;
-use syncline_event::{ChangeEvent, EncodeError, Limits};
+use syncline_event::{ChangeEvent, EncodeError, Limits, SchemaRegistry};
 
 use crate::config::{validate_topic_name, ConfigError, ProducerConfig};
 use crate::error::{ProducerError, PublishError, PublishManyError};
 use crate::trace::{current_traceparent, TraceParent};
-use crate::wire::Encoder;
 
 /// Header naming the payload format of every record.
 pub const CONTENT_TYPE_HEADER: &str = "content-type";
@@ -147,7 +146,6 @@ pub struct Producer {
     client_config: ClientConfig,
     config: ProducerConfig,
     limits: Limits,
-    encoder: Encoder,
 }
 
 impl std::fmt::Debug for Producer {
@@ -222,7 +220,6 @@ impl Producer {
             inner,
             last_error,
             limits: config.limits(),
-            encoder: Encoder::new(),
             client_config,
             config,
         })
@@ -290,7 +287,7 @@ impl Producer {
         // so the common case allocates no payload of its own.
         let first = ENCODE_BUFFER.with_borrow_mut(|buf| {
             buf.clear();
-            self.encoder
+            SchemaRegistry::builtin()
                 .encode_into(event, &self.limits, buf)
                 .map_err(|e| encode_error(e, event))?;
             let record = FutureRecord::to(&self.config.topic)

@@ -278,3 +278,33 @@ fn usage_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("enable.idempotence"));
 }
+
+#[test]
+fn an_overlong_line_is_rejected_without_being_buffered() {
+    let topic = fresh_topic("cli-overlong");
+    let huge = format!(
+        r#"{{"entity_type":"product","entity_id":"p-2","op":"UPSERT","version":2,"document":{{"d":"{}"}}}}"#,
+        "x".repeat(1_200_000)
+    );
+    let file = write_lines(&[good_line(1), huge, good_line(3)]);
+    let (out, _) = publish(
+        &[
+            "--topic",
+            &topic,
+            "--create-topic",
+            "--skip-invalid",
+            "--max-document-bytes",
+            "1000",
+            file.path().to_str().unwrap(),
+        ],
+        None,
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    assert!(stderr.contains("line 2: line is"), "{stderr}");
+    let ids: Vec<String> = published_ids(&topic)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids, vec!["p-0001".to_string(), "p-0003".to_string()]);
+}

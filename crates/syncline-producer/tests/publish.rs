@@ -39,9 +39,13 @@ fn workload(n: usize, keys: usize) -> Vec<ChangeEvent> {
         .map(|i| {
             let k = (i * 7919) % keys; // spread keys, revisit each many times
             versions[k] += 1 + (i % 3) as i64;
-            let delete = i % 11 == 0;
+            let delete = i.is_multiple_of(11);
             let mut e = ChangeEvent::new(
-                if k % 5 == 0 { "category" } else { "product" },
+                if k.is_multiple_of(5) {
+                    "category"
+                } else {
+                    "product"
+                },
                 format!("p-{k:04}"),
                 if delete { Op::Delete } else { Op::Upsert },
                 versions[k],
@@ -56,10 +60,10 @@ fn workload(n: usize, keys: usize) -> Vec<ChangeEvent> {
                     .to_string()
                 }),
             );
-            if i % 4 == 0 {
+            if i.is_multiple_of(4) {
                 e.invalidate = vec![format!("search:category:c{}", k % 9)];
             }
-            if i % 6 == 0 {
+            if i.is_multiple_of(6) {
                 e.attributes = BTreeMap::from([
                     ("tenant".to_string(), "t1".to_string()),
                     ("request".to_string(), format!("r{i}")),

@@ -34,3 +34,11 @@ pub fn unique_name(prefix: &str) -> String {
         n
     )
 }
+
+/// A loopback port nothing listens on right now (for servers a test starts itself).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}

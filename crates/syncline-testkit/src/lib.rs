@@ -10,15 +10,17 @@ pub mod env;
 pub mod kafka;
 pub mod measure;
 pub mod process;
+pub mod redis_server;
 pub mod wait;
 pub mod workload;
 
-pub use env::{es_url, kafka_brokers, redis_url, unique_name};
+pub use env::{es_url, free_port, kafka_brokers, redis_url, unique_name};
 pub use kafka::{
     committed_offsets, consumer_config, create_topic, end_offsets, publish_events, publish_raw,
     read_all, Delivered, KitError,
 };
 pub use measure::{ProcessStats, Table};
 pub use process::ChildGuard;
+pub use redis_server::RedisServer;
 pub use wait::wait_until;
 pub use workload::{Expected, Oracle, Workload, WorkloadSpec};

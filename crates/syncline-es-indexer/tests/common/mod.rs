@@ -209,13 +209,8 @@ pub async fn check_oracle(
     }
 }
 
-/// A free loopback port (bound, then released) for an indexer's metrics endpoint.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
+#[allow(unused_imports)]
+pub use syncline_testkit::free_port;
 
 /// One indexer process.
 pub struct Indexer {

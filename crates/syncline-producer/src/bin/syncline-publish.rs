@@ -148,6 +148,8 @@ struct Counters {
 
 enum InputItem {
     Line(u64, Vec<u8>),
+    /// A line longer than any valid event can be (its length in bytes); not kept.
+    TooLong(u64, u64),
     Error(u64, std::io::Error),
 }
 
@@ -225,7 +227,12 @@ async fn run(cli: Cli) -> u8 {
     let counters = Arc::new(Counters::default());
     let (tx, mut rx) = tokio::sync::mpsc::channel::<InputItem>(1024);
     let reader_counters = counters.clone();
-    std::thread::spawn(move || read_lines(reader, tx, reader_counters));
+    // A line may hold the largest document twice over (JSON escaping) plus the other fields.
+    let max_line_bytes = cli
+        .max_document_bytes
+        .saturating_mul(2)
+        .saturating_add(1024 * 1024);
+    std::thread::spawn(move || read_lines(reader, tx, reader_counters, max_line_bytes));
 
     let progress = Progress::start(&cli.progress, total_bytes, counters.clone());
     let started = Instant::now();
@@ -251,7 +258,13 @@ async fn run(cli: Cli) -> u8 {
             },
         };
         let (line_no, bytes) = match item {
-            InputItem::Line(n, b) => (n, b),
+            InputItem::Line(n, b) => (n, Ok(b)),
+            InputItem::TooLong(n, len) => (
+                n,
+                Err(format!(
+                    "line is {len} bytes, longer than any event within --max-document-bytes can be"
+                )),
+            ),
             InputItem::Error(n, e) => {
                 outcome = Err((
                     EXIT_INPUT,
@@ -261,10 +274,11 @@ async fn run(cli: Cli) -> u8 {
             }
         };
         last_line = line_no;
-        let parsed = match std::str::from_utf8(&bytes) {
-            Err(e) => Err(format!("not UTF-8: {e}")),
-            Ok(text) if text.trim().is_empty() => continue,
-            Ok(text) => parse_line(text, &cli.source),
+        let parsed = match bytes.as_deref().map(std::str::from_utf8) {
+            Err(reason) => Err(reason.clone()),
+            Ok(Err(e)) => Err(format!("not UTF-8: {e}")),
+            Ok(Ok(text)) if text.trim().is_empty() => continue,
+            Ok(Ok(text)) => parse_line(text, &cli.source),
         };
         let sent = match parsed {
             Err(reason) => Err(reason),
@@ -326,7 +340,13 @@ async fn run(cli: Cli) -> u8 {
         let r = pending.await;
         let mut this = Ok(());
         handle_delivery(r, &counters, &mut this, n);
-        if let (Err(e), Ok(())) = (this, &outcome) {
+        // A failed delivery outranks "stopped at an invalid line" or an interruption: the
+        // lines before the stop were then not all published.
+        let replace = match &outcome {
+            Ok(()) => true,
+            Err((code, _)) => *code == EXIT_INVALID_LINE || *code == EXIT_INTERRUPTED,
+        };
+        if let (Err(e), true) = (this, replace) {
             outcome = Err(e);
         }
     }
@@ -382,26 +402,64 @@ fn read_lines(
     reader: Box<dyn Read + Send>,
     tx: tokio::sync::mpsc::Sender<InputItem>,
     counters: Arc<Counters>,
+    max_line_bytes: usize,
 ) {
     let mut reader = BufReader::with_capacity(1 << 20, reader);
     let mut line_no = 0u64;
     loop {
         let mut buf = Vec::new();
         line_no += 1;
-        match reader.read_until(b'\n', &mut buf) {
+        // Never hold more than one maximal line in memory, whatever the input.
+        let limit = max_line_bytes as u64 + 1;
+        let item = match (&mut reader).take(limit).read_until(b'\n', &mut buf) {
             Ok(0) => return,
+            Ok(n) if buf.last() != Some(&b'\n') && n as u64 == limit => {
+                let mut skipped = n as u64;
+                match skip_line(&mut reader) {
+                    Ok(rest) => skipped += rest,
+                    Err(e) => {
+                        let _ = tx.blocking_send(InputItem::Error(line_no, e));
+                        return;
+                    }
+                }
+                counters.bytes_read.fetch_add(skipped, Ordering::Relaxed);
+                InputItem::TooLong(line_no, skipped)
+            }
             Ok(n) => {
                 counters.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
                 while matches!(buf.last(), Some(b'\n' | b'\r')) {
                     buf.pop();
                 }
-                if tx.blocking_send(InputItem::Line(line_no, buf)).is_err() {
-                    return; // the publisher stopped
-                }
+                InputItem::Line(line_no, buf)
             }
             Err(e) => {
                 let _ = tx.blocking_send(InputItem::Error(line_no, e));
                 return;
+            }
+        };
+        if tx.blocking_send(item).is_err() {
+            return; // the publisher stopped
+        }
+    }
+}
+
+/// Consume the rest of the current line; returns how many bytes it had.
+fn skip_line(reader: &mut impl BufRead) -> std::io::Result<u64> {
+    let mut skipped = 0u64;
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(skipped);
+        }
+        match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => {
+                reader.consume(i + 1);
+                return Ok(skipped + i as u64 + 1);
+            }
+            None => {
+                let len = chunk.len();
+                reader.consume(len);
+                skipped += len as u64;
             }
         }
     }

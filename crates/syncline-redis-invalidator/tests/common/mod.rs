@@ -5,10 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use syncline_cache::{KeyLayout, Mode};
@@ -19,12 +18,8 @@ use syncline_testkit::{
 
 pub const DEADLINE: Duration = Duration::from_secs(120);
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+#[allow(unused_imports)]
+pub use syncline_testkit::free_port;
 
 pub async fn connect(url: &str) -> ConnectionManager {
     let client = redis::Client::open(url).expect("valid redis url");
@@ -33,90 +28,8 @@ pub async fn connect(url: &str) -> ConnectionManager {
         .expect("redis reachable")
 }
 
-/// A private `redis-server` on a free loopback port, with its own data directory; it can
-/// be killed and restarted on the same port. Killed on drop.
-pub struct OwnRedis {
-    pub port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl OwnRedis {
-    pub fn start() -> OwnRedis {
-        let mut r = OwnRedis {
-            port: free_port(),
-            dir: tempfile::tempdir().expect("tempdir"),
-            child: None,
-        };
-        r.restart();
-        r
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    pub fn dump_path(&self) -> PathBuf {
-        self.dir.path().join("dump.rdb")
-    }
-
-    /// Start (again) on the same port and directory; loads `dump.rdb` when present.
-    pub fn restart(&mut self) {
-        assert!(self.child.is_none(), "already running");
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .args(["--dbfilename", "dump.rdb"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server installed");
-        self.child = Some(child);
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
-                let _ = s.write_all(b"PING\r\n");
-                let mut buf = [0u8; 64];
-                if let Ok(n) = s.read(&mut buf) {
-                    if buf[..n].starts_with(b"+PONG") {
-                        return;
-                    }
-                }
-            }
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGKILL: the server vanishes with everything in memory.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// `SHUTDOWN SAVE`: write `dump.rdb`, then exit.
-    pub fn shutdown_save(&mut self) {
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
-            let _ = s.write_all(b"SHUTDOWN SAVE\r\n");
-            let mut buf = [0u8; 64];
-            let _ = s.read(&mut buf);
-        }
-        if let Some(mut c) = self.child.take() {
-            let _ = c.wait();
-        }
-        assert!(self.dump_path().exists(), "SHUTDOWN SAVE wrote no dump");
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+#[allow(unused_imports)]
+pub use syncline_testkit::RedisServer as OwnRedis;
 
 /// One test's names: topic, group, key prefix, and where Redis and Kafka are.
 pub struct Setup {
