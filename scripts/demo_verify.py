@@ -50,12 +50,16 @@ def verify(es_url, catalog):
             ok = False
             continue
         hits = {h["_id"]: h for h in res["hits"]["hits"]}
+        in_catalog = {i for (t, i) in final if t == etype}
+        others = sum(1 for i in hits if i not in in_catalog)
+        hits = {i: h for i, h in hits.items() if i in in_catalog}
         missing = [i for i in want if i not in hits]
         extra = [i for i in hits if i not in want]
         wrong = [i for i, e in want.items() if i in hits and
                  (hits[i]["_version"] != e["version"] or hits[i]["_source"] != e["document"])]
         print(f"{etype}: expected {len(want)} documents ({deleted} deleted), found {len(hits)}; "
-              f"missing {len(missing)}, unexpected {len(extra)}, wrong version or content {len(wrong)}")
+              f"missing {len(missing)}, unexpected {len(extra)}, wrong version or content {len(wrong)}"
+              + (f" ({others} other documents not from the catalogue)" if others else ""))
         for label, ids in (("missing", missing), ("unexpected", extra), ("wrong", wrong)):
             if ids:
                 print(f"  {label}: {', '.join(sorted(ids)[:10])}")
