@@ -75,8 +75,7 @@ async fn poison_records_and_rejections_are_dead_lettered_with_headers() {
         poison("item:p1", good[..good.len() / 2].to_vec(), "malformed_body"),
     );
     // A fingerprint nobody knows.
-    let mut unknown = good.clone();
-    unknown[2..10].copy_from_slice(&0x0123_4567_89ab_cdefu64.to_le_bytes());
+    let unknown = syncline_testkit::poison::with_unknown_fingerprint(&good);
     records.insert(11, poison("item:unknown-fp", unknown, "unknown_schema"));
     // The document is not JSON: same length, so the Avro framing stays valid.
     let mut bad_doc =

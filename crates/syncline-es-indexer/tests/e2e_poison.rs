@@ -61,23 +61,8 @@ async fn poison_records_are_dead_lettered_with_reason_and_source() {
         )
     };
     let good = encode(&valid(0));
-    // An event whose document is replaced, byte for byte, by text that is not JSON (same
-    // length, so the Avro framing stays valid).
-    let mut not_json = encode(&ChangeEvent::new(
-        "product",
-        "badjson",
-        Op::Upsert,
-        1,
-        "test",
-        Some(r#"{"a":"0123456789"}"#.into()),
-    ));
-    let at = not_json
-        .windows(18)
-        .position(|w| w == br#"{"a":"0123456789"}"#)
-        .expect("document bytes");
-    not_json[at..at + 18].copy_from_slice(b"{not json at all!}");
-    let mut unknown_fp = good.clone();
-    unknown_fp[2..10].copy_from_slice(&0x0123_4567_89ab_cdefu64.to_le_bytes());
+    let not_json = syncline_testkit::poison::document_not_json("product", "badjson");
+    let unknown_fp = syncline_testkit::poison::with_unknown_fingerprint(&good);
     let oversized = encode(&ChangeEvent::new(
         "product",
         "huge",

@@ -51,21 +51,8 @@ async fn poison_records_are_dead_lettered_and_valid_ones_applied() {
         e
     };
     let good = encode(&valid(0));
-    let mut not_json = encode(&ChangeEvent::new(
-        "product",
-        "badjson",
-        Op::Upsert,
-        1,
-        "test",
-        Some(r#"{"a":"0123456789"}"#.into()),
-    ));
-    let at = not_json
-        .windows(18)
-        .position(|w| w == br#"{"a":"0123456789"}"#)
-        .expect("document bytes");
-    not_json[at..at + 18].copy_from_slice(b"{not json at all!}");
-    let mut unknown_fp = good.clone();
-    unknown_fp[2..10].copy_from_slice(&0x0123_4567_89ab_cdefu64.to_le_bytes());
+    let not_json = syncline_testkit::poison::document_not_json("product", "badjson");
+    let unknown_fp = syncline_testkit::poison::with_unknown_fingerprint(&good);
 
     let mut records: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     let mut valid_events = Vec::new();

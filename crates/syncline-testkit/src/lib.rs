@@ -9,6 +9,7 @@
 pub mod env;
 pub mod kafka;
 pub mod measure;
+pub mod poison;
 pub mod process;
 pub mod redis_server;
 pub mod wait;
