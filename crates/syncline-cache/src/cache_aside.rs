@@ -148,7 +148,7 @@ impl Cache {
         )?;
         let mut conn = self.conn.clone();
         let reply = scripts::invoke(&mut conn, scripts::store_script(), &cmd).await?;
-        Ok(match scripts::parse_outcome("STORE", &reply)? {
+        Ok(match scripts::parse_store_outcome(&reply)? {
             ApplyOutcome::Applied => StoreOutcome::Stored,
             ApplyOutcome::Stale => StoreOutcome::Refused,
         })
@@ -189,9 +189,11 @@ impl Cache {
     /// application that wants its own write visible in the cache immediately; the
     /// invalidator applying the same event later finds it stale.
     pub async fn apply(&self, event: &ChangeEvent, mode: Mode) -> Result<ApplyOutcome, CacheError> {
-        let cmd = scripts::apply_cmd(&self.layout, event, mode, &self.ttls, None)?;
+        let mut call = scripts::ApplyCall::new(mode, &self.ttls, None);
+        call.push(&self.layout, event, None)?;
         let mut conn = self.conn.clone();
-        let reply: Value = scripts::invoke(&mut conn, scripts::apply_script(), &cmd).await?;
-        scripts::parse_outcome("APPLY", &reply)
+        let reply: Value = scripts::invoke(&mut conn, scripts::apply_script(), &call.cmd()).await?;
+        let outcomes = call.outcomes(&reply)?;
+        Ok(outcomes[0])
     }
 }

@@ -476,3 +476,76 @@ async fn scripts_reload_after_the_script_cache_is_flushed() {
         .unwrap();
     assert_eq!(stored, StoreOutcome::Stored);
 }
+
+#[tokio::test]
+async fn one_apply_call_checks_every_event_on_its_own() {
+    let c = cache("many", Ttls::default()).await;
+    let mut conn = c.connection();
+    let layout = c.layout().clone();
+    c.apply(&upsert("b", 10, "{}"), Mode::Invalidate)
+        .await
+        .unwrap();
+    let events = [
+        upsert("a", 3, "{\"a\":3}"),
+        upsert("b", 9, "{\"b\":9}"), // older than b's guard: stale
+        upsert("a", 2, "{\"a\":2}"), // same key again, older than the first: stale
+        upsert("c", 1, "{\"c\":1}"),
+        delete("b", 11),
+        upsert("a", 4, "{\"a\":4}"), // same key again, newer: applied
+    ];
+    let mut call = scripts::ApplyCall::new(Mode::Refresh, c.ttls(), None);
+    for e in &events {
+        call.push(&layout, e, None).unwrap();
+    }
+    let reply: redis::Value = scripts::invoke(&mut conn, scripts::apply_script(), &call.cmd())
+        .await
+        .unwrap();
+    use ApplyOutcome::{Applied, Stale};
+    assert_eq!(
+        call.outcomes(&reply).unwrap(),
+        vec![Applied, Stale, Stale, Applied, Applied, Applied]
+    );
+    let doc = |id: &'static str| {
+        let c = &c;
+        async move { c.get("product", id).await.unwrap().map(|e| e.document) }
+    };
+    assert_eq!(doc("a").await.as_deref(), Some("{\"a\":4}"));
+    assert_eq!(doc("b").await, None);
+    assert_eq!(doc("c").await.as_deref(), Some("{\"c\":1}"));
+    for (id, v) in [("a", 4), ("b", 11), ("c", 1)] {
+        assert_eq!(
+            c.guard("product", id).await.unwrap(),
+            Some(v),
+            "guard of {id}"
+        );
+    }
+    common::cleanup(&mut conn, c.layout()).await;
+}
+
+#[tokio::test]
+async fn an_apply_call_with_a_bad_version_changes_nothing() {
+    let c = cache("badver", Ttls::default()).await;
+    let mut conn = c.connection();
+    let layout = c.layout();
+    scripts::apply_script().load_async(&mut conn).await.unwrap();
+    // A hand-built call (the builder refuses negative versions): the second event's
+    // version is not a canonical decimal, so the first must not be applied either.
+    let reply: redis::RedisResult<redis::Value> = redis::cmd("EVALSHA")
+        .arg(scripts::apply_script().get_hash())
+        .arg(4)
+        .arg(layout.cache_key("product", "x"))
+        .arg(layout.guard_key("product", "x"))
+        .arg(layout.cache_key("product", "y"))
+        .arg(layout.guard_key("product", "y"))
+        .arg(60_000)
+        .arg(120_000)
+        .arg("")
+        .arg(&["5", "del", "", ""][..])
+        .arg(&["007", "del", "", ""][..])
+        .query_async(&mut conn)
+        .await;
+    let err = reply.unwrap_err();
+    assert!(err.to_string().contains("canonical decimal"), "{err}");
+    assert_eq!(c.guard("product", "x").await.unwrap(), None);
+    common::cleanup(&mut conn, c.layout()).await;
+}

@@ -236,6 +236,7 @@ fn is_consumer_only(key: &str) -> bool {
             | "max.partition.fetch.bytes"
             | "queued.min.messages"
             | "queued.max.messages.kbytes"
+            | "fetch.queue.backoff.ms"
             | "group.instance.id"
             | "group.protocol"
             | "group.remote.assignor"

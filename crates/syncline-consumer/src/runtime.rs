@@ -85,6 +85,11 @@ pub fn consumer_config(config: &RuntimeConfig) -> ClientConfig {
         // librdkafka prefetches up to 64 MiB per consumer by default, most of a small
         // consumer's RSS; 16 MiB still keeps several batches of 1 KiB records queued.
         .set("queued.max.messages.kbytes", "16384")
+        // Once that queue is full librdkafka postpones the partition's next fetch by this
+        // much (librdkafka: 1000 ms). A consumer that keeps up drains 16 MiB far sooner,
+        // so the default left it idle most of each second: measured, it halved drain
+        // throughput. Re-checking every 10 ms costs nothing noticeable.
+        .set("fetch.queue.backoff.ms", "10")
         // A fetch waits at most this long for data on a quiet topic (librdkafka: 500 ms),
         // which bounds end-to-end latency at low load.
         .set("fetch.wait.max.ms", "100")

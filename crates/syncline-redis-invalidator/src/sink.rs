@@ -1,16 +1,17 @@
 //! The Redis sink: one pipelined round trip per batch.
 //!
-//! For every event of a (coalesced) batch the pipeline holds one `EVALSHA` of the APPLY
-//! script from `syncline-cache` (which compares versions, deletes or writes the value,
-//! sets the guard and optionally PUBLISHes a notice, atomically) followed by one `INCR` per
-//! tag in the event's `invalidate` list. Outcomes come from the replies:
+//! The pipeline holds one `EVALSHA` of the APPLY script from `syncline-cache` per
+//! [`scripts::MAX_APPLY_EVENTS`] events of the (coalesced) batch (the script compares each
+//! event's version, deletes or writes the value, sets the guard and optionally PUBLISHes a
+//! notice, atomically per event), each call followed by one `INCR` per tag in its events'
+//! `invalidate` lists. Outcomes come from the replies:
 //!
-//! * script reply 1 / 0: [`Outcome::Applied`] / [`Outcome::Stale`];
+//! * script reply, one 1 / 0 per event: [`Outcome::Applied`] / [`Outcome::Stale`];
 //! * `NOSCRIPT` (the server lost its script cache: restart, failover, `SCRIPT FLUSH`):
 //!   load the script and resend those events' commands within the same `apply`;
-//! * any other error reply (`LOADING`, `READONLY`, `OOM`, ...) for one of an event's
-//!   commands: [`Outcome::Retry`] for that event (when the server is in such a state,
-//!   every command of the batch gets the error, so in practice the whole batch retries);
+//! * any other error reply (`LOADING`, `READONLY`, `OOM`, ...) to a call: [`Outcome::Retry`]
+//!   for its events; to a tag `INCR`: [`Outcome::Retry`] for that event (when the server
+//!   is in such a state every command gets the error, so in practice the batch retries);
 //! * connection, I/O or timeout error: [`Outcome::Retry`] for the whole batch. The
 //!   runtime backs off, pauses the partitions and never commits past the batch; the
 //!   [`ConnectionManager`] reconnects by itself.
@@ -22,7 +23,10 @@
 use std::time::{Duration, Instant};
 
 use redis::{aio::ConnectionManager, Client, Value};
-use syncline_cache::{scripts, ApplyOutcome};
+use syncline_cache::{
+    scripts::{self, ApplyCall},
+    ApplyOutcome,
+};
 use syncline_consumer::{
     metrics::{Counter, Gauge},
     Metrics, Outcome, Sink,
@@ -141,11 +145,13 @@ impl std::fmt::Debug for RedisSink {
     }
 }
 
-/// Where one event's commands sit in a pipeline.
-struct Span {
-    event: usize,
+/// One APPLY call in a pipeline and the tag `INCR`s that follow it.
+struct Chunk {
+    call: ApplyCall,
+    /// Batch index of each event in the call, in call order, with its tag count.
+    events: Vec<(usize, usize)>,
+    /// Position of the call's reply in the pipeline; the tag replies follow in order.
     start: usize,
-    len: usize,
 }
 
 impl RedisSink {
@@ -208,52 +214,104 @@ impl RedisSink {
         )
     }
 
-    /// Build the pipeline for the events at `pending`; events that cannot be expressed
-    /// (negative version: the runtime validates, so only a foreign runtime sends one) get
-    /// their outcome directly.
+    /// Build the pipeline for the events at `pending`: one APPLY call per
+    /// [`scripts::MAX_APPLY_EVENTS`] events, each followed by its events' tag `INCR`s.
+    /// Events that cannot be expressed (negative version: the runtime validates, so only a
+    /// foreign runtime sends one) get their outcome directly.
     fn build(
         &self,
         batch: &[ChangeEvent],
         pending: &[usize],
         notices: &[Option<String>],
         outcomes: &mut [Option<Outcome>],
-    ) -> (redis::Pipeline, Vec<Span>) {
-        let mut pipe = redis::pipe();
-        let mut spans = Vec::with_capacity(pending.len());
+    ) -> (redis::Pipeline, Vec<Chunk>) {
+        let channel = self.config.publish_channel.as_deref();
+        let new_chunk = || Chunk {
+            call: ApplyCall::new(self.config.mode, &self.config.ttls, channel),
+            events: Vec::new(),
+            start: 0,
+        };
+        let mut chunks = Vec::new();
+        let mut chunk = new_chunk();
         for &i in pending {
             let event = &batch[i];
-            let notice = match (&self.config.publish_channel, &notices[i]) {
-                (Some(c), Some(m)) => Some((c.as_str(), m.as_str())),
-                _ => None,
-            };
-            let cmd = match scripts::apply_cmd(
-                &self.config.layout,
-                event,
-                self.config.mode,
-                &self.config.ttls,
-                notice,
-            ) {
-                Ok(cmd) => cmd,
-                Err(e) => {
-                    outcomes[i] = Some(Outcome::DeadLetter {
-                        class: "invalid_event".into(),
-                        reason: e.to_string(),
-                    });
-                    continue;
-                }
-            };
-            let start = pipe.len();
-            pipe.add_command(cmd);
-            for tag in &event.invalidate {
-                pipe.incr(self.config.layout.tag_key(tag), 1);
+            if let Err(e) = chunk
+                .call
+                .push(&self.config.layout, event, notices[i].as_deref())
+            {
+                outcomes[i] = Some(Outcome::DeadLetter {
+                    class: "invalid_event".into(),
+                    reason: e.to_string(),
+                });
+                continue;
             }
-            spans.push(Span {
-                event: i,
-                start,
-                len: pipe.len() - start,
+            chunk.events.push((i, event.invalidate.len()));
+            if chunk.call.is_full() {
+                chunks.push(std::mem::replace(&mut chunk, new_chunk()));
+            }
+        }
+        if !chunk.call.is_empty() {
+            chunks.push(chunk);
+        }
+        let mut pipe = redis::pipe();
+        for chunk in &mut chunks {
+            chunk.start = pipe.len();
+            pipe.add_command(chunk.call.cmd());
+            for &(i, _) in &chunk.events {
+                for tag in &batch[i].invalidate {
+                    pipe.incr(self.config.layout.tag_key(tag), 1);
+                }
+            }
+        }
+        (pipe, chunks)
+    }
+
+    /// Outcomes of one chunk from its replies; `None` when the server lost the script.
+    fn chunk_outcomes(&self, chunk: &Chunk, replies: &[Value]) -> Option<Vec<Outcome>> {
+        let retry_all = |reason: String| {
+            chunk
+                .events
+                .iter()
+                .map(|_| Outcome::Retry {
+                    reason: reason.clone(),
+                })
+                .collect()
+        };
+        let script_reply = &replies[chunk.start];
+        if scripts::is_noscript(script_reply) {
+            return None;
+        }
+        if let Some(reason) = error_reply(script_reply) {
+            self.metrics.error_replies.inc();
+            return Some(retry_all(reason));
+        }
+        let applied = match chunk.call.outcomes(script_reply) {
+            Ok(o) => o,
+            Err(e) => return Some(retry_all(e.to_string())),
+        };
+        let mut tag_reply = chunk.start + 1;
+        let mut out = Vec::with_capacity(chunk.events.len());
+        for (&(_, tags), outcome) in chunk.events.iter().zip(applied) {
+            let tag_replies = &replies[tag_reply..tag_reply + tags];
+            tag_reply += tags;
+            self.metrics.tag_bumps.add(tags as u64);
+            if let Some(reason) = tag_replies.iter().find_map(error_reply) {
+                self.metrics.error_replies.inc();
+                out.push(Outcome::Retry { reason });
+                continue;
+            }
+            out.push(match outcome {
+                ApplyOutcome::Applied => {
+                    self.metrics.applied.inc();
+                    Outcome::Applied
+                }
+                ApplyOutcome::Stale => {
+                    self.metrics.stale.inc();
+                    Outcome::Stale
+                }
             });
         }
-        (pipe, spans)
+        Some(out)
     }
 
     async fn apply_batch(&self, batch: &[ChangeEvent]) -> Vec<Outcome> {
@@ -265,8 +323,8 @@ impl RedisSink {
         let deadline = self.config.response_timeout + self.config.connect_timeout * 4;
 
         for attempt in 0..=MAX_SCRIPT_RELOADS {
-            let (pipe, spans) = self.build(batch, &pending, &notices, &mut outcomes);
-            if spans.is_empty() {
+            let (pipe, chunks) = self.build(batch, &pending, &notices, &mut outcomes);
+            if chunks.is_empty() {
                 break;
             }
             let started = Instant::now();
@@ -287,9 +345,9 @@ impl RedisSink {
                         ),
                     };
                     self.metrics.pipeline_failures.inc();
-                    tracing::warn!(%reason, events = spans.len(), "pipeline failed; batch will be retried");
-                    for s in &spans {
-                        outcomes[s.event] = Some(Outcome::Retry {
+                    tracing::warn!(%reason, events = pending.len(), "pipeline failed; batch will be retried");
+                    for &(i, _) in chunks.iter().flat_map(|c| &c.events) {
+                        outcomes[i] = Some(Outcome::Retry {
                             reason: reason.clone(),
                         });
                     }
@@ -303,31 +361,15 @@ impl RedisSink {
                 .set(i64::try_from(micros).unwrap_or(i64::MAX));
 
             let mut missing_script = Vec::new();
-            for s in &spans {
-                let replies = &replies[s.start..s.start + s.len];
-                if scripts::is_noscript(&replies[0]) {
-                    missing_script.push(s.event);
-                    continue;
-                }
-                self.metrics.tag_bumps.add((s.len - 1) as u64);
-                if let Some(reason) = replies.iter().find_map(error_reply) {
-                    self.metrics.error_replies.inc();
-                    outcomes[s.event] = Some(Outcome::Retry { reason });
-                    continue;
-                }
-                outcomes[s.event] = Some(match scripts::parse_outcome("APPLY", &replies[0]) {
-                    Ok(ApplyOutcome::Applied) => {
-                        self.metrics.applied.inc();
-                        Outcome::Applied
+            for chunk in &chunks {
+                match self.chunk_outcomes(chunk, &replies) {
+                    Some(chunk_outcomes) => {
+                        for (&(i, _), o) in chunk.events.iter().zip(chunk_outcomes) {
+                            outcomes[i] = Some(o);
+                        }
                     }
-                    Ok(ApplyOutcome::Stale) => {
-                        self.metrics.stale.inc();
-                        Outcome::Stale
-                    }
-                    Err(e) => Outcome::Retry {
-                        reason: e.to_string(),
-                    },
-                });
+                    None => missing_script.extend(chunk.events.iter().map(|&(i, _)| i)),
+                }
             }
             if missing_script.is_empty() {
                 break;

@@ -300,3 +300,61 @@ async fn connection_loss_retries_and_recovers_after_an_empty_restart() {
         ))
     );
 }
+
+#[tokio::test]
+async fn batches_larger_than_one_script_call_keep_outcomes_and_tags_in_place() {
+    let url = syncline_testkit::redis_url();
+    let layout = layout("sink-chunks");
+    let (sink, _) = sink(&url, &layout, Mode::Invalidate, None).await;
+    let mut conn = common::connect(&url).await;
+    // Guards for the even ids first, at version 10: in the big batch below those events
+    // (version 5) are stale and the odd ones applied. Every third event bumps a tag, so
+    // the tag INCRs sit between script calls at irregular places.
+    let n = 3 * syncline_cache::scripts::MAX_APPLY_EVENTS + 7;
+    let evens: Vec<ChangeEvent> = (0..n)
+        .step_by(2)
+        .map(|i| upsert(&i.to_string(), 10))
+        .collect();
+    assert!(sink
+        .apply(&evens)
+        .await
+        .iter()
+        .all(|o| *o == Outcome::Applied));
+    let batch: Vec<ChangeEvent> = (0..n)
+        .map(|i| {
+            let mut e = upsert(&i.to_string(), 5);
+            if i % 3 == 0 {
+                e.invalidate = vec![format!("t{}", i % 2)];
+            }
+            e
+        })
+        .collect();
+    let outcomes = sink.apply(&batch).await;
+    let expected: Vec<Outcome> = (0..n)
+        .map(|i| {
+            if i % 2 == 0 {
+                Outcome::Stale
+            } else {
+                Outcome::Applied
+            }
+        })
+        .collect();
+    assert_eq!(outcomes, expected);
+    for i in [0, 1, n - 2, n - 1] {
+        let guard: Option<i64> = conn
+            .get(layout.guard_key("product", &i.to_string()))
+            .await
+            .unwrap();
+        assert_eq!(guard, Some(if i % 2 == 0 { 10 } else { 5 }), "guard of {i}");
+    }
+    // Tags are bumped whether or not the event was stale (the INCR is not conditional).
+    let bumps = |parity: usize| (0..n).filter(|i| i % 3 == 0 && i % 2 == parity).count();
+    for parity in [0, 1] {
+        let generation: Option<i64> = conn
+            .get(layout.tag_key(&format!("t{parity}")))
+            .await
+            .unwrap();
+        assert_eq!(generation, Some(bumps(parity) as i64), "tag t{parity}");
+    }
+    common::cleanup(&mut conn, &layout).await;
+}
