@@ -25,6 +25,8 @@ pub struct RecordRef {
 #[derive(Debug, Clone)]
 struct Meta {
     at: RecordRef,
+    /// Kafka timestamp (ms since the epoch), if the record has one.
+    timestamp_ms: Option<i64>,
     key: Option<Range<usize>>,
     payload: Option<Range<usize>>,
 }
@@ -56,7 +58,13 @@ impl Batch {
     }
 
     /// Append a record (copies key and payload).
-    pub fn push(&mut self, at: RecordRef, key: Option<&[u8]>, payload: Option<&[u8]>) {
+    pub fn push(
+        &mut self,
+        at: RecordRef,
+        timestamp_ms: Option<i64>,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+    ) {
         if self.started.is_none() {
             self.started = Some(Instant::now());
         }
@@ -65,7 +73,12 @@ impl Batch {
             self.payload_bytes += p.len();
             self.copy(p)
         });
-        self.records.push(Meta { at, key, payload });
+        self.records.push(Meta {
+            at,
+            timestamp_ms,
+            key,
+            payload,
+        });
     }
 
     fn copy(&mut self, bytes: &[u8]) -> Range<usize> {
@@ -135,6 +148,11 @@ impl Batch {
     /// Origin of record `i`.
     pub fn at(&self, i: usize) -> Option<RecordRef> {
         self.records.get(i).map(|m| m.at)
+    }
+
+    /// The Kafka timestamps of the records that have one.
+    pub fn timestamps(&self) -> impl Iterator<Item = i64> + '_ {
+        self.records.iter().filter_map(|m| m.timestamp_ms)
     }
 
     /// Decode every record and coalesce the valid ones.
@@ -373,9 +391,9 @@ mod tests {
             epoch: 1,
             offset: o,
         };
-        b.push(at(0), Some(b"k0"), Some(b"p0"));
-        b.push(at(1), None, None);
-        b.push(at(2), Some(b"k2"), Some(b"payload2"));
+        b.push(at(0), Some(5), Some(b"k0"), Some(b"p0"));
+        b.push(at(1), None, None, None);
+        b.push(at(2), Some(7), Some(b"k2"), Some(b"payload2"));
         assert_eq!(b.len(), 3);
         assert_eq!(b.payload_bytes(), 10);
         assert_eq!(b.key(2), Some(&b"k2"[..]));
@@ -385,6 +403,7 @@ mod tests {
         assert!(b.is_full(100, 10));
         b.retain(|r| r.offset != 0);
         assert_eq!(b.refs().map(|r| r.offset).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(b.timestamps().collect::<Vec<_>>(), vec![7]);
     }
 }
 
@@ -415,6 +434,7 @@ mod speed_probe {
                     epoch: 1,
                     offset: i,
                 },
+                None,
                 Some(e.key().as_bytes()),
                 Some(&bytes),
             );

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-/// Upper bounds (seconds) of the batch latency histogram.
+/// Upper bounds (seconds) of the latency histograms.
 const LATENCY_BUCKETS: [f64; 15] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
@@ -76,6 +76,27 @@ impl Histogram {
     }
 }
 
+/// Age of a record with Kafka timestamp `timestamp_ms` at `now_ms` (0 if the clocks disagree).
+fn age(timestamp_ms: i64, now_ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(now_ms.saturating_sub(timestamp_ms)).unwrap_or(0))
+}
+
+fn render_histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
+    use std::fmt::Write as _;
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    let mut cumulative = 0u64;
+    for (b, n) in LATENCY_BUCKETS.iter().zip(h.buckets.iter()) {
+        cumulative += n.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
+    }
+    let count = h.count.load(Ordering::Relaxed);
+    let sum = h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+    let _ = writeln!(
+        out,
+        "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum}\n{name}_count {count}"
+    );
+}
+
 /// Per-partition positions, refreshed from librdkafka statistics and commits.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PartitionPosition {
@@ -121,6 +142,8 @@ struct Inner {
     in_flight: Gauge,
     dead_lettered: Mutex<BTreeMap<String, u64>>,
     latency: Histogram,
+    fetch_delay: Histogram,
+    event_delay: Histogram,
     partitions: Mutex<BTreeMap<i32, PartitionPosition>>,
     assigned: AtomicUsize,
     retrying: Mutex<BTreeMap<u64, Instant>>,
@@ -186,6 +209,8 @@ impl Metrics {
                 in_flight: Gauge::default(),
                 dead_lettered: Mutex::new(BTreeMap::new()),
                 latency: Histogram::default(),
+                fetch_delay: Histogram::default(),
+                event_delay: Histogram::default(),
                 partitions: Mutex::new(BTreeMap::new()),
                 assigned: AtomicUsize::new(0),
                 retrying: Mutex::new(BTreeMap::new()),
@@ -285,6 +310,16 @@ impl Metrics {
     pub(crate) fn batch_finished(&self, latency: Duration) {
         self.inner.in_flight.add(-1);
         self.inner.latency.observe(latency);
+    }
+    /// A record with this Kafka timestamp (ms since the epoch) was just read.
+    pub(crate) fn fetched(&self, timestamp_ms: i64, now_ms: i64) {
+        self.inner.fetch_delay.observe(age(timestamp_ms, now_ms));
+    }
+    /// Records with these Kafka timestamps are done (applied, stale or dead-lettered).
+    pub(crate) fn events_done(&self, timestamps_ms: impl Iterator<Item = i64>, now_ms: i64) {
+        for t in timestamps_ms {
+            self.inner.event_delay.observe(age(t, now_ms));
+        }
     }
     pub(crate) fn dead_lettered(&self, class: &str) {
         *self
@@ -441,21 +476,23 @@ impl Metrics {
             "# HELP {name} Partitions assigned to this instance.\n# TYPE {name} gauge\n{name} {}",
             self.assigned_partitions()
         );
-        let name = "syncline_consumer_batch_duration_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Time from handing a batch to the sink until all its records are done (incl. retries).\n# TYPE {name} histogram"
+        render_histogram(
+            &mut out,
+            "syncline_consumer_batch_duration_seconds",
+            "Time from handing a batch to the sink until all its records are done (incl. retries).",
+            &i.latency,
         );
-        let mut cumulative = 0u64;
-        for (b, n) in LATENCY_BUCKETS.iter().zip(i.latency.buckets.iter()) {
-            cumulative += n.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
-        }
-        let count = i.latency.count.load(Ordering::Relaxed);
-        let sum = i.latency.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum}\n{name}_count {count}"
+        render_histogram(
+            &mut out,
+            "syncline_consumer_fetch_delay_seconds",
+            "Time from a record's Kafka timestamp until this consumer read it (broker and fetch).",
+            &i.fetch_delay,
+        );
+        render_histogram(
+            &mut out,
+            "syncline_consumer_event_delay_seconds",
+            "Time from a record's Kafka timestamp until its event was done (end-to-end freshness).",
+            &i.event_delay,
         );
         let parts = i.partitions.lock().clone();
         let name = "syncline_consumer_committed_offset";
@@ -504,6 +541,9 @@ mod tests {
         m.dead_lettered("bad_magic");
         m.batch_started();
         m.batch_finished(Duration::from_millis(3));
+        m.fetched(1_000, 1_004);
+        m.events_done([1_000, 1_020, 730].into_iter(), 1_030);
+        m.events_done([2_000].into_iter(), 1_000); // producer clock ahead: counts as 0
         m.partition_assigned(2);
         m.set_committed(2, 10);
         m.set_high_watermark(2, 15);
@@ -515,6 +555,13 @@ mod tests {
         assert!(text.contains("syncline_consumer_dead_lettered_total{class=\"bad_magic\"} 2"));
         assert!(text.contains("syncline_consumer_batch_duration_seconds_bucket{le=\"0.005\"} 1"));
         assert!(text.contains("syncline_consumer_batch_duration_seconds_count 1"));
+        assert!(text.contains("syncline_consumer_fetch_delay_seconds_bucket{le=\"0.0025\"} 0"));
+        assert!(text.contains("syncline_consumer_fetch_delay_seconds_bucket{le=\"0.005\"} 1"));
+        assert!(text.contains("syncline_consumer_event_delay_seconds_bucket{le=\"0.01\"} 2"));
+        assert!(text.contains("syncline_consumer_event_delay_seconds_bucket{le=\"0.05\"} 3"));
+        assert!(text.contains("syncline_consumer_event_delay_seconds_bucket{le=\"0.25\"} 3"));
+        assert!(text.contains("syncline_consumer_event_delay_seconds_bucket{le=\"0.5\"} 4"));
+        assert!(text.contains("syncline_consumer_event_delay_seconds_sum 0.34"));
         assert!(text.contains("syncline_consumer_lag{partition=\"2\"} 5"));
         assert!(text.contains("syncline_test_total 5"));
         assert_eq!(m.snapshot().dead_lettered_total(), 2);

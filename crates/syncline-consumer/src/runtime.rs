@@ -361,7 +361,11 @@ impl<S: Sink> Driver<'_, S> {
             epoch,
             offset: m.offset(),
         };
-        self.building.push(at, m.key(), m.payload());
+        let timestamp_ms = m.timestamp().to_millis();
+        if let Some(t) = timestamp_ms {
+            self.work.metrics.fetched(t, now_ms());
+        }
+        self.building.push(at, timestamp_ms, m.key(), m.payload());
     }
 
     /// After a rebalance: refresh epochs, drop records of revoked partitions from the
@@ -594,8 +598,16 @@ async fn process<S: Sink>(work: Arc<Work<S>>, batch: Batch, id: u64, permit: Own
     }
     work.metrics.retrying_finished(id);
     work.metrics.batch_finished(started.elapsed());
+    if finished.is_ok() {
+        work.metrics.events_done(batch.timestamps(), now_ms());
+    }
     drop(permit);
     let _ = work.ctrl.send(Control::Finished { batch: id });
+}
+
+/// Wall-clock milliseconds since the epoch, the unit of Kafka record timestamps.
+fn now_ms() -> i64 {
+    syncline_event::model::now_micros() / 1000
 }
 
 /// Marks records done in the offset book (one lock per call).
