@@ -15,6 +15,10 @@
 //! `occurred_at` (stamped when the bench hands it to the producer): publish-to-Redis latency
 //! including Kafka, batching and the script. Same host, so one clock.
 //!
+//! The steady table also quotes the invalidator's own `syncline_consumer_fetch_delay_seconds`
+//! and `syncline_consumer_event_delay_seconds` histograms, which split that latency into
+//! "producer, broker and fetch" and "batching and Redis".
+//!
 //! Everything uses a fresh topic, group and key prefix; keys and topics are removed at the
 //! end. `KAFKA_BROKERS` and `REDIS_URL` select the broker and Redis.
 
@@ -32,8 +36,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use syncline_cache::KeyLayout;
 use syncline_event::{ChangeEvent, Limits, Op};
 use syncline_testkit::{
-    committed_offsets, create_topic, end_offsets, publish_raw, unique_name, ChildGuard,
-    ProcessStats, Table,
+    committed_offsets, create_topic, end_offsets, histogram_quantile, publish_raw, scrape_metrics,
+    unique_name, ChildGuard, ProcessStats, Table,
 };
 
 struct Args {
@@ -121,18 +125,8 @@ fn metrics_port() -> u16 {
 }
 
 fn scrape(port: u16, name: &str) -> f64 {
-    use std::io::{Read as _, Write as _};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return 0.0;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    );
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.lines()
+    scrape_metrics(port)
+        .lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.split_once(' '))
         .filter(|(k, _)| *k == name || k.starts_with(&format!("{name}{{")))
@@ -415,6 +409,15 @@ async fn steady(a: &Args, brokers: &str) -> Table {
     while !drained(brokers, &group, &topic).await && wall.elapsed() < Duration::from_secs(300) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The runtime's own view of the same run (whole run, warm-up event included): from
+    // each record's Kafka timestamp to when it was read, and to when it was applied.
+    let runtime_metrics = scrape_metrics(inv.port);
+    let ms = |name: &str, q: f64| {
+        histogram_quantile(&runtime_metrics, name, q)
+            .map_or_else(|| "-".to_owned(), |s| format!("{:.0}", s * 1000.0))
+    };
+    let fetch = "syncline_consumer_fetch_delay_seconds";
+    let done = "syncline_consumer_event_delay_seconds";
     let stats = ProcessStats::of_pid(inv.child.id()).unwrap_or(ProcessStats {
         cpu_seconds: 0.0,
         peak_rss_bytes: 0,
@@ -446,6 +449,8 @@ async fn steady(a: &Args, brokers: &str) -> Table {
         "p50 ms",
         "p99 ms",
         "max ms",
+        "read p50 / p99 ms",
+        "applied p50 / p99 ms",
         "CPU s",
         "peak RSS MiB",
     ]);
@@ -457,6 +462,8 @@ async fn steady(a: &Args, brokers: &str) -> Table {
         format!("{:.1}", pct(0.5)),
         format!("{:.1}", pct(0.99)),
         format!("{:.1}", pct(1.0)),
+        format!("{} / {}", ms(fetch, 0.5), ms(fetch, 0.99)),
+        format!("{} / {}", ms(done, 0.5), ms(done, 0.99)),
         format!("{:.1}", stats.cpu_seconds - cpu_before),
         format!("{:.1}", stats.peak_rss_mib()),
     ]);
@@ -476,6 +483,13 @@ async fn main() {
     }
     if a.steady {
         let t = steady(&a, &brokers).await;
-        println!("\n### Steady load: publish-to-Redis latency (PUBLISH notices, batch linger 5ms)\n\n{t}");
+        println!(
+            "\n### Steady load: publish-to-Redis latency (PUBLISH notices, batch linger 5ms, \
+             extra librdkafka properties: {})\n\n{t}\n\
+             p50/p99/max: the bench's clock, event handed to the producer -> notice received.\n\
+             read / applied: the invalidator's histograms (Kafka timestamp -> record read, \
+             -> event applied), interpolated inside their buckets.",
+            if a.kafka.is_empty() { "none" } else { &a.kafka }
+        );
     }
 }

@@ -20,7 +20,7 @@ pub use kafka::{
     committed_offsets, consumer_config, create_topic, end_offsets, publish_events, publish_raw,
     read_all, Delivered, KitError,
 };
-pub use measure::{ProcessStats, Table};
+pub use measure::{histogram_quantile, scrape_metrics, ProcessStats, Table};
 pub use process::ChildGuard;
 pub use redis_server::RedisServer;
 pub use wait::wait_until;

@@ -120,3 +120,92 @@ mod tests {
         assert!(text.starts_with("| metric | value |\n|---|---|\n| cpu s | "));
     }
 }
+
+/// The Prometheus text of `http://127.0.0.1:<port>/metrics` (empty if it cannot be read).
+pub fn scrape_metrics(port: u16) -> String {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    let _ = write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// The `q` quantile (0..=1) of histogram `name` in Prometheus text, in the histogram's
+/// unit, interpolated linearly inside the bucket it falls in (as PromQL's
+/// `histogram_quantile` does). `None` without observations or when it falls in `+Inf`.
+pub fn histogram_quantile(text: &str, name: &str, q: f64) -> Option<f64> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    let mut buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|rest| {
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let (mut lower, mut below) = (0.0, 0.0);
+    for (le, count) in buckets {
+        if count >= rank {
+            if le.is_infinite() {
+                return None;
+            }
+            let inside = count - below;
+            let frac = if inside > 0.0 {
+                (rank - below) / inside
+            } else {
+                1.0
+            };
+            return Some(lower + (le - lower) * frac);
+        }
+        (lower, below) = (le, count);
+    }
+    None
+}
+
+#[cfg(test)]
+mod quantile_tests {
+    use super::histogram_quantile;
+
+    const TEXT: &str = "# TYPE h histogram\nh_bucket{le=\"0.01\"} 10\nh_bucket{le=\"0.05\"} 90\nh_bucket{le=\"0.1\"} 100\nh_bucket{le=\"+Inf\"} 100\nh_sum 3\nh_count 100\n";
+
+    #[test]
+    fn interpolates_inside_the_bucket() {
+        let p50 = histogram_quantile(TEXT, "h", 0.5).unwrap();
+        assert!((p50 - 0.03).abs() < 1e-9, "{p50}");
+        let p05 = histogram_quantile(TEXT, "h", 0.05).unwrap();
+        assert!((p05 - 0.005).abs() < 1e-9, "{p05}");
+        let p99 = histogram_quantile(TEXT, "h", 0.99).unwrap();
+        assert!((p99 - 0.095).abs() < 1e-9, "{p99}");
+    }
+
+    #[test]
+    fn empty_or_unknown_histograms_have_no_quantile() {
+        assert_eq!(histogram_quantile(TEXT, "other", 0.5), None);
+        assert_eq!(
+            histogram_quantile("h_bucket{le=\"+Inf\"} 0\n", "h", 0.5),
+            None
+        );
+        assert_eq!(
+            histogram_quantile("h_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 5\n", "h", 0.9),
+            None
+        );
+    }
+}
