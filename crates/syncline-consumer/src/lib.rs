@@ -66,6 +66,7 @@ pub mod cli;
 pub mod config;
 pub mod dlq;
 pub mod http;
+pub mod memory;
 pub mod metrics;
 pub mod offsets;
 mod rate;

@@ -23,6 +23,8 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Before the first batch: arenas are created lazily, under contention.
+    syncline_consumer::memory::limit_malloc_arenas(2);
     let args = Args::parse();
     let defaults = RuntimeConfig {
         group_id: DEFAULT_GROUP_ID.into(),

@@ -24,6 +24,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    syncline_consumer::memory::limit_malloc_arenas(2);
     let args = Args::parse();
     // Configuration errors stop startup with one line naming the setting (exit 2).
     let (config, sink_config) = match load(&args) {
