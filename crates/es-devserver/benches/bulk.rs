@@ -9,7 +9,6 @@
 //! `BENCH_CONNECTIONS` (default 4) adjust the run; `ES_DEVSERVER_BIN` picks another binary.
 
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -23,42 +22,6 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn binary() -> PathBuf {
-    if let Ok(p) = std::env::var("ES_DEVSERVER_BIN") {
-        return PathBuf::from(p);
-    }
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| manifest.join("../../target"));
-    let bin = target.join("release/es-devserver");
-    if !bin.exists() {
-        eprintln!("building {} ...", bin.display());
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "es-devserver",
-                "--bin",
-                "es-devserver",
-            ])
-            .current_dir(manifest.join("../.."))
-            .status()
-            .expect("run cargo build");
-        assert!(
-            status.success(),
-            "cargo build --release -p es-devserver failed"
-        );
-    }
-    bin
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
 }
 
 /// Fields of /proc/<pid>/status in kB.
@@ -129,8 +92,9 @@ impl Drop for ServerProc {
 fn main() {
     let docs = env_usize("BENCH_DOCS", 500_000);
     let conns = env_usize("BENCH_CONNECTIONS", 4);
-    let bin = binary();
-    let port = free_port();
+    let bin = syncline_testkit::release_binary("es-devserver", "es-devserver", "ES_DEVSERVER_BIN")
+        .expect("es-devserver binary");
+    let port = syncline_testkit::free_port();
     let child = Command::new(&bin)
         .args(["--bind", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::null())

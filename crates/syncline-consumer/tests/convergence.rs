@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{assert_matches_oracle, test_config, wait_committed_to_end, Plan, Shared, TestSink};
 use syncline_consumer::{run_with_metrics, Metrics};
 use syncline_testkit::{
-    create_topic, kafka_brokers, publish_events, unique_name, Workload, WorkloadSpec,
+    create_topic_with_dlq, kafka_brokers, publish_events, unique_name, Workload, WorkloadSpec,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -18,12 +18,9 @@ async fn converges_to_the_oracle_and_commits_to_the_end() {
     let brokers = kafka_brokers();
     let topic = unique_name("conv");
     let group = unique_name("conv-g");
-    create_topic(&brokers, &topic, 4)
+    create_topic_with_dlq(&brokers, &topic, 4)
         .await
-        .expect("create topic");
-    create_topic(&brokers, &format!("{topic}.dlq"), 1)
-        .await
-        .expect("create dlq");
+        .expect("create topics");
     let w = Workload::generate(&WorkloadSpec {
         events: 20_000,
         keys: 500,

@@ -9,8 +9,8 @@ use std::time::Duration;
 use common::{assert_matches_oracle, test_config, wait_committed_to_end, Plan, Shared, TestSink};
 use syncline_consumer::{run_with_metrics, Metrics};
 use syncline_testkit::{
-    committed_offsets, create_topic, end_offsets, kafka_brokers, publish_events, unique_name,
-    wait_until, Workload, WorkloadSpec,
+    committed_offsets, create_topic_with_dlq, end_offsets, kafka_brokers, publish_events,
+    unique_name, wait_until, Workload, WorkloadSpec,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -26,12 +26,9 @@ async fn a_member_leaving_mid_run_loses_nothing() {
     let brokers = kafka_brokers();
     let topic = unique_name("rebal");
     let group = unique_name("rebal-g");
-    create_topic(&brokers, &topic, 4)
+    create_topic_with_dlq(&brokers, &topic, 4)
         .await
-        .expect("create topic");
-    create_topic(&brokers, &format!("{topic}.dlq"), 1)
-        .await
-        .expect("create dlq");
+        .expect("create topics");
     let w = Workload::generate(&WorkloadSpec {
         events: 20_000,
         keys: 500,

@@ -12,8 +12,8 @@ use common::{test_config, wait_committed_to_end};
 use syncline_consumer::{run_with_metrics, Metrics, Outcome, Sink};
 use syncline_event::ChangeEvent;
 use syncline_testkit::{
-    create_topic, kafka_brokers, publish_events, read_all, unique_name, wait_until, Workload,
-    WorkloadSpec,
+    create_topic_with_dlq, kafka_brokers, publish_events, read_all, unique_name, wait_until,
+    Workload, WorkloadSpec,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -39,12 +39,9 @@ async fn drain_rate_with_a_no_op_sink() {
     let brokers = kafka_brokers();
     let topic = unique_name("tput");
     let group = unique_name("tput-g");
-    create_topic(&brokers, &topic, 4)
+    create_topic_with_dlq(&brokers, &topic, 4)
         .await
-        .expect("create topic");
-    create_topic(&brokers, &format!("{topic}.dlq"), 1)
-        .await
-        .expect("create dlq");
+        .expect("create topics");
     let w = Workload::generate(&WorkloadSpec {
         events,
         keys: 50_000,

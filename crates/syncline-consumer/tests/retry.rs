@@ -14,8 +14,8 @@ use common::{
 use syncline_consumer::{run_with_metrics, Metrics};
 use syncline_event::{ChangeEvent, Op};
 use syncline_testkit::{
-    committed_offsets, create_topic, end_offsets, kafka_brokers, publish_events, unique_name,
-    wait_until, Workload, WorkloadSpec,
+    committed_offsets, create_topic_with_dlq, end_offsets, kafka_brokers, publish_events,
+    unique_name, wait_until, Workload, WorkloadSpec,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -24,12 +24,9 @@ async fn transient_failures_are_retried_and_never_committed_past() {
     let brokers = kafka_brokers();
     let topic = unique_name("retry");
     let group = unique_name("retry-g");
-    create_topic(&brokers, &topic, 4)
+    create_topic_with_dlq(&brokers, &topic, 4)
         .await
-        .expect("create topic");
-    create_topic(&brokers, &format!("{topic}.dlq"), 1)
-        .await
-        .expect("create dlq");
+        .expect("create topics");
     let w = Workload::generate(&WorkloadSpec {
         events: 5_000,
         keys: 300,
@@ -131,12 +128,9 @@ async fn shutdown_abandons_a_stuck_retry_without_committing_it() {
     let brokers = kafka_brokers();
     let topic = unique_name("stuck");
     let group = unique_name("stuck-g");
-    create_topic(&brokers, &topic, 1)
+    create_topic_with_dlq(&brokers, &topic, 1)
         .await
-        .expect("create topic");
-    create_topic(&brokers, &format!("{topic}.dlq"), 1)
-        .await
-        .expect("create dlq");
+        .expect("create topics");
     let ev = |id: &str| ChangeEvent::new("item", id, Op::Upsert, 1, "t", Some("{}".into()));
     let before: Vec<ChangeEvent> = (0..10).map(|i| ev(&format!("a{i}"))).collect();
     publish_events(&brokers, &topic, &before)
@@ -219,12 +213,9 @@ async fn a_panicking_sink_stops_the_runtime_without_committing_past_it() {
     let brokers = kafka_brokers();
     let topic = unique_name("panic");
     let group = unique_name("panic-g");
-    create_topic(&brokers, &topic, 1)
+    create_topic_with_dlq(&brokers, &topic, 1)
         .await
-        .expect("create topic");
-    create_topic(&brokers, &format!("{topic}.dlq"), 1)
-        .await
-        .expect("create dlq");
+        .expect("create topics");
     let ev = |id: &str| ChangeEvent::new("item", id, Op::Upsert, 1, "t", Some("{}".into()));
     let before: Vec<ChangeEvent> = (0..10).map(|i| ev(&format!("a{i}"))).collect();
     publish_events(&brokers, &topic, &before)

@@ -26,7 +26,6 @@
 //! syncline-es-indexer --bench drain`.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,8 +37,8 @@ use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 use syncline_event::{ChangeEvent, Limits, Op};
 use syncline_testkit::{
-    committed_offsets, create_topic, end_offsets, histogram_quantile, publish_raw, scrape_metrics,
-    unique_name, ChildGuard, ProcessStats, Table,
+    committed_offsets, create_topic_with_dlq, end_offsets, free_port, histogram_quantile,
+    publish_raw, release_binary, scrape_metrics, unique_name, ChildGuard, ProcessStats, Table,
 };
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -49,12 +48,6 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// The dev server as its own process (so its CPU is not counted as the indexer's).
 fn start_devserver() -> anyhow::Result<(String, Option<ChildGuard>)> {
     if let Ok(url) = std::env::var("ES_URL") {
@@ -62,39 +55,8 @@ fn start_devserver() -> anyhow::Result<(String, Option<ChildGuard>)> {
             return Ok((url, None));
         }
     }
-    let bin = match std::env::var("ES_DEVSERVER_BIN") {
-        Ok(p) => PathBuf::from(p),
-        Err(_) => {
-            // target/release/deps/drain-<hash> -> target/release/es-devserver
-            let exe = std::env::current_exe()?;
-            let dir = exe
-                .parent()
-                .and_then(|d| d.parent())
-                .context("cannot locate the target directory")?
-                .to_owned();
-            let bin = dir.join("es-devserver");
-            if !bin.exists() {
-                eprintln!("building es-devserver (release) ...");
-                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-                let ok = Command::new(cargo)
-                    .args([
-                        "build",
-                        "--release",
-                        "-p",
-                        "es-devserver",
-                        "--bin",
-                        "es-devserver",
-                    ])
-                    .status()?
-                    .success();
-                if !ok {
-                    bail!("cargo build of es-devserver failed");
-                }
-            }
-            bin
-        }
-    };
-    let port = free_port()?;
+    let bin = release_binary("es-devserver", "es-devserver", "ES_DEVSERVER_BIN")?;
+    let port = free_port();
     let child = ChildGuard::spawn(
         Command::new(&bin)
             .args(["--bind", &format!("127.0.0.1:{port}")])
@@ -129,7 +91,7 @@ fn start_indexer(
     es_url: &str,
     prefix: &str,
 ) -> anyhow::Result<Indexer> {
-    let metrics_port = free_port()?;
+    let metrics_port = free_port();
     let child = ChildGuard::spawn(
         Command::new(env!("CARGO_BIN_EXE_syncline-es-indexer"))
             .args([
@@ -200,8 +162,7 @@ async fn drain(brokers: &str, es_url: &str, http: &reqwest::Client) -> anyhow::R
     let delete_ratio: f64 = env_or("BENCH_DELETE_RATIO", 0.1);
     let name = unique_name("bench-drain");
     let topic = format!("{name}-events");
-    create_topic(brokers, &topic, 6).await?;
-    create_topic(brokers, &format!("{topic}.dlq"), 1).await?;
+    create_topic_with_dlq(brokers, &topic, 6).await?;
 
     eprintln!("pre-filling {topic} with {events} events over {keys} keys ...");
     let started = Instant::now();
@@ -300,8 +261,7 @@ async fn steady(brokers: &str, es_url: &str, http: &reqwest::Client) -> anyhow::
     let name = unique_name("bench-steady");
     let topic = format!("{name}-events");
     let prefix = format!("{name}-");
-    create_topic(brokers, &topic, 6).await?;
-    create_topic(brokers, &format!("{topic}.dlq"), 1).await?;
+    create_topic_with_dlq(brokers, &topic, 6).await?;
     let mut indexer = start_indexer(brokers, &topic, &format!("{name}-group"), es_url, &prefix)?;
     // Wait for the group to form before the clock starts.
     let deadline = Instant::now() + Duration::from_secs(120);

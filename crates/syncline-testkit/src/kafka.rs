@@ -67,6 +67,17 @@ pub async fn create_topic(brokers: &str, name: &str, partitions: i32) -> Result<
     Ok(syncline_kafka::create_topic(brokers, name, &spec).await?)
 }
 
+/// Create `topic` with `partitions` partitions and its dead-letter topic `<topic>.dlq`
+/// (one partition), as a consumer under test expects them.
+pub async fn create_topic_with_dlq(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+) -> Result<(), KitError> {
+    create_topic(brokers, topic, partitions).await?;
+    create_topic(brokers, &format!("{topic}.dlq"), 1).await
+}
+
 /// The end offset of every partition (see [`syncline_kafka::end_offsets`] for how).
 pub async fn end_offsets(brokers: &str, topic: &str) -> Result<Vec<i64>, KitError> {
     Ok(syncline_kafka::end_offsets(brokers, topic).await?)

@@ -17,11 +17,11 @@ pub mod workload;
 
 pub use env::{es_url, free_port, kafka_brokers, redis_url, unique_name};
 pub use kafka::{
-    committed_offsets, consumer_config, create_topic, end_offsets, publish_events, publish_raw,
-    read_all, Delivered, KitError,
+    committed_offsets, consumer_config, create_topic, create_topic_with_dlq, end_offsets,
+    publish_events, publish_raw, read_all, Delivered, KitError,
 };
 pub use measure::{histogram_quantile, scrape_metrics, ProcessStats, Table};
-pub use process::ChildGuard;
+pub use process::{release_binary, ChildGuard};
 pub use redis_server::RedisServer;
 pub use wait::wait_until;
 pub use workload::{Expected, Oracle, Workload, WorkloadSpec};

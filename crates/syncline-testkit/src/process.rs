@@ -63,3 +63,35 @@ impl Drop for ChildGuard {
         self.kill();
     }
 }
+
+/// The release build of binary `bin` of workspace package `package`, built with cargo if
+/// missing. `override_env` names a variable whose value, when set, is used as the path
+/// instead. For bench harnesses, which run from `<target>/release/deps/`.
+pub fn release_binary(
+    package: &str,
+    bin: &str,
+    override_env: &str,
+) -> std::io::Result<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os(override_env) {
+        return Ok(p.into());
+    }
+    let exe = std::env::current_exe()?;
+    let release = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .ok_or_else(|| std::io::Error::other("cannot locate the target directory"))?;
+    let path = release.join(bin);
+    if !path.exists() {
+        eprintln!("building {bin} (release) ...");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--release", "-p", package, "--bin", bin])
+            .status()?;
+        if !status.success() {
+            return Err(std::io::Error::other(format!(
+                "cargo build --release -p {package} --bin {bin} failed"
+            )));
+        }
+    }
+    Ok(path)
+}
