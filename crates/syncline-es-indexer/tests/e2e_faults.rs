@@ -37,14 +37,22 @@ async fn transient_faults_are_retried_to_the_oracle_and_never_dead_lettered() {
         .await
         .expect("publish");
 
-    // The first rule that fires wins, so the request-level rules are listed before the
-    // item-level one; 503 and close come in bursts (a count of consecutive requests once
-    // `skip` requests have passed).
+    // The first rule that fires wins. Each kind first fires at a fixed point (`skip`
+    // requests reaching the rule, then `count` in a row), so every kind happens however
+    // few bulk requests the indexer needs (large batches: ~80 requests here; a purely
+    // random delay rule once drew none); random ones follow on top.
     dev.set_faults(vec![
-        FaultRule::new(FaultTarget::Bulk, FaultKind::TooManyRequests).probability(0.3),
+        FaultRule::new(FaultTarget::Bulk, FaultKind::Delay)
+            .delay(Duration::from_secs(2))
+            .skip(3)
+            .count(2),
+        FaultRule::new(FaultTarget::Bulk, FaultKind::Close)
+            .skip(6)
+            .count(2),
         FaultRule::new(FaultTarget::Bulk, FaultKind::Unavailable)
             .skip(5)
             .count(5),
+        FaultRule::new(FaultTarget::Bulk, FaultKind::TooManyRequests).probability(0.3),
         FaultRule::new(FaultTarget::Bulk, FaultKind::Delay)
             .delay(Duration::from_secs(2))
             .probability(0.05),
