@@ -16,7 +16,7 @@ use syncline_consumer::dlq::{
 };
 use syncline_consumer::{run_with_metrics, Metrics};
 use syncline_event::{encode, ChangeEvent, Limits, Op};
-use syncline_testkit::{create_topic, kafka_brokers, publish_raw, read_all, unique_name};
+use syncline_testkit::{create_topic_with_dlq, kafka_brokers, publish_raw, read_all, unique_name};
 use tokio_util::sync::CancellationToken;
 
 fn event(id: &str, version: i64, doc: &str) -> ChangeEvent {
@@ -43,12 +43,9 @@ async fn poison_records_and_rejections_are_dead_lettered_with_headers() {
     let topic = unique_name("dlq");
     let group = unique_name("dlq-g");
     let dlq_topic = format!("{topic}.dlq");
-    create_topic(&brokers, &topic, 2)
+    create_topic_with_dlq(&brokers, &topic, 2)
         .await
-        .expect("create topic");
-    create_topic(&brokers, &dlq_topic, 1)
-        .await
-        .expect("create dlq");
+        .expect("topics");
 
     // Valid events, interleaved with poison below. Expected class per poison key.
     let mut records = Vec::new();

@@ -6,17 +6,14 @@ mod common;
 use std::time::Duration;
 
 use common::{check_oracle, Es, Setup};
-use syncline_testkit::{create_topic, publish_events, Workload, WorkloadSpec};
+use syncline_testkit::{create_topic_with_dlq, publish_events, Workload, WorkloadSpec};
 
 async fn converge(mode: &str, events: usize, keys: usize, seed: u64, extra: &[&str]) {
     let es = Es::start().await;
     let setup = Setup::new(&es, &format!("conv-{mode}"));
-    create_topic(&setup.brokers, &setup.topic, 3)
+    create_topic_with_dlq(&setup.brokers, &setup.topic, 3)
         .await
-        .expect("topic");
-    create_topic(&setup.brokers, &format!("{}.dlq", setup.topic), 1)
-        .await
-        .expect("dlq topic");
+        .expect("topics");
     let w = Workload::generate(&WorkloadSpec {
         events,
         keys,

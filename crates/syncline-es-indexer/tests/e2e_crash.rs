@@ -17,7 +17,7 @@ use std::time::Duration;
 use common::{check_oracle, Es, Setup};
 use rand::{Rng, SeedableRng};
 use syncline_testkit::{
-    committed_offsets, create_topic, publish_events, Delivered, Workload, WorkloadSpec,
+    committed_offsets, create_topic_with_dlq, publish_events, Delivered, Workload, WorkloadSpec,
 };
 use tokio::sync::Mutex;
 
@@ -75,12 +75,9 @@ async fn sample(
 async fn sigkill_at_random_moments_never_commits_ahead_and_converges() {
     let es = Arc::new(Es::start().await);
     let setup = Setup::new(&es, "crash");
-    create_topic(&setup.brokers, &setup.topic, 3)
+    create_topic_with_dlq(&setup.brokers, &setup.topic, 3)
         .await
-        .expect("topic");
-    create_topic(&setup.brokers, &format!("{}.dlq", setup.topic), 1)
-        .await
-        .expect("dlq topic");
+        .expect("topics");
     let w = Workload::generate(&WorkloadSpec {
         events: 30_000,
         keys: 1_500,

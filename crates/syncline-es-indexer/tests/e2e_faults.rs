@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{check_oracle, metric_sum, Es, Setup};
 use es_devserver::{FaultKind, FaultRule, FaultTarget};
-use syncline_testkit::{create_topic, publish_events, read_all, Workload, WorkloadSpec};
+use syncline_testkit::{create_topic_with_dlq, publish_events, read_all, Workload, WorkloadSpec};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_faults_are_retried_to_the_oracle_and_never_dead_lettered() {
@@ -17,12 +17,9 @@ async fn transient_faults_are_retried_to_the_oracle_and_never_dead_lettered() {
     let dev = es.dev();
     let setup = Setup::new(&es, "faults");
     let dlq = format!("{}.dlq", setup.topic);
-    create_topic(&setup.brokers, &setup.topic, 3)
+    create_topic_with_dlq(&setup.brokers, &setup.topic, 3)
         .await
-        .expect("topic");
-    create_topic(&setup.brokers, &dlq, 1)
-        .await
-        .expect("dlq topic");
+        .expect("topics");
     let w = Workload::generate(&WorkloadSpec {
         events: 20_000,
         keys: 1_000,

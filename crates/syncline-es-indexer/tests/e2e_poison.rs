@@ -12,7 +12,7 @@ use common::{check_oracle, Es, Setup};
 use rdkafka::message::{Headers, Message};
 use serde_json::json;
 use syncline_event::{ChangeEvent, Limits, Op};
-use syncline_testkit::{create_topic, publish_raw, read_all, Expected, Oracle};
+use syncline_testkit::{create_topic_with_dlq, publish_raw, read_all, Expected, Oracle};
 
 fn encode(e: &ChangeEvent) -> Vec<u8> {
     syncline_event::encode(
@@ -37,12 +37,9 @@ async fn poison_records_are_dead_lettered_with_reason_and_source() {
     let es = Es::start().await;
     let setup = Setup::new(&es, "poison");
     let dlq = format!("{}.dlq", setup.topic);
-    create_topic(&setup.brokers, &setup.topic, 1)
+    create_topic_with_dlq(&setup.brokers, &setup.topic, 1)
         .await
-        .expect("topic");
-    create_topic(&setup.brokers, &dlq, 1)
-        .await
-        .expect("dlq topic");
+        .expect("topics");
     let mappings = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         mappings.path().join("product.json"),

@@ -7,18 +7,15 @@ mod common;
 use std::time::Duration;
 
 use common::{check_oracle, Es, Setup};
-use syncline_testkit::{create_topic, publish_events, Workload, WorkloadSpec};
+use syncline_testkit::{create_topic_with_dlq, publish_events, Workload, WorkloadSpec};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_of_three_with_a_kill_and_a_join_converges() {
     let es = Es::start().await;
     let setup = Setup::new(&es, "scale");
-    create_topic(&setup.brokers, &setup.topic, 6)
+    create_topic_with_dlq(&setup.brokers, &setup.topic, 6)
         .await
-        .expect("topic");
-    create_topic(&setup.brokers, &format!("{}.dlq", setup.topic), 1)
-        .await
-        .expect("dlq topic");
+        .expect("topics");
     let w = Workload::generate(&WorkloadSpec {
         events: 30_000,
         keys: 1_500,

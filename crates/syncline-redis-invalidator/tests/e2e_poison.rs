@@ -12,7 +12,7 @@ use redis::AsyncCommands;
 use serde_json::json;
 use syncline_cache::Mode;
 use syncline_event::{ChangeEvent, Limits, Op};
-use syncline_testkit::{create_topic, publish_raw, read_all};
+use syncline_testkit::{create_topic_with_dlq, publish_raw, read_all};
 
 fn encode(e: &ChangeEvent) -> Vec<u8> {
     syncline_event::encode(e, &Limits::default()).expect("encode")
@@ -31,12 +31,9 @@ async fn poison_records_are_dead_lettered_and_valid_ones_applied() {
     let url = syncline_testkit::redis_url();
     let setup = common::Setup::new("poison", &url);
     let dlq = format!("{}.dlq", setup.topic);
-    create_topic(&setup.brokers, &setup.topic, 1)
+    create_topic_with_dlq(&setup.brokers, &setup.topic, 1)
         .await
-        .expect("topic");
-    create_topic(&setup.brokers, &dlq, 1)
-        .await
-        .expect("dlq topic");
+        .expect("topics");
 
     let valid = |i: usize| {
         let mut e = ChangeEvent::new(
