@@ -28,7 +28,7 @@
 //! script cache after a Redis restart or failover) and retries once. Pipelined callers (the
 //! invalidator) build [`ApplyCall`]s and handle `NOSCRIPT` per reply with [`is_noscript`].
 
-use std::sync::LazyLock;
+use std::{borrow::Cow, sync::LazyLock};
 
 use redis::{aio::ConnectionLike, Cmd, Script, Value};
 use syncline_event::{ChangeEvent, Op};
@@ -192,20 +192,22 @@ pub const MAX_APPLY_EVENTS: usize = 64;
 ///
 /// All keys of one call must live on one node; on a single Redis (or a Sentinel-managed
 /// primary) that always holds. A Redis Cluster caller would group events by hash slot.
+/// Documents and notices are borrowed, not copied: they go straight from the events into
+/// the command.
 #[derive(Debug, Clone)]
-pub struct ApplyCall {
+pub struct ApplyCall<'a> {
     keys: Vec<String>,
-    args: Vec<String>,
+    args: Vec<Cow<'a, str>>,
     mode: Mode,
 }
 
-impl ApplyCall {
+impl<'a> ApplyCall<'a> {
     /// An empty call; `channel` = `Some(name)` PUBLISHes each applied event's notice there.
     pub fn new(mode: Mode, ttls: &Ttls, channel: Option<&str>) -> Self {
         let args = vec![
-            ttls.cache_ttl_ms().to_string(),
-            ttls.guard_ttl_ms().to_string(),
-            channel.unwrap_or_default().to_owned(),
+            Cow::Owned(ttls.cache_ttl_ms().to_string()),
+            Cow::Owned(ttls.guard_ttl_ms().to_string()),
+            Cow::Owned(channel.unwrap_or_default().to_owned()),
         ];
         ApplyCall {
             keys: Vec::new(),
@@ -219,8 +221,8 @@ impl ApplyCall {
     pub fn push(
         &mut self,
         layout: &KeyLayout,
-        event: &ChangeEvent,
-        notice: Option<&str>,
+        event: &'a ChangeEvent,
+        notice: Option<&'a str>,
     ) -> Result<(), CacheError> {
         let version = check_version(event.version)?;
         let (action, document) = match (self.mode, event.op, &event.document) {
@@ -232,10 +234,10 @@ impl ApplyCall {
         self.keys
             .push(layout.guard_key(&event.entity_type, &event.entity_id));
         self.args.extend([
-            version,
-            action.to_owned(),
-            document.to_owned(),
-            notice.unwrap_or_default().to_owned(),
+            Cow::Owned(version),
+            Cow::Borrowed(action),
+            Cow::Borrowed(document),
+            Cow::Borrowed(notice.unwrap_or_default()),
         ]);
         Ok(())
     }
@@ -260,8 +262,10 @@ impl ApplyCall {
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(APPLY.get_hash())
             .arg(self.keys.len())
-            .arg(&self.keys)
-            .arg(&self.args);
+            .arg(&self.keys);
+        for a in &self.args {
+            cmd.arg(a.as_ref());
+        }
         cmd
     }
 

@@ -146,10 +146,10 @@ impl std::fmt::Debug for RedisSink {
 }
 
 /// One APPLY call in a pipeline and the tag `INCR`s that follow it.
-struct Chunk {
-    call: ApplyCall,
-    /// Batch index of each event in the call, in call order, with its tag count.
-    events: Vec<(usize, usize)>,
+struct Chunk<'a> {
+    call: ApplyCall<'a>,
+    /// Batch index of each event in the call, in call order.
+    events: Vec<usize>,
     /// Position of the call's reply in the pipeline; the tag replies follow in order.
     start: usize,
 }
@@ -218,13 +218,13 @@ impl RedisSink {
     /// [`scripts::MAX_APPLY_EVENTS`] events, each followed by its events' tag `INCR`s.
     /// Events that cannot be expressed (negative version: the runtime validates, so only a
     /// foreign runtime sends one) get their outcome directly.
-    fn build(
+    fn build<'a>(
         &self,
-        batch: &[ChangeEvent],
+        batch: &'a [ChangeEvent],
         pending: &[usize],
-        notices: &[Option<String>],
+        notices: &'a [Option<String>],
         outcomes: &mut [Option<Outcome>],
-    ) -> (redis::Pipeline, Vec<Chunk>) {
+    ) -> (redis::Pipeline, Vec<Chunk<'a>>) {
         let channel = self.config.publish_channel.as_deref();
         let new_chunk = || Chunk {
             call: ApplyCall::new(self.config.mode, &self.config.ttls, channel),
@@ -245,7 +245,7 @@ impl RedisSink {
                 });
                 continue;
             }
-            chunk.events.push((i, event.invalidate.len()));
+            chunk.events.push(i);
             if chunk.call.is_full() {
                 chunks.push(std::mem::replace(&mut chunk, new_chunk()));
             }
@@ -257,7 +257,7 @@ impl RedisSink {
         for chunk in &mut chunks {
             chunk.start = pipe.len();
             pipe.add_command(chunk.call.cmd());
-            for &(i, _) in &chunk.events {
+            for &i in &chunk.events {
                 for tag in &batch[i].invalidate {
                     pipe.incr(self.config.layout.tag_key(tag), 1);
                 }
@@ -267,7 +267,12 @@ impl RedisSink {
     }
 
     /// Outcomes of one chunk from its replies; `None` when the server lost the script.
-    fn chunk_outcomes(&self, chunk: &Chunk, replies: &[Value]) -> Option<Vec<Outcome>> {
+    fn chunk_outcomes(
+        &self,
+        batch: &[ChangeEvent],
+        chunk: &Chunk<'_>,
+        replies: &[Value],
+    ) -> Option<Vec<Outcome>> {
         let retry_all = |reason: String| {
             chunk
                 .events
@@ -291,7 +296,8 @@ impl RedisSink {
         };
         let mut tag_reply = chunk.start + 1;
         let mut out = Vec::with_capacity(chunk.events.len());
-        for (&(_, tags), outcome) in chunk.events.iter().zip(applied) {
+        for (&i, outcome) in chunk.events.iter().zip(applied) {
+            let tags = batch[i].invalidate.len();
             let tag_replies = &replies[tag_reply..tag_reply + tags];
             tag_reply += tags;
             self.metrics.tag_bumps.add(tags as u64);
@@ -346,7 +352,7 @@ impl RedisSink {
                     };
                     self.metrics.pipeline_failures.inc();
                     tracing::warn!(%reason, events = pending.len(), "pipeline failed; batch will be retried");
-                    for &(i, _) in chunks.iter().flat_map(|c| &c.events) {
+                    for &i in chunks.iter().flat_map(|c| &c.events) {
                         outcomes[i] = Some(Outcome::Retry {
                             reason: reason.clone(),
                         });
@@ -362,13 +368,13 @@ impl RedisSink {
 
             let mut missing_script = Vec::new();
             for chunk in &chunks {
-                match self.chunk_outcomes(chunk, &replies) {
+                match self.chunk_outcomes(batch, chunk, &replies) {
                     Some(chunk_outcomes) => {
-                        for (&(i, _), o) in chunk.events.iter().zip(chunk_outcomes) {
+                        for (&i, o) in chunk.events.iter().zip(chunk_outcomes) {
                             outcomes[i] = Some(o);
                         }
                     }
-                    None => missing_script.extend(chunk.events.iter().map(|&(i, _)| i)),
+                    None => missing_script.extend_from_slice(&chunk.events),
                 }
             }
             if missing_script.is_empty() {
