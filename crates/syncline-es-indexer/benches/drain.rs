@@ -123,15 +123,12 @@ fn start_indexer(
     })
 }
 
-async fn scrape(http: &reqwest::Client, port: u16) -> HashMap<String, f64> {
-    let text = match http
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .await
-    {
-        Ok(r) => r.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    };
+/// The indexer's metrics, each name summed over its labels.
+fn scrape(port: u16) -> HashMap<String, f64> {
+    metric_sums(&scrape_metrics(port))
+}
+
+fn metric_sums(text: &str) -> HashMap<String, f64> {
     let mut out = HashMap::new();
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let Some((name, value)) = line.rsplit_once(' ') else {
@@ -155,7 +152,7 @@ fn document(rng: &mut rand::rngs::StdRng, id: &str, version: i64, bytes: usize) 
     format!("{},\"pad\":\"{filler}\"}}", &head[..head.len() - 1])
 }
 
-async fn drain(brokers: &str, es_url: &str, http: &reqwest::Client) -> anyhow::Result<Table> {
+async fn drain(brokers: &str, es_url: &str) -> anyhow::Result<Table> {
     let events: usize = env_or("BENCH_EVENTS", 1_000_000);
     let keys: usize = env_or("BENCH_KEYS", 100_000);
     let doc_bytes: usize = env_or("BENCH_DOC_BYTES", 1024);
@@ -207,19 +204,20 @@ async fn drain(brokers: &str, es_url: &str, http: &reqwest::Client) -> anyhow::R
             .iter()
             .map(|c| c.unwrap_or(0))
             .sum();
-        if committed > 0 && first_progress.is_none() {
-            first_progress = Some(Instant::now());
-        }
         if committed >= end {
             break;
+        }
+        if committed > 0 && first_progress.is_none() {
+            first_progress = Some(Instant::now());
         }
         if spawned.elapsed() > Duration::from_secs(3600) {
             bail!("indexer did not drain within an hour ({committed}/{end})");
         }
     }
     let total = spawned.elapsed();
-    let since_first = first_progress.map_or(total, |t| t.elapsed());
-    let m = scrape(http, indexer.metrics_port).await;
+    // None when the first commit and the end fell in the same poll (a tiny run): no rate.
+    let since_first = first_progress.map(|t| t.elapsed());
+    let m = scrape(indexer.metrics_port);
     let _ = indexer.child.terminate();
     let get = |k: &str| m.get(k).copied().unwrap_or(0.0);
     let written = get("syncline_es_bulk_items_created_total")
@@ -242,7 +240,10 @@ async fn drain(brokers: &str, es_url: &str, http: &reqwest::Client) -> anyhow::R
         end.to_string(),
         format!("{:.1}", total.as_secs_f64()),
         format!("{:.0}", end as f64 / total.as_secs_f64()),
-        format!("{:.0}", end as f64 / since_first.as_secs_f64()),
+        since_first.map_or_else(
+            || "- (drained within one poll)".to_owned(),
+            |d| format!("{:.0}", end as f64 / d.as_secs_f64()),
+        ),
         format!("{:.1}", stats.cpu_seconds),
         format!("{:.1}", stats.peak_rss_mib()),
         format!("{:.0}", get("syncline_es_bulk_requests_total")),
@@ -265,8 +266,7 @@ async fn steady(brokers: &str, es_url: &str, http: &reqwest::Client) -> anyhow::
     let mut indexer = start_indexer(brokers, &topic, &format!("{name}-group"), es_url, &prefix)?;
     // Wait for the group to form before the clock starts.
     let deadline = Instant::now() + Duration::from_secs(120);
-    while scrape(http, indexer.metrics_port)
-        .await
+    while scrape(indexer.metrics_port)
         .get("syncline_consumer_assigned_partitions")
         .copied()
         .unwrap_or(0.0)
@@ -378,10 +378,10 @@ async fn steady(brokers: &str, es_url: &str, http: &reqwest::Client) -> anyhow::
     pending.lock().clear();
     let _ = tracker.await;
     let stats = ProcessStats::of_pid(indexer.child.id())?;
-    let m = scrape(http, indexer.metrics_port).await;
     // The indexer's own view (whole run, warm-up included): Kafka timestamp -> record read,
     // and -> event acknowledged by the bulk API.
     let runtime_metrics = scrape_metrics(indexer.metrics_port);
+    let m = metric_sums(&runtime_metrics);
     let _ = indexer.child.terminate();
     let hist = |name: &str| {
         let ms = |q: f64| {
@@ -456,7 +456,7 @@ fn main() -> anyhow::Result<()> {
         }
         let scenarios = std::env::var("BENCH_SCENARIOS").unwrap_or_else(|_| "drain,steady".into());
         if scenarios.contains("drain") {
-            let t = drain(&brokers, &es_url, &http).await?;
+            let t = drain(&brokers, &es_url).await?;
             println!("\n### drain\n\n{t}");
         }
         if scenarios.contains("steady") {
