@@ -37,8 +37,9 @@ use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 use syncline_event::{ChangeEvent, Limits, Op};
 use syncline_testkit::{
-    committed_offsets, create_topic_with_dlq, end_offsets, free_port, histogram_quantile,
-    publish_raw, release_binary, scrape_metrics, unique_name, ChildGuard, ProcessStats, Table,
+    committed_offsets, create_topic_with_dlq, delete_topics, end_offsets, free_port,
+    histogram_quantile, metric_sums, publish_raw, release_binary, scrape_metrics, unique_name,
+    ChildGuard, ProcessStats, Table,
 };
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -66,17 +67,11 @@ fn start_devserver() -> anyhow::Result<(String, Option<ChildGuard>)> {
     Ok((format!("http://127.0.0.1:{port}"), Some(child)))
 }
 
-/// librdkafka properties for the indexer: the test timeouts Tansu needs, plus
-/// `BENCH_KAFKA` (`key=value,...`) for experiments such as `fetch.wait.max.ms=10`.
+/// librdkafka properties for the indexer: the test timeouts Tansu needs, the caller's
+/// `SYNCLINE_KAFKA` (the stack's broker settings), then `BENCH_KAFKA` (`key=value,...`)
+/// for experiments such as `fetch.wait.max.ms=100`.
 fn kafka_props() -> String {
-    let mut props = "session.timeout.ms=6000,max.poll.interval.ms=10000".to_owned();
-    if let Ok(extra) = std::env::var("BENCH_KAFKA") {
-        if !extra.is_empty() {
-            props.push(',');
-            props.push_str(&extra);
-        }
-    }
-    props
+    syncline_testkit::consumer_kafka_env(&std::env::var("BENCH_KAFKA").unwrap_or_default())
 }
 
 struct Indexer {
@@ -126,20 +121,6 @@ fn start_indexer(
 /// The indexer's metrics, each name summed over its labels.
 fn scrape(port: u16) -> HashMap<String, f64> {
     metric_sums(&scrape_metrics(port))
-}
-
-fn metric_sums(text: &str) -> HashMap<String, f64> {
-    let mut out = HashMap::new();
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((name, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let base = name.split('{').next().unwrap_or(name).to_owned();
-        if let Ok(v) = value.parse::<f64>() {
-            *out.entry(base).or_insert(0.0) += v;
-        }
-    }
-    out
 }
 
 fn document(rng: &mut rand::rngs::StdRng, id: &str, version: i64, bytes: usize) -> String {
@@ -219,6 +200,10 @@ async fn drain(brokers: &str, es_url: &str) -> anyhow::Result<Table> {
     let since_first = first_progress.map(|t| t.elapsed());
     let m = scrape(indexer.metrics_port);
     let _ = indexer.child.terminate();
+    // A steady run after this one must not share the broker and the store with a million
+    // leftover records and documents.
+    delete_topics(brokers, &[&topic, &format!("{topic}.dlq")]).await;
+    delete_indices_behind(es_url, &format!("{name}-product")).await;
     let get = |k: &str| m.get(k).copied().unwrap_or(0.0);
     let written = get("syncline_es_bulk_items_created_total")
         + get("syncline_es_bulk_items_updated_total")
@@ -254,6 +239,21 @@ async fn drain(brokers: &str, es_url: &str) -> anyhow::Result<Table> {
     Ok(t)
 }
 
+/// Delete the concrete indices behind `alias`, best effort. By name, because Elasticsearch
+/// 8 refuses wildcard deletes by default (`action.destructive_requires_name`).
+async fn delete_indices_behind(es_url: &str, alias: &str) {
+    let http = reqwest::Client::new();
+    let Ok(r) = http.get(format!("{es_url}/_alias/{alias}")).send().await else {
+        return;
+    };
+    let Ok(Value::Object(indices)) = r.json::<Value>().await else {
+        return;
+    };
+    for index in indices.keys() {
+        let _ = http.delete(format!("{es_url}/{index}")).send().await;
+    }
+}
+
 async fn steady(brokers: &str, es_url: &str, http: &reqwest::Client) -> anyhow::Result<Table> {
     let rate: usize = env_or("BENCH_RATE", 5_000);
     let seconds: u64 = env_or("BENCH_SECONDS", 60);
@@ -283,6 +283,38 @@ async fn steady(brokers: &str, es_url: &str, http: &reqwest::Client) -> anyhow::
         .set("linger.ms", "2")
         .set("acks", "all")
         .create()?;
+    // Warm-up: one event per partition, applied before the clock starts, so the index
+    // bootstrap and each partition's first fetch are not counted as steady-state latency.
+    let limits = Limits::default();
+    for partition in 0..6 {
+        let id = format!("warm-up-{partition}");
+        let e = ChangeEvent::new("product", &id, Op::Upsert, 1, "bench", Some("{}".into()));
+        let payload = syncline_event::encode(&e, &limits)?;
+        let key = e.key();
+        let record = FutureRecord::to(&topic)
+            .key(&key)
+            .payload(&payload)
+            .partition(partition);
+        if let Err((e, _)) = producer.send(record, Duration::from_secs(10)).await {
+            bail!("warm-up publish: {e}");
+        }
+    }
+    let end = end_offsets(brokers, &topic).await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let committed = committed_offsets(brokers, &format!("{name}-group"), &topic).await?;
+        if committed
+            .iter()
+            .zip(&end)
+            .all(|(c, e)| c.unwrap_or(0) >= *e)
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the indexer never applied the warm-up events");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let pending: Arc<parking_lot::Mutex<Vec<(String, i64, Instant)>>> = Arc::default();
     let latencies: Arc<parking_lot::Mutex<Vec<Duration>>> = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -337,7 +369,6 @@ async fn steady(brokers: &str, es_url: &str, http: &reqwest::Client) -> anyhow::
     };
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(2);
-    let limits = Limits::default();
     let per_tick = (rate / 100).max(1);
     let mut version = 0i64;
     let mut sent = 0usize;
@@ -457,16 +488,19 @@ fn main() -> anyhow::Result<()> {
         let scenarios = std::env::var("BENCH_SCENARIOS").unwrap_or_else(|_| "drain,steady".into());
         if scenarios.contains("drain") {
             let t = drain(&brokers, &es_url).await?;
-            println!("\n### drain\n\n{t}");
+            println!(
+                "\n### drain (indexer's librdkafka properties: {})\n\n{t}",
+                kafka_props()
+            );
         }
         if scenarios.contains("steady") {
             let t = steady(&brokers, &es_url, &http).await?;
             println!(
-                "\n### steady load (extra librdkafka properties: {})\n\n{t}\n\
+                "\n### steady load (indexer's librdkafka properties: {})\n\n{t}\n\
                  p50/p99/max: the bench's clock (publish -> realtime _mget sees the version).\n\
                  read / acknowledged: the indexer's histograms (Kafka timestamp -> record read, \
                  -> bulk item acknowledged), interpolated inside their buckets.",
-                std::env::var("BENCH_KAFKA").unwrap_or_else(|_| "none".into())
+                kafka_props()
             );
         }
         Ok(())

@@ -38,7 +38,7 @@ async fn converge(mode: &str, events: usize, keys: usize, seed: u64, extra: &[&s
         panic!("{mode}: index differs from the oracle: {e}\nmetrics:\n{metrics}");
     }
     assert!(
-        common::metric_sum(&metrics, "syncline_es_bulk_requests_total") > 0.0,
+        syncline_testkit::metric_sum(&metrics, "syncline_es_bulk_requests_total") > 0.0,
         "{metrics}"
     );
 }

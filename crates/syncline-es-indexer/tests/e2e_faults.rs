@@ -7,8 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{check_oracle, metric_sum, Es, Setup};
+use common::{check_oracle, Es, Setup};
 use es_devserver::{FaultKind, FaultRule, FaultTarget};
+use syncline_testkit::metric_sum;
 use syncline_testkit::{create_topic_with_dlq, publish_events, read_all, Workload, WorkloadSpec};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,6 +15,10 @@
 //! `occurred_at` (stamped when the bench hands it to the producer): publish-to-Redis latency
 //! including Kafka, batching and the script. Same host, so one clock.
 //!
+//! With `--baseline`, a plain librdkafka consumer (own group, the invalidator's librdkafka
+//! properties, no Syncline code) reads the same topic during the same run: its read delay
+//! is what this broker gives any consumer at those moments.
+//!
 //! The steady table also quotes the invalidator's own `syncline_consumer_fetch_delay_seconds`
 //! and `syncline_consumer_event_delay_seconds` histograms, which split that latency into
 //! "producer, broker and fetch" and "batching and Redis".
@@ -25,19 +29,21 @@
 #![allow(missing_docs)]
 
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use rand::{Rng as _, SeedableRng as _};
-use rdkafka::admin::{AdminClient, AdminOptions};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::message::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use syncline_cache::KeyLayout;
 use syncline_event::{ChangeEvent, Limits, Op};
 use syncline_testkit::{
-    committed_offsets, create_topic, end_offsets, histogram_quantile, publish_raw, scrape_metrics,
-    unique_name, ChildGuard, ProcessStats, Table,
+    committed_offsets, create_topic, delete_topics, end_offsets, free_port, histogram_quantile,
+    metric_sum, publish_raw, scrape_metrics, unique_name, ChildGuard, ProcessStats, Table,
 };
 
 struct Args {
@@ -50,6 +56,7 @@ struct Args {
     steady_secs: u64,
     drain: bool,
     steady: bool,
+    baseline: bool,
     kafka: String,
 }
 
@@ -69,6 +76,7 @@ fn parse_args() -> Args {
         steady_secs: 60,
         drain: true,
         steady: true,
+        baseline: false,
         kafka: String::new(),
     };
     let mut it = std::env::args().skip(1);
@@ -91,6 +99,7 @@ fn parse_args() -> Args {
             "--steady-secs" => a.steady_secs = num(&flag, value()),
             "--skip-drain" => a.drain = false,
             "--skip-steady" => a.steady = false,
+            "--baseline" => a.baseline = true,
             "--kafka" => a.kafka = value(),
             "--bench" => {} // added by `cargo bench`
             other => usage(&format!("unknown flag {other}")),
@@ -117,30 +126,14 @@ fn event(rng: &mut rand::rngs::StdRng, keys: u64, version: i64, doc_bytes: usize
     }
 }
 
-fn metrics_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(19464)
-}
-
 fn scrape(port: u16, name: &str) -> f64 {
-    scrape_metrics(port)
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_once(' '))
-        .filter(|(k, _)| *k == name || k.starts_with(&format!("{name}{{")))
-        .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
-        .sum()
+    metric_sum(&scrape_metrics(port), name)
 }
 
+/// The test timeouts Tansu needs, the caller's `SYNCLINE_KAFKA` (the stack's broker
+/// settings), then `--kafka`.
 fn kafka_props(a: &Args) -> String {
-    let mut p = "session.timeout.ms=6000,max.poll.interval.ms=10000".to_owned();
-    if !a.kafka.is_empty() {
-        p.push(',');
-        p.push_str(&a.kafka);
-    }
-    p
+    syncline_testkit::consumer_kafka_env(&a.kafka)
 }
 
 struct Spawned {
@@ -157,7 +150,7 @@ fn spawn(
     mode: &str,
     extra_env: &[(&str, &str)],
 ) -> Spawned {
-    let port = metrics_port();
+    let port = free_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_syncline-redis-invalidator"));
     cmd.env("SYNCLINE_BROKERS", brokers)
         .env("SYNCLINE_TOPIC", topic)
@@ -199,15 +192,6 @@ async fn purge(prefix: &str) {
                 let _ = syncline_cache::admin::purge_prefix(&mut conn, &layout).await;
             }
         }
-    }
-}
-
-async fn delete_topics(brokers: &str, topics: &[&str]) {
-    if let Ok(admin) = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create::<AdminClient<DefaultClientContext>>()
-    {
-        let _ = admin.delete_topics(topics, &AdminOptions::new()).await;
     }
 }
 
@@ -253,15 +237,21 @@ async fn drain(a: &Args, brokers: &str) -> Table {
         let group = unique_name("redis-bench-group");
         let prefix = format!("{}:", unique_name("bench"));
         let mut inv = spawn(a, brokers, &topic, &group, &prefix, mode, &[]);
-        // Clock starts at the first consumed record (group join time is not throughput).
+        // Clock starts at the first consumed record (group join time is not throughput):
+        // at the last poll that saw none, so the measured time can only be too long.
         let mut started = None;
         let wall = Instant::now();
+        let mut before = Instant::now();
         loop {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            if started.is_none()
-                && scrape(inv.port, "syncline_consumer_records_consumed_total") > 0.0
-            {
-                started = Some(Instant::now());
+            let poll = if started.is_none() { 20 } else { 100 };
+            tokio::time::sleep(Duration::from_millis(poll)).await;
+            if started.is_none() {
+                if scrape(inv.port, "syncline_consumer_records_consumed_total") > 0.0 {
+                    started = Some(before);
+                } else {
+                    before = Instant::now();
+                    continue;
+                }
             }
             if drained(brokers, &group, &topic).await {
                 break;
@@ -305,6 +295,48 @@ async fn drain(a: &Args, brokers: &str) -> Table {
     table
 }
 
+/// The plain consumer of `--baseline`: reads `topic` in its own group until `stop`, and
+/// returns (Kafka timestamp, read delay) in milliseconds for every record. `seen` counts
+/// records, so the caller knows when it has caught up with the warm-up.
+fn spawn_baseline(
+    brokers: &str,
+    topic: &str,
+    props: &str,
+    stop: Arc<AtomicBool>,
+    seen: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<Vec<(i64, i64)>> {
+    let mut cc = ClientConfig::new();
+    cc.set("bootstrap.servers", brokers)
+        .set("group.id", unique_name("redis-bench-baseline"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("partition.assignment.strategy", "cooperative-sticky");
+    for pair in props.split(',') {
+        if let Some((k, v)) = pair.split_once('=') {
+            cc.set(k, v);
+        }
+    }
+    let topic = topic.to_owned();
+    std::thread::spawn(move || {
+        let mut delays = Vec::new();
+        let Ok(consumer) = cc.create::<BaseConsumer>() else {
+            return delays;
+        };
+        if consumer.subscribe(&[topic.as_str()]).is_err() {
+            return delays;
+        }
+        while !stop.load(Ordering::Relaxed) {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
+                if let Some(ts) = m.timestamp().to_millis() {
+                    delays.push((ts, now_micros() / 1000 - ts));
+                }
+                seen.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        delays
+    })
+}
+
 fn now_micros() -> i64 {
     syncline_event::model::now_micros()
 }
@@ -340,7 +372,7 @@ async fn steady(a: &Args, brokers: &str) -> Table {
             }
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&payload) {
                 if let Some(at) = v["occurred_at"].as_i64() {
-                    lat.push(now - at);
+                    lat.push((at, now - at));
                 }
             }
         }
@@ -359,7 +391,9 @@ async fn steady(a: &Args, brokers: &str) -> Table {
             ("SYNCLINE_BATCH_LINGER", linger),
         ],
     );
-    // Let the group form before the clock starts: publish a warm-up event and wait for it.
+    // Let the group form and every partition deliver once before the clock starts: the
+    // first record of a partition the consumer has not fetched from yet waits for
+    // librdkafka's first fetch of it, a start-up cost, not steady-state latency.
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "1")
@@ -380,15 +414,41 @@ async fn steady(a: &Args, brokers: &str) -> Table {
             }
         }
     };
-    version += 1;
-    send(&mut rng, version);
-    while !drained(brokers, &group, &topic).await {
+    for partition in 0..a.partitions {
+        version += 1;
+        let e = event(&mut rng, a.keys, version, a.doc_bytes);
+        let bytes = syncline_event::encode(&e, &limits).unwrap_or_default();
+        let key = e.key();
+        let record = FutureRecord::to(&topic)
+            .key(&key)
+            .payload(&bytes)
+            .partition(partition);
+        if let Err((e, _)) = producer.send(record, Duration::from_secs(10)).await {
+            usage(&format!("warm-up publish: {e}"));
+        }
+    }
+    let baseline_stop = Arc::new(AtomicBool::new(false));
+    let baseline_seen = Arc::new(AtomicU64::new(0));
+    let baseline = a.baseline.then(|| {
+        spawn_baseline(
+            brokers,
+            &topic,
+            &kafka_props(a),
+            baseline_stop.clone(),
+            baseline_seen.clone(),
+        )
+    });
+    while !drained(brokers, &group, &topic).await
+        || (baseline.is_some() && baseline_seen.load(Ordering::Relaxed) < a.partitions as u64)
+    {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     eprintln!(
         "steady: {} events/s for {} s ...",
         a.steady_rate, a.steady_secs
     );
+    // Warm-up notices (published before the group formed) are not steady-state latency.
+    let steady_from = now_micros();
     let cpu_before = ProcessStats::of_pid(inv.child.id())
         .map(|s| s.cpu_seconds)
         .unwrap_or(0.0);
@@ -423,6 +483,25 @@ async fn steady(a: &Args, brokers: &str) -> Table {
         peak_rss_bytes: 0,
     });
     inv.child.kill();
+    baseline_stop.store(true, Ordering::Relaxed);
+    let baseline = baseline.map(|b| {
+        let mut d: Vec<i64> = b
+            .join()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(ts, _)| *ts >= steady_from / 1000)
+            .map(|(_, delay)| delay)
+            .collect();
+        d.sort_unstable();
+        let q = |p: f64| {
+            d.get(((d.len() as f64 - 1.0) * p).round() as usize)
+                .copied()
+        };
+        match (q(0.5), q(0.99)) {
+            (Some(p50), Some(p99)) => format!("{p50} / {p99}"),
+            _ => "-".to_owned(),
+        }
+    });
     if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
         let _: Result<i64, _> = redis::cmd("PUBLISH")
             .arg(&channel)
@@ -430,7 +509,13 @@ async fn steady(a: &Args, brokers: &str) -> Table {
             .query_async(&mut conn)
             .await;
     }
-    let mut lat = collector.await.unwrap_or_default();
+    let mut lat: Vec<i64> = collector
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(at, _)| *at >= steady_from)
+        .map(|(_, latency)| latency)
+        .collect();
     lat.sort_unstable();
     let pct = |p: f64| -> f64 {
         if lat.is_empty() {
@@ -453,6 +538,7 @@ async fn steady(a: &Args, brokers: &str) -> Table {
         "applied p50 / p99 ms",
         "CPU s",
         "peak RSS MiB",
+        "bare librdkafka read p50 / p99 ms",
     ]);
     table.row(&[
         a.steady_rate.to_string(),
@@ -466,6 +552,7 @@ async fn steady(a: &Args, brokers: &str) -> Table {
         format!("{} / {}", ms(done, 0.5), ms(done, 0.99)),
         format!("{:.1}", stats.cpu_seconds - cpu_before),
         format!("{:.1}", stats.peak_rss_mib()),
+        baseline.unwrap_or_else(|| "not run (--baseline)".to_owned()),
     ]);
     table
 }
@@ -477,19 +564,24 @@ async fn main() {
     if a.drain {
         let t = drain(&a, &brokers).await;
         println!(
-            "\n### Drain: {} events, {} keys, {} partitions, {} B documents, 10% deletes\n\n{t}",
-            a.events, a.keys, a.partitions, a.doc_bytes
+            "\n### Drain: {} events, {} keys, {} partitions, {} B documents, 10% deletes \
+             (librdkafka properties: {})\n\n{t}",
+            a.events,
+            a.keys,
+            a.partitions,
+            a.doc_bytes,
+            kafka_props(&a)
         );
     }
     if a.steady {
         let t = steady(&a, &brokers).await;
         println!(
             "\n### Steady load: publish-to-Redis latency (PUBLISH notices, batch linger 5ms, \
-             extra librdkafka properties: {})\n\n{t}\n\
+             librdkafka properties: {})\n\n{t}\n\
              p50/p99/max: the bench's clock, event handed to the producer -> notice received.\n\
              read / applied: the invalidator's histograms (Kafka timestamp -> record read, \
              -> event applied), interpolated inside their buckets.",
-            if a.kafka.is_empty() { "none" } else { &a.kafka }
+            kafka_props(&a)
         );
     }
 }

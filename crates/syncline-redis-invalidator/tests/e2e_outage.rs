@@ -80,7 +80,7 @@ async fn outage(keep_data: bool) {
     let metrics = inv.metrics();
     drop(inv);
     assert!(
-        common::metric_value(&metrics, "syncline_redis_script_reloads_total") >= 1.0,
+        syncline_testkit::metric_sum(&metrics, "syncline_redis_script_reloads_total") >= 1.0,
         "{metrics}"
     );
 

@@ -78,6 +78,19 @@ pub async fn create_topic_with_dlq(
     create_topic(brokers, &format!("{topic}.dlq"), 1).await
 }
 
+/// Delete `topics`, best effort (a bench cleaning up after itself; errors are ignored
+/// because a leftover topic only costs broker memory).
+pub async fn delete_topics(brokers: &str, topics: &[&str]) {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    if let Ok(admin) = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create::<AdminClient<DefaultClientContext>>()
+    {
+        let _ = admin.delete_topics(topics, &AdminOptions::new()).await;
+    }
+}
+
 /// The end offset of every partition (see [`syncline_kafka::end_offsets`] for how).
 pub async fn end_offsets(brokers: &str, topic: &str) -> Result<Vec<i64>, KitError> {
     Ok(syncline_kafka::end_offsets(brokers, topic).await?)

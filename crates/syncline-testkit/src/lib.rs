@@ -15,12 +15,17 @@ pub mod redis_server;
 pub mod wait;
 pub mod workload;
 
-pub use env::{es_url, free_port, kafka_brokers, redis_url, unique_name};
-pub use kafka::{
-    committed_offsets, consumer_config, create_topic, create_topic_with_dlq, end_offsets,
-    publish_events, publish_raw, read_all, Delivered, KitError,
+pub use env::{
+    consumer_kafka_env, consumer_kafka_props, es_url, free_port, kafka_brokers, redis_url,
+    unique_name,
 };
-pub use measure::{histogram_quantile, scrape_metrics, ProcessStats, Table};
+pub use kafka::{
+    committed_offsets, consumer_config, create_topic, create_topic_with_dlq, delete_topics,
+    end_offsets, publish_events, publish_raw, read_all, Delivered, KitError,
+};
+pub use measure::{
+    histogram_quantile, metric_sum, metric_sums, scrape_metrics, ProcessStats, Table,
+};
 pub use process::{release_binary, ChildGuard};
 pub use redis_server::RedisServer;
 pub use wait::wait_until;

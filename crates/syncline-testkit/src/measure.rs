@@ -137,6 +137,35 @@ pub fn scrape_metrics(port: u16) -> String {
     out
 }
 
+/// Every metric in Prometheus text, each name summed over its label sets (a histogram's
+/// `_bucket`, `_sum` and `_count` series are names of their own).
+pub fn metric_sums(text: &str) -> std::collections::HashMap<String, f64> {
+    let mut out = std::collections::HashMap::new();
+    for (name, value) in samples(text) {
+        *out.entry(name.to_owned()).or_insert(0.0) += value;
+    }
+    out
+}
+
+/// Metric `name` in Prometheus text, summed over its label sets (0 when absent).
+pub fn metric_sum(text: &str, name: &str) -> f64 {
+    samples(text)
+        .filter(|(n, _)| *n == name)
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// (name without labels, value) of every sample line.
+fn samples(text: &str) -> impl Iterator<Item = (&str, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let name = series.split('{').next().unwrap_or(series);
+            Some((name, value.trim().parse::<f64>().ok()?))
+        })
+}
+
 /// The `q` quantile (0..=1) of histogram `name` in Prometheus text, in the histogram's
 /// unit, interpolated linearly inside the bucket it falls in (as PromQL's
 /// `histogram_quantile` does). `None` without observations or when it falls in `+Inf`.

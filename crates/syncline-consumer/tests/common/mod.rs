@@ -159,11 +159,9 @@ pub fn test_config(topic: &str, group: &str) -> RuntimeConfig {
         retry_max_backoff: Duration::from_millis(300),
         commit_interval: Duration::from_millis(200),
         shutdown_timeout: Duration::from_secs(10),
-        kafka: BTreeMap::from([
-            ("session.timeout.ms".to_owned(), "6000".to_owned()),
-            ("max.poll.interval.ms".to_owned(), "10000".to_owned()),
-            ("heartbeat.interval.ms".to_owned(), "1000".to_owned()),
-        ]),
+        kafka: syncline_testkit::consumer_kafka_props("")
+            .into_iter()
+            .collect::<BTreeMap<_, _>>(),
         ..RuntimeConfig::default()
     }
 }

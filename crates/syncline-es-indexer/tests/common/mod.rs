@@ -273,10 +273,7 @@ impl Setup {
             &self.prefix,
         ])
         .args(extra)
-        .env(
-            "SYNCLINE_KAFKA",
-            "session.timeout.ms=6000,max.poll.interval.ms=10000",
-        )
+        .env("SYNCLINE_KAFKA", syncline_testkit::consumer_kafka_env(""))
         .env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -323,16 +320,4 @@ impl Setup {
         .await
         .expect("indexer drained the topic");
     }
-}
-
-/// Sum of a metric's samples in Prometheus text (all label sets).
-pub fn metric_sum(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }

@@ -59,17 +59,8 @@ impl Invalidator {
 
     /// A counter or gauge value from `/metrics` (0 when absent).
     pub fn metric(&self, name: &str) -> f64 {
-        metric_value(&self.metrics(), name)
+        syncline_testkit::metric_sum(&self.metrics(), name)
     }
-}
-
-pub fn metric_value(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_once(' '))
-        .filter(|(k, _)| *k == name || k.starts_with(&format!("{name}{{")))
-        .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
-        .sum()
 }
 
 fn http_get(port: u16, path: &str) -> Option<String> {
@@ -116,10 +107,7 @@ impl Setup {
         cmd.env("SYNCLINE_BROKERS", &self.brokers)
             .env("SYNCLINE_TOPIC", &self.topic)
             .env("SYNCLINE_GROUP_ID", &self.group)
-            .env(
-                "SYNCLINE_KAFKA",
-                "session.timeout.ms=6000,max.poll.interval.ms=10000",
-            )
+            .env("SYNCLINE_KAFKA", syncline_testkit::consumer_kafka_env(""))
             .env("SYNCLINE_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
             .env("SYNCLINE_RETRY_MAX_BACKOFF", "2s")
             .env("SYNCLINE_REDIS_URL", &self.redis_url)
