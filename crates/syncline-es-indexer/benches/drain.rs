@@ -38,8 +38,8 @@ use serde_json::{json, Value};
 use syncline_event::{ChangeEvent, Limits, Op};
 use syncline_testkit::{
     committed_offsets, create_topic_with_dlq, delete_topics, end_offsets, free_port,
-    histogram_quantile, metric_sums, publish_raw, release_binary, scrape_metrics, unique_name,
-    ChildGuard, ProcessStats, Table,
+    histogram_quantile, metric_sums, publish_one_per_partition, publish_raw, release_binary,
+    scrape_metrics, unique_name, ChildGuard, ProcessStats, Table,
 };
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -285,20 +285,11 @@ async fn steady(brokers: &str, es_url: &str, http: &reqwest::Client) -> anyhow::
         .create()?;
     // Warm-up: one event per partition, applied before the clock starts, so the index
     // bootstrap and each partition's first fetch are not counted as steady-state latency.
-    let limits = Limits::default();
-    for partition in 0..6 {
-        let id = format!("warm-up-{partition}");
-        let e = ChangeEvent::new("product", &id, Op::Upsert, 1, "bench", Some("{}".into()));
-        let payload = syncline_event::encode(&e, &limits)?;
-        let key = e.key();
-        let record = FutureRecord::to(&topic)
-            .key(&key)
-            .payload(&payload)
-            .partition(partition);
-        if let Err((e, _)) = producer.send(record, Duration::from_secs(10)).await {
-            bail!("warm-up publish: {e}");
-        }
-    }
+    publish_one_per_partition(brokers, &topic, 6, |p| {
+        let id = format!("warm-up-{p}");
+        ChangeEvent::new("product", &id, Op::Upsert, 1, "bench", Some("{}".into()))
+    })
+    .await?;
     let end = end_offsets(brokers, &topic).await?;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -369,6 +360,7 @@ async fn steady(brokers: &str, es_url: &str, http: &reqwest::Client) -> anyhow::
     };
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+    let limits = Limits::default();
     let per_tick = (rate / 100).max(1);
     let mut version = 0i64;
     let mut sent = 0usize;

@@ -43,7 +43,8 @@ use syncline_cache::KeyLayout;
 use syncline_event::{ChangeEvent, Limits, Op};
 use syncline_testkit::{
     committed_offsets, create_topic, delete_topics, end_offsets, free_port, histogram_quantile,
-    metric_sum, publish_raw, scrape_metrics, unique_name, ChildGuard, ProcessStats, Table,
+    metric_sum, publish_one_per_partition, publish_raw, scrape_metrics, unique_name, ChildGuard,
+    ProcessStats, Table,
 };
 
 struct Args {
@@ -337,6 +338,29 @@ fn spawn_baseline(
     })
 }
 
+/// p99 of (publish time µs, latency µs) samples per 10 s of publish time since `from`, in
+/// ms: shows whether a tail is spread over the run or grows with it.
+fn p99_by_window(samples: &[(i64, i64)], from: i64) -> String {
+    let mut windows: Vec<Vec<i64>> = Vec::new();
+    for (at, latency) in samples {
+        let w = usize::try_from((at - from) / 10_000_000).unwrap_or(0);
+        if windows.len() <= w {
+            windows.resize(w + 1, Vec::new());
+        }
+        windows[w].push(*latency);
+    }
+    windows
+        .iter_mut()
+        .map(|w| {
+            w.sort_unstable();
+            let i = ((w.len() as f64 - 1.0) * 0.99).round() as usize;
+            w.get(i)
+                .map_or_else(|| "-".to_owned(), |v| format!("{:.0}", *v as f64 / 1000.0))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn now_micros() -> i64 {
     syncline_event::model::now_micros()
 }
@@ -414,19 +438,12 @@ async fn steady(a: &Args, brokers: &str) -> Table {
             }
         }
     };
-    for partition in 0..a.partitions {
+    publish_one_per_partition(brokers, &topic, a.partitions, |_| {
         version += 1;
-        let e = event(&mut rng, a.keys, version, a.doc_bytes);
-        let bytes = syncline_event::encode(&e, &limits).unwrap_or_default();
-        let key = e.key();
-        let record = FutureRecord::to(&topic)
-            .key(&key)
-            .payload(&bytes)
-            .partition(partition);
-        if let Err((e, _)) = producer.send(record, Duration::from_secs(10)).await {
-            usage(&format!("warm-up publish: {e}"));
-        }
-    }
+        event(&mut rng, a.keys, version, a.doc_bytes)
+    })
+    .await
+    .unwrap_or_else(|e| usage(&format!("warm-up publish: {e}")));
     let baseline_stop = Arc::new(AtomicBool::new(false));
     let baseline_seen = Arc::new(AtomicU64::new(0));
     let baseline = a.baseline.then(|| {
@@ -485,20 +502,24 @@ async fn steady(a: &Args, brokers: &str) -> Table {
     inv.child.kill();
     baseline_stop.store(true, Ordering::Relaxed);
     let baseline = baseline.map(|b| {
-        let mut d: Vec<i64> = b
+        let samples: Vec<(i64, i64)> = b
             .join()
             .unwrap_or_default()
             .into_iter()
             .filter(|(ts, _)| *ts >= steady_from / 1000)
-            .map(|(_, delay)| delay)
+            .map(|(ts, delay)| (ts * 1000, delay * 1000))
             .collect();
+        let mut d: Vec<i64> = samples.iter().map(|(_, delay)| delay / 1000).collect();
         d.sort_unstable();
         let q = |p: f64| {
             d.get(((d.len() as f64 - 1.0) * p).round() as usize)
                 .copied()
         };
         match (q(0.5), q(0.99)) {
-            (Some(p50), Some(p99)) => format!("{p50} / {p99}"),
+            (Some(p50), Some(p99)) => format!(
+                "{p50} / {p99} (p99 per 10 s: {})",
+                p99_by_window(&samples, steady_from)
+            ),
             _ => "-".to_owned(),
         }
     });
@@ -509,13 +530,14 @@ async fn steady(a: &Args, brokers: &str) -> Table {
             .query_async(&mut conn)
             .await;
     }
-    let mut lat: Vec<i64> = collector
+    let samples: Vec<(i64, i64)> = collector
         .await
         .unwrap_or_default()
         .into_iter()
         .filter(|(at, _)| *at >= steady_from)
-        .map(|(_, latency)| latency)
         .collect();
+    let by_window = p99_by_window(&samples, steady_from);
+    let mut lat: Vec<i64> = samples.into_iter().map(|(_, latency)| latency).collect();
     lat.sort_unstable();
     let pct = |p: f64| -> f64 {
         if lat.is_empty() {
@@ -539,6 +561,7 @@ async fn steady(a: &Args, brokers: &str) -> Table {
         "CPU s",
         "peak RSS MiB",
         "bare librdkafka read p50 / p99 ms",
+        "p99 ms per 10 s",
     ]);
     table.row(&[
         a.steady_rate.to_string(),
@@ -553,6 +576,7 @@ async fn steady(a: &Args, brokers: &str) -> Table {
         format!("{:.1}", stats.cpu_seconds - cpu_before),
         format!("{:.1}", stats.peak_rss_mib()),
         baseline.unwrap_or_else(|| "not run (--baseline)".to_owned()),
+        by_window,
     ]);
     table
 }

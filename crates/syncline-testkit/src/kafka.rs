@@ -154,6 +154,32 @@ pub async fn publish_raw(
     Ok(out)
 }
 
+/// Publish one event to each partition `0..partitions` (the partition chosen explicitly,
+/// not by key), built by `event(partition)`. Benches use it so that every partition has
+/// delivered once, and the group is complete, before their clock starts.
+pub async fn publish_one_per_partition(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    mut event: impl FnMut(i32) -> ChangeEvent,
+) -> Result<(), KitError> {
+    let p = producer(brokers)?;
+    let limits = Limits::default();
+    for partition in 0..partitions {
+        let e = event(partition);
+        let payload = syncline_event::encode(&e, &limits)?;
+        let key = e.key();
+        let record = FutureRecord::to(topic)
+            .key(&key)
+            .payload(&payload)
+            .partition(partition);
+        p.send(record, BROKER_TIMEOUT)
+            .await
+            .map_err(|(e, _)| KitError::Kafka(e))?;
+    }
+    Ok(())
+}
+
 /// Encode (Avro single-object) and publish events with key `entity_type:entity_id`.
 pub async fn publish_events(
     brokers: &str,
