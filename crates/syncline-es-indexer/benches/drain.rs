@@ -38,8 +38,8 @@ use serde_json::{json, Value};
 use syncline_event::{ChangeEvent, Limits, Op};
 use syncline_testkit::{
     committed_offsets, create_topic_with_dlq, delete_topics, end_offsets, free_port,
-    histogram_quantile, metric_sums, publish_one_per_partition, publish_raw, release_binary,
-    scrape_metrics, unique_name, ChildGuard, ProcessStats, Table,
+    group_caught_up, histogram_quantile, metric_sums, publish_one_per_partition, publish_raw,
+    release_binary, scrape_metrics, unique_name, ChildGuard, ProcessStats, Table,
 };
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -290,17 +290,8 @@ async fn steady(brokers: &str, es_url: &str, http: &reqwest::Client) -> anyhow::
         ChangeEvent::new("product", &id, Op::Upsert, 1, "bench", Some("{}".into()))
     })
     .await?;
-    let end = end_offsets(brokers, &topic).await?;
     let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let committed = committed_offsets(brokers, &format!("{name}-group"), &topic).await?;
-        if committed
-            .iter()
-            .zip(&end)
-            .all(|(c, e)| c.unwrap_or(0) >= *e)
-        {
-            break;
-        }
+    while !group_caught_up(brokers, &format!("{name}-group"), &topic).await {
         if Instant::now() > deadline {
             bail!("the indexer never applied the warm-up events");
         }

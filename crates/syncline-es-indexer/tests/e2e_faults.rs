@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use common::{check_oracle, Es, Setup};
 use es_devserver::{FaultKind, FaultRule, FaultTarget};
-use syncline_testkit::metric_sum;
-use syncline_testkit::{create_topic_with_dlq, publish_events, read_all, Workload, WorkloadSpec};
+use syncline_testkit::{
+    create_topic_with_dlq, metric_sum, publish_events, read_all, Workload, WorkloadSpec,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_faults_are_retried_to_the_oracle_and_never_dead_lettered() {

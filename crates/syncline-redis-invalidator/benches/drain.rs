@@ -42,9 +42,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use syncline_cache::KeyLayout;
 use syncline_event::{ChangeEvent, Limits, Op};
 use syncline_testkit::{
-    committed_offsets, create_topic, delete_topics, end_offsets, free_port, histogram_quantile,
-    metric_sum, publish_one_per_partition, publish_raw, scrape_metrics, unique_name, ChildGuard,
-    ProcessStats, Table,
+    create_topic, delete_topics, free_port, group_caught_up, histogram_quantile, metric_sum,
+    publish_one_per_partition, publish_raw, scrape_metrics, unique_name, ChildGuard, ProcessStats,
+    Table,
 };
 
 struct Args {
@@ -172,20 +172,6 @@ fn spawn(
     }
 }
 
-async fn drained(brokers: &str, group: &str, topic: &str) -> bool {
-    let (Ok(end), Ok(committed)) = (
-        end_offsets(brokers, topic).await,
-        committed_offsets(brokers, group, topic).await,
-    ) else {
-        return false;
-    };
-    end.len() == committed.len()
-        && end
-            .iter()
-            .zip(&committed)
-            .all(|(e, c)| *e == 0 || *c == Some(*e))
-}
-
 async fn purge(prefix: &str) {
     if let Ok(client) = redis::Client::open(syncline_testkit::redis_url()) {
         if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
@@ -254,7 +240,7 @@ async fn drain(a: &Args, brokers: &str) -> Table {
                     continue;
                 }
             }
-            if drained(brokers, &group, &topic).await {
+            if group_caught_up(brokers, &group, &topic).await {
                 break;
             }
             if wall.elapsed() > Duration::from_secs(1800) {
@@ -302,7 +288,7 @@ async fn drain(a: &Args, brokers: &str) -> Table {
 fn spawn_baseline(
     brokers: &str,
     topic: &str,
-    props: &str,
+    props: &[(String, String)],
     stop: Arc<AtomicBool>,
     seen: Arc<AtomicU64>,
 ) -> std::thread::JoinHandle<Vec<(i64, i64)>> {
@@ -312,10 +298,8 @@ fn spawn_baseline(
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .set("partition.assignment.strategy", "cooperative-sticky");
-    for pair in props.split(',') {
-        if let Some((k, v)) = pair.split_once('=') {
-            cc.set(k, v);
-        }
+    for (k, v) in props {
+        cc.set(k, v);
     }
     let topic = topic.to_owned();
     std::thread::spawn(move || {
@@ -338,6 +322,12 @@ fn spawn_baseline(
     })
 }
 
+/// The `p` quantile (nearest rank) of ascending `sorted`; `None` when empty.
+fn quantile(sorted: &[i64], p: f64) -> Option<i64> {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(i.min(sorted.len().saturating_sub(1))).copied()
+}
+
 /// p99 of (publish time µs, latency µs) samples per 10 s of publish time since `from`, in
 /// ms: shows whether a tail is spread over the run or grows with it.
 fn p99_by_window(samples: &[(i64, i64)], from: i64) -> String {
@@ -353,9 +343,8 @@ fn p99_by_window(samples: &[(i64, i64)], from: i64) -> String {
         .iter_mut()
         .map(|w| {
             w.sort_unstable();
-            let i = ((w.len() as f64 - 1.0) * 0.99).round() as usize;
-            w.get(i)
-                .map_or_else(|| "-".to_owned(), |v| format!("{:.0}", *v as f64 / 1000.0))
+            quantile(w, 0.99)
+                .map_or_else(|| "-".to_owned(), |v| format!("{:.0}", v as f64 / 1000.0))
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -450,12 +439,12 @@ async fn steady(a: &Args, brokers: &str) -> Table {
         spawn_baseline(
             brokers,
             &topic,
-            &kafka_props(a),
+            &syncline_testkit::consumer_kafka_props(&a.kafka),
             baseline_stop.clone(),
             baseline_seen.clone(),
         )
     });
-    while !drained(brokers, &group, &topic).await
+    while !group_caught_up(brokers, &group, &topic).await
         || (baseline.is_some() && baseline_seen.load(Ordering::Relaxed) < a.partitions as u64)
     {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -483,7 +472,9 @@ async fn steady(a: &Args, brokers: &str) -> Table {
     }
     let _ = producer.flush(Duration::from_secs(30));
     let wall = Instant::now();
-    while !drained(brokers, &group, &topic).await && wall.elapsed() < Duration::from_secs(300) {
+    while !group_caught_up(brokers, &group, &topic).await
+        && wall.elapsed() < Duration::from_secs(300)
+    {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // The runtime's own view of the same run (whole run, warm-up event included): from
@@ -502,6 +493,7 @@ async fn steady(a: &Args, brokers: &str) -> Table {
     inv.child.kill();
     baseline_stop.store(true, Ordering::Relaxed);
     let baseline = baseline.map(|b| {
+        // Kafka timestamps are milliseconds; p99_by_window wants microseconds.
         let samples: Vec<(i64, i64)> = b
             .join()
             .unwrap_or_default()
@@ -509,12 +501,9 @@ async fn steady(a: &Args, brokers: &str) -> Table {
             .filter(|(ts, _)| *ts >= steady_from / 1000)
             .map(|(ts, delay)| (ts * 1000, delay * 1000))
             .collect();
-        let mut d: Vec<i64> = samples.iter().map(|(_, delay)| delay / 1000).collect();
+        let mut d: Vec<i64> = samples.iter().map(|(_, delay)| *delay).collect();
         d.sort_unstable();
-        let q = |p: f64| {
-            d.get(((d.len() as f64 - 1.0) * p).round() as usize)
-                .copied()
-        };
+        let q = |p: f64| quantile(&d, p).map(|us| us / 1000);
         match (q(0.5), q(0.99)) {
             (Some(p50), Some(p99)) => format!(
                 "{p50} / {p99} (p99 per 10 s: {})",
@@ -539,13 +528,7 @@ async fn steady(a: &Args, brokers: &str) -> Table {
     let by_window = p99_by_window(&samples, steady_from);
     let mut lat: Vec<i64> = samples.into_iter().map(|(_, latency)| latency).collect();
     lat.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if lat.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
-        lat[i.min(lat.len() - 1)] as f64 / 1000.0
-    };
+    let pct = |p: f64| quantile(&lat, p).map_or(f64::NAN, |us| us as f64 / 1000.0);
     purge(&prefix).await;
     delete_topics(brokers, &[&topic, &format!("{topic}.dlq")]).await;
     let mut table = Table::new(&[

@@ -91,6 +91,23 @@ pub async fn delete_topics(brokers: &str, topics: &[&str]) {
     }
 }
 
+/// Whether `group` has committed every record of `topic`: each partition's committed
+/// offset equals its end offset (empty partitions need no commit). `false` while either
+/// cannot be read.
+pub async fn group_caught_up(brokers: &str, group: &str, topic: &str) -> bool {
+    let (Ok(end), Ok(committed)) = (
+        end_offsets(brokers, topic).await,
+        committed_offsets(brokers, group, topic).await,
+    ) else {
+        return false;
+    };
+    end.len() == committed.len()
+        && end
+            .iter()
+            .zip(&committed)
+            .all(|(e, c)| *e == 0 || *c == Some(*e))
+}
+
 /// The end offset of every partition (see [`syncline_kafka::end_offsets`] for how).
 pub async fn end_offsets(brokers: &str, topic: &str) -> Result<Vec<i64>, KitError> {
     Ok(syncline_kafka::end_offsets(brokers, topic).await?)
