@@ -20,7 +20,7 @@ fn suite_dir() -> PathBuf {
     if let Ok(d) = std::env::var("ES_REST_TESTS_DIR") {
         return PathBuf::from(d);
     }
-    // <workspace>/crates/es-devserver -> <workspace>/../shared/es-rest-tests
+    // <workspace>/dev/es-devserver -> <workspace>/../shared/es-rest-tests
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/es-rest-tests")
 }
 
