@@ -25,7 +25,6 @@
 //! # Ok::<(), syncline_consumer::config::ConfigError>(())
 //! ```
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -98,14 +97,10 @@ pub struct RuntimeArgs {
     /// Largest accepted document in bytes.
     #[arg(long, env = "SYNCLINE_MAX_DOCUMENT_BYTES")]
     pub max_document_bytes: Option<usize>,
-    /// Extra librdkafka property `key=value` (repeatable; applied last).
-    #[arg(
-        long = "kafka",
-        env = "SYNCLINE_KAFKA",
-        value_name = "KEY=VALUE",
-        value_delimiter = ','
-    )]
-    pub kafka: Vec<String>,
+    /// Kafka connection: `-X/--kafka key=value` (repeatable), `SYNCLINE_KAFKA` (one
+    /// property per line) and the first-class TLS/SASL flags.
+    #[command(flatten)]
+    pub kafka: syncline_kafka::KafkaArgs,
     /// Log format: `text` or `json`.
     #[arg(long, env = "SYNCLINE_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -256,19 +251,20 @@ fn apply_args(c: &mut RuntimeConfig, a: &RuntimeArgs) -> Result<(), ConfigError>
     set(&mut c.unready_after_retrying, a.unready_after_retrying);
     set(&mut c.max_document_bytes, a.max_document_bytes);
     set(&mut c.log_format, a.log_format);
-    let extra: BTreeMap<String, String> = a
+    let extra = a
         .kafka
-        .iter()
-        .filter(|s| !s.trim().is_empty())
-        .map(|kv| match kv.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
-            _ => Err(ConfigError::new(
-                "kafka",
-                format!("`{kv}` is not `key=value`"),
-            )),
-        })
-        .collect::<Result<_, _>>()?;
+        .properties()
+        .map_err(|e| ConfigError::new(e.setting, e.reason))?;
     c.kafka.extend(extra);
+    syncline_kafka::capabilities::check(&c.kafka).map_err(|e| {
+        ConfigError::new(
+            format!("kafka.{}", e.setting),
+            format!(
+                "`{}` needs librdkafka feature `{}`, which this build lacks (built with: {})",
+                e.value, e.feature, e.built_with
+            ),
+        )
+    })?;
     Ok(())
 }
 

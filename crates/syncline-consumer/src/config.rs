@@ -4,11 +4,11 @@
 //! and then env vars / flags over it and calls [`RuntimeConfig::validate`], so a bad value
 //! is reported once, at start, naming the setting.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use syncline_kafka::KafkaProperties;
 
 /// Settings that, if overridden through the `kafka` map, would break the commit protocol.
 const PROTECTED_KAFKA_KEYS: &[&str] = &[
@@ -115,8 +115,9 @@ pub struct RuntimeConfig {
     /// Largest accepted document in bytes; larger ones are dead-lettered.
     pub max_document_bytes: usize,
     /// Extra librdkafka properties for the consumer and the DLQ producer, applied last
-    /// (e.g. `security.protocol`, `sasl.*`, `session.timeout.ms`).
-    pub kafka: BTreeMap<String, String>,
+    /// (e.g. `security.protocol`, `sasl.*`, `session.timeout.ms`). Secrets in it are
+    /// redacted by `Debug`.
+    pub kafka: KafkaProperties,
     /// Log format of `cli::init_tracing`.
     pub log_format: LogFormat,
 }
@@ -142,7 +143,7 @@ impl Default for RuntimeConfig {
             metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
             unready_after_retrying: Duration::from_secs(60),
             max_document_bytes: 1024 * 1024,
-            kafka: BTreeMap::new(),
+            kafka: KafkaProperties::default(),
             log_format: LogFormat::Text,
         }
     }

@@ -1,10 +1,17 @@
 //! Avro single-object encoding of [`ChangeEvent`].
 //!
 //! Wire form: `C3 01`, the 8-byte little-endian CRC-64-AVRO (Rabin) fingerprint of the
-//! writer schema's canonical form, then the Avro binary body. Decoding looks the writer
-//! schema up by fingerprint among every schema this build knows (`schemas/` and
-//! `schemas/history/`) and resolves it against the current reader schema, so records written
-//! with an older schema stay readable.
+//! writer schema's Parsing Canonical Form (exactly as the Avro specification defines it,
+//! see [`crate::canonical`]), then the Avro binary body. Decoding looks the writer schema
+//! up by fingerprint among every schema this build knows (`schemas/` and
+//! `schemas/history/`) and resolves it against the current reader schema, so records
+//! written with an older schema stay readable.
+//!
+//! Every known schema is registered under two fingerprints: the specification's, which
+//! this build writes and every other Avro library writes, and the legacy one that
+//! Syncline builds before the fix wrote (apache-avro's, which keeps `{"type":"long"}` for
+//! a logical type; see [`legacy_fingerprint`]), so records already in topics stay
+//! readable.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
@@ -14,6 +21,7 @@ use apache_avro::types::Value;
 use apache_avro::Schema;
 
 use crate::binary::{self, BodyError};
+use crate::canonical::{spec_fingerprint, CanonicalError};
 use crate::model::{ChangeEvent, Op};
 use crate::validate::{Limits, ValidationError};
 
@@ -29,6 +37,17 @@ pub const CURRENT_SCHEMA_JSON: &str = include_str!("../../../schemas/change_even
 pub const HISTORY_SCHEMA_JSON: &[&str] = &[include_str!(
     "../../../schemas/history/change_event.v1.avsc"
 )];
+
+/// Why a schema registry could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// apache-avro could not parse a schema.
+    #[error("avro schema: {0}")]
+    Avro(#[from] apache_avro::Error),
+    /// A schema has no Parsing Canonical Form.
+    #[error(transparent)]
+    Canonical(#[from] CanonicalError),
+}
 
 /// Why an event could not be encoded.
 #[derive(Debug, thiserror::Error)]
@@ -92,15 +111,19 @@ impl DecodeError {
 pub struct SchemaRegistry {
     reader: Schema,
     reader_fingerprint: u64,
+    /// The reader's legacy fingerprint: records Syncline wrote before the spec fix.
+    reader_legacy_fingerprint: u64,
     writers: HashMap<u64, Schema>,
     /// The reader is the schema compiled into this crate, so records written with it are
     /// read and written by [`crate::binary`] directly instead of through `Value` trees.
     direct: bool,
 }
 
-/// CRC-64-AVRO of a schema's parsing canonical form, as the u64 that the wire stores in
-/// little-endian order.
-pub fn fingerprint(schema: &Schema) -> u64 {
+/// apache-avro's CRC-64-AVRO of a schema, as the u64 that the wire stores in
+/// little-endian order. Not the specification's fingerprint for schemas with logical
+/// types (see [`crate::canonical`]); Syncline wrote it before 2026-12 and still accepts
+/// it on read. New code uses [`crate::canonical::spec_fingerprint`].
+pub fn legacy_fingerprint(schema: &Schema) -> u64 {
     let fp = schema.fingerprint::<Rabin>();
     let mut bytes = [0u8; 8];
     for (dst, src) in bytes.iter_mut().zip(fp.bytes.iter()) {
@@ -123,30 +146,42 @@ impl SchemaRegistry {
     }
 
     /// A registry with `reader` as the current schema and `writers` as further known writer
-    /// schemas (the reader itself is always a known writer).
-    pub fn new(reader: &str, writers: &[&str]) -> Result<Self, apache_avro::Error> {
+    /// schemas (the reader itself is always a known writer). Each schema is known by its
+    /// specification fingerprint and by its legacy one.
+    pub fn new(reader_json: &str, writers: &[&str]) -> Result<Self, RegistryError> {
         // Bound what a hostile length prefix can make the decoder allocate.
         let _ = apache_avro::util::max_allocation_bytes(64 * 1024 * 1024);
-        let reader = Schema::parse_str(reader)?;
-        let reader_fingerprint = fingerprint(&reader);
+        let reader = Schema::parse_str(reader_json)?;
+        let reader_fingerprint = spec_fingerprint(reader_json)?;
+        let reader_legacy_fingerprint = legacy_fingerprint(&reader);
         let mut map = HashMap::new();
         for w in writers {
             let s = Schema::parse_str(w)?;
-            map.insert(fingerprint(&s), s);
+            map.insert(legacy_fingerprint(&s), s.clone());
+            map.insert(spec_fingerprint(w)?, s);
         }
+        map.insert(reader_legacy_fingerprint, reader.clone());
         map.insert(reader_fingerprint, reader.clone());
-        let direct = reader_fingerprint == fingerprint(&Schema::parse_str(CURRENT_SCHEMA_JSON)?);
+        let direct = reader_fingerprint == spec_fingerprint(CURRENT_SCHEMA_JSON)?;
         Ok(SchemaRegistry {
             reader,
             reader_fingerprint,
+            reader_legacy_fingerprint,
             writers: map,
             direct,
         })
     }
 
-    /// Fingerprint of the reader (current) schema, which [`SchemaRegistry::encode`] writes.
+    /// Specification fingerprint of the reader (current) schema, which
+    /// [`SchemaRegistry::encode`] writes.
     pub fn reader_fingerprint(&self) -> u64 {
         self.reader_fingerprint
+    }
+
+    /// The reader schema's legacy fingerprint, which Syncline wrote before it wrote the
+    /// specification's; still accepted on read.
+    pub fn reader_legacy_fingerprint(&self) -> u64 {
+        self.reader_legacy_fingerprint
     }
 
     /// Encode a valid event with the reader schema as writer schema.
@@ -219,7 +254,8 @@ impl SchemaRegistry {
     /// Decode and validate one record. Never panics, whatever the input.
     pub fn decode(&self, bytes: &[u8], limits: &Limits) -> Result<ChangeEvent, DecodeError> {
         let fp = header_fingerprint(bytes)?;
-        if !(self.direct && fp == self.reader_fingerprint) {
+        let current = fp == self.reader_fingerprint || fp == self.reader_legacy_fingerprint;
+        if !(self.direct && current) {
             return self.decode_resolving(bytes, limits);
         }
         let event = binary::read(&bytes[HEADER_LEN..]).map_err(|e| match e {
@@ -426,5 +462,31 @@ mod tests {
         let reg = SchemaRegistry::builtin();
         let bytes = encode(&sample(Op::Delete), &Limits::default()).unwrap();
         assert_eq!(bytes[2..10], reg.reader_fingerprint().to_le_bytes());
+    }
+
+    /// The fingerprints fastavro and Java's `SchemaNormalization` compute for v1, and the
+    /// one apache-avro 0.21 computed (what Syncline wrote before the fix).
+    const V1_SPEC: u64 = 0x41e7_6409_6a33_c7c3;
+    const V1_LEGACY: u64 = 0xd128_c8f7_42a3_d0d0;
+
+    #[test]
+    fn writes_the_specification_fingerprint() {
+        let reg = SchemaRegistry::builtin();
+        assert_eq!(reg.reader_fingerprint(), V1_SPEC);
+        assert_eq!(reg.reader_legacy_fingerprint(), V1_LEGACY);
+        let bytes = encode(&sample(Op::Upsert), &Limits::default()).unwrap();
+        assert_eq!(bytes[2..10], V1_SPEC.to_le_bytes());
+    }
+
+    #[test]
+    fn reads_records_stamped_with_either_fingerprint() {
+        for op in [Op::Upsert, Op::Delete] {
+            let e = sample(op);
+            let mut bytes = encode(&e, &Limits::default()).unwrap();
+            bytes[2..10].copy_from_slice(&V1_LEGACY.to_le_bytes());
+            assert_eq!(decode(&bytes, &Limits::default()).unwrap(), e);
+            let reg = SchemaRegistry::builtin();
+            assert_eq!(reg.decode_resolving(&bytes, &Limits::default()).unwrap(), e);
+        }
     }
 }

@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -161,7 +161,7 @@ pub fn test_config(topic: &str, group: &str) -> RuntimeConfig {
         shutdown_timeout: Duration::from_secs(10),
         kafka: syncline_testkit::consumer_kafka_props("")
             .into_iter()
-            .collect::<BTreeMap<_, _>>(),
+            .collect::<syncline_kafka::KafkaProperties>(),
         ..RuntimeConfig::default()
     }
 }
