@@ -10,6 +10,7 @@ pub mod env;
 pub mod kafka;
 pub mod measure;
 pub mod poison;
+pub mod postgres;
 pub mod process;
 pub mod redis_server;
 pub mod wait;
@@ -27,6 +28,7 @@ pub use kafka::{
 pub use measure::{
     histogram_quantile, metric_sum, metric_sums, scrape_metrics, ProcessStats, Table,
 };
+pub use postgres::TestDb;
 pub use process::{release_binary, ChildGuard};
 pub use redis_server::RedisServer;
 pub use wait::wait_until;
