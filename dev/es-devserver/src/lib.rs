@@ -43,9 +43,11 @@ pub mod mapping;
 pub mod names;
 pub mod node;
 pub mod params;
+pub mod pit;
 pub mod query;
 pub mod settings;
 pub mod source_filter;
+pub mod tls;
 pub mod util;
 
 mod api;

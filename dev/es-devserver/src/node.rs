@@ -184,6 +184,8 @@ pub(crate) enum Api {
     DevFaultsDelete,
     DevReset,
     DevDump,
+    OpenPit,
+    ClosePit,
 }
 
 struct Route {
@@ -425,6 +427,27 @@ const ROUTES: &[Route] = &[
         pattern: "/{index}/_search",
         api: Api::Search,
         params: SEARCH,
+    },
+    Route {
+        methods: &[M::POST],
+        pattern: "/{index}/_pit",
+        api: Api::OpenPit,
+        params: &[
+            "keep_alive",
+            "ignore_unavailable",
+            "allow_no_indices",
+            "expand_wildcards",
+            "preference",
+            "routing",
+            "allow_partial_search_results",
+            "max_concurrent_shard_requests",
+        ],
+    },
+    Route {
+        methods: &[M::DELETE],
+        pattern: "/_pit",
+        api: Api::ClosePit,
+        params: &[],
     },
     Route {
         methods: &[M::GET, M::POST],
@@ -1017,6 +1040,8 @@ pub struct Node {
     pub started: Instant,
     /// The address clients reach it at (for `_nodes`).
     pub publish_address: parking_lot::Mutex<String>,
+    /// Open points in time.
+    pub pits: crate::pit::PitStore,
 }
 
 fn content_type_ok(ct: &str) -> bool {
@@ -1057,6 +1082,7 @@ impl Node {
             config,
             started: Instant::now(),
             publish_address: parking_lot::Mutex::new(String::from("127.0.0.1:9200")),
+            pits: crate::pit::PitStore::default(),
         }
     }
 

@@ -1,7 +1,10 @@
-//! Runs Elasticsearch's own REST YAML tests (`../shared/es-rest-tests`, or
-//! `ES_REST_TESTS_DIR`) against the dev server started in-process, or against a real cluster
-//! when `ES_URL` is set. Sections listed in `conformance-skips.toml` are skipped with their
-//! reason; every other section must pass.
+//! Runs Elasticsearch's own REST YAML tests against the dev server started in-process, or
+//! against a real cluster when `ES_URL` is set. Two suites: `../shared/es-rest-tests` (or
+//! `ES_REST_TESTS_DIR`, manifest `conformance-skips.toml`) and `../shared/es-rest-tests-more`
+//! (or `ES_REST_TESTS_MORE_DIR`, manifest `conformance-skips-more.toml`). A suite that is
+//! absent (a plain clone) is skipped with one line. Sections a manifest lists under `skip` are
+//! skipped with their reason; `known_failure` entries run and may fail; every other section
+//! must pass.
 //!
 //! The language is described in the suite's `FRAMEWORK.asciidoc`; `api/*.json` maps each
 //! `do:` action to an HTTP method and path.
@@ -10,18 +13,18 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::{json, Map, Value as J};
+use serde_json::{Map, Value as J};
 use serde_yaml::Value as Y;
 
 // ---------------------------------------------------------------------------------------
 // Locating the suite
 
-fn suite_dir() -> PathBuf {
-    if let Ok(d) = std::env::var("ES_REST_TESTS_DIR") {
+fn suite_dir(suite: &Suite) -> PathBuf {
+    if let Ok(d) = std::env::var(suite.env) {
         return PathBuf::from(d);
     }
-    // <workspace>/dev/es-devserver -> <workspace>/../shared/es-rest-tests
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/es-rest-tests")
+    // <workspace>/dev/es-devserver -> <workspace>/../shared/<suite>
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(suite.default_rel)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -227,6 +230,11 @@ fn y2j(y: &Y) -> J {
 struct Manifest {
     #[serde(default)]
     skip: Vec<SkipEntry>,
+    /// Sections that run but are known to fail (a documented gap of the dev server): they
+    /// count as failed in the pass percentage, do not fail the test, and must be removed
+    /// once they pass.
+    #[serde(default)]
+    known_failure: Vec<SkipEntry>,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -1209,18 +1217,53 @@ async fn run_section(ctx: &mut Ctx, file: &TestFile, steps: &[J]) -> Outcome {
     result
 }
 
+/// One official suite: where it lives by default, its override variable, its manifest.
+struct Suite {
+    label: &'static str,
+    env: &'static str,
+    default_rel: &'static str,
+    manifest: &'static str,
+}
+
+const FIRST: Suite = Suite {
+    label: "es-rest-tests",
+    env: "ES_REST_TESTS_DIR",
+    default_rel: "../../../shared/es-rest-tests",
+    manifest: "tests/conformance-skips.toml",
+};
+
+const MORE: Suite = Suite {
+    label: "es-rest-tests-more",
+    env: "ES_REST_TESTS_MORE_DIR",
+    default_rel: "../../../shared/es-rest-tests-more",
+    manifest: "tests/conformance-skips-more.toml",
+};
+
 #[test]
 fn rest_conformance() {
-    let dir = suite_dir();
-    assert!(
-        dir.join("test").is_dir(),
-        "ES REST tests not found at {} (set ES_REST_TESTS_DIR)",
-        dir.display()
-    );
-    let manifest_text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance-skips.toml"),
-    )
-    .expect("manifest");
+    run_suite(&FIRST);
+}
+
+#[test]
+fn rest_conformance_more() {
+    run_suite(&MORE);
+}
+
+fn run_suite(suite: &Suite) {
+    let dir = suite_dir(suite);
+    if !dir.join("test").is_dir() {
+        // A plain clone has no ../shared: the official suite is not part of this repository.
+        println!(
+            "conformance: official suite {} absent at {} (set {}); test skipped",
+            suite.label,
+            dir.display(),
+            suite.env
+        );
+        return;
+    }
+    let manifest_text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(suite.manifest))
+            .expect("manifest");
     let manifest: Manifest = toml::from_str(&manifest_text).expect("valid manifest");
     let specs = load_specs(&dir);
     let files = load_tests(&dir);
@@ -1264,22 +1307,27 @@ fn rest_conformance() {
         };
         let (mut passed, mut failed, mut skipped) = (0usize, 0usize, 0usize);
         let mut failures = Vec::new();
+        let mut known_failed = Vec::new();
+        let mut now_passing = Vec::new();
         let mut skip_report = Vec::new();
-        let mut used_entries = vec![false; manifest.skip.len()];
         for file in &files {
             for (name, steps) in &file.sections {
-                let entry =
-                    manifest.skip.iter().enumerate().find(|(_, e)| {
-                        e.file == file.rel && (e.section == "*" || &e.section == name)
-                    });
-                if let Some((i, e)) = entry {
-                    used_entries[i] = true;
+                let matches = |e: &SkipEntry| {
+                    e.file == file.rel && (e.section == "*" || &e.section == name)
+                };
+                if let Some(e) = manifest.skip.iter().find(|e| matches(e)) {
                     skipped += 1;
                     skip_report.push(format!("{} :: {} -- {}", file.rel, name, e.reason));
                     continue;
                 }
+                let known = manifest.known_failure.iter().find(|e| matches(e));
                 match run_section(&mut ctx, file, steps).await {
-                    Outcome::Pass => passed += 1,
+                    Outcome::Pass => {
+                        passed += 1;
+                        if known.is_some() {
+                            now_passing.push(format!("{} :: {}", file.rel, name));
+                        }
+                    }
                     Outcome::Skip(reason) => {
                         skipped += 1;
                         skip_report.push(format!(
@@ -1289,7 +1337,15 @@ fn rest_conformance() {
                     }
                     Outcome::Fail(msg) => {
                         failed += 1;
-                        failures.push(format!("{} :: {}\n    {}", file.rel, name, msg));
+                        match known {
+                            Some(e) => known_failed.push(format!(
+                                "{} :: {} -- {}\n    {}",
+                                file.rel, name, e.reason, msg
+                            )),
+                            None => {
+                                failures.push(format!("{} :: {}\n    {}", file.rel, name, msg))
+                            }
+                        }
                     }
                 }
             }
@@ -1309,6 +1365,7 @@ fn rest_conformance() {
         let stale: Vec<&SkipEntry> = manifest
             .skip
             .iter()
+            .chain(manifest.known_failure.iter())
             .filter(|e| {
                 if e.section == "*" {
                     !files.iter().any(|f| f.rel == e.file)
@@ -1317,9 +1374,12 @@ fn rest_conformance() {
                 }
             })
             .collect();
-        println!("REST conformance against {base}");
+        println!("REST conformance ({}) against {base}", suite.label);
         for s in &skip_report {
             println!("  skipped: {s}");
+        }
+        for f in &known_failed {
+            println!("  known failure: {f}");
         }
         for f in &failures {
             println!("  FAILED: {f}");
@@ -1327,18 +1387,33 @@ fn rest_conformance() {
         for s in &stale {
             println!("  stale manifest entry: {} :: {}", s.file, s.section);
         }
-        let _ = used_entries;
-        println!("conformance: {passed} passed, {failed} failed, {skipped} skipped");
+        let in_scope = passed + failed;
+        let pct = if in_scope == 0 {
+            100.0
+        } else {
+            100.0 * passed as f64 / in_scope as f64
+        };
+        println!(
+            "conformance ({}): {passed} passed, {failed} failed ({} known), {skipped} skipped; {pct:.1}% of in-scope sections pass",
+            suite.label,
+            known_failed.len()
+        );
         assert!(
             stale.is_empty(),
-            "conformance-skips.toml lists sections that do not exist"
+            "{} lists sections that do not exist",
+            suite.manifest
         );
-        assert_eq!(
-            failed,
-            0,
-            "{failed} conformance section(s) failed:\n{}",
+        assert!(
+            now_passing.is_empty(),
+            "sections listed as known failures in {} now pass; remove them:\n{}",
+            suite.manifest,
+            now_passing.join("\n")
+        );
+        assert!(
+            failures.is_empty(),
+            "{} conformance section(s) failed:\n{}",
+            failures.len(),
             failures.join("\n")
         );
-        let _ = json!(null);
     });
 }

@@ -60,6 +60,7 @@ pub(crate) fn delete_faults(node: &Node) -> EsResult<Resp> {
 
 pub(crate) fn reset(node: &Node) -> EsResult<Resp> {
     node.cluster.meta.write().indices.clear();
+    node.pits.clear();
     node.faults.set_rules(Vec::new());
     node.faults.reset_stats();
     Ok(Resp::json(200, &json!({"acknowledged": true})))

@@ -61,6 +61,8 @@ pub(crate) async fn dispatch(node: &Node, api: Api, req: &Req) -> EsResult<Resp>
         Api::DevFaultsDelete => devserver::delete_faults(node),
         Api::DevReset => devserver::reset(node),
         Api::DevDump => devserver::dump(node, req),
+        Api::OpenPit => search::open_pit(node, req),
+        Api::ClosePit => search::close_pit(node, req),
     }
 }
 

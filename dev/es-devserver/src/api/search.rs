@@ -56,6 +56,8 @@ struct SearchReq {
     min_score: Option<f32>,
     search_after: Option<Vec<Value>>,
     terminate_after: Option<u64>,
+    /// `pit`: the point-in-time id and the keep-alive to extend it by.
+    pit: Option<(String, Option<std::time::Duration>)>,
 }
 
 fn unknown_key(k: &str, v: &Value) -> EsError {
@@ -211,7 +213,6 @@ const UNSUPPORTED: &[&str] = &[
     "collapse",
     "rescore",
     "script_fields",
-    "pit",
     "knn",
     "runtime_mappings",
     "slice",
@@ -219,6 +220,82 @@ const UNSUPPORTED: &[&str] = &[
     "indices_boost",
     "rank",
 ];
+
+/// The body's `pit` object: `{"id": ..., "keep_alive": ...}`.
+fn parse_pit(v: &Value) -> EsResult<(String, Option<std::time::Duration>)> {
+    let m = v.as_object().ok_or_else(|| {
+        EsError::parsing(format!(
+            "[pit] expected an object but found [{}]",
+            token_name(v)
+        ))
+    })?;
+    let mut id = None;
+    let mut keep_alive = None;
+    for (k, x) in m {
+        match (k.as_str(), x) {
+            ("id", Value::String(i)) => id = Some(i.clone()),
+            ("keep_alive", Value::String(t)) => {
+                keep_alive = crate::settings::parse_time(t, "keep_alive")?;
+            }
+            _ => {
+                return Err(EsError::parsing(format!(
+                    "[point_in_time] unknown field [{k}]"
+                )))
+            }
+        }
+    }
+    let id = id.ok_or_else(|| EsError::parsing("[point_in_time] requires [id]"))?;
+    Ok((id, keep_alive))
+}
+
+/// `POST /{index}/_pit?keep_alive=...`.
+pub(crate) fn open_pit(node: &Node, req: &Req) -> EsResult<Resp> {
+    let keep_alive = req
+        .params
+        .time_opt("keep_alive")?
+        .ok_or_else(|| EsError::validation(&["[keep_alive] is not specified".to_string()]))?;
+    if req.has_body() {
+        // `index_filter` would need query-time shard skipping; refuse instead of ignoring it.
+        return Err(EsError::illegal_argument(
+            "a request body (index_filter) on open point in time is not supported by es-devserver",
+        ));
+    }
+    let resolved = node
+        .cluster
+        .meta
+        .read()
+        .resolve(req.part("index").unwrap_or(""), &search_opts(req)?)?;
+    let shards: u64 = resolved.iter().map(|r| u64::from(r.index.shards())).sum();
+    let id = node.pits.open(resolved, keep_alive);
+    Ok(Resp::json(
+        200,
+        &json!({"id": id, "_shards": {"total": shards, "successful": shards, "skipped": 0, "failed": 0}}),
+    ))
+}
+
+/// `DELETE /_pit` with `{"id": ...}`.
+pub(crate) fn close_pit(node: &Node, req: &Req) -> EsResult<Resp> {
+    let body = req
+        .json_body()?
+        .ok_or_else(|| EsError::validation(&["[id] is required".to_string()]))?;
+    let id = match body.get("id") {
+        Some(Value::String(i)) => i.clone(),
+        _ => return Err(EsError::validation(&["[id] is required".to_string()])),
+    };
+    if let Some(Value::Object(m)) = Some(&body) {
+        if let Some(k) = m.keys().find(|k| k.as_str() != "id") {
+            return Err(EsError::parsing(format!(
+                "[close_point_in_time] unknown field [{k}]"
+            )));
+        }
+    }
+    let freed = node.pits.close(&id);
+    // Elasticsearch answers 404 when nothing was freed.
+    Ok(Resp::json(
+        if freed { 200 } else { 404 },
+        &json!({"succeeded": true, "num_freed": u64::from(freed)}),
+    ))
+}
 
 fn parse_search(req: &Req) -> EsResult<SearchReq> {
     let mut s = SearchReq {
@@ -238,6 +315,7 @@ fn parse_search(req: &Req) -> EsResult<SearchReq> {
         min_score: None,
         search_after: None,
         terminate_after: None,
+        pit: None,
     };
     let mut stored_fields: Option<Vec<String>> = None;
     if let Some(body) = req.json_body()? {
@@ -282,6 +360,7 @@ fn parse_search(req: &Req) -> EsResult<SearchReq> {
                 "min_score" => s.min_score = v.as_f64().map(|f| f as f32),
                 "search_after" => s.search_after = Some(v.as_array().cloned().unwrap_or_else(|| vec![v.clone()])),
                 "terminate_after" => s.terminate_after = Some(int_of(v, k)?.max(0) as u64),
+                "pit" => s.pit = Some(parse_pit(v)?),
                 "timeout" | "explain" | "profile" | "stats" | "ext" | "_name" => {}
                 other if UNSUPPORTED.contains(&other) => {
                     return Err(EsError::illegal_argument(format!(
@@ -693,12 +772,59 @@ fn docvalue_json(
 /// `GET|POST /_search`, `/{index}/_search`.
 pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
     let start = Instant::now();
-    let s = parse_search(req)?;
-    let resolved = node
-        .cluster
-        .meta
-        .read()
-        .resolve(req.part("index").unwrap_or(""), &search_opts(req)?)?;
+    let mut s = parse_search(req)?;
+    let pit = match &s.pit {
+        Some((id, keep_alive)) => {
+            let mut errors = Vec::new();
+            if req.part("index").is_some() {
+                errors.push("[indices] cannot be used with point in time. Do not specify any index with point in time.".to_string());
+            }
+            if req.params.has("routing") {
+                errors.push("[routing] cannot be used with point in time".to_string());
+            }
+            if req.params.has("preference") {
+                errors.push("[preference] cannot be used with point in time".to_string());
+            }
+            if !errors.is_empty() {
+                return Err(EsError::validation(&errors));
+            }
+            Some(node.pits.get(id, *keep_alive)?)
+        }
+        None => {
+            if s.sort.iter().any(|x| x.field == "_shard_doc") {
+                return Err(EsError::validation(&[
+                    "[_shard_doc] sort field cannot be used without [point in time]".to_string(),
+                ]));
+            }
+            None
+        }
+    };
+    // With a point in time Elasticsearch adds the implicit `_shard_doc` tiebreaker to an
+    // explicit sort, unless search_after carries exactly the explicit sort's values.
+    if pit.is_some()
+        && !s.sort.is_empty()
+        && !s.sort.iter().any(|x| x.field == "_shard_doc")
+        && s.search_after
+            .as_ref()
+            .is_none_or(|a| a.len() == s.sort.len() + 1)
+    {
+        s.sort.push(SortSpec {
+            field: "_shard_doc".to_string(),
+            desc: false,
+            missing_first: None,
+            missing_value: None,
+            unmapped_type: None,
+            mode_max: None,
+        });
+    }
+    let resolved = match &pit {
+        Some(p) => p.indices.iter().map(|i| i.resolved.clone()).collect(),
+        None => node
+            .cluster
+            .meta
+            .read()
+            .resolve(req.part("index").unwrap_or(""), &search_opts(req)?)?,
+    };
     let now = Instant::now();
     for r in &resolved {
         r.index.maybe_scheduled_refresh(now);
@@ -729,7 +855,10 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
     let mut total: u64 = 0;
     for (pos, p) in prepared.iter().enumerate() {
         let mapping = p.r.index.mapping();
-        let snapshot = p.r.index.data.read().snapshot();
+        let snapshot = match pit.as_ref().and_then(|x| x.indices.get(pos)) {
+            Some(frozen) => frozen.docs.clone(),
+            None => p.r.index.data.read().snapshot(),
+        };
         for (id, doc) in snapshot {
             let view = DocView::new(&id, &p.r.name, doc.routing.as_deref(), &doc.source);
             let Some(score) = eval(&p.compiled, &view) else {
@@ -754,9 +883,16 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
                         sort.push(Key::F(f64::from(score)));
                         sort_json.push(json!(score));
                     }
-                    "_doc" | "_shard_doc" => {
+                    "_doc" => {
                         sort.push(Key::I(doc.seq_no));
                         sort_json.push(json!(doc.seq_no));
+                    }
+                    "_shard_doc" => {
+                        // Like Elasticsearch's (shard index << 32 | doc id): unique across
+                        // the point in time's indices, stable for its lifetime.
+                        let v = ((pos as i64) << 32).saturating_add(doc.seq_no);
+                        sort.push(Key::I(v));
+                        sort_json.push(json!(v));
                     }
                     _ => match sort_keys(spec, &view, &mapping) {
                         Some(k) => {
@@ -938,6 +1074,9 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
     hits_obj.val("max_score", max_score.map_or(Value::Null, |m| json!(m)));
     hits_obj.push("hits", Out::Objs(out_hits));
     let mut body = Obj::default();
+    if let Some((id, _)) = &s.pit {
+        body.val("pit_id", id.as_str());
+    }
     body.val("took", start.elapsed().as_millis() as u64);
     body.val("timed_out", false);
     if let Some(t) = s.terminate_after {
