@@ -1,0 +1,214 @@
+//! Replaying the topic through a sink with its own consumer group, and stopping once the
+//! group's committed offsets reach given targets.
+//!
+//! The replay is the ordinary consumer runtime (`run_with_metrics`): batching,
+//! coalescing, retries, dead letters and contiguous commits are exactly the live sinks'.
+//! It runs on its own multi-threaded Tokio runtime (the CLI's is single-threaded, which
+//! would put decoding and bulk building on one core), and is stopped through its
+//! cancellation token, so it commits what it finished and leaves the group cleanly.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use syncline_consumer::runtime::{run_with_metrics, RuntimeError};
+use syncline_consumer::{Metrics, RuntimeConfig};
+use syncline_kafka::Connection;
+use tokio_util::sync::CancellationToken;
+
+use super::progress::Progress;
+
+/// A running replay.
+pub struct Replay {
+    cancel: CancellationToken,
+    thread: Option<std::thread::JoinHandle<Result<(), RuntimeError>>>,
+    /// The runtime's metrics (dead letters, applied, ...).
+    pub metrics: Metrics,
+    /// Its consumer group.
+    pub group: String,
+    /// Its topic.
+    pub topic: String,
+}
+
+impl Replay {
+    /// Start the runtime with `sink` (built against `metrics`) under `config`.
+    pub fn start<S: syncline_consumer::sink::Sink>(
+        config: RuntimeConfig,
+        sink: S,
+        metrics: Metrics,
+    ) -> anyhow::Result<Replay> {
+        config.validate().context("replay consumer settings")?;
+        let cancel = CancellationToken::new();
+        let (group, topic) = (config.group_id.clone(), config.topic.clone());
+        let thread = {
+            let (cancel, metrics) = (cancel.clone(), metrics.clone());
+            std::thread::Builder::new()
+                .name("replay".into())
+                .spawn(move || {
+                    let rt = tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(2)
+                        .thread_name("replay-worker")
+                        .enable_all()
+                        .build()
+                        .map_err(|e| {
+                            RuntimeError::BatchTaskFailed(format!("cannot start a runtime: {e}"))
+                        })?;
+                    rt.block_on(run_with_metrics(config, sink, metrics, cancel))
+                })
+                .context("cannot start the replay thread")?
+        };
+        Ok(Replay {
+            cancel,
+            thread: Some(thread),
+            metrics,
+            group,
+            topic,
+        })
+    }
+
+    /// Has the runtime stopped by itself (an error)?
+    fn check_running(&mut self) -> anyhow::Result<()> {
+        if self.thread.as_ref().is_some_and(|t| t.is_finished()) {
+            return match self.join() {
+                Ok(()) => bail!("the replay consumer stopped unexpectedly"),
+                Err(e) => Err(e),
+            };
+        }
+        Ok(())
+    }
+
+    fn join(&mut self) -> anyhow::Result<()> {
+        let Some(thread) = self.thread.take() else {
+            return Ok(());
+        };
+        match thread.join() {
+            Ok(r) => r.context("replay consumer"),
+            Err(_) => Err(anyhow!("the replay thread panicked")),
+        }
+    }
+
+    /// Stop the runtime (it commits what it finished) and wait for it.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.cancel.cancel();
+        let thread = self.thread.take();
+        match tokio::task::spawn_blocking(move || thread.map(std::thread::JoinHandle::join)).await {
+            Ok(Some(Ok(r))) => r.context("replay consumer"),
+            Ok(Some(Err(_))) => Err(anyhow!("the replay thread panicked")),
+            Ok(None) => Ok(()),
+            Err(e) => Err(anyhow!("waiting for the replay consumer: {e}")),
+        }
+    }
+
+    /// Poll the group's committed offsets until every partition reaches `targets`,
+    /// reporting progress. `base` is where the group stood when the replay started (for
+    /// the rate and the remaining count).
+    pub async fn wait_for(
+        &mut self,
+        conn: &Connection,
+        targets: &[i64],
+        progress: &mut Progress,
+    ) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        loop {
+            self.check_running()?;
+            let committed = committed(conn, &self.group, &self.topic, targets.len()).await?;
+            progress.update(
+                done_towards(&committed, targets),
+                remaining(&committed, targets),
+            );
+            if reached(&committed, targets) {
+                return Ok(started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+impl Drop for Replay {
+    fn drop(&mut self) {
+        // An error path: let the runtime commit what it finished and leave the group.
+        self.cancel.cancel();
+    }
+}
+
+/// Committed offsets of `group` on `topic`, `None` as 0, padded to `n` partitions.
+pub async fn committed(
+    conn: &Connection,
+    group: &str,
+    topic: &str,
+    n: usize,
+) -> anyhow::Result<Vec<i64>> {
+    let got = syncline_kafka::committed_offsets(conn.clone(), group, topic)
+        .await
+        .with_context(|| format!("cannot read the committed offsets of group {group}"))?;
+    let mut out: Vec<i64> = got.into_iter().map(|c| c.unwrap_or(0)).collect();
+    out.resize(n.max(out.len()), 0);
+    Ok(out)
+}
+
+/// Every partition's committed offset is at or past its target.
+pub fn reached(committed: &[i64], targets: &[i64]) -> bool {
+    targets
+        .iter()
+        .enumerate()
+        .all(|(p, t)| committed.get(p).copied().unwrap_or(0) >= *t)
+}
+
+/// Records still to replay before `targets`.
+pub fn remaining(committed: &[i64], targets: &[i64]) -> u64 {
+    targets
+        .iter()
+        .enumerate()
+        .map(|(p, t)| (t - committed.get(p).copied().unwrap_or(0)).max(0) as u64)
+        .sum()
+}
+
+/// Records replayed so far, counted only up to each partition's target.
+pub fn done_towards(committed: &[i64], targets: &[i64]) -> u64 {
+    targets
+        .iter()
+        .enumerate()
+        .map(|(p, t)| committed.get(p).copied().unwrap_or(0).clamp(0, *t) as u64)
+        .sum()
+}
+
+/// Per-partition maximum of two offset vectors.
+pub fn max_offsets(a: &[i64], b: &[i64]) -> Vec<i64> {
+    (0..a.len().max(b.len()))
+        .map(|p| {
+            a.get(p)
+                .copied()
+                .unwrap_or(0)
+                .max(b.get(p).copied().unwrap_or(0))
+        })
+        .collect()
+}
+
+/// The topic's end offsets (from fetch responses; see `syncline_kafka::end_offsets`).
+pub async fn end_offsets(conn: &Connection, topic: &str) -> anyhow::Result<Vec<i64>> {
+    let ends = syncline_kafka::end_offsets(conn.clone(), topic)
+        .await
+        .with_context(|| format!("cannot read the end offsets of {topic}"))?;
+    if ends.is_empty() {
+        bail!(
+            "topic {topic} has no partitions (does it exist on {}?)",
+            conn.brokers
+        );
+    }
+    Ok(ends)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offset_arithmetic() {
+        let targets = [10, 0, 5];
+        assert!(!reached(&[10, 0], &targets));
+        assert!(reached(&[10, 0, 5], &targets));
+        assert!(reached(&[11, 3, 7], &targets));
+        assert_eq!(remaining(&[4, 0, 7], &targets), 6);
+        assert_eq!(done_towards(&[4, 9, 7], &targets), 9);
+        assert_eq!(max_offsets(&[1, 5], &[3, 2, 4]), vec![3, 5, 4]);
+    }
+}
