@@ -81,6 +81,11 @@ pub struct ResolveOpts {
     pub forbid_aliases: bool,
     /// Wildcards also match alias names.
     pub wildcards_match_aliases: bool,
+    /// Wildcards expand to closed indices.
+    pub expand_closed: bool,
+    /// Closed indices are an error (`index_closed_exception`), or skipped with
+    /// `ignore_unavailable` (search, count, refresh, open point in time).
+    pub forbid_closed: bool,
 }
 
 impl ResolveOpts {
@@ -93,6 +98,16 @@ impl ResolveOpts {
             expand_hidden: false,
             forbid_aliases: false,
             wildcards_match_aliases: true,
+            expand_closed: false,
+            forbid_closed: false,
+        }
+    }
+
+    /// Like [`ResolveOpts::strict_expand_open`], and closed indices are an error.
+    pub fn strict_expand_open_forbid_closed() -> Self {
+        ResolveOpts {
+            forbid_closed: true,
+            ..Self::strict_expand_open()
         }
     }
 
@@ -107,13 +122,15 @@ impl ResolveOpts {
         if let Some(ew) = params.get("expand_wildcards") {
             self.expand_open = false;
             self.expand_hidden = false;
+            self.expand_closed = false;
             for w in ew.split(',').map(str::trim) {
                 match w {
                     "open" => self.expand_open = true,
-                    "closed" => {}
+                    "closed" => self.expand_closed = true,
                     "hidden" => self.expand_hidden = true,
                     "all" => {
                         self.expand_open = true;
+                        self.expand_closed = true;
                         self.expand_hidden = true;
                     }
                     "none" => {}
@@ -237,7 +254,12 @@ impl Metadata {
             }
         };
         let visible = |e: &IndexEntry, pattern: &str| -> bool {
-            if !o.expand_open {
+            let state_ok = if e.index.is_closed() {
+                o.expand_closed
+            } else {
+                o.expand_open
+            };
+            if !state_ok {
                 return false;
             }
             if e.hidden && !o.expand_hidden && !pattern.starts_with('.') {
@@ -320,6 +342,20 @@ impl Metadata {
                     continue;
                 }
                 return Err(EsError::index_not_found(&p));
+            }
+        }
+        if o.forbid_closed {
+            let mut closed = Vec::new();
+            for name in acc.keys() {
+                if let Some(e) = self.indices.get(name).filter(|e| e.index.is_closed()) {
+                    if !o.ignore_unavailable {
+                        return Err(e.index.closed_error());
+                    }
+                    closed.push(name.clone());
+                }
+            }
+            for name in closed {
+                acc.remove(&name);
             }
         }
         if acc.is_empty() && !o.allow_no_indices {

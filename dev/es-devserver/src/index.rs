@@ -282,6 +282,8 @@ pub struct Index {
     pub data: RwLock<IndexData>,
     /// Counters.
     pub stats: IndexStats,
+    /// Closed (`POST /{index}/_close`): kept, but neither searchable nor writable.
+    pub closed: std::sync::atomic::AtomicBool,
 }
 
 /// A document checked against the mapping outside the index lock.
@@ -338,7 +340,20 @@ impl Index {
             meta: RwLock::new(IndexMeta { flat, eff }),
             data: RwLock::new(data),
             stats: IndexStats::default(),
+            closed: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Whether the index is closed.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The error Elasticsearch answers for reads and writes on a closed index.
+    pub fn closed_error(&self) -> crate::error::EsError {
+        crate::error::EsError::new(400, "index_closed_exception", "closed")
+            .with_meta("index_uuid", self.uuid.as_str())
+            .with_meta("index", self.name.as_str())
     }
 
     /// The current mapping.

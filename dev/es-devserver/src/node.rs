@@ -186,6 +186,8 @@ pub(crate) enum Api {
     DevDump,
     OpenPit,
     ClosePit,
+    CloseIndex,
+    OpenIndex,
 }
 
 struct Route {
@@ -195,6 +197,14 @@ struct Route {
     params: &'static [&'static str],
 }
 
+const OPEN_CLOSE: &[&str] = &[
+    "ignore_unavailable",
+    "allow_no_indices",
+    "expand_wildcards",
+    "wait_for_active_shards",
+    "timeout",
+    "master_timeout",
+];
 const INDEX_OPTS: &[&str] = &["ignore_unavailable", "allow_no_indices", "expand_wildcards"];
 const GET_DOC: &[&str] = &[
     "force_synthetic_source",
@@ -442,6 +452,18 @@ const ROUTES: &[Route] = &[
             "allow_partial_search_results",
             "max_concurrent_shard_requests",
         ],
+    },
+    Route {
+        methods: &[M::POST],
+        pattern: "/{index}/_close",
+        api: Api::CloseIndex,
+        params: OPEN_CLOSE,
+    },
+    Route {
+        methods: &[M::POST],
+        pattern: "/{index}/_open",
+        api: Api::OpenIndex,
+        params: OPEN_CLOSE,
     },
     Route {
         methods: &[M::DELETE],

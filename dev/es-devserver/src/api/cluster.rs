@@ -345,7 +345,7 @@ pub(crate) fn cat_indices(node: &Node, req: &Req) -> EsResult<Resp> {
             };
             vec![
                 health.to_string(),
-                "open".to_string(),
+                if r.index.is_closed() { "close" } else { "open" }.to_string(),
                 r.name.clone(),
                 r.index.uuid.clone(),
                 r.index.shards().to_string(),

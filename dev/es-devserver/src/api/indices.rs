@@ -123,6 +123,8 @@ fn delete_opts(req: &Req) -> EsResult<ResolveOpts> {
     let mut o = ResolveOpts::strict_expand_open();
     o.forbid_aliases = true;
     o.wildcards_match_aliases = false;
+    // Deleting by wildcard removes closed indices too, as in Elasticsearch.
+    o.expand_closed = true;
     o.with_params(&req.params)
 }
 
@@ -180,6 +182,9 @@ pub(crate) fn full_settings(index: &Index) -> BTreeMap<String, Value> {
         "index.routing.allocation.include._tier_preference".into(),
         Value::from("data_content"),
     );
+    if index.is_closed() {
+        flat.insert("index.verified_before_close".into(), Value::from("true"));
+    }
     flat
 }
 
@@ -256,7 +261,7 @@ pub(crate) fn exists(node: &Node, req: &Req) -> EsResult<Resp> {
 
 /// `POST /{index}/_refresh`.
 pub(crate) fn refresh(node: &Node, req: &Req) -> EsResult<Resp> {
-    let resolved = resolve(node, req, ResolveOpts::strict_expand_open())?;
+    let resolved = resolve(node, req, ResolveOpts::strict_expand_open_forbid_closed())?;
     let (mut total, mut ok) = (0u64, 0u64);
     for r in &resolved {
         r.index.refresh();
@@ -268,6 +273,66 @@ pub(crate) fn refresh(node: &Node, req: &Req) -> EsResult<Resp> {
         200,
         &json!({"_shards": {"total": total, "successful": ok, "failed": 0}}),
     ))
+}
+
+/// `POST /{index}/_close`.
+pub(crate) fn close(node: &Node, req: &Req) -> EsResult<Resp> {
+    let expr = req.part("index").unwrap_or("");
+    if node.config.destructive_requires_name
+        && (expr.is_empty() || expr == "_all" || expr.split(',').any(crate::names::is_wildcard))
+    {
+        return Err(EsError::illegal_argument(
+            "Wildcard expressions or all indices are not allowed",
+        ));
+    }
+    let resp_warning = wait_for_active_shards_warning(req);
+    let resolved = resolve(node, req, ResolveOpts::strict_expand_open())?;
+    let mut indices = Map::new();
+    for r in &resolved {
+        // Elasticsearch flushes on close: everything written is searchable once reopened.
+        r.index.refresh();
+        r.index
+            .closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        indices.insert(r.name.clone(), json!({"closed": true}));
+    }
+    let resp = Resp::json(
+        200,
+        &json!({"acknowledged": true, "shards_acknowledged": true, "indices": indices}),
+    );
+    Ok(match resp_warning {
+        Some(w) => resp.with_warning(w),
+        None => resp,
+    })
+}
+
+/// `POST /{index}/_open`.
+pub(crate) fn open(node: &Node, req: &Req) -> EsResult<Resp> {
+    let resp_warning = wait_for_active_shards_warning(req);
+    // Open's wildcards expand to closed indices by default.
+    let mut o = ResolveOpts::strict_expand_open();
+    o.expand_open = false;
+    o.expand_closed = true;
+    let resolved = resolve(node, req, o)?;
+    for r in &resolved {
+        r.index
+            .closed
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
+    let resp = Resp::json(
+        200,
+        &json!({"acknowledged": true, "shards_acknowledged": true}),
+    );
+    Ok(match resp_warning {
+        Some(w) => resp.with_warning(w),
+        None => resp,
+    })
+}
+
+fn wait_for_active_shards_warning(req: &Req) -> Option<&'static str> {
+    (req.params.get("wait_for_active_shards") == Some("index-setting")).then_some(
+        "?wait_for_active_shards=index-setting is now the default behaviour; the 'index-setting' value for this parameter should no longer be used since it will become unsupported in version 9",
+    )
 }
 
 /// `GET /{index}/_mapping`.

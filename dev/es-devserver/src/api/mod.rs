@@ -61,6 +61,8 @@ pub(crate) async fn dispatch(node: &Node, api: Api, req: &Req) -> EsResult<Resp>
         Api::DevFaultsDelete => devserver::delete_faults(node),
         Api::DevReset => devserver::reset(node),
         Api::DevDump => devserver::dump(node, req),
+        Api::CloseIndex => indices::close(node, req),
+        Api::OpenIndex => indices::open(node, req),
         Api::OpenPit => search::open_pit(node, req),
         Api::ClosePit => search::close_pit(node, req),
     }
@@ -104,6 +106,9 @@ pub(crate) fn write_index(
     };
     match target {
         WriteTarget::Index(idx, routing) => {
+            if idx.is_closed() {
+                return Err(idx.closed_error());
+            }
             if require_alias && node.cluster.meta.read().indices.contains_key(&name) {
                 return Err(not_alias());
             }
@@ -125,11 +130,15 @@ pub(crate) fn single_index(node: &Node, name: &str) -> EsResult<Arc<Index>> {
     let name = crate::names::resolve_date_math_name(name, crate::names::now_millis())?;
     let meta = node.cluster.meta.read();
     if let Some(e) = meta.indices.get(&name) {
+        if e.index.is_closed() {
+            return Err(e.index.closed_error());
+        }
         return Ok(e.index.clone());
     }
     let targets = meta.alias_indices(&name);
     match targets.as_slice() {
         [] => Err(EsError::index_not_found(&name)),
+        [(_, e, _)] if e.index.is_closed() => Err(e.index.closed_error()),
         [(_, e, _)] => Ok(e.index.clone()),
         many => {
             let names: Vec<&str> = many.iter().map(|(n, _, _)| *n).collect();

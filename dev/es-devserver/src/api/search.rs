@@ -480,7 +480,7 @@ fn parse_search(req: &Req) -> EsResult<SearchReq> {
 }
 
 fn search_opts(req: &Req) -> EsResult<ResolveOpts> {
-    ResolveOpts::strict_expand_open().with_params(&req.params)
+    ResolveOpts::strict_expand_open_forbid_closed().with_params(&req.params)
 }
 
 /// The query to run on one index: the request's query AND'ed with alias filters.
