@@ -1,0 +1,279 @@
+//! The relay's configuration: defaults < TOML file (`[outbox]`) < `SYNCLINE_*` env vars <
+//! flags, as the other binaries. All of it lives in this module.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use syncline_consumer::LogFormat;
+use syncline_kafka::KafkaArgs;
+use syncline_pg::PgConfig;
+use syncline_producer::ProducerConfig;
+
+use crate::relay::RelaySettings;
+
+/// The TOML table read from `--config`.
+pub const SECTION: &str = "outbox";
+
+/// Default `/metrics` address.
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9467";
+
+/// A setting that cannot work, named.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("invalid setting `{setting}`: {reason}")]
+pub struct ConfigError {
+    /// The setting (TOML key / flag name without dashes).
+    pub setting: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(setting: &str, reason: impl Into<String>) -> Self {
+        ConfigError {
+            setting: setting.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Flags (each with its env var) shared by `run` and `migrate`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct OutboxArgs {
+    /// TOML file with an `[outbox]` table (keys as the flags, with underscores).
+    #[arg(
+        long = "config",
+        env = "SYNCLINE_CONFIG",
+        value_name = "FILE",
+        global = true
+    )]
+    pub config: Option<PathBuf>,
+    /// PostgreSQL URL or conninfo holding the outbox (`sslmode`, `sslrootcert`, `sslcert`,
+    /// `sslkey` as in libpq).
+    #[arg(
+        long,
+        env = "SYNCLINE_DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    pub database_url: Option<String>,
+    /// Kafka bootstrap servers.
+    #[arg(
+        long,
+        env = "SYNCLINE_BROKERS",
+        value_name = "HOST:PORT,...",
+        global = true
+    )]
+    pub brokers: Option<String>,
+    /// Topic the events are published to.
+    #[arg(long, env = "SYNCLINE_TOPIC", global = true)]
+    pub topic: Option<String>,
+    /// Most rows per batch.
+    #[arg(long, env = "SYNCLINE_OUTBOX_BATCH_ROWS", global = true)]
+    pub batch_rows: Option<i64>,
+    /// Most document bytes per batch (bounds memory together with batch-rows).
+    #[arg(long, env = "SYNCLINE_OUTBOX_BATCH_BYTES", global = true)]
+    pub batch_bytes: Option<i64>,
+    /// Fallback poll interval when no notification arrives (e.g. `500ms`).
+    #[arg(long, env = "SYNCLINE_OUTBOX_POLL_INTERVAL", value_parser = humantime::parse_duration, global = true)]
+    pub poll_interval: Option<Duration>,
+    /// How often a standby tries to take over (e.g. `1s`).
+    #[arg(long, env = "SYNCLINE_OUTBOX_STANDBY_RETRY", value_parser = humantime::parse_duration, global = true)]
+    pub standby_retry: Option<Duration>,
+    /// Producer linger (`linger.ms`), e.g. `5ms`.
+    #[arg(long, env = "SYNCLINE_PRODUCER_LINGER", value_parser = humantime::parse_duration, global = true)]
+    pub linger: Option<Duration>,
+    /// Largest accepted document in bytes; larger rows are quarantined.
+    #[arg(long, env = "SYNCLINE_MAX_DOCUMENT_BYTES", global = true)]
+    pub max_document_bytes: Option<usize>,
+    /// Address of `/metrics` `/healthz` `/readyz`, or `off`.
+    #[arg(
+        long,
+        env = "SYNCLINE_METRICS_ADDR",
+        value_name = "IP:PORT|off",
+        global = true
+    )]
+    pub metrics_addr: Option<String>,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "SYNCLINE_LOG_FORMAT", global = true)]
+    pub log_format: Option<LogFormat>,
+    /// Kafka connection: `-X/--kafka key=value`, `SYNCLINE_KAFKA`, TLS/SASL flags.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+/// The `[outbox]` table of the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    database_url: Option<String>,
+    brokers: Option<String>,
+    topic: Option<String>,
+    batch_rows: Option<i64>,
+    batch_bytes: Option<i64>,
+    #[serde(default, with = "humantime_serde")]
+    poll_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    standby_retry: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    linger: Option<Duration>,
+    max_document_bytes: Option<usize>,
+    metrics_addr: Option<String>,
+    log_format: Option<LogFormat>,
+    #[serde(default)]
+    kafka: BTreeMap<String, String>,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct OutboxConfig {
+    /// What the relay needs.
+    pub relay: RelaySettings,
+    /// `/metrics` address; `None`: off.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+impl OutboxConfig {
+    /// The effective settings for `--check-config`, secrets redacted.
+    pub fn describe(&self) -> String {
+        let r = &self.relay;
+        let p = &r.producer;
+        let kafka: BTreeMap<&str, &str> = p
+            .extra
+            .iter()
+            .map(|(k, v)| (k.as_str(), syncline_kafka::redact(k, v)))
+            .collect();
+        format!(
+            "database_url = {}\nbrokers = {}\ntopic = {}\nbatch_rows = {}\nbatch_bytes = {}\n\
+             poll_interval = {:?}\nstandby_retry = {:?}\nlinger = {:?}\nmax_document_bytes = {}\n\
+             metrics_addr = {}\nlog_format = {:?}\nkafka = {:?}\n",
+            r.database.redacted(),
+            p.brokers,
+            p.topic,
+            r.batch_rows,
+            r.batch_bytes,
+            r.poll_interval,
+            r.standby_retry,
+            p.linger,
+            p.max_document_bytes,
+            self.metrics_addr
+                .map_or_else(|| "off".to_owned(), |a| a.to_string()),
+            self.log_format,
+            kafka,
+        )
+    }
+}
+
+fn parse_metrics_addr(s: &str) -> Result<Option<SocketAddr>, ConfigError> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    s.parse()
+        .map(Some)
+        .map_err(|_| ConfigError::new("metrics_addr", format!("{s:?} is not IP:PORT or off")))
+}
+
+/// Merge defaults < file < env/flags (clap already puts flags over env) and validate.
+pub fn load(args: &OutboxArgs) -> Result<OutboxConfig, ConfigError> {
+    let file: FileConfig = match &args.config {
+        None => FileConfig::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::new("config", format!("cannot read {}: {e}", path.display()))
+            })?;
+            let mut tables: BTreeMap<String, toml::Value> = toml::from_str(&text)
+                .map_err(|e| ConfigError::new("config", format!("{}: {e}", path.display())))?;
+            if let Some(other) = tables.keys().find(|k| *k != SECTION) {
+                return Err(ConfigError::new(
+                    "config",
+                    format!("{}: unknown table [{other}]", path.display()),
+                ));
+            }
+            match tables.remove(SECTION) {
+                None => FileConfig::default(),
+                Some(v) => v.try_into().map_err(|e: toml::de::Error| {
+                    ConfigError::new("config", format!("{}: [{SECTION}] {e}", path.display()))
+                })?,
+            }
+        }
+    };
+    let url = args
+        .database_url
+        .clone()
+        .or(file.database_url)
+        .ok_or_else(|| {
+            ConfigError::new(
+                "database_url",
+                "required (--database-url or SYNCLINE_DATABASE_URL)",
+            )
+        })?;
+    let database =
+        PgConfig::parse(&url).map_err(|e| ConfigError::new("database_url", e.to_string()))?;
+    let mut producer = ProducerConfig::new(
+        args.brokers
+            .clone()
+            .or(file.brokers)
+            .unwrap_or_else(|| "127.0.0.1:9092".into()),
+        args.topic
+            .clone()
+            .or(file.topic)
+            .unwrap_or_else(|| "changes".into()),
+    );
+    producer.client_id = "syncline-outbox".into();
+    if let Some(l) = args.linger.or(file.linger) {
+        producer.linger = l;
+    }
+    if let Some(m) = args.max_document_bytes.or(file.max_document_bytes) {
+        producer.max_document_bytes = m;
+    }
+    let mut kafka = file.kafka;
+    let from_args = args
+        .kafka
+        .properties()
+        .map_err(|e| ConfigError::new(&e.setting, e.reason))?;
+    kafka.extend(from_args);
+    producer.extra = kafka;
+    producer
+        .validate()
+        .map_err(|e| ConfigError::new(&e.setting, e.reason))?;
+    let mut relay = RelaySettings::new(database, producer);
+    if let Some(n) = args.batch_rows.or(file.batch_rows) {
+        relay.batch_rows = n;
+    }
+    if let Some(n) = args.batch_bytes.or(file.batch_bytes) {
+        relay.batch_bytes = n;
+    }
+    if let Some(d) = args.poll_interval.or(file.poll_interval) {
+        relay.poll_interval = d;
+    }
+    if let Some(d) = args.standby_retry.or(file.standby_retry) {
+        relay.standby_retry = d;
+    }
+    if !(1..=100_000).contains(&relay.batch_rows) {
+        return Err(ConfigError::new("batch_rows", "must be 1..=100000"));
+    }
+    if relay.batch_bytes < 1 {
+        return Err(ConfigError::new("batch_bytes", "must be positive"));
+    }
+    if relay.poll_interval.is_zero() {
+        return Err(ConfigError::new("poll_interval", "must be positive"));
+    }
+    if relay.standby_retry.is_zero() {
+        return Err(ConfigError::new("standby_retry", "must be positive"));
+    }
+    let metrics_addr = parse_metrics_addr(
+        args.metrics_addr
+            .as_deref()
+            .or(file.metrics_addr.as_deref())
+            .unwrap_or(DEFAULT_METRICS_ADDR),
+    )?;
+    Ok(OutboxConfig {
+        relay,
+        metrics_addr,
+        log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+    })
+}
