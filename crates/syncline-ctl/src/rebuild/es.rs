@@ -38,7 +38,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Map, Value};
 use syncline_consumer::sink::Sink;
-use syncline_consumer::{cli, LogFormat, Metrics, Outcome, RuntimeConfig};
+use syncline_consumer::{cli, Metrics, Outcome, RuntimeConfig};
 use syncline_es_indexer::args::EsArgs;
 use syncline_es_indexer::client::build_client;
 use syncline_es_indexer::mappings::{tombstone_filter, IndexDefinitions};
@@ -185,7 +185,7 @@ struct Ctx<'a> {
 /// Run `syncline-ctl rebuild es`.
 pub async fn run(conn: &Connection, args: EsRebuildArgs) -> anyhow::Result<ExitCode> {
     syncline_consumer::memory::limit_malloc_arenas(2);
-    cli::init_tracing(LogFormat::Text);
+    init_logging();
     let defaults = RuntimeConfig {
         group_id: DEFAULT_GROUP_ID.into(),
         ..Default::default()
@@ -524,7 +524,13 @@ impl Ctx<'_> {
         settings.insert("index.refresh_interval".into(), json!("-1"));
         settings.insert("index.number_of_replicas".into(), json!(0));
         body["settings"] = Value::Object(settings);
-        body["aliases"] = json!({ plan.rebuild_alias.clone(): { "is_write_index": true } });
+        // The rebuild alias only takes writes; it carries the tombstone filter anyway, like
+        // every alias the indexer writes through, so the sink does not warn about it.
+        let mut rebuild_alias = json!({ "is_write_index": true });
+        if self.es.delete_mode == DeleteMode::Tombstone {
+            rebuild_alias["filter"] = tombstone_filter();
+        }
+        body["aliases"] = json!({ plan.rebuild_alias.clone(): rebuild_alias });
         (body, wanted)
     }
 
@@ -636,6 +642,19 @@ impl Ctx<'_> {
             .with_context(|| format!("removing the rebuild alias {}", plan.rebuild_alias))?;
         Ok(())
     }
+}
+
+/// Warnings and errors of the replay (retries, dead letters) on stderr; `RUST_LOG`
+/// overrides. librdkafka's own log is off by default: the end-offset reader reaches the
+/// end of every partition on purpose, which librdkafka reports as an error.
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("warn,rdkafka::client=off"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Flatten nested settings (`{"index":{"number_of_shards":1}}`, `{"number_of_shards":1}`)
