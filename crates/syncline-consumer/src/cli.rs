@@ -94,6 +94,9 @@ pub struct RuntimeArgs {
     /// `/readyz` fails while a batch has been retrying longer than this (e.g. `60s`).
     #[arg(long, env = "SYNCLINE_UNREADY_AFTER_RETRYING", value_parser = humantime::parse_duration)]
     pub unready_after_retrying: Option<Duration>,
+    /// `/readyz` fails after this many dead letters in a row with nothing applied (0: off).
+    #[arg(long, env = "SYNCLINE_UNREADY_AFTER_DEAD_LETTERS", value_name = "N")]
+    pub unready_after_dead_letters: Option<u64>,
     /// Largest accepted document in bytes.
     #[arg(long, env = "SYNCLINE_MAX_DOCUMENT_BYTES")]
     pub max_document_bytes: Option<usize>,
@@ -250,6 +253,10 @@ fn apply_args(c: &mut RuntimeConfig, a: &RuntimeArgs) -> Result<(), ConfigError>
     set(&mut c.commit_interval, a.commit_interval);
     set(&mut c.unready_after_retrying, a.unready_after_retrying);
     set(&mut c.max_document_bytes, a.max_document_bytes);
+    set(
+        &mut c.unready_after_dead_letters,
+        a.unready_after_dead_letters,
+    );
     set(&mut c.log_format, a.log_format);
     let extra = a
         .kafka

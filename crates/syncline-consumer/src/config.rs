@@ -112,6 +112,9 @@ pub struct RuntimeConfig {
     /// `/readyz` fails while some batch has been retrying for longer than this.
     #[serde(with = "humantime_serde")]
     pub unready_after_retrying: Duration,
+    /// `/readyz` fails (and an error is logged at most once a minute) once this many
+    /// records in a row were dead-lettered with none applied in between; 0 turns it off.
+    pub unready_after_dead_letters: u64,
     /// Largest accepted document in bytes; larger ones are dead-lettered.
     pub max_document_bytes: usize,
     /// Extra librdkafka properties for the consumer and the DLQ producer, applied last
@@ -142,6 +145,7 @@ impl Default for RuntimeConfig {
             commit_interval: Duration::from_secs(1),
             metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
             unready_after_retrying: Duration::from_secs(60),
+            unready_after_dead_letters: crate::metrics::DEFAULT_DEAD_LETTER_ALARM,
             max_document_bytes: 1024 * 1024,
             kafka: KafkaProperties::default(),
             log_format: LogFormat::Text,

@@ -1,9 +1,14 @@
 //! The dead-letter topic: the original key and payload bytes, with headers that say why
 //! and where from. A record's offset counts as done only once the broker acknowledged its
 //! dead letter; until then the write is retried (with backoff), so nothing is dropped.
+//!
+//! Dead letters are at-least-once: a consumer killed after the broker acknowledged a dead
+//! letter but before its offset was committed writes it again after the restart. A repeat
+//! is recognised by its source topic, partition and offset headers.
 
 use std::time::Duration;
 
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
@@ -12,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batch::RecordRef;
 use crate::config::RuntimeConfig;
+use crate::dlq_log::DlqLog;
 use crate::metrics::Metrics;
 use crate::retry::Backoff;
 
@@ -27,6 +33,10 @@ pub const HEADER_PARTITION: &str = "syncline.source.partition";
 pub const HEADER_OFFSET: &str = "syncline.source.offset";
 /// Header: consumer group that gave up on the record.
 pub const HEADER_GROUP: &str = "syncline.consumer.group";
+/// Header, present only on a truncated dead letter: the original payload's size in bytes.
+/// The record was too large for the dead-letter topic, so it carries no key or payload;
+/// the source topic/partition/offset headers point at the original.
+pub const HEADER_TRUNCATED: &str = "syncline.dlq.truncated";
 
 /// Reasons are truncated to this many bytes so one header cannot be huge.
 const MAX_REASON_BYTES: usize = 4096;
@@ -63,6 +73,7 @@ pub struct DlqWriter {
     group: String,
     backoff: Backoff,
     metrics: Metrics,
+    log: DlqLog,
 }
 
 impl std::fmt::Debug for DlqWriter {
@@ -103,6 +114,7 @@ impl DlqWriter {
                 max: config.retry_max_backoff,
             },
             metrics,
+            log: DlqLog::default(),
         })
     }
 
@@ -141,79 +153,134 @@ impl DlqWriter {
         &self.topic
     }
 
-    /// Write one dead letter and wait for the broker's acknowledgement, retrying with
-    /// backoff until it succeeds or `abandon` is cancelled.
-    pub async fn write(
+    /// Write every dead letter and wait for the broker's acknowledgements. All are sent
+    /// at once (librdkafka batches them), so a storm of poison records costs one round
+    /// trip per batch, not per record. Failed ones are retried with backoff until they are
+    /// acknowledged or `abandon` is cancelled; `on_stall` is called once, with the records
+    /// still unwritten, the first time a round fails, so the caller can pause their
+    /// partitions and fail readiness. A dead letter the topic refuses as too large is sent
+    /// again without its key and payload: headers plus the source partition and offset,
+    /// which still point at the original record.
+    pub async fn write_all(
         &self,
-        dl: DeadLetter<'_>,
+        letters: &[DeadLetter<'_>],
+        on_stall: &mut (dyn FnMut(&[RecordRef]) + Send),
         abandon: &CancellationToken,
     ) -> Result<(), DlqError> {
+        let mut todo: Vec<(usize, bool)> = (0..letters.len()).map(|i| (i, false)).collect();
+        let mut attempt = 0u32;
+        let mut stalled = false;
+        while !todo.is_empty() {
+            let sends = todo.iter().filter_map(|&(i, truncated)| {
+                letters.get(i).map(|dl| async move {
+                    let result = self.send(dl, truncated).await;
+                    (i, truncated, result)
+                })
+            });
+            let results = tokio::select! {
+                r = futures::future::join_all(sends) => r,
+                _ = abandon.cancelled() => return Err(DlqError::Abandoned),
+            };
+            let mut failed = Vec::new();
+            let mut cause: Option<KafkaError> = None;
+            for (i, truncated, result) in results {
+                let Some(dl) = letters.get(i) else { continue };
+                match result {
+                    Ok(()) => {
+                        self.metrics.dead_lettered(dl.class);
+                        self.log.written(dl, truncated, &self.topic);
+                    }
+                    Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge))
+                        if !truncated =>
+                    {
+                        // Retried at once, without the bytes that made it too large.
+                        failed.push((i, true));
+                    }
+                    Err(e) => {
+                        failed.push((i, truncated));
+                        cause.get_or_insert(e);
+                    }
+                }
+            }
+            todo = failed;
+            let Some(cause) = cause else { continue };
+            attempt = attempt.saturating_add(1);
+            if !stalled {
+                stalled = true;
+                let at: Vec<RecordRef> = todo
+                    .iter()
+                    .filter_map(|&(i, _)| letters.get(i).map(|d| d.at))
+                    .collect();
+                on_stall(&at);
+            }
+            let delay = self.backoff.delay(attempt, &mut rand::rng());
+            self.log.failed(&cause, todo.len(), attempt, delay, &self.topic);
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = abandon.cancelled() => return Err(DlqError::Abandoned),
+            }
+        }
+        Ok(())
+    }
+
+    /// Send one dead letter and wait for its acknowledgement.
+    async fn send(&self, dl: &DeadLetter<'_>, truncated: bool) -> Result<(), KafkaError> {
         let partition = dl.at.partition.to_string();
         let offset = dl.at.offset.to_string();
         let reason = truncate(dl.reason, MAX_REASON_BYTES);
-        let mut attempt = 0u32;
-        loop {
-            let headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: HEADER_CLASS,
-                    value: Some(dl.class),
-                })
-                .insert(Header {
-                    key: HEADER_REASON,
-                    value: Some(reason),
-                })
-                .insert(Header {
-                    key: HEADER_TOPIC,
-                    value: Some(self.source_topic.as_str()),
-                })
-                .insert(Header {
-                    key: HEADER_PARTITION,
-                    value: Some(partition.as_str()),
-                })
-                .insert(Header {
-                    key: HEADER_OFFSET,
-                    value: Some(offset.as_str()),
-                })
-                .insert(Header {
-                    key: HEADER_GROUP,
-                    value: Some(self.group.as_str()),
-                });
-            let mut record: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(&self.topic).headers(headers);
+        let original_len = dl.payload.map_or(0, <[u8]>::len).to_string();
+        let mut headers = OwnedHeaders::new_with_capacity(7)
+            .insert(Header {
+                key: HEADER_CLASS,
+                value: Some(dl.class),
+            })
+            .insert(Header {
+                key: HEADER_REASON,
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: HEADER_TOPIC,
+                value: Some(self.source_topic.as_str()),
+            })
+            .insert(Header {
+                key: HEADER_PARTITION,
+                value: Some(partition.as_str()),
+            })
+            .insert(Header {
+                key: HEADER_OFFSET,
+                value: Some(offset.as_str()),
+            })
+            .insert(Header {
+                key: HEADER_GROUP,
+                value: Some(self.group.as_str()),
+            });
+        if truncated {
+            headers = headers.insert(Header {
+                key: HEADER_TRUNCATED,
+                value: Some(original_len.as_str()),
+            });
+        }
+        let mut record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(&self.topic).headers(headers);
+        if !truncated {
             if let Some(k) = dl.key {
                 record = record.key(k);
             }
             if let Some(p) = dl.payload {
                 record = record.payload(p);
             }
-            let sent = tokio::select! {
-                r = self.producer.send(record, Timeout::After(Duration::from_secs(30))) => r,
-                _ = abandon.cancelled() => return Err(DlqError::Abandoned),
-            };
-            match sent {
-                Ok(_) => {
-                    self.metrics.dead_lettered(dl.class);
-                    tracing::warn!(
-                        class = dl.class, reason, partition = dl.at.partition, offset = dl.at.offset,
-                        dlq = %self.topic, "record dead-lettered"
-                    );
-                    return Ok(());
-                }
-                Err((e, _)) => {
-                    attempt = attempt.saturating_add(1);
-                    let delay = self.backoff.delay(attempt, &mut rand::rng());
-                    tracing::warn!(error = %e, attempt, ?delay, dlq = %self.topic, "dead-letter write failed; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = abandon.cancelled() => return Err(DlqError::Abandoned),
-                    }
-                }
-            }
         }
+        self.producer
+            .send(record, Timeout::After(Duration::from_secs(30)))
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| e)
     }
 
-    /// Wait (bounded) for queued writes, e.g. on shutdown.
+    /// Wait (bounded) for queued writes, e.g. on shutdown, and log what the rate-limited
+    /// log still holds back.
     pub fn flush(&self, timeout: Duration) {
+        self.log.flush(&self.topic);
         if let Err(e) = self.producer.flush(timeout) {
             tracing::warn!(error = %e, "dead-letter producer flush failed");
         }

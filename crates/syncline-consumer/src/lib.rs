@@ -65,6 +65,7 @@ pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod dlq;
+mod dlq_log;
 pub mod http;
 pub mod memory;
 pub mod metrics;

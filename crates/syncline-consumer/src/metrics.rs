@@ -13,6 +13,13 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+/// Default of [`Metrics::set_dead_letter_alarm`]: this many dead letters in a row, with
+/// nothing applied in between, fail readiness.
+pub const DEFAULT_DEAD_LETTER_ALARM: u64 = 1000;
+
+/// The "every record is dead-lettered" error is logged at most this often.
+const DEAD_LETTER_ALARM_LOG_EVERY: Duration = Duration::from_secs(60);
+
 /// Upper bounds (seconds) of the latency histograms.
 const LATENCY_BUCKETS: [f64; 15] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -139,7 +146,14 @@ struct Inner {
     commits: Counter,
     commit_failures: Counter,
     batches: Counter,
+    offsets_dropped: Counter,
     in_flight: Gauge,
+    /// Records dead-lettered since the last one the sink applied or found stale.
+    dead_letter_streak: AtomicU64,
+    /// A streak this long fails readiness (0: never).
+    dead_letter_alarm: AtomicU64,
+    /// When the "everything is dead-lettered" error was last logged.
+    dead_letter_alarm_logged: Mutex<Option<Instant>>,
     dead_lettered: Mutex<BTreeMap<String, u64>>,
     latency: Histogram,
     fetch_delay: Histogram,
@@ -206,7 +220,11 @@ impl Metrics {
                 commits: Counter::default(),
                 commit_failures: Counter::default(),
                 batches: Counter::default(),
+                offsets_dropped: Counter::default(),
                 in_flight: Gauge::default(),
+                dead_letter_streak: AtomicU64::new(0),
+                dead_letter_alarm: AtomicU64::new(DEFAULT_DEAD_LETTER_ALARM),
+                dead_letter_alarm_logged: Mutex::new(None),
                 dead_lettered: Mutex::new(BTreeMap::new()),
                 latency: Histogram::default(),
                 fetch_delay: Histogram::default(),
@@ -287,9 +305,37 @@ impl Metrics {
     }
     pub(crate) fn applied(&self, n: u64) {
         self.inner.applied.add(n);
+        if n > 0 {
+            self.inner.dead_letter_streak.store(0, Ordering::Relaxed);
+        }
     }
     pub(crate) fn stale(&self, n: u64) {
         self.inner.stale.add(n);
+        if n > 0 {
+            self.inner.dead_letter_streak.store(0, Ordering::Relaxed);
+        }
+    }
+    pub(crate) fn offsets_dropped(&self, n: u64) {
+        self.inner.offsets_dropped.add(n);
+    }
+
+    /// Fail readiness once `n` records in a row were dead-lettered with none applied or
+    /// found stale in between (0 turns the check off). A group that dead-letters
+    /// everything (a schema mistake, a producer bug) otherwise looks healthy: its lag is
+    /// zero because dead letters are committed.
+    pub fn set_dead_letter_alarm(&self, n: u64) {
+        self.inner.dead_letter_alarm.store(n, Ordering::Relaxed);
+    }
+
+    /// Records dead-lettered since the sink last applied (or found stale) one.
+    pub fn dead_letter_streak(&self) -> u64 {
+        self.inner.dead_letter_streak.load(Ordering::Relaxed)
+    }
+
+    fn dead_letter_alarm_firing(&self) -> Option<u64> {
+        let alarm = self.inner.dead_letter_alarm.load(Ordering::Relaxed);
+        let streak = self.dead_letter_streak();
+        (alarm > 0 && streak >= alarm).then_some(streak)
     }
     pub(crate) fn retries(&self, n: u64) {
         self.inner.retries.add(n);
@@ -328,6 +374,18 @@ impl Metrics {
             .lock()
             .entry(class.to_owned())
             .or_insert(0) += 1;
+        self.inner.dead_letter_streak.fetch_add(1, Ordering::Relaxed);
+        if let Some(streak) = self.dead_letter_alarm_firing() {
+            let mut logged = self.inner.dead_letter_alarm_logged.lock();
+            if logged.is_none_or(|t| t.elapsed() >= DEAD_LETTER_ALARM_LOG_EVERY) {
+                *logged = Some(Instant::now());
+                tracing::error!(
+                    streak, last_class = class,
+                    "every one of the last {streak} records was dead-lettered and none applied: \
+                     check the producers' schema and the dead-letter topic (readiness fails until a record is applied)"
+                );
+            }
+        }
     }
     pub(crate) fn set_committed(&self, partition: i32, offset: i64) {
         // Only owned partitions: a late commit callback must not resurrect a revoked one.
@@ -393,10 +451,15 @@ impl Metrics {
         if let Some(d) = self.retrying_for() {
             if d > unready_after {
                 return Err(format!(
-                    "the sink has been failing (retrying) for {}s",
+                    "the sink or the dead-letter topic has been failing (retrying) for {}s",
                     d.as_secs()
                 ));
             }
+        }
+        if let Some(streak) = self.dead_letter_alarm_firing() {
+            return Err(format!(
+                "every one of the last {streak} records was dead-lettered and none applied"
+            ));
         }
         Ok(())
     }
@@ -407,7 +470,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let i = &self.inner;
         let mut out = String::with_capacity(4096);
-        let counters: [(&str, &str, &Counter); 8] = [
+        let counters: [(&str, &str, &Counter); 9] = [
             (
                 "syncline_consumer_records_consumed_total",
                 "Records received from Kafka.",
@@ -435,7 +498,7 @@ impl Metrics {
             ),
             (
                 "syncline_consumer_commits_total",
-                "Offset commit requests issued (stored offsets; asynchronous ones report no result, a failed one is resent).",
+                "Offset commit requests issued.",
                 &i.commits,
             ),
             (
@@ -448,6 +511,11 @@ impl Metrics {
                 "Batches handed to the sink.",
                 &i.batches,
             ),
+            (
+                "syncline_consumer_offsets_dropped_total",
+                "Records dropped because an offset at or above theirs was already registered in the same assignment (redeliveries).",
+                &i.offsets_dropped,
+            ),
         ];
         for (name, help, c) in counters {
             let _ = writeln!(
@@ -456,7 +524,7 @@ impl Metrics {
                 c.get()
             );
         }
-        let name = "syncline_consumer_dead_lettered_total";
+        let name = "syncline_dead_letters_total";
         let _ = writeln!(
             out,
             "# HELP {name} Records written to the dead-letter topic, by error class.\n# TYPE {name} counter"
@@ -552,7 +620,7 @@ mod tests {
         assert_eq!(m.counter("syncline_test_total", "again").get(), 5);
         let text = m.render();
         assert!(text.contains("syncline_consumer_records_consumed_total 3"));
-        assert!(text.contains("syncline_consumer_dead_lettered_total{class=\"bad_magic\"} 2"));
+        assert!(text.contains("syncline_dead_letters_total{class=\"bad_magic\"} 2"));
         assert!(text.contains("syncline_consumer_batch_duration_seconds_bucket{le=\"0.005\"} 1"));
         assert!(text.contains("syncline_consumer_batch_duration_seconds_count 1"));
         assert!(text.contains("syncline_consumer_fetch_delay_seconds_bucket{le=\"0.0025\"} 0"));
@@ -565,6 +633,34 @@ mod tests {
         assert!(text.contains("syncline_consumer_lag{partition=\"2\"} 5"));
         assert!(text.contains("syncline_test_total 5"));
         assert_eq!(m.snapshot().dead_lettered_total(), 2);
+    }
+
+    #[test]
+    fn a_group_that_dead_letters_everything_is_not_ready() {
+        let m = Metrics::new();
+        m.partition_assigned(0);
+        m.set_assigned(1);
+        m.set_dead_letter_alarm(3);
+        m.offsets_dropped(2);
+        assert!(m
+            .render()
+            .contains("syncline_consumer_offsets_dropped_total 2"));
+        m.dead_lettered("unknown_schema");
+        m.dead_lettered("unknown_schema");
+        assert!(m.readiness(Duration::from_secs(60)).is_ok());
+        m.dead_lettered("unknown_schema");
+        let why = m.readiness(Duration::from_secs(60)).unwrap_err();
+        assert!(why.contains("dead-lettered"), "{why}");
+        // One applied record ends the streak.
+        m.applied(1);
+        assert!(m.readiness(Duration::from_secs(60)).is_ok());
+        assert_eq!(m.dead_letter_streak(), 0);
+        // 0 turns the check off.
+        m.set_dead_letter_alarm(0);
+        for _ in 0..5 {
+            m.dead_lettered("bad_magic");
+        }
+        assert!(m.readiness(Duration::from_secs(60)).is_ok());
     }
 
     #[test]

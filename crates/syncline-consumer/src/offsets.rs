@@ -9,6 +9,22 @@
 
 use std::collections::{HashMap, VecDeque};
 
+/// What [`OffsetBook::register`] did with a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// Tracked: it will be committed over only once done.
+    Registered,
+    /// Its assignment was revoked meanwhile: dropped, the new owner reads it again.
+    NotOwned,
+    /// At or below the highest offset already registered in this assignment: librdkafka
+    /// delivered it again (e.g. after a seek). Dropped, since the first copy is tracked;
+    /// counted and logged because it should be rare.
+    AtOrBelowLast {
+        /// The highest offset registered so far.
+        last: i64,
+    },
+}
+
 /// Completion state of one partition within one assignment.
 #[derive(Debug, Default, Clone)]
 pub struct PartitionOffsets {
@@ -126,11 +142,19 @@ impl OffsetBook {
         self.partitions.get(&partition).map(|a| a.epoch)
     }
 
-    /// Register a record if `epoch` is still current.
-    pub fn register(&mut self, partition: i32, epoch: u64, offset: i64) -> bool {
+    /// Register a record if `epoch` is still current, saying what became of it.
+    pub fn register(&mut self, partition: i32, epoch: u64, offset: i64) -> Registration {
         match self.partitions.get_mut(&partition) {
-            Some(a) if a.epoch == epoch => a.offsets.register(offset),
-            _ => false,
+            Some(a) if a.epoch == epoch => {
+                if a.offsets.register(offset) {
+                    Registration::Registered
+                } else {
+                    Registration::AtOrBelowLast {
+                        last: a.offsets.last_registered.unwrap_or(offset),
+                    }
+                }
+            }
+            _ => Registration::NotOwned,
         }
     }
 
@@ -232,6 +256,22 @@ mod tests {
     }
 
     #[test]
+    fn an_offset_at_or_below_the_last_is_reported_not_silently_ignored() {
+        let mut book = OffsetBook::default();
+        let e = book.assign(3);
+        assert_eq!(book.register(3, e, 10), Registration::Registered);
+        assert_eq!(
+            book.register(3, e, 10),
+            Registration::AtOrBelowLast { last: 10 }
+        );
+        assert_eq!(
+            book.register(3, e, 7),
+            Registration::AtOrBelowLast { last: 10 }
+        );
+        assert_eq!(book.register(3, e, 11), Registration::Registered);
+    }
+
+    #[test]
     fn failed_async_commit_is_resent() {
         let mut p = PartitionOffsets::default();
         p.register(0);
@@ -246,12 +286,13 @@ mod tests {
     fn late_outcomes_of_a_revoked_assignment_are_ignored() {
         let mut book = OffsetBook::default();
         let e1 = book.assign(0);
-        assert!(book.register(0, e1, 5));
+        assert_eq!(book.register(0, e1, 5), Registration::Registered);
         book.revoke(0);
+        assert_eq!(book.register(0, e1, 6), Registration::NotOwned);
         let e2 = book.assign(0);
         assert_ne!(e1, e2);
         assert!(!book.complete(0, e1, 5));
-        assert!(book.register(0, e2, 5));
+        assert_eq!(book.register(0, e2, 5), Registration::Registered);
         assert_eq!(book.committable(), vec![]);
         assert!(book.complete(0, e2, 5));
         assert_eq!(book.committable(), vec![(0, 6)]);

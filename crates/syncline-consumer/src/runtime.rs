@@ -27,6 +27,7 @@ use crate::batch::{Batch, Group, RecordRef};
 use crate::config::{ConfigError, RuntimeConfig};
 use crate::dlq::{DeadLetter, DlqError, DlqWriter};
 use crate::metrics::Metrics;
+use crate::offsets::Registration;
 use crate::rate::RateLimits;
 use crate::rebalance::{store_and_commit, RuntimeContext, Shared};
 use crate::retry::Backoff;
@@ -112,6 +113,7 @@ pub async fn run_with_metrics<S: Sink>(
     shutdown: CancellationToken,
 ) -> Result<(), RuntimeError> {
     config.validate()?;
+    metrics.set_dead_letter_alarm(config.unready_after_dead_letters);
     let shared = Arc::new(Shared::new(config.topic.clone(), metrics.clone()));
     let consumer: StreamConsumer<RuntimeContext> =
         consumer_config(&config).create_with_context(RuntimeContext::new(shared.clone()))?;
@@ -486,11 +488,28 @@ impl<S: Sink> Driver<'_, S> {
         };
         self.stalled_since = None;
         let mut batch = std::mem::take(&mut self.building);
+        let mut redelivered: Vec<(i32, i64, i64)> = Vec::new();
         {
             // Register in delivery order; records of revoked assignments (and
             // redeliveries of already tracked offsets) are dropped here.
             let mut book = self.shared.book.lock();
-            batch.retain(|r| book.register(r.partition, r.epoch, r.offset));
+            batch.retain(|r| match book.register(r.partition, r.epoch, r.offset) {
+                Registration::Registered => true,
+                Registration::NotOwned => false,
+                Registration::AtOrBelowLast { last } => {
+                    redelivered.push((r.partition, r.offset, last));
+                    false
+                }
+            });
+        }
+        if let Some(&(partition, offset, last)) = redelivered.first() {
+            // The first copy is tracked and will be committed over only once done, so
+            // dropping this one loses nothing; it is counted because it should be rare.
+            self.work.metrics.offsets_dropped(redelivered.len() as u64);
+            tracing::warn!(
+                count = redelivered.len(), partition, offset, last_registered = last,
+                "dropped records at or below an offset already registered (redelivered within one assignment)"
+            );
         }
         if self.backpressure {
             self.backpressure = false;
@@ -534,7 +553,8 @@ impl<S: Sink> Driver<'_, S> {
     ) {
         tracing::info!(
             in_flight = self.tasks.len(),
-            "shutting down: draining in-flight batches"
+            timeout = ?self.config.shutdown_timeout,
+            "shutting down: draining in-flight batches within the shutdown timeout (a second signal exits at once)"
         );
         // Records not yet handed to a task were never registered: dropping them leaves
         // them uncommitted, so they are redelivered.
@@ -623,34 +643,58 @@ fn complete(work: &Work<impl Sink>, batch: &Batch, records: &mut Vec<usize>) {
     }
 }
 
-async fn dead_letter<S: Sink>(
+/// Dead-letter records of `batch` (index, class, reason) together. The first time the
+/// dead-letter topic fails, the records' partitions are paused and the batch counts as
+/// retrying (readiness fails after `unready_after_retrying`), exactly as for a failing
+/// sink: nothing more is fetched for them until the dead letters are written.
+async fn dead_letter_all<S: Sink>(
     work: &Work<S>,
     batch: &Batch,
-    i: usize,
-    class: &str,
-    reason: &str,
+    id: u64,
+    items: &[(usize, &str, &str)],
 ) -> Result<(), DlqError> {
-    let Some(at) = batch.at(i) else {
+    if items.is_empty() {
         return Ok(());
+    }
+    let letters: Vec<DeadLetter<'_>> = items
+        .iter()
+        .filter_map(|&(i, class, reason)| {
+            batch.at(i).map(|at| DeadLetter {
+                at,
+                key: batch.key(i),
+                payload: batch.payload(i),
+                class,
+                reason,
+            })
+        })
+        .collect();
+    let mut on_stall = |stalled: &[RecordRef]| {
+        let mut partitions: Vec<(i32, u64)> =
+            stalled.iter().map(|at| (at.partition, at.epoch)).collect();
+        partitions.sort_unstable();
+        partitions.dedup();
+        let _ = work.ctrl.send(Control::Retrying {
+            batch: id,
+            partitions,
+        });
+        work.metrics.retrying_started(id);
     };
-    let dl = DeadLetter {
-        at,
-        key: batch.key(i),
-        payload: batch.payload(i),
-        class,
-        reason,
-    };
-    work.dlq.write(dl, &work.abandon).await
+    work.dlq
+        .write_all(&letters, &mut on_stall, &work.abandon)
+        .await
 }
 
 async fn run_batch<S: Sink>(work: &Work<S>, batch: &Batch, id: u64) -> Result<(), DlqError> {
     let prepared = batch.prepare(&work.limits);
     work.metrics.coalesced(prepared.dropped as u64);
     let mut done: Vec<usize> = Vec::with_capacity(batch.len());
-    for (i, why) in &prepared.rejected {
-        dead_letter(work, batch, *i, &why.class, &why.reason).await?;
-        done.push(*i);
-    }
+    let rejected: Vec<(usize, &str, &str)> = prepared
+        .rejected
+        .iter()
+        .map(|(i, why)| (*i, why.class.as_str(), why.reason.as_str()))
+        .collect();
+    dead_letter_all(work, batch, id, &rejected).await?;
+    done.extend(prepared.rejected.iter().map(|(i, _)| *i));
     complete(work, batch, &mut done);
 
     let (mut events, mut members): (Vec<ChangeEvent>, Vec<(usize, Vec<usize>)>) = prepared
@@ -693,6 +737,7 @@ async fn run_batch<S: Sink>(work: &Work<S>, batch: &Batch, id: u64) -> Result<()
         };
         let mut retry_events = Vec::new();
         let mut retry_members = Vec::new();
+        let mut sink_rejects: Vec<(usize, String, String)> = Vec::new();
         let mut last_reason = String::new();
         let (mut applied, mut stale) = (0u64, 0u64);
         for ((event, m), outcome) in events.into_iter().zip(members).zip(outcomes) {
@@ -709,8 +754,7 @@ async fn run_batch<S: Sink>(work: &Work<S>, batch: &Batch, id: u64) -> Result<()
                 Outcome::DeadLetter { class, reason } => {
                     // Only the surviving (newest) record goes to the DLQ: replaying it
                     // restores the newest state; the superseded ones are done with it.
-                    dead_letter(work, batch, m.0, &class, &reason).await?;
-                    done.push(m.0);
+                    sink_rejects.push((m.0, class, reason));
                     done.extend_from_slice(&m.1);
                 }
                 Outcome::Retry { reason } => {
@@ -722,6 +766,12 @@ async fn run_batch<S: Sink>(work: &Work<S>, batch: &Batch, id: u64) -> Result<()
         }
         work.metrics.applied(applied);
         work.metrics.stale(stale);
+        let items: Vec<(usize, &str, &str)> = sink_rejects
+            .iter()
+            .map(|(i, c, r)| (*i, c.as_str(), r.as_str()))
+            .collect();
+        dead_letter_all(work, batch, id, &items).await?;
+        done.extend(sink_rejects.iter().map(|(i, _, _)| *i));
         complete(work, batch, &mut done);
         if retry_events.is_empty() {
             break;
@@ -729,8 +779,12 @@ async fn run_batch<S: Sink>(work: &Work<S>, batch: &Batch, id: u64) -> Result<()
         work.metrics.retries(retry_events.len() as u64);
         if work.max_attempts.is_some_and(|max| attempt >= max) {
             let reason = format!("gave up after {attempt} attempts; last error: {last_reason}");
+            let items: Vec<(usize, &str, &str)> = retry_members
+                .iter()
+                .map(|m| (m.0, RETRIES_EXHAUSTED, reason.as_str()))
+                .collect();
+            dead_letter_all(work, batch, id, &items).await?;
             for m in &retry_members {
-                dead_letter(work, batch, m.0, RETRIES_EXHAUSTED, &reason).await?;
                 done.push(m.0);
                 done.extend_from_slice(&m.1);
             }

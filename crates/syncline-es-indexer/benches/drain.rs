@@ -68,8 +68,8 @@ fn start_devserver() -> anyhow::Result<(String, Option<ChildGuard>)> {
 }
 
 /// librdkafka properties for the indexer: the test timeouts Tansu needs, the caller's
-/// `SYNCLINE_KAFKA` (the stack's broker settings), then `BENCH_KAFKA` (`key=value,...`)
-/// for experiments such as `fetch.wait.max.ms=100`.
+/// `SYNCLINE_KAFKA` (the stack's broker settings), then `BENCH_KAFKA` (one `key=value` per
+/// line) for experiments such as `fetch.wait.max.ms=100`.
 fn kafka_props() -> String {
     syncline_testkit::consumer_kafka_env(&std::env::var("BENCH_KAFKA").unwrap_or_default())
 }

@@ -38,6 +38,15 @@ pub enum BootstrapError {
         /// The alias.
         alias: String,
     },
+    /// The alias exists but Elasticsearch cannot write through it (no write index, e.g.
+    /// half-way through a hand-made alias change). Retried until an operator fixes it.
+    #[error("alias {alias} has {write_indexes} write indexes; writes through it fail until it has exactly one (set is_write_index: true on one index)")]
+    NoWriteIndex {
+        /// The alias.
+        alias: String,
+        /// How many indexes are write indexes (0, or several).
+        write_indexes: usize,
+    },
     /// Elasticsearch refused to create the index/alias or answered unexpectedly.
     #[error("cannot create index {index} with alias {alias}: {reason}")]
     Refused {
@@ -61,10 +70,12 @@ pub struct Bootstrapper {
     created: Counter,
 }
 
-/// Whether an alias exists and, if so, whether it filters tombstones.
+/// Whether an alias exists and, if so, whether it filters tombstones and how many write
+/// indexes it has (Elasticsearch writes through an alias only with exactly one: an alias
+/// on one index without `is_write_index: false`, or one index marked `is_write_index`).
 enum AliasState {
     Absent,
-    Present { filtered: bool },
+    Present { filtered: bool, write_indexes: usize },
 }
 
 impl Bootstrapper {
@@ -103,7 +114,16 @@ impl Bootstrapper {
             return Ok(());
         }
         match self.alias_state(alias).await? {
-            AliasState::Present { filtered } => {
+            AliasState::Present {
+                filtered,
+                write_indexes,
+            } => {
+                if write_indexes != 1 {
+                    return Err(BootstrapError::NoWriteIndex {
+                        alias: alias.to_owned(),
+                        write_indexes,
+                    });
+                }
                 self.warn_if_unfiltered(alias, filtered);
                 self.known.lock().insert(alias.to_owned());
                 return Ok(());
@@ -153,7 +173,7 @@ impl Bootstrapper {
             // Another instance created it first (both use the same first-generation name).
             // Its create request carried the alias too, so check that it is there.
             return match self.alias_state(alias).await? {
-                AliasState::Present { filtered } => {
+                AliasState::Present { filtered, .. } => {
                     self.warn_if_unfiltered(alias, filtered);
                     self.known.lock().insert(alias.to_owned());
                     Ok(())
@@ -203,7 +223,28 @@ impl Bootstrapper {
                         .is_some()
                 })
         });
-        Ok(AliasState::Present { filtered })
+        let entries: Vec<&Value> = parsed
+            .as_object()
+            .map(|indexes| {
+                indexes
+                    .values()
+                    .filter_map(|i| i.get("aliases").and_then(|a| a.get(alias)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let marked = entries
+            .iter()
+            .filter(|a| a.get("is_write_index").and_then(Value::as_bool) == Some(true))
+            .count();
+        let write_indexes = match entries.as_slice() {
+            // One index is the write index unless explicitly disabled.
+            [only] => usize::from(only.get("is_write_index").and_then(Value::as_bool) != Some(false)),
+            _ => marked,
+        };
+        Ok(AliasState::Present {
+            filtered,
+            write_indexes,
+        })
     }
 
     fn warn_if_unfiltered(&self, alias: &str, filtered: bool) {

@@ -180,6 +180,26 @@ const MAPPING_ERRORS: [&str; 3] = [
 /// away without the document changing.
 const TRANSIENT_400S: [&str; 2] = ["index_closed_exception", "cluster_block_exception"];
 
+/// Errors of the index or alias an item was sent to, not of the document: one botched
+/// alias change would otherwise send every event to the dead-letter topic. They are
+/// retried with the alias resolution dropped, so the next attempt checks the alias again.
+fn is_target_error(error: &ErrorBody) -> bool {
+    if error.kind == "invalid_index_name_exception" || error.kind == "index_not_found_exception"
+    {
+        return true;
+    }
+    if error.kind != "illegal_argument_exception" {
+        return false;
+    }
+    let reason = error.reason.as_deref().unwrap_or("").to_ascii_lowercase();
+    // "no write index is defined for alias [x]...", "alias [x] has more than one write
+    // index", "[require_alias] request flag is [true] and [x] is not an alias".
+    reason.contains("write index")
+        || reason.contains("is not an alias")
+        || reason.contains("require_alias")
+        || (reason.contains("alias [") && reason.contains("points to multiple indices"))
+}
+
 /// Classify one item according to the README's table.
 pub fn classify_item(action: Action, item: &ItemBody) -> ItemVerdict {
     let verdict = |outcome, result| ItemVerdict {
@@ -214,6 +234,13 @@ pub fn classify_item(action: Action, item: &ItemBody) -> ItemVerdict {
         404 => ItemVerdict {
             outcome: Outcome::Retry {
                 reason: format!("target index missing: {}", error_text()),
+            },
+            result: ItemResult::Error,
+            index_missing: true,
+        },
+        400 if is_target_error(&error) => ItemVerdict {
+            outcome: Outcome::Retry {
+                reason: format!("target alias or index unusable: {}", error_text()),
             },
             result: ItemResult::Error,
             index_missing: true,
@@ -292,6 +319,31 @@ mod tests {
                 caused_by: None,
             }),
         }
+    }
+
+    #[test]
+    fn alias_and_index_errors_are_retried_with_the_alias_forgotten() {
+        for (kind, reason) in [
+            (
+                "illegal_argument_exception",
+                "no write index is defined for alias [product]. The write index may be explicitly disabled using is_write_index=false or the alias points to multiple indices without one being designated as a write index",
+            ),
+            (
+                "illegal_argument_exception",
+                "[require_alias] request flag is [true] and [product] is not an alias",
+            ),
+            ("invalid_index_name_exception", "Invalid index name [Product], must be lowercase"),
+        ] {
+            let v = classify_item(Action::Index, &item(400, None, Some((kind, reason))));
+            assert!(matches!(v.outcome, Outcome::Retry { .. }), "{reason}: {v:?}");
+            assert!(v.index_missing, "{reason}");
+        }
+        // A document's own illegal argument is still dead-lettered.
+        let v = classify_item(
+            Action::Index,
+            &item(400, None, Some(("illegal_argument_exception", "mapper [price] cannot be changed from type [long] to [text]"))),
+        );
+        assert!(matches!(v.outcome, Outcome::DeadLetter { .. }), "{v:?}");
     }
 
     #[test]

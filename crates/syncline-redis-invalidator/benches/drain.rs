@@ -101,7 +101,13 @@ fn parse_args() -> Args {
             "--skip-drain" => a.drain = false,
             "--skip-steady" => a.steady = false,
             "--baseline" => a.baseline = true,
-            "--kafka" => a.kafka = value(),
+            // Repeatable, one property each (never split on commas), like the binaries' -X.
+            "--kafka" => {
+                if !a.kafka.is_empty() {
+                    a.kafka.push('\n');
+                }
+                a.kafka.push_str(&value());
+            }
             "--bench" => {} // added by `cargo bench`
             other => usage(&format!("unknown flag {other}")),
         }

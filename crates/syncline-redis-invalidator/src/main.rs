@@ -1,5 +1,6 @@
 //! `syncline-redis-invalidator`: consume change events and apply them to Redis caches.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -8,6 +9,10 @@ use syncline_consumer::{cli, runtime, shutdown, ConfigError, Metrics, RuntimeCon
 use syncline_redis_invalidator::{
     connect_with_retry, RedisArgs, RedisSettings, SinkConfig, DEFAULT_GROUP_ID, SECTION,
 };
+
+/// Default address of `/metrics`, `/healthz` and `/readyz`: its own port, so that the
+/// invalidator runs beside the indexer (9464) on one host with defaults.
+const DEFAULT_METRICS_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 9465);
 
 /// Apply Syncline change events to Redis: version-guarded invalidation (or refresh) of
 /// cached entities and tag generations for search-result caches.
@@ -18,7 +23,7 @@ struct Args {
     runtime: cli::RuntimeArgs,
     #[command(flatten)]
     redis: RedisArgs,
-    /// Validate the configuration, print the effective settings and exit.
+    /// Validate the configuration, print the effective settings (secrets redacted) and exit.
     #[arg(long)]
     check_config: bool,
 }
@@ -54,6 +59,7 @@ fn main() -> ExitCode {
 fn load(args: &Args) -> Result<(RuntimeConfig, SinkConfig), ConfigError> {
     let defaults = RuntimeConfig {
         group_id: DEFAULT_GROUP_ID.into(),
+        metrics_addr: Some(SocketAddr::from(DEFAULT_METRICS_ADDR)),
         ..Default::default()
     };
     let (config, mut redis): (RuntimeConfig, RedisSettings) =

@@ -44,11 +44,12 @@ pub fn free_port() -> u16 {
 }
 
 /// librdkafka properties for a consumer that a test or bench runs, in order (later wins):
-/// the group timeouts Tansu needs to form groups quickly (design.md), then whatever the
-/// caller's `SYNCLINE_KAFKA` holds (`k=v,k=v`; `scripts/stack` puts the Tansu fetch setting
-/// there), then `extra` (same format). Malformed pairs are skipped.
+/// the group timeouts Tansu needs to form groups quickly (docs/decisions.md), then whatever
+/// the caller's `SYNCLINE_KAFKA` holds (one `key=value` per line, the format every binary
+/// reads; `scripts/stack` puts the Tansu settings there), then `extra` (same format).
+/// Malformed lines are skipped.
 pub fn consumer_kafka_props(extra: &str) -> Vec<(String, String)> {
-    let inherited = std::env::var("SYNCLINE_KAFKA").unwrap_or_default();
+    let inherited = std::env::var(syncline_kafka::KAFKA_ENV).unwrap_or_default();
     let mut props: Vec<(String, String)> = [
         ("session.timeout.ms", "6000"),
         ("max.poll.interval.ms", "10000"),
@@ -57,24 +58,21 @@ pub fn consumer_kafka_props(extra: &str) -> Vec<(String, String)> {
     .iter()
     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
     .collect();
-    for pair in inherited.split(',').chain(extra.split(',')) {
-        if let Some((k, v)) = pair.split_once('=') {
-            let k = k.trim();
-            if k.is_empty() {
-                continue;
-            }
-            props.retain(|(have, _)| have != k);
-            props.push((k.to_owned(), v.trim().to_owned()));
+    for line in inherited.lines().chain(extra.lines()) {
+        if let Ok((k, v)) = syncline_kafka::parse_property("kafka", line.trim()) {
+            props.retain(|(have, _)| *have != k);
+            props.push((k, v));
         }
     }
     props
 }
 
-/// [`consumer_kafka_props`] as a `SYNCLINE_KAFKA` value for a spawned binary.
+/// [`consumer_kafka_props`] as a `SYNCLINE_KAFKA` value (one property per line) for a
+/// spawned binary.
 pub fn consumer_kafka_env(extra: &str) -> String {
     consumer_kafka_props(extra)
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
-        .join(",")
+        .join("\n")
 }
