@@ -1,4 +1,4 @@
-//! The checked-in schema is the contract of design.md: these are its field names, types and
+//! The checked-in schema is the contract of docs/event-contract.md: these are its field names, types and
 //! defaults, and the released copy in history/ must never drift from what was released.
 
 use std::path::{Path, PathBuf};

@@ -155,7 +155,7 @@ async fn delete_mode_hard_deletes_and_404_is_success() {
     );
 }
 
-/// design.md "Known hazard": after `index.gc_deletes`, Elasticsearch forgets a delete's
+/// The `gc_deletes` hazard (crate README, "Deletes"): after `index.gc_deletes`, Elasticsearch forgets a delete's
 /// version and an older upsert replayed later resurrects the document. Mode `delete` has
 /// that hazard (shown here, as documented); mode `tombstone` does not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

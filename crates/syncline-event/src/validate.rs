@@ -1,7 +1,7 @@
 //! The rules an event must satisfy before it is published or applied.
 //!
-//! Producer and consumers enforce the same rules (design.md: "enforced by producer and
-//! consumers alike"), so a record that a producer refused can never be half-applied by a
+//! Producer and consumers enforce the same rules (docs/event-contract.md,
+//! "Limits"), so a record that a producer refused can never be half-applied by a
 //! sink, and one written by a foreign producer that breaks them is dead-lettered.
 
 use crate::model::{ChangeEvent, Op};

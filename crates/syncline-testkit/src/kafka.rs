@@ -44,7 +44,7 @@ pub struct Delivered {
 }
 
 /// Consumer settings every test consumer uses: the timeouts Tansu needs to form groups
-/// quickly (design.md), earliest reset and manual commits.
+/// quickly (docs/decisions.md), earliest reset and manual commits.
 pub fn consumer_config(brokers: &str, group: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", brokers)
