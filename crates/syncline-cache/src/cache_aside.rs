@@ -10,6 +10,8 @@
 use std::future::Future;
 
 use redis::{aio::ConnectionManager, AsyncCommands, Client, Value};
+
+use crate::connect::ConnectOptions;
 use syncline_event::ChangeEvent;
 
 use crate::{
@@ -80,6 +82,34 @@ impl Cache {
     pub async fn connect(url: &str, layout: KeyLayout, ttls: Ttls) -> Result<Self, CacheError> {
         let client = Client::open(url)?;
         let conn = ConnectionManager::new(client).await?;
+        Ok(Cache::new(conn, layout, ttls))
+    }
+
+    /// Connect with full [`ConnectOptions`]: credentials besides the URL, and for
+    /// `rediss://` a private CA and a client certificate. The TLS files are read and
+    /// checked first; a TLS failure is reported with its cause (see
+    /// [`crate::connect::tls_cause`]).
+    pub async fn connect_with(
+        options: &ConnectOptions,
+        layout: KeyLayout,
+        ttls: Ttls,
+    ) -> Result<Self, CacheError> {
+        let client = options.client()?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(options.connect_timeout)
+            .set_response_timeout(options.response_timeout)
+            .set_number_of_retries(2);
+        let classify = |e: redis::RedisError| match crate::connect::tls_cause(&e) {
+            Some(cause) => CacheError::Tls(format!("{cause} ({e})")),
+            None => CacheError::Redis(e),
+        };
+        crate::connect::probe(&client, options.connect_timeout, options.response_timeout)
+            .await
+            .map_err(classify)?;
+        let conn = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(classify)?;
         Ok(Cache::new(conn, layout, ttls))
     }
 

@@ -22,6 +22,10 @@ pub enum CacheError {
         /// The reply, debug-formatted.
         reply: String,
     },
+    /// The TLS handshake failed for a reason retrying will not fix (untrusted server
+    /// certificate, client certificate missing or refused).
+    #[error("redis {0}")]
+    Tls(String),
     /// A setting is out of range.
     #[error("invalid cache configuration: {0}")]
     Config(String),

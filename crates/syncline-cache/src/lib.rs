@@ -7,6 +7,8 @@
 //!   that compare versions and write atomically on the server.
 //! * [`cache_aside`]: [`Cache::get_or_load`], the read-through helper that never puts an
 //!   older version back after an invalidation.
+//! * [`connect`]: URL, ACL credentials and TLS files (private CA, client certificate)
+//!   turned into a client; [`Cache::connect_with`] uses it.
 //! * [`search_cache`]: search-result caching keyed by the query and its tags' generations;
 //!   [`SearchCache::bump_tags`] retires every cached result for a tag in O(1).
 //!
@@ -14,6 +16,7 @@
 
 pub mod admin;
 pub mod cache_aside;
+pub mod connect;
 pub mod error;
 pub mod keys;
 pub mod scripts;
@@ -22,6 +25,7 @@ pub mod ttl;
 pub mod value;
 
 pub use cache_aside::{Cache, Lookup, Origin, StoreOutcome};
+pub use connect::{ConnectOptions, RedisTlsFiles};
 pub use error::{CacheError, LoadError};
 pub use keys::{KeyLayout, DEFAULT_PREFIX};
 pub use scripts::{ApplyOutcome, Mode};

@@ -55,6 +55,12 @@ pub struct EsArgs {
     /// PEM file of CA certificates to trust for https.
     #[arg(long = "es-ca-file", env = "SYNCLINE_ES_CA_FILE", value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS (with --es-key-file).
+    #[arg(long = "es-cert-file", env = "SYNCLINE_ES_CERT_FILE", value_name = "FILE")]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of the client certificate.
+    #[arg(long = "es-key-file", env = "SYNCLINE_ES_KEY_FILE", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
     /// Create missing indexes and aliases (`true`/`false`).
     #[arg(
         long = "es-create-indexes",
@@ -103,6 +109,12 @@ impl EsArgs {
         }
         if let Some(v) = &self.ca_file {
             config.ca_file = Some(v.clone());
+        }
+        if let Some(v) = &self.cert_file {
+            config.cert_file = Some(v.clone());
+        }
+        if let Some(v) = &self.key_file {
+            config.key_file = Some(v.clone());
         }
         if let Some(v) = self.create_indexes {
             config.create_indexes = v;

@@ -70,6 +70,10 @@ pub struct EsConfig {
     pub api_key: Option<String>,
     /// PEM file with CA certificates to trust in addition to the built-in roots.
     pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) for mutual TLS; needs `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file` (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
     /// Create a missing index and alias (with the mapping when one exists).
     pub create_indexes: bool,
 }
@@ -88,6 +92,8 @@ impl Default for EsConfig {
             password: None,
             api_key: None,
             ca_file: None,
+            cert_file: None,
+            key_file: None,
             create_indexes: true,
         }
     }
@@ -187,6 +193,39 @@ impl EsConfig {
                     format!("{} is not a readable file", ca.display()),
                 ));
             }
+        }
+        for (setting, file) in [("cert_file", &self.cert_file), ("key_file", &self.key_file)] {
+            if let Some(f) = file {
+                if !f.is_file() {
+                    return Err(ConfigError::new(
+                        setting,
+                        format!("{} is not a readable file", f.display()),
+                    ));
+                }
+            }
+        }
+        match (&self.cert_file, &self.key_file) {
+            (Some(_), None) => {
+                return Err(ConfigError::new("key_file", "is required with cert_file"))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new("cert_file", "is required with key_file"))
+            }
+            _ => {}
+        }
+        if (self.ca_file.is_some() || self.cert_file.is_some())
+            && !self.url.trim_start().to_ascii_lowercase().starts_with("https://")
+        {
+            // Over http:// the files would be silently unused.
+            let setting = if self.ca_file.is_some() {
+                "ca_file"
+            } else {
+                "cert_file"
+            };
+            return Err(ConfigError::new(
+                setting,
+                format!("needs an https:// url, got {}", self.url),
+            ));
         }
         if let Some(dir) = &self.mappings_dir {
             if !dir.is_dir() {
@@ -353,6 +392,30 @@ mod tests {
                     ..Default::default()
                 },
                 "ca_file",
+            ),
+            (
+                EsConfig {
+                    url: "https://es.example:9200".into(),
+                    cert_file: Some("/nonexistent/cert.pem".into()),
+                    ..Default::default()
+                },
+                "cert_file",
+            ),
+            (
+                EsConfig {
+                    url: "https://es.example:9200".into(),
+                    cert_file: Some("Cargo.toml".into()),
+                    ..Default::default()
+                },
+                "key_file",
+            ),
+            (
+                EsConfig {
+                    cert_file: Some("Cargo.toml".into()),
+                    key_file: Some("Cargo.toml".into()),
+                    ..Default::default()
+                },
+                "cert_file",
             ),
         ];
         for (cfg, setting) in cases {

@@ -2,11 +2,13 @@
 //! (flags > env > file > defaults; `REDIS_URL` is honoured below `SYNCLINE_REDIS_URL`),
 //! validated into a [`SinkConfig`] before anything connects.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use redis::{ConnectionInfo, IntoConnectionInfo};
 use serde::Deserialize;
-use syncline_cache::{KeyLayout, Mode, Ttls, DEFAULT_PREFIX};
+use syncline_cache::connect::LoadedTls;
+use syncline_cache::{KeyLayout, Mode, RedisTlsFiles, Ttls, DEFAULT_PREFIX};
 use syncline_consumer::ConfigError;
 
 /// Name of the sink's table in the TOML file.
@@ -43,6 +45,13 @@ pub struct RedisSettings {
     /// Time allowed for a reply (one pipeline of a whole batch).
     #[serde(with = "humantime_serde")]
     pub response_timeout: Duration,
+    /// PEM CA certificate(s) that signed the server's certificate (`rediss://` only;
+    /// replaces the built-in webpki roots).
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (for `tls-auth-clients yes`); needs `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    pub key_file: Option<PathBuf>,
 }
 
 impl Default for RedisSettings {
@@ -59,6 +68,9 @@ impl Default for RedisSettings {
             publish_channel: None,
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(10),
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
         }
     }
 }
@@ -100,6 +112,15 @@ pub struct RedisArgs {
     /// Response timeout for one batch pipeline (e.g. `10s`).
     #[arg(long = "redis-response-timeout", env = "SYNCLINE_REDIS_RESPONSE_TIMEOUT", value_parser = humantime::parse_duration)]
     pub response_timeout: Option<Duration>,
+    /// PEM CA file that signed the Redis server's certificate (`rediss://` only).
+    #[arg(long = "redis-ca-file", env = "SYNCLINE_REDIS_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate, for servers that require one (with --redis-key-file).
+    #[arg(long = "redis-cert-file", env = "SYNCLINE_REDIS_CERT_FILE", value_name = "FILE")]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of the client certificate.
+    #[arg(long = "redis-key-file", env = "SYNCLINE_REDIS_KEY_FILE", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
 }
 
 /// Validated settings, ready to connect with.
@@ -121,6 +142,10 @@ pub struct SinkConfig {
     pub connect_timeout: Duration,
     /// Response timeout.
     pub response_timeout: Duration,
+    /// The TLS files as configured (for display).
+    pub tls_files: RedisTlsFiles,
+    /// The TLS files, read and checked.
+    pub tls: LoadedTls,
 }
 
 impl std::fmt::Debug for SinkConfig {
@@ -134,6 +159,7 @@ impl std::fmt::Debug for SinkConfig {
             .field("publish_channel", &self.publish_channel)
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
+            .field("tls_files", &self.tls_files)
             .finish()
     }
 }
@@ -187,6 +213,15 @@ impl RedisSettings {
         if let Some(d) = args.response_timeout {
             self.response_timeout = d;
         }
+        if args.ca_file.is_some() {
+            self.ca_file = args.ca_file.clone();
+        }
+        if args.cert_file.is_some() {
+            self.cert_file = args.cert_file.clone();
+        }
+        if args.key_file.is_some() {
+            self.key_file = args.key_file.clone();
+        }
     }
 
     /// Check every setting; the first bad one is named in the error (`redis.<setting>`).
@@ -238,6 +273,30 @@ impl RedisSettings {
                 ));
             }
         }
+        let tls_files = RedisTlsFiles {
+            ca_file: self.ca_file.clone(),
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+        };
+        // Read and parse the files now, so a bad one stops startup (and --check-config)
+        // with its name and path instead of surfacing as a handshake failure.
+        let tls = tls_files
+            .load()
+            .map_err(|e| invalid(e.file.setting(), e.reason))?;
+        if !tls_files.is_empty() && !self.url.starts_with("rediss://") {
+            let setting = if self.ca_file.is_some() {
+                "ca_file"
+            } else {
+                "cert_file"
+            };
+            return Err(invalid(
+                setting,
+                format!(
+                    "TLS files need a rediss:// URL, got {}",
+                    redact(&self.url)
+                ),
+            ));
+        }
         Ok(SinkConfig {
             connection,
             display_url: redact(&self.url),
@@ -247,6 +306,8 @@ impl RedisSettings {
             publish_channel: self.publish_channel.clone(),
             connect_timeout: self.connect_timeout,
             response_timeout: self.response_timeout,
+            tls_files,
+            tls,
         })
     }
 }
@@ -367,6 +428,33 @@ mod tests {
     }
 
     #[test]
+    fn tls_files_are_checked_and_need_rediss() {
+        let missing = RedisSettings {
+            url: "rediss://127.0.0.1:6380".into(),
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..settings()
+        };
+        assert_eq!(setting_of(missing.validate()), "redis.ca_file");
+        let half = RedisSettings {
+            url: "rediss://127.0.0.1:6380".into(),
+            cert_file: Some("/nonexistent/cert.pem".into()),
+            ..settings()
+        };
+        assert_eq!(setting_of(half.validate()), "redis.key_file");
+        let dir = tempfile::tempdir().ok();
+        let ca = dir.as_ref().map(|d| d.path().join("ca.pem"));
+        if let Some(ca) = &ca {
+            let _ = std::fs::write(ca, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+        }
+        let plain = RedisSettings {
+            url: "redis://127.0.0.1:6379".into(),
+            ca_file: ca,
+            ..settings()
+        };
+        assert_eq!(setting_of(plain.validate()), "redis.ca_file");
+    }
+
+    #[test]
     fn toml_table_parses_with_humantime_durations() {
         let s: Result<RedisSettings, _> = toml_from(
             r#"
@@ -375,12 +463,18 @@ mod tests {
             cache_ttl = "10m"
             guard_ttl = "2d"
             publish_channel = "syncline-applied"
+            ca_file = "/etc/ssl/redis-ca.pem"
             "#,
         );
         let s = s.unwrap_or_default();
         assert_eq!(s.mode, "refresh");
         assert_eq!(s.cache_ttl, Duration::from_secs(600));
         assert_eq!(s.guard_ttl, Duration::from_secs(2 * 86_400));
+        assert_eq!(s.ca_file, Some(PathBuf::from("/etc/ssl/redis-ca.pem")));
+        let s = RedisSettings {
+            ca_file: None,
+            ..s
+        };
         assert!(s.validate().is_ok());
     }
 

@@ -22,7 +22,7 @@
 
 use std::time::{Duration, Instant};
 
-use redis::{aio::ConnectionManager, Client, Value};
+use redis::{aio::ConnectionManager, Value};
 use syncline_cache::{
     scripts::{self, ApplyCall},
     ApplyOutcome,
@@ -49,16 +49,38 @@ pub enum SinkError {
         /// The client error.
         source: redis::RedisError,
     },
+    /// The TLS handshake failed in a way retrying cannot fix: the server's certificate
+    /// is not trusted (wrong `ca_file`) or the server refused the client certificate (none
+    /// or an untrusted one).
+    #[error("cannot connect to redis at {url}: {cause} ({source})")]
+    Tls {
+        /// The URL, password redacted.
+        url: String,
+        /// The TLS cause in words.
+        cause: String,
+        /// The client error.
+        source: redis::RedisError,
+    },
+    /// The TLS files could not be turned into a client configuration.
+    #[error("redis client configuration for {url}: {reason}")]
+    Config {
+        /// The URL, password redacted.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl SinkError {
     /// True when retrying cannot help (bad credentials, bad client configuration).
     pub fn is_permanent(&self) -> bool {
-        let SinkError::Connect { source, .. } = self;
-        matches!(
-            source.kind(),
-            redis::ErrorKind::AuthenticationFailed | redis::ErrorKind::InvalidClientConfig
-        )
+        match self {
+            SinkError::Connect { source, .. } => matches!(
+                source.kind(),
+                redis::ErrorKind::AuthenticationFailed | redis::ErrorKind::InvalidClientConfig
+            ),
+            SinkError::Tls { .. } | SinkError::Config { .. } => true,
+        }
     }
 }
 
@@ -157,11 +179,22 @@ struct Chunk<'a> {
 impl RedisSink {
     /// Connect (with the configured timeouts) and load the APPLY script.
     pub async fn connect(config: SinkConfig, metrics: &Metrics) -> Result<Self, SinkError> {
-        let err = |source| SinkError::Connect {
-            url: config.display_url.clone(),
-            source,
+        let err = |source: redis::RedisError| match syncline_cache::connect::tls_cause(&source) {
+            Some(cause) => SinkError::Tls {
+                url: config.display_url.clone(),
+                cause,
+                source,
+            },
+            None => SinkError::Connect {
+                url: config.display_url.clone(),
+                source,
+            },
         };
-        let client = Client::open(config.connection.clone()).map_err(err)?;
+        let client = syncline_cache::connect::client(config.connection.clone(), &config.tls)
+            .map_err(|e| SinkError::Config {
+                url: config.display_url.clone(),
+                reason: e.to_string(),
+            })?;
         // Few, short reconnect attempts per request: while Redis is down each batch attempt
         // fails fast with Retry and the runtime's backoff paces the next one.
         let cm_config = redis::aio::ConnectionManagerConfig::new()
@@ -169,6 +202,10 @@ impl RedisSink {
             .set_response_timeout(config.response_timeout)
             .set_number_of_retries(2)
             .set_max_delay(1000);
+        // A first plain connection reports a refused handshake at once (see `probe`).
+        syncline_cache::connect::probe(&client, config.connect_timeout, config.response_timeout)
+            .await
+            .map_err(err)?;
         let mut conn = client
             .get_connection_manager_with_config(cm_config)
             .await

@@ -13,6 +13,8 @@ pub mod poison;
 pub mod postgres;
 pub mod process;
 pub mod redis_server;
+pub mod tls;
+pub mod tls_broker;
 pub mod wait;
 pub mod workload;
 

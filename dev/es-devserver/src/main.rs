@@ -2,6 +2,7 @@
 //! tests. Not Elasticsearch; not for production.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::Parser;
 use es_devserver::{Config, FaultRule};
@@ -31,6 +32,15 @@ struct Args {
     /// Cluster name reported by the server.
     #[arg(long, default_value = "es-devserver")]
     cluster_name: String,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this PEM CA (mutual TLS; needs --tls-cert).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -79,7 +89,22 @@ fn main() -> std::process::ExitCode {
         }
     };
     rt.block_on(async move {
-        let server = match es_devserver::start(config).await {
+        let started = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => {
+                match es_devserver::tls::TlsConfig::from_files(
+                    cert,
+                    key,
+                    args.tls_client_ca.as_deref(),
+                ) {
+                    Ok(tls) => es_devserver::tls::start_tls(config, &tls)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            _ => es_devserver::start(config).await.map_err(|e| e.to_string()),
+        };
+        let server = match started {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("es-devserver: {e}");
