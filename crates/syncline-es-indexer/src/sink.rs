@@ -95,7 +95,12 @@ impl EsSink {
     /// Ask the cluster for its name and version, for the startup log line. A failure is
     /// returned, not fatal: the indexer keeps retrying writes until Elasticsearch answers.
     pub async fn probe(&self) -> Result<String, String> {
-        let response = self.client.info().send().await.map_err(|e| e.to_string())?;
+        let response = self
+            .client
+            .info()
+            .send()
+            .await
+            .map_err(|e| crate::client::describe_error(&e))?;
         let status = response.status_code();
         let bytes = response.bytes().await.map_err(|e| e.to_string())?;
         if !status.is_success() {
@@ -144,7 +149,10 @@ impl EsSink {
                 } else {
                     "failed"
                 };
-                return fail_all(outcomes, format!("bulk request {kind}: {e}"));
+                return fail_all(
+                    outcomes,
+                    format!("bulk request {kind}: {}", crate::client::describe_error(&e)),
+                );
             }
         };
         let status = response.status_code();
