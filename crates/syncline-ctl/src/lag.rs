@@ -3,9 +3,11 @@
 //! Committed offsets are what a group has durably finished, so they, not anything a
 //! consumer instance says about itself, decide whether a sink has caught up.
 
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use syncline_kafka::Connection;
 
 /// One partition's position for one group.
 struct Row {
@@ -20,14 +22,17 @@ impl Row {
     }
 }
 
-async fn positions(brokers: &str, topic: &str, group: &str) -> anyhow::Result<Vec<Row>> {
-    let ends = syncline_kafka::end_offsets(brokers, topic)
+async fn positions(conn: &Connection, topic: &str, group: &str) -> anyhow::Result<Vec<Row>> {
+    let ends = syncline_kafka::end_offsets(conn, topic)
         .await
         .with_context(|| format!("cannot read the end offsets of {topic}"))?;
     if ends.is_empty() {
-        bail!("topic {topic} has no partitions (does it exist on {brokers}?)");
+        bail!(
+            "topic {topic} has no partitions (does it exist on {}?)",
+            conn.brokers
+        );
     }
-    let committed = syncline_kafka::committed_offsets(brokers, group, topic)
+    let committed = syncline_kafka::committed_offsets(conn, group, topic)
         .await
         .with_context(|| format!("cannot read the committed offsets of group {group}"))?;
     Ok(ends
@@ -58,20 +63,38 @@ fn print(group: &str, rows: &[Row]) {
     println!("  total lag {}", rows.iter().map(Row::lag).sum::<i64>());
 }
 
-/// Print the lag of each group; with `wait`, poll until all are zero or `timeout` passes.
-pub async fn run(
-    brokers: &str,
-    topic: &str,
-    groups: &[String],
+/// `syncline-ctl lag`.
+#[derive(Debug, clap::Args)]
+pub struct LagArgs {
+    /// Topic to inspect.
+    #[arg(long)]
+    topic: String,
+    /// Consumer groups (repeat or comma-separate).
+    #[arg(long, value_delimiter = ',', required = true)]
+    group: Vec<String>,
+    /// Keep polling until every group's lag is zero, then exit 0.
+    #[arg(long)]
     wait: bool,
+    /// With --wait: give up (exit 1) after this long, e.g. `120s`.
+    #[arg(long, default_value = "120s", value_parser = crate::humantime_duration)]
     timeout: Duration,
-) -> anyhow::Result<()> {
+}
+
+/// Print the lag of each group; with `wait`, poll until all are zero or `timeout` passes.
+pub async fn run(conn: &Connection, args: LagArgs) -> anyhow::Result<ExitCode> {
+    let LagArgs {
+        topic,
+        group: groups,
+        wait,
+        timeout,
+    } = args;
+    let topic = topic.as_str();
     let started = Instant::now();
     loop {
         let mut total = 0;
         let mut last = Vec::new();
-        for g in groups {
-            let rows = positions(brokers, topic, g).await?;
+        for g in &groups {
+            let rows = positions(conn, topic, g).await?;
             total += rows.iter().map(Row::lag).sum::<i64>();
             last.push((g.clone(), rows));
         }
@@ -79,13 +102,14 @@ pub async fn run(
             for (g, rows) in &last {
                 print(g, rows);
             }
-            return Ok(());
+            return Ok(ExitCode::SUCCESS);
         }
         if started.elapsed() > timeout {
             for (g, rows) in &last {
                 print(g, rows);
             }
-            bail!("consumers still lag by {total} records after {timeout:?}");
+            eprintln!("consumers still lag by {total} records after {timeout:?}");
+            return Ok(ExitCode::FAILURE);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
