@@ -113,8 +113,10 @@ mod tests {
 
     #[test]
     fn a_missing_feature_is_named() {
-        let only_plain: BTreeSet<String> =
-            ["sasl", "sasl_plain"].iter().map(|s| s.to_string()).collect();
+        let only_plain: BTreeSet<String> = ["sasl", "sasl_plain"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let e = check_against(
             &props(&[
                 ("security.protocol", "sasl_plaintext"),

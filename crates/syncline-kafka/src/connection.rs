@@ -269,13 +269,28 @@ pub struct KafkaArgs {
     )]
     pub kafka: Vec<String>,
     /// `security.protocol`: plaintext, ssl, sasl_plaintext or sasl_ssl.
-    #[arg(long, env = "SYNCLINE_KAFKA_SECURITY_PROTOCOL", value_name = "PROTOCOL", global = true)]
+    #[arg(
+        long,
+        env = "SYNCLINE_KAFKA_SECURITY_PROTOCOL",
+        value_name = "PROTOCOL",
+        global = true
+    )]
     pub kafka_security_protocol: Option<String>,
     /// `sasl.mechanism`: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER or GSSAPI.
-    #[arg(long, env = "SYNCLINE_KAFKA_SASL_MECHANISM", value_name = "MECHANISM", global = true)]
+    #[arg(
+        long,
+        env = "SYNCLINE_KAFKA_SASL_MECHANISM",
+        value_name = "MECHANISM",
+        global = true
+    )]
     pub kafka_sasl_mechanism: Option<String>,
     /// `sasl.username`.
-    #[arg(long, env = "SYNCLINE_KAFKA_SASL_USERNAME", value_name = "USER", global = true)]
+    #[arg(
+        long,
+        env = "SYNCLINE_KAFKA_SASL_USERNAME",
+        value_name = "USER",
+        global = true
+    )]
     pub kafka_sasl_username: Option<String>,
     /// `sasl.password` (prefer the env var: flags are visible in the process list).
     #[arg(
@@ -287,13 +302,28 @@ pub struct KafkaArgs {
     )]
     pub kafka_sasl_password: Option<String>,
     /// `ssl.ca.location`: PEM file of the CA(s) that signed the brokers' certificates.
-    #[arg(long, env = "SYNCLINE_KAFKA_CA_FILE", value_name = "FILE", global = true)]
+    #[arg(
+        long,
+        env = "SYNCLINE_KAFKA_CA_FILE",
+        value_name = "FILE",
+        global = true
+    )]
     pub kafka_ca_file: Option<String>,
     /// `ssl.certificate.location`: client certificate (PEM) for brokers that require mTLS.
-    #[arg(long, env = "SYNCLINE_KAFKA_CERT_FILE", value_name = "FILE", global = true)]
+    #[arg(
+        long,
+        env = "SYNCLINE_KAFKA_CERT_FILE",
+        value_name = "FILE",
+        global = true
+    )]
     pub kafka_cert_file: Option<String>,
     /// `ssl.key.location`: the client certificate's private key (PEM).
-    #[arg(long, env = "SYNCLINE_KAFKA_KEY_FILE", value_name = "FILE", global = true)]
+    #[arg(
+        long,
+        env = "SYNCLINE_KAFKA_KEY_FILE",
+        value_name = "FILE",
+        global = true
+    )]
     pub kafka_key_file: Option<String>,
 }
 
