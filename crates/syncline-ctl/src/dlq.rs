@@ -55,12 +55,23 @@ const H_PARTITION: &str = "syncline.source.partition";
 const H_OFFSET: &str = "syncline.source.offset";
 /// Dead-letter header: the group that gave up.
 const H_GROUP: &str = "syncline.consumer.group";
+/// Dead-letter header on a letter that was too large for the DLQ: it has no key or value,
+/// so redrive reads the original from the source topic.
+const H_TRUNCATED: &str = "syncline.dlq.truncated";
 /// Marker on a republished record: `<source topic>:<partition>:<offset>`.
 pub const H_REDRIVEN_SOURCE: &str = "syncline.redriven.source";
 /// Marker on a republished record: `<dlq topic>:<partition>:<offset>`.
 pub const H_REDRIVEN_FROM: &str = "syncline.redriven.from";
 /// Headers the dead-letter writer adds; never republished.
-const DEAD_LETTER_HEADERS: [&str; 6] = [H_CLASS, H_REASON, H_TOPIC, H_PARTITION, H_OFFSET, H_GROUP];
+const DEAD_LETTER_HEADERS: [&str; 7] = [
+    H_CLASS,
+    H_REASON,
+    H_TOPIC,
+    H_PARTITION,
+    H_OFFSET,
+    H_GROUP,
+    H_TRUNCATED,
+];
 
 /// How far before the oldest selected dead letter the marker scan starts.
 pub const CLOCK_SKEW_MARGIN: Duration = Duration::from_secs(3600);
@@ -213,6 +224,11 @@ impl Letter {
         ))
     }
 
+    /// Whether the letter lost its key and value for size (see [`H_TRUNCATED`]).
+    fn truncated(&self) -> bool {
+        self.headers.iter().any(|(k, _)| k == H_TRUNCATED)
+    }
+
     fn source_text(&self) -> String {
         match self.source() {
             Some((t, p, o)) => format!("{t}:{p}:{o}"),
@@ -232,6 +248,7 @@ impl Letter {
             "source_partition": source.as_ref().map(|s| s.1),
             "source_offset": source.as_ref().map(|s| s.2),
             "group": self.header(H_GROUP),
+            "truncated": self.truncated(),
         })
     }
 }
@@ -429,8 +446,11 @@ fn show(topic: &str, l: &Letter) {
             .as_deref()
             .map_or_else(|| "(none)".to_owned(), bytes_text)
     );
+    if l.truncated() {
+        println!("  truncated: the dead letter was too large for the DLQ; key and value are only in the source record (redrive reads them from there)");
+    }
     let Some(value) = &l.value else {
-        println!("  value: (none: a Kafka tombstone)");
+        println!("  value: (none)");
         return;
     };
     println!("  value: {} bytes", value.len());
@@ -509,14 +529,19 @@ fn summary(topic: &str, letters: &[Letter], json: bool) -> anyhow::Result<()> {
 
 /// One dead letter's fate in a redrive.
 enum Plan {
-    Publish { to: String, partition: Option<i32> },
+    Publish {
+        to: String,
+        partition: Option<i32>,
+    },
     AlreadyRedriven,
     Duplicate,
     NoSource,
+    /// A truncated letter whose original is no longer in the source topic.
+    Unavailable,
 }
 
 async fn redrive(conn: &Connection, a: RedriveArgs) -> anyhow::Result<ExitCode> {
-    let letters = select(conn, &a.select).await?;
+    let mut letters = select(conn, &a.select).await?;
     // Target of each letter; letters without a source position cannot be de-duplicated.
     let mut targets: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, l) in letters.iter().enumerate() {
@@ -561,6 +586,24 @@ async fn redrive(conn: &Connection, a: RedriveArgs) -> anyhow::Result<ExitCode> 
         };
         plans.push(plan);
     }
+    // A truncated letter carries no key or value: take them (and the original headers)
+    // from the source record, which retention may have removed by now.
+    for (l, plan) in letters.iter_mut().zip(plans.iter_mut()) {
+        if !l.truncated() || !matches!(plan, Plan::Publish { .. }) {
+            continue;
+        }
+        let Some((src, p, o)) = l.source() else {
+            continue;
+        };
+        match original(conn, &src, p, o).await? {
+            Some(orig) => {
+                l.key = orig.key;
+                l.value = orig.value;
+                l.headers = orig.headers;
+            }
+            None => *plan = Plan::Unavailable,
+        }
+    }
 
     for (l, plan) in letters.iter().zip(&plans) {
         let what = match plan {
@@ -576,6 +619,9 @@ async fn redrive(conn: &Connection, a: RedriveArgs) -> anyhow::Result<ExitCode> 
             Plan::AlreadyRedriven => "skip: already redriven".to_owned(),
             Plan::Duplicate => "skip: same source record as an earlier dead letter".to_owned(),
             Plan::NoSource => "skip: no source topic/partition/offset headers".to_owned(),
+            Plan::Unavailable => {
+                "skip: truncated, and the original is no longer in the source topic".to_owned()
+            }
         };
         println!(
             "{}:{}:{} {} source {}: {what}",
@@ -590,7 +636,7 @@ async fn redrive(conn: &Connection, a: RedriveArgs) -> anyhow::Result<ExitCode> 
     let publish = count(|p| matches!(p, Plan::Publish { .. }));
     let already = count(|p| matches!(p, Plan::AlreadyRedriven));
     let dup = count(|p| matches!(p, Plan::Duplicate));
-    let nosrc = count(|p| matches!(p, Plan::NoSource));
+    let nosrc = count(|p| matches!(p, Plan::NoSource | Plan::Unavailable));
     if !a.execute {
         println!(
             "dry run: {publish} to republish, {already} already redriven, {dup} duplicate(s), {nosrc} without source; add --execute to publish"
@@ -606,6 +652,49 @@ async fn redrive(conn: &Connection, a: RedriveArgs) -> anyhow::Result<ExitCode> 
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The record at `offset` of `topic`/`partition` (`None`: no longer there).
+async fn original(
+    conn: &Connection,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> anyhow::Result<Option<Letter>> {
+    let (conn, topic) = (conn.clone(), topic.to_owned());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Option<Letter>> {
+        let c: BaseConsumer = conn
+            .client_config()
+            .set("group.id", "syncline-ctl-dlq-reader")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            // Past the log start: report instead of jumping elsewhere.
+            .set("auto.offset.reset", "error")
+            .create()?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, partition, Offset::Offset(offset))?;
+        c.assign(&tpl)?;
+        let deadline = Instant::now() + STALL;
+        while Instant::now() < deadline {
+            match c.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) if m.offset() == offset => return Ok(Some(Letter::from_message(&m))),
+                // Compacted away, or the partition ends before it.
+                Some(Ok(_)) | Some(Err(KafkaError::PartitionEOF(_))) => return Ok(None),
+                Some(Err(KafkaError::MessageConsumption(
+                    rdkafka::types::RDKafkaErrorCode::OffsetOutOfRange,
+                )))
+                | Some(Err(KafkaError::MessageConsumption(
+                    rdkafka::types::RDKafkaErrorCode::AutoOffsetReset,
+                ))) => return Ok(None),
+                Some(Err(e)) => return Err(e.into()),
+                None => {}
+            }
+        }
+        bail!("{topic} partition {partition} offset {offset}: no answer within {STALL:?}")
+    })
+    .await
+    .context("reader task")?
 }
 
 /// The `syncline.redriven.source` markers in `topic` written since the oldest of

@@ -101,7 +101,8 @@ fn config(topic: &str, group: &str, max_document_bytes: usize) -> RuntimeConfig 
         max_document_bytes,
         kafka: consumer_kafka_props("")
             .into_iter()
-            .collect::<BTreeMap<_, _>>(),
+            .collect::<BTreeMap<_, _>>()
+            .into(),
         ..RuntimeConfig::default()
     }
 }

@@ -73,8 +73,7 @@ impl GroupDescription {
     /// anything but `Empty`/`Dead` (or no state at all) without members. Offsets must not
     /// be changed then: the members would overwrite them with their own positions.
     pub fn is_active(&self) -> bool {
-        !self.members.is_empty()
-            || !matches!(self.state.as_str(), "" | "Empty" | "Dead")
+        !self.members.is_empty() || !matches!(self.state.as_str(), "" | "Empty" | "Dead")
     }
 }
 
@@ -169,8 +168,9 @@ pub async fn commit_group_offsets(
 }
 
 /// The earliest offset still held by every partition of `topic` (ListOffsets(earliest)),
-/// indexed by partition. Unlike ListOffsets(latest), Tansu answers this one right (0 for
-/// its memory storage, which never deletes; checked in `syncline-ctl`'s tests).
+/// indexed by partition. Unlike ListOffsets(latest) and ListOffsets(timestamp), Tansu
+/// answers this one right (0 for its memory storage, which never deletes; checked in
+/// `syncline-ctl`'s `e2e_offsets`).
 pub async fn earliest_offsets(
     conn: impl Into<Connection>,
     topic: &str,
@@ -205,6 +205,14 @@ pub async fn earliest_offsets(
 /// For every partition of `topic`, the earliest offset whose record timestamp is at or
 /// after `timestamp_ms` (ms since the Unix epoch), or `None` when no such record exists
 /// (the partition's end offset is then the answer). Indexed by partition.
+///
+/// The broker's ListOffsets(timestamp) answer is only a starting point: Tansu answers it
+/// wrongly (0 for every timestamp, where the records' CreateTime said 6 and 3; found by
+/// `syncline-ctl`'s `e2e_offsets`). So the answer is checked against the records
+/// themselves: if the record just before it is already at or after the time, the broker
+/// answered too high and the scan starts at the earliest offset; from there records are
+/// read forward to the first one at or after the time. Against Kafka, whose answer is
+/// right, that costs one fetch per partition; against Tansu it reads up to the answer.
 pub async fn offsets_for_time(
     conn: impl Into<Connection>,
     topic: &str,
@@ -215,9 +223,13 @@ pub async fn offsets_for_time(
     if n == 0 {
         return Err(GroupError::NoTopic(topic.to_owned()));
     }
+    let ends = crate::end_offsets(&conn, topic).await?;
+    let earliest = earliest_offsets(&conn, topic).await?;
     let topic = topic.to_owned();
     blocking(move || {
         let c: BaseConsumer = detached(&conn, "syncline-watermarks")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "earliest")
             .create()
             .map_err(kafka(&conn))?;
         let mut tpl = TopicPartitionList::new();
@@ -228,9 +240,80 @@ pub async fn offsets_for_time(
         let got = c
             .offsets_for_times(tpl, BROKER_TIMEOUT)
             .map_err(kafka(&conn))?;
-        (0..n).map(|p| resolved(&got, &topic, p)).collect()
+        let mut out = Vec::with_capacity(ends.len());
+        for (i, (&end, &low)) in ends.iter().zip(&earliest).enumerate() {
+            let p = i32::try_from(i).unwrap_or(i32::MAX);
+            if end <= low {
+                out.push(None);
+                continue;
+            }
+            let answer = resolved(&got, &topic, p)?.unwrap_or(end).clamp(low, end);
+            let before_is_late = answer > low
+                && first_at_or_after(&c, &conn, &topic, p, answer - 1, answer, timestamp_ms)?
+                    .is_some();
+            let from = if before_is_late { low } else { answer };
+            out.push(first_at_or_after(
+                &c,
+                &conn,
+                &topic,
+                p,
+                from,
+                end,
+                timestamp_ms,
+            )?);
+        }
+        Ok(out)
     })
     .await
+}
+
+/// The first offset in `[from, end)` of `topic`/`p` whose record timestamp is at least
+/// `ts`, read with `c` (re-assigned to that one partition).
+fn first_at_or_after(
+    c: &BaseConsumer,
+    conn: &Connection,
+    topic: &str,
+    p: i32,
+    from: i64,
+    end: i64,
+    ts: i64,
+) -> Result<Option<i64>, GroupError> {
+    use rdkafka::Message;
+    if from >= end {
+        return Ok(None);
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, p, Offset::Offset(from))
+        .map_err(kafka(conn))?;
+    c.assign(&tpl).map_err(kafka(conn))?;
+    let deadline = std::time::Instant::now() + BROKER_TIMEOUT;
+    while std::time::Instant::now() < deadline {
+        match c.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                if m.offset() >= end {
+                    return Ok(None);
+                }
+                if m.timestamp().to_millis().is_some_and(|t| t >= ts) {
+                    return Ok(Some(m.offset()));
+                }
+                if m.offset() + 1 >= end {
+                    return Ok(None);
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(None),
+            Some(Err(source)) => {
+                return Err(GroupError::Partition {
+                    topic: topic.to_owned(),
+                    partition: p,
+                    source,
+                })
+            }
+            None => {}
+        }
+    }
+    Err(GroupError::Missing(format!(
+        "records of {topic} partition {p} from offset {from} (nothing arrived in {BROKER_TIMEOUT:?})"
+    )))
 }
 
 /// One partition's answer in an offsets_for_times result: `Some(offset)`, or `None` for
