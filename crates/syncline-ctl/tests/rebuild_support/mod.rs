@@ -276,7 +276,7 @@ impl Setup {
         .env_remove("SYNCLINE_CONFIG")
         .env(
             "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,rdkafka::client=off".into()),
         )
         .stdin(std::process::Stdio::null());
         cmd
