@@ -34,6 +34,7 @@
 
 pub mod bulk;
 pub mod cluster;
+pub mod datefmt;
 pub mod error;
 pub mod faults;
 pub mod http;

@@ -563,6 +563,14 @@ fn parse_field(full: &str, def: &Value) -> EsResult<Field> {
             }
         }
     }
+    if kind == Kind::Date {
+        if let Some(f) = field.params.get("format") {
+            let text = f.as_str().map_or_else(|| f.to_string(), str::to_string);
+            crate::datefmt::DateFormat::new(&text).map_err(|e| {
+                mapper_parsing(format!("Error parsing [format] on field [{full}]: {e}"))
+            })?;
+        }
+    }
     if kind == Kind::ScaledFloat && !field.params.contains_key("scaling_factor") {
         return Err(mapper_parsing(format!(
             "Field [scaling_factor] is required for field [{full}]"
@@ -889,7 +897,11 @@ impl Scalar<'_> {
 }
 
 /// Why a value does not fit a field type (the `caused_by` reason), or `None` if it fits.
-fn scalar_mismatch(kind: Kind, v: Scalar<'_>) -> Option<String> {
+fn scalar_mismatch(
+    kind: Kind,
+    params: Option<&Map<String, Value>>,
+    v: Scalar<'_>,
+) -> Option<String> {
     let range = |lo: f64, hi: f64, name: &str, f: f64, text: String| -> Option<String> {
         if f < lo || f > hi {
             Some(format!("Value [{text}] is out of range for {name}"))
@@ -921,6 +933,25 @@ fn scalar_mismatch(kind: Kind, v: Scalar<'_>) -> Option<String> {
                 other.preview()
             )),
         },
+        Kind::Date if params.and_then(crate::datefmt::field_format).is_some() => {
+            // A custom format parses every value, numbers included (as their text).
+            let df = params.and_then(crate::datefmt::field_format)?;
+            let text = match v {
+                Scalar::Null => return None,
+                Scalar::S(s) => s.to_string(),
+                Scalar::I(i) => i.to_string(),
+                Scalar::U(u) => u.to_string(),
+                Scalar::F(f) => f.to_string(),
+                Scalar::Bool(b) => b.to_string(),
+            };
+            match df.parse(&text) {
+                Some(_) => None,
+                None => Some(format!(
+                    "failed to parse date field [{text}] with format [{}]",
+                    df.text()
+                )),
+            }
+        }
         Kind::Date => match v {
             Scalar::Null | Scalar::I(_) | Scalar::U(_) | Scalar::F(_) => None,
             Scalar::S(s) => {
@@ -1145,7 +1176,7 @@ impl<'m> Walker<'m> {
                     );
                     return Err(self.fail("document_parsing_exception", reason, None));
                 }
-                if let Some(cause) = scalar_mismatch(f.kind, v) {
+                if let Some(cause) = scalar_mismatch(f.kind, Some(&f.params), v) {
                     return Err(self.field_error(path, f.type_str(), v.preview(), cause));
                 }
                 Ok(())
@@ -1160,7 +1191,7 @@ impl<'m> Walker<'m> {
                     );
                     return Err(self.fail("document_parsing_exception", reason, None));
                 }
-                if let Some(cause) = scalar_mismatch(k.kind(), v) {
+                if let Some(cause) = scalar_mismatch(k.kind(), None, v) {
                     return Err(self.field_error(path, k.type_name(), v.preview(), cause));
                 }
                 Ok(())
@@ -1382,7 +1413,7 @@ impl LeafSeed<'_, '_, '_> {
     }
 
     fn check<E: de::Error>(self, v: Scalar<'_>) -> Result<(), E> {
-        match scalar_mismatch(self.field.kind, v) {
+        match scalar_mismatch(self.field.kind, Some(&self.field.params), v) {
             None => Ok(()),
             Some(cause) => {
                 let path = self.path();

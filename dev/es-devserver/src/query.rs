@@ -664,6 +664,13 @@ pub fn query_string(q: &str, default_fields: Vec<String>, and: bool) -> Query {
         };
         let clause = match field {
             Some(f) if value == "*" => Query::Exists(f.to_string(), 1.0),
+            // Wildcard terms are normalized (lowercased) as query_string does by default.
+            Some(f) if value.contains(['*', '?']) => Query::Wildcard {
+                field: f.to_string(),
+                value: value.to_lowercase(),
+                case_insensitive: false,
+                boost: 1.0,
+            },
             Some(f) => Query::Match {
                 field: f.to_string(),
                 query: Value::from(value),
@@ -842,6 +849,17 @@ pub fn doc_keys(kind: Kind, field_params: &Map<String, Value>, v: &Value) -> Vec
             Value::String(s) if s == "false" => vec![Key::B(false)],
             _ => vec![],
         },
+        Kind::Date if crate::datefmt::field_format(field_params).is_some() => {
+            let Some(df) = crate::datefmt::field_format(field_params) else {
+                return vec![];
+            };
+            let text = match v {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                _ => return vec![],
+            };
+            df.parse(&text).map(|i| vec![Key::I(i)]).unwrap_or_default()
+        }
         Kind::Date => match v {
             Value::Number(n) => n
                 .as_i64()
@@ -938,9 +956,36 @@ fn value_text(v: &Value) -> String {
 }
 
 fn date_key(v: &Value, field: &str, ctx: &Ctx<'_>) -> EsResult<Key> {
+    let df = match crate::mapping::resolve_field(ctx.mapping, field) {
+        crate::mapping::FieldRef::Field { field: f, .. } => crate::datefmt::field_format(&f.params),
+        _ => None,
+    };
+    if let Some(df) = &df {
+        // The field's own format first; then date math (`now-1d`, `2024-01-01||/d`).
+        let text = match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        };
+        if let Some(ms) = text.as_deref().and_then(|t| df.parse(t)) {
+            return Ok(Key::I(ms));
+        }
+        if let Some((anchor, math)) = text.as_deref().and_then(|t| t.split_once("||")) {
+            if let Some(ms) = df.parse(anchor) {
+                let expr = format!("{}||{math}", crate::names::format_date(ms));
+                if let Some(r) = eval_date_math(&expr, now_millis()) {
+                    return Ok(Key::I(r));
+                }
+            }
+        }
+    }
+    let fmt_text = df
+        .as_ref()
+        .map_or(crate::datefmt::DEFAULT, |d| d.text())
+        .to_string();
     let fail = || {
         let cause = format!(
-            "failed to parse date field [{}] with format [strict_date_optional_time||epoch_millis]",
+            "failed to parse date field [{}] with format [{fmt_text}]",
             value_text(v)
         );
         shard_error(

@@ -231,6 +231,27 @@ pub fn effective(flat: &BTreeMap<String, Value>) -> EsResult<Effective> {
         Some(v) => parse_int_setting("index.number_of_replicas", v, 0)?,
         None => 1,
     };
+    // `auto_expand_replicas` (`0-1`, `0-all`): on one node the number of other data nodes
+    // is 0, so the effective count is the range's lower bound.
+    let replicas = match str_of(flat.get("index.auto_expand_replicas")) {
+        None | Some("false") => replicas,
+        Some(v) => {
+            let bad = || {
+                EsError::illegal_argument(format!(
+                    "failed to parse [index.auto_expand_replicas] from value: [{v}] at index -1"
+                ))
+            };
+            let (lo, hi) = v.split_once('-').ok_or_else(bad)?;
+            let lo: u32 = lo.trim().parse().map_err(|_| bad())?;
+            if hi.trim() != "all" {
+                let hi: u32 = hi.trim().parse().map_err(|_| bad())?;
+                if hi < lo {
+                    return Err(bad());
+                }
+            }
+            lo
+        }
+    };
     let refresh_interval = match str_of(flat.get("index.refresh_interval")) {
         Some(v) => parse_time(v, "index.refresh_interval")?,
         None => Some(Duration::from_secs(1)),
@@ -262,6 +283,141 @@ pub fn effective(flat: &BTreeMap<String, Value>) -> EsResult<Effective> {
         max_result_window,
         hidden,
     })
+}
+
+/// Index settings that may change on an open index (Elasticsearch's dynamic settings).
+const DYNAMIC: &[&str] = &[
+    "index.number_of_replicas",
+    "index.auto_expand_replicas",
+    "index.refresh_interval",
+    "index.gc_deletes",
+    "index.max_result_window",
+    "index.max_inner_result_window",
+    "index.max_rescore_window",
+    "index.max_docvalue_fields_search",
+    "index.max_script_fields",
+    "index.max_ngram_diff",
+    "index.max_shingle_diff",
+    "index.max_refresh_listeners",
+    "index.max_terms_count",
+    "index.max_regex_length",
+    "index.max_slices_per_scroll",
+    "index.max_adjacency_matrix_filters",
+    "index.default_pipeline",
+    "index.final_pipeline",
+    "index.hidden",
+    "index.priority",
+    "index.search.idle.after",
+    "index.search.slowlog.threshold.query.warn",
+    "index.search.slowlog.threshold.query.info",
+    "index.search.slowlog.threshold.query.debug",
+    "index.search.slowlog.threshold.query.trace",
+    "index.search.slowlog.threshold.fetch.warn",
+    "index.search.slowlog.threshold.fetch.info",
+    "index.search.slowlog.threshold.fetch.debug",
+    "index.search.slowlog.threshold.fetch.trace",
+    "index.indexing.slowlog.threshold.index.warn",
+    "index.indexing.slowlog.threshold.index.info",
+    "index.indexing.slowlog.threshold.index.debug",
+    "index.indexing.slowlog.threshold.index.trace",
+    "index.indexing.slowlog.source",
+    "index.translog.durability",
+    "index.translog.sync_interval",
+    "index.translog.flush_threshold_size",
+    "index.unassigned.node_left.delayed_timeout",
+    "index.mapping.total_fields.limit",
+    "index.mapping.depth.limit",
+    "index.mapping.nested_fields.limit",
+    "index.mapping.nested_objects.limit",
+    "index.mapping.field_name_length.limit",
+    "index.mapping.dimension_fields.limit",
+    "index.mapping.ignore_malformed",
+    "index.mapping.coerce",
+    "index.mapping.total_fields.ignore_dynamic_beyond_limit",
+    "index.query.default_field",
+    "index.query_string.lenient",
+    "index.highlight.max_analyzed_offset",
+    "index.write.wait_for_active_shards",
+    "index.blocks.read_only",
+    "index.blocks.read_only_allow_delete",
+    "index.blocks.read",
+    "index.blocks.write",
+    "index.blocks.metadata",
+    "index.merge.scheduler.max_thread_count",
+    "index.merge.scheduler.max_merge_count",
+    "index.merge.scheduler.auto_throttle",
+    "index.merge.policy.max_merged_segment",
+    "index.merge.policy.segments_per_tier",
+    "index.merge.policy.floor_segment",
+    "index.merge.policy.max_merge_at_once",
+    "index.merge.policy.deletes_pct_allowed",
+    "index.lifecycle.name",
+    "index.lifecycle.rollover_alias",
+    "index.lifecycle.origination_date",
+    "index.lifecycle.parse_origination_date",
+    "index.soft_deletes.retention_lease.period",
+    "index.routing.rebalance.enable",
+    "index.routing.allocation.enable",
+    "index.routing.allocation.total_shards_per_node",
+    "index.shard.check_on_startup",
+    "index.verified_before_close",
+];
+
+/// Index settings fixed while the index is open (Elasticsearch's static settings); they can
+/// be set at creation, or on a closed index.
+const STATIC: &[&str] = &[
+    "index.number_of_shards",
+    "index.number_of_routing_shards",
+    "index.codec",
+    "index.mode",
+    "index.routing_partition_size",
+    "index.soft_deletes.enabled",
+    "index.load_fixed_bitset_filters_eagerly",
+    "index.shard.check_on_startup",
+    "index.store.type",
+    "index.store.preload",
+    "index.sort.field",
+    "index.sort.order",
+    "index.sort.mode",
+    "index.sort.missing",
+    "index.uuid",
+    "index.creation_date",
+    "index.provided_name",
+    "index.version.created",
+    "index.format",
+];
+
+/// Key prefixes whose settings are groups (any sub-key is accepted).
+const DYNAMIC_GROUPS: &[&str] = &[
+    "index.routing.allocation.include.",
+    "index.routing.allocation.exclude.",
+    "index.routing.allocation.require.",
+    "index.similarity.",
+];
+const STATIC_GROUPS: &[&str] = &["index.analysis.", "index.sort."];
+
+/// Whether `key` is an index setting Elasticsearch knows.
+pub fn is_known_setting(key: &str) -> bool {
+    DYNAMIC.contains(&key)
+        || STATIC.contains(&key)
+        || DYNAMIC_GROUPS.iter().any(|g| key.starts_with(g))
+        || STATIC_GROUPS.iter().any(|g| key.starts_with(g))
+}
+
+/// Whether `key` can change only while the index is closed (or not at all).
+pub fn is_static_setting(key: &str) -> bool {
+    (STATIC.contains(&key) || STATIC_GROUPS.iter().any(|g| key.starts_with(g)))
+        && !DYNAMIC.contains(&key)
+}
+
+/// Rejects settings Elasticsearch does not know, with its message.
+pub fn check_known(flat: &BTreeMap<String, Value>) -> EsResult<()> {
+    match flat.keys().find(|k| !is_known_setting(k)) {
+        None => Ok(()),
+        Some(k) => Err(EsError::illegal_argument(format!(
+            "unknown setting [{k}] please check that any required plugins are installed, or check the breaking changes documentation for removed settings"
+        ))),
+    }
 }
 
 /// Settings that cannot be changed on an existing index.

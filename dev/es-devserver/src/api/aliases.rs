@@ -86,13 +86,21 @@ fn apply_prop(a: &mut AliasMeta, alias: &str, k: &str, v: &Value) -> EsResult<bo
     Ok(true)
 }
 
+/// Alias properties with `routing` first, so that the specific `index_routing` and
+/// `search_routing` win over it whatever their order in the request.
+fn routing_first(m: &Map<String, Value>) -> Vec<(&String, &Value)> {
+    let mut v: Vec<(&String, &Value)> = m.iter().collect();
+    v.sort_by_key(|(k, _)| k.as_str() != "routing");
+    v
+}
+
 /// Parses the body of an alias definition (`{"filter":..,"routing":..}`).
 pub(crate) fn parse_alias_body(alias: &str, def: &Value) -> EsResult<AliasMeta> {
     let mut a = AliasMeta::default();
     match def {
         Value::Null => {}
         Value::Object(m) => {
-            for (k, v) in m {
+            for (k, v) in routing_first(m) {
                 if !apply_prop(&mut a, alias, k, v)? {
                     return Err(EsError::parse(format!("unknown field [{k}]")));
                 }
@@ -264,6 +272,12 @@ pub(crate) fn update_aliases(node: &Node, req: &Req) -> EsResult<Resp> {
         };
         for (k, v) in dm {
             match k.as_str() {
+                "must_exist" if kind != "remove" => {
+                    return Err(EsError::illegal_argument(format!(
+                        "[must_exist] is unsupported for [{}]",
+                        kind.to_uppercase()
+                    )));
+                }
                 "index" => act.indices.push(
                     v.as_str()
                         .map(str::to_string)
@@ -310,8 +324,24 @@ pub(crate) fn update_aliases(node: &Node, req: &Req) -> EsResult<Resp> {
             next.indices.remove(&name);
         }
     }
+    // Per-action results (Elasticsearch 8.14+): a `remove` of a missing alias without
+    // `must_exist` fails only that action; the response then says `errors: true`.
+    let mut results: Vec<Value> = Vec::new();
+    let mut any_error = false;
+    for act in parsed.iter().filter(|a| a.kind == "remove_index") {
+        results.push(json!({
+            "action": {"type": "remove_index", "indices": act.indices, "aliases": []},
+            "status": 200,
+        }));
+    }
     for act in parsed.iter().filter(|a| a.kind != "remove_index") {
         let targets = concrete_indices(&next, &act.indices, false)?;
+        let mut result = Map::new();
+        result.insert(
+            "action".into(),
+            json!({"type": act.kind, "indices": targets, "aliases": act.aliases}),
+        );
+        result.insert("status".into(), json!(200));
         match act.kind.as_str() {
             "add" => {
                 for alias in &act.aliases {
@@ -324,7 +354,7 @@ pub(crate) fn update_aliases(node: &Node, req: &Req) -> EsResult<Resp> {
                         ));
                     }
                     let mut meta_a = AliasMeta::default();
-                    for (k, v) in &act.props {
+                    for (k, v) in routing_first(&act.props) {
                         apply_prop(&mut meta_a, &alias, k, v)?;
                     }
                     for t in &targets {
@@ -360,18 +390,28 @@ pub(crate) fn update_aliases(node: &Node, req: &Req) -> EsResult<Resp> {
                     }
                 }
                 let must_exist = act.must_exist.unwrap_or(false);
-                if (must_exist && !missing.is_empty()) || !removed_any {
+                if must_exist && !missing.is_empty() {
                     return Err(aliases_not_found(&missing));
+                }
+                if !removed_any {
+                    let e = aliases_not_found(&missing);
+                    any_error = true;
+                    result.insert("status".into(), json!(e.status));
+                    result.insert("error".into(), e.inner_json(true));
                 }
             }
         }
+        results.push(Value::Object(result));
     }
     check_write_indices(&next)?;
     *meta = next;
-    Ok(Resp::json(
-        200,
-        &json!({"acknowledged": true, "errors": false}),
-    ))
+    let mut body = Map::new();
+    body.insert("acknowledged".into(), Value::Bool(true));
+    body.insert("errors".into(), Value::Bool(any_error));
+    if any_error {
+        body.insert("action_results".into(), Value::Array(results));
+    }
+    Ok(Resp::json(200, &Value::Object(body)))
 }
 
 /// Parsed `{name}` of alias APIs.
@@ -405,13 +445,21 @@ impl NameFilter {
             return true;
         }
         let mut result = false;
+        // `-name` excludes only after a wildcard; before one it is a plain alias name.
+        let mut seen_wildcard = false;
         for p in &self.patterns {
-            if let Some(ex) = p.strip_prefix('-') {
-                if glob_match(ex, alias) {
-                    result = false;
+            match p.strip_prefix('-') {
+                Some(ex) if seen_wildcard => {
+                    if glob_match(ex, alias) {
+                        result = false;
+                    }
                 }
-            } else if glob_match(p, alias) {
-                result = true;
+                _ => {
+                    seen_wildcard |= is_wildcard(p);
+                    if glob_match(p, alias) {
+                        result = true;
+                    }
+                }
             }
         }
         result
@@ -419,11 +467,16 @@ impl NameFilter {
 
     /// Concrete (non-wildcard) names.
     fn explicit(&self) -> Vec<&str> {
-        self.patterns
-            .iter()
-            .filter(|p| !is_wildcard(p) && *p != "_all" && !p.starts_with('-'))
-            .map(String::as_str)
-            .collect()
+        let mut seen_wildcard = false;
+        let mut out = Vec::new();
+        for p in &self.patterns {
+            if is_wildcard(p) {
+                seen_wildcard = true;
+            } else if p != "_all" && !(seen_wildcard && p.starts_with('-')) {
+                out.push(p.as_str());
+            }
+        }
+        out
     }
 }
 

@@ -380,9 +380,51 @@ pub(crate) fn update(node: &Node, req: &Req) -> EsResult<Resp> {
         .get("routing")
         .map(str::to_string)
         .or(alias_routing);
+    // `_source` in the body or the URL asks for the updated document in a `get` object.
+    let mut source = match body.get("_source") {
+        Some(v) => Some(SourceFilter::from_body(v)?),
+        None => None,
+    };
+    if let Some(f) = SourceFilter::from_params(&req.params)? {
+        source = Some(f);
+    }
     let w = apply_update(&index, id, &body, &versioning, routing.as_deref())?;
     let forced = w.result != WriteResult::Noop && do_refresh(&index, refresh);
-    Ok(write_response(&index, id, &w, forced))
+    let resp = write_response(&index, id, &w, forced);
+    match source.filter(|f| f.fetch) {
+        Some(f) => Ok(with_update_get(resp, &index, id, &f)),
+        None => Ok(resp),
+    }
+}
+
+/// Adds the `get` object of an update response: the document as the update left it.
+pub(crate) fn update_get_json(index: &Index, id: &str, filter: &SourceFilter) -> Option<Value> {
+    let doc = index.data.read().get_live(id)?;
+    let mut m = Map::new();
+    m.insert("_seq_no".into(), Value::from(doc.seq_no));
+    m.insert("_primary_term".into(), Value::from(1));
+    if let Some(r) = &doc.routing {
+        m.insert("_routing".into(), Value::from(&**r));
+    }
+    m.insert("found".into(), Value::Bool(true));
+    if let Some(raw) = render_source(&doc, filter) {
+        m.insert(
+            "_source".into(),
+            serde_json::from_str(raw.get()).unwrap_or(Value::Null),
+        );
+    }
+    Some(Value::Object(m))
+}
+
+fn with_update_get(mut resp: Resp, index: &Index, id: &str, filter: &SourceFilter) -> Resp {
+    let Some(get) = update_get_json(index, id, filter) else {
+        return resp;
+    };
+    if let Ok(Value::Object(mut m)) = serde_json::from_slice::<Value>(&resp.body) {
+        m.insert("get".into(), get);
+        resp = Resp::json(resp.status, &Value::Object(m));
+    }
+    resp
 }
 
 /// What a get request returns.

@@ -54,6 +54,7 @@ pub(crate) fn create_index(
             }
         }
     }
+    settings::check_known(&flat)?;
     let eff = settings::effective(&flat)?;
     let hidden = eff.hidden;
     let mut meta = node.cluster.meta.write();
@@ -402,8 +403,28 @@ pub(crate) fn put_settings(node: &Node, req: &Req) -> EsResult<Resp> {
     if changes.is_empty() {
         return Err(EsError::validation(&["no settings to update".to_string()]));
     }
+    settings::check_known(&changes)?;
     let resolved = resolve(node, req, ResolveOpts::strict_expand_open())?;
     let preserve = req.params.bool_or("preserve_existing", false)?;
+    // Static settings need a closed index, or `reopen=true` (close, update, reopen).
+    let reopen = req.params.bool_or("reopen", false)?;
+    let statics: Vec<&String> = changes
+        .keys()
+        .filter(|k| settings::is_static_setting(k) && !settings::is_final_setting(k))
+        .collect();
+    let open: Vec<String> = resolved
+        .iter()
+        .filter(|r| !r.index.is_closed())
+        .map(|r| format!("{}/{}", r.name, r.index.uuid))
+        .collect();
+    if !statics.is_empty() && !reopen && !open.is_empty() {
+        let names: Vec<String> = statics.iter().map(|s| s.to_string()).collect();
+        return Err(EsError::illegal_argument(format!(
+            "Can't update non dynamic settings [[{}]] for open indices [[{}]]",
+            names.join(", "),
+            open.join(", ")
+        )));
+    }
     let finals: Vec<&String> = changes
         .keys()
         .filter(|k| settings::is_final_setting(k))

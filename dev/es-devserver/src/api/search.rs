@@ -436,6 +436,21 @@ fn parse_search(req: &Req) -> EsResult<SearchReq> {
         }
         s.terminate_after = Some(t as u64);
     }
+    if let Some(t) = p.get("search_type") {
+        match t {
+            "query_then_fetch" | "dfs_query_then_fetch" => {}
+            "query_and_fetch" | "dfs_query_and_fetch" => {
+                return Err(EsError::illegal_argument(format!(
+                    "Unsupported search type [{t}]"
+                )))
+            }
+            other => {
+                return Err(EsError::illegal_argument(format!(
+                    "No search type for [{other}]"
+                )))
+            }
+        }
+    }
     if p.has("scroll") {
         return Err(EsError::illegal_argument(
             "scroll is not supported by es-devserver (use from/size or search_after)",
@@ -680,6 +695,10 @@ fn format_dv(k: &Key, kind: Kind, format: Option<&str>) -> Value {
             Key::I(ms) => Value::from(ms.to_string()),
             other => other.to_json(),
         },
+        (Kind::Date, Some(fmt)) => match (k, crate::datefmt::DateFormat::new(fmt)) {
+            (Key::I(ms), Ok(df)) => Value::from(df.format(*ms)),
+            (other, _) => other.to_json(),
+        },
         (Kind::Boolean, _) => match k {
             Key::B(b) => Value::Bool(*b),
             other => other.to_json(),
@@ -715,6 +734,20 @@ fn docvalue_json(
             vec![f.field.clone()]
         };
         for name in names {
+            // Dates print in the field's own format unless the request names one.
+            let field_fmt = match resolve_field(mapping, &name) {
+                FieldRef::Field { field, .. } if field.kind == Kind::Date => field
+                    .params
+                    .get("format")
+                    .and_then(Value::as_str)
+                    .filter(|t| *t != crate::datefmt::DEFAULT)
+                    .map(str::to_string),
+                _ => None,
+            };
+            let f = &DvField {
+                field: f.field.clone(),
+                format: f.format.clone().or(field_fmt),
+            };
             let kind = match resolve_field(mapping, &name) {
                 FieldRef::Field { field, .. } => field.kind,
                 FieldRef::Id | FieldRef::Index | FieldRef::Routing => Kind::Keyword,
@@ -1060,6 +1093,8 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
     }
     let mut hits_obj = Obj::default();
     match s.track_total {
+        // Not tracked: absent, or -1 where the total must be an integer.
+        TrackTotal::Off if s.total_as_int => hits_obj.val("total", -1),
         TrackTotal::Off => {}
         _ if s.total_as_int => hits_obj.val("total", total),
         TrackTotal::Exact => hits_obj.val("total", json!({"value": total, "relation": "eq"})),
