@@ -66,6 +66,8 @@ impl Pipeline {
             topic: topic.clone(),
             group_id: group.to_owned(),
             kafka: kafka.clone(),
+            // Two runtimes in one process: neither serves metrics (the port would clash).
+            metrics_addr: None,
             ..RuntimeConfig::default()
         };
         let mappings = tempfile::tempdir().expect("tempdir");
