@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::config::{parse_byte_size, ConfigError, DeleteMode, EsConfig};
 
 /// The `[elasticsearch]` flags.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Clone, Default, clap::Args)]
 #[command(next_help_heading = "Elasticsearch")]
 pub struct EsArgs {
     /// Elasticsearch URL, http or https (also read from ES_URL).
@@ -56,10 +56,18 @@ pub struct EsArgs {
     #[arg(long = "es-ca-file", env = "SYNCLINE_ES_CA_FILE", value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
     /// PEM client certificate for mutual TLS (with --es-key-file).
-    #[arg(long = "es-cert-file", env = "SYNCLINE_ES_CERT_FILE", value_name = "FILE")]
+    #[arg(
+        long = "es-cert-file",
+        env = "SYNCLINE_ES_CERT_FILE",
+        value_name = "FILE"
+    )]
     pub cert_file: Option<PathBuf>,
     /// PEM private key of the client certificate.
-    #[arg(long = "es-key-file", env = "SYNCLINE_ES_KEY_FILE", value_name = "FILE")]
+    #[arg(
+        long = "es-key-file",
+        env = "SYNCLINE_ES_KEY_FILE",
+        value_name = "FILE"
+    )]
     pub key_file: Option<PathBuf>,
     /// Create missing indexes and aliases (`true`/`false`).
     #[arg(
@@ -121,5 +129,13 @@ impl EsArgs {
         }
         config.validate()?;
         Ok(config)
+    }
+}
+
+/// Shows no values: these flags carry credentials, and the effective configuration (with
+/// secrets redacted) is what `--check-config` prints.
+impl std::fmt::Debug for EsArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EsArgs").finish_non_exhaustive()
     }
 }

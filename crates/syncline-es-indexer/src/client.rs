@@ -7,8 +7,8 @@ use std::path::Path;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use elasticsearch::auth::{ClientCertificate, Credentials};
-use elasticsearch::http::headers::{HeaderValue, AUTHORIZATION};
 use elasticsearch::cert::{Certificate, CertificateValidation};
+use elasticsearch::http::headers::{HeaderValue, AUTHORIZATION};
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 use elasticsearch::Elasticsearch;
 use rustls_pki_types::pem::PemObject;
@@ -19,8 +19,15 @@ use crate::config::{ConfigError, EsConfig};
 /// Build a client for `config` (which should have been validated). Errors name the
 /// setting that made building fail.
 pub fn build_client(config: &EsConfig) -> Result<Elasticsearch, ConfigError> {
-    let url = url::Url::parse(&config.url)
-        .map_err(|e| ConfigError::new("url", format!("{:?} is not a URL: {e}", config.url)))?;
+    let url = url::Url::parse(&config.url).map_err(|e| {
+        ConfigError::new(
+            "url",
+            format!(
+                "{:?} is not a URL: {e}",
+                crate::config::redact_url(&config.url)
+            ),
+        )
+    })?;
     let mut builder =
         TransportBuilder::new(SingleNodeConnectionPool::new(url)).timeout(config.request_timeout);
     let mut credentials = None;
@@ -49,13 +56,19 @@ pub fn build_client(config: &EsConfig) -> Result<Elasticsearch, ConfigError> {
     if let (Some(cert_path), Some(key_path)) = (&config.cert_file, &config.key_file) {
         let mut identity = read_pem_certificates("cert_file", cert_path)?;
         let key = std::fs::read(key_path).map_err(|e| {
-            ConfigError::new("key_file", format!("cannot read {}: {e}", key_path.display()))
+            ConfigError::new(
+                "key_file",
+                format!("cannot read {}: {e}", key_path.display()),
+            )
         })?;
         // The parser's error never contains key material.
         PrivateKeyDer::from_pem_slice(&key).map_err(|e| {
             ConfigError::new(
                 "key_file",
-                format!("{} holds no usable PEM private key: {e}", key_path.display()),
+                format!(
+                    "{} holds no usable PEM private key: {e}",
+                    key_path.display()
+                ),
             )
         })?;
         identity.push(b'\n');
@@ -90,7 +103,9 @@ fn read_pem_certificates(setting: &'static str, path: &Path) -> Result<Vec<u8>, 
         .map_err(|e| ConfigError::new(setting, format!("cannot read {}: {e}", path.display())))?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ConfigError::new(setting, format!("{} is not valid PEM: {e}", path.display())))?;
+        .map_err(|e| {
+            ConfigError::new(setting, format!("{} is not valid PEM: {e}", path.display()))
+        })?;
     if certs.is_empty() {
         return Err(ConfigError::new(
             setting,

@@ -42,8 +42,9 @@ impl DeleteMode {
     }
 }
 
-/// The `[elasticsearch]` table. Field names are the TOML keys.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// The `[elasticsearch]` table. Field names are the TOML keys. `Debug` redacts the
+/// password, the API key and any password in the URL.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EsConfig {
     /// Base URL of Elasticsearch, `http://` or `https://` (TLS via rustls).
@@ -76,6 +77,41 @@ pub struct EsConfig {
     pub key_file: Option<PathBuf>,
     /// Create a missing index and alias (with the mapping when one exists).
     pub create_indexes: bool,
+}
+
+impl std::fmt::Debug for EsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |v: &Option<String>| v.as_ref().map(|_| "[redacted]");
+        f.debug_struct("EsConfig")
+            .field("url", &redact_url(&self.url))
+            .field("index_prefix", &self.index_prefix)
+            .field("mappings_dir", &self.mappings_dir)
+            .field("delete_mode", &self.delete_mode)
+            .field("bulk_max_actions", &self.bulk_max_actions)
+            .field("bulk_max_bytes", &self.bulk_max_bytes)
+            .field("request_timeout", &self.request_timeout)
+            .field("username", &self.username)
+            .field("password", &redacted(&self.password))
+            .field("api_key", &redacted(&self.api_key))
+            .field("ca_file", &self.ca_file)
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .field("create_indexes", &self.create_indexes)
+            .finish()
+    }
+}
+
+/// `url` with the password of any `user:password@` replaced, for output.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("[redacted]"));
+            u.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        // Unparseable: show only the scheme, in case the rest holds a secret.
+        Err(_) => format!("{}://…", url.split("://").next().unwrap_or("")),
+    }
 }
 
 impl Default for EsConfig {
@@ -214,7 +250,11 @@ impl EsConfig {
             _ => {}
         }
         if (self.ca_file.is_some() || self.cert_file.is_some())
-            && !self.url.trim_start().to_ascii_lowercase().starts_with("https://")
+            && !self
+                .url
+                .trim_start()
+                .to_ascii_lowercase()
+                .starts_with("https://")
         {
             // Over http:// the files would be silently unused.
             let setting = if self.ca_file.is_some() {

@@ -84,10 +84,11 @@ async fn run(config: RuntimeConfig, es: EsConfig) -> anyhow::Result<()> {
     let stop = shutdown::signal_token();
     let metrics = Metrics::new();
     let sink = EsSink::new(&es, &metrics)?;
+    let url = syncline_es_indexer::config::redact_url(&es.url);
     match sink.probe().await {
-        Ok(info) => tracing::info!(url = %es.url, %info, "connected to Elasticsearch"),
+        Ok(info) => tracing::info!(%url, %info, "connected to Elasticsearch"),
         // Not fatal: writes are retried until Elasticsearch answers.
-        Err(e) => tracing::warn!(url = %es.url, error = %e, "Elasticsearch not reachable yet"),
+        Err(e) => tracing::warn!(%url, error = %e, "Elasticsearch not reachable yet"),
     }
     tracing::info!(
         topic = %config.topic,

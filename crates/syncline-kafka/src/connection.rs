@@ -254,8 +254,9 @@ pub fn parse_env_list(text: &str) -> Result<Vec<(String, String)>, PropertyError
     Ok(out)
 }
 
-/// Connection flags every Syncline binary flattens into its command line.
-#[derive(Debug, Clone, Default, clap::Args)]
+/// Connection flags every Syncline binary flattens into its command line. `Debug` shows
+/// the properties they set with secrets redacted.
+#[derive(Clone, Default, clap::Args)]
 pub struct KafkaArgs {
     /// Extra librdkafka property `key=value` (repeatable, never split on commas; applied
     /// after the config file and SYNCLINE_KAFKA, which takes one property per line).
@@ -325,6 +326,32 @@ pub struct KafkaArgs {
         global = true
     )]
     pub kafka_key_file: Option<String>,
+}
+
+impl fmt::Debug for KafkaArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown: Vec<String> = self
+            .kafka
+            .iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => format!("{k}={}", redact(k.trim(), v)),
+                None => REDACTED.to_owned(),
+            })
+            .collect();
+        f.debug_struct("KafkaArgs")
+            .field("kafka", &shown)
+            .field("kafka_security_protocol", &self.kafka_security_protocol)
+            .field("kafka_sasl_mechanism", &self.kafka_sasl_mechanism)
+            .field("kafka_sasl_username", &self.kafka_sasl_username)
+            .field(
+                "kafka_sasl_password",
+                &self.kafka_sasl_password.as_ref().map(|_| REDACTED),
+            )
+            .field("kafka_ca_file", &self.kafka_ca_file)
+            .field("kafka_cert_file", &self.kafka_cert_file)
+            .field("kafka_key_file", &self.kafka_key_file)
+            .finish()
+    }
 }
 
 impl KafkaArgs {

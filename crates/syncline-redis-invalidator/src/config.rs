@@ -18,7 +18,8 @@ pub const SECTION: &str = "redis";
 pub const DEFAULT_GROUP_ID: &str = "syncline-redis-invalidator";
 
 /// The `[redis]` table as written in the file. Durations are humantime strings (`"1h"`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// `Debug` redacts the password and the URL's userinfo password.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSettings {
     /// `redis://[user[:password]@]host[:port][/db]` or `rediss://...` (TLS).
@@ -54,6 +55,26 @@ pub struct RedisSettings {
     pub key_file: Option<PathBuf>,
 }
 
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &redact(&self.url))
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
+            .field("key_prefix", &self.key_prefix)
+            .field("mode", &self.mode)
+            .field("cache_ttl", &self.cache_ttl)
+            .field("guard_ttl", &self.guard_ttl)
+            .field("publish_channel", &self.publish_channel)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .field("ca_file", &self.ca_file)
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .finish()
+    }
+}
+
 impl Default for RedisSettings {
     fn default() -> Self {
         let ttls = Ttls::default();
@@ -76,7 +97,7 @@ impl Default for RedisSettings {
 }
 
 /// Flags (each with a `SYNCLINE_REDIS_*` env var) overriding the `[redis]` table.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Clone, Default, clap::Args)]
 pub struct RedisArgs {
     /// Redis URL (`redis://` or `rediss://`; also read from REDIS_URL).
     #[arg(long = "redis-url", env = "SYNCLINE_REDIS_URL")]
@@ -113,13 +134,25 @@ pub struct RedisArgs {
     #[arg(long = "redis-response-timeout", env = "SYNCLINE_REDIS_RESPONSE_TIMEOUT", value_parser = humantime::parse_duration)]
     pub response_timeout: Option<Duration>,
     /// PEM CA file that signed the Redis server's certificate (`rediss://` only).
-    #[arg(long = "redis-ca-file", env = "SYNCLINE_REDIS_CA_FILE", value_name = "FILE")]
+    #[arg(
+        long = "redis-ca-file",
+        env = "SYNCLINE_REDIS_CA_FILE",
+        value_name = "FILE"
+    )]
     pub ca_file: Option<PathBuf>,
     /// PEM client certificate, for servers that require one (with --redis-key-file).
-    #[arg(long = "redis-cert-file", env = "SYNCLINE_REDIS_CERT_FILE", value_name = "FILE")]
+    #[arg(
+        long = "redis-cert-file",
+        env = "SYNCLINE_REDIS_CERT_FILE",
+        value_name = "FILE"
+    )]
     pub cert_file: Option<PathBuf>,
     /// PEM private key of the client certificate.
-    #[arg(long = "redis-key-file", env = "SYNCLINE_REDIS_KEY_FILE", value_name = "FILE")]
+    #[arg(
+        long = "redis-key-file",
+        env = "SYNCLINE_REDIS_KEY_FILE",
+        value_name = "FILE"
+    )]
     pub key_file: Option<PathBuf>,
 }
 
@@ -291,10 +324,7 @@ impl RedisSettings {
             };
             return Err(invalid(
                 setting,
-                format!(
-                    "TLS files need a rediss:// URL, got {}",
-                    redact(&self.url)
-                ),
+                format!("TLS files need a rediss:// URL, got {}", redact(&self.url)),
             ));
         }
         Ok(SinkConfig {
@@ -444,7 +474,10 @@ mod tests {
         let dir = tempfile::tempdir().ok();
         let ca = dir.as_ref().map(|d| d.path().join("ca.pem"));
         if let Some(ca) = &ca {
-            let _ = std::fs::write(ca, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+            let _ = std::fs::write(
+                ca,
+                "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+            );
         }
         let plain = RedisSettings {
             url: "redis://127.0.0.1:6379".into(),
@@ -471,10 +504,7 @@ mod tests {
         assert_eq!(s.cache_ttl, Duration::from_secs(600));
         assert_eq!(s.guard_ttl, Duration::from_secs(2 * 86_400));
         assert_eq!(s.ca_file, Some(PathBuf::from("/etc/ssl/redis-ca.pem")));
-        let s = RedisSettings {
-            ca_file: None,
-            ..s
-        };
+        let s = RedisSettings { ca_file: None, ..s };
         assert!(s.validate().is_ok());
     }
 
@@ -487,5 +517,13 @@ mod tests {
         )
         .map_err(|e| e.to_string())?;
         Ok(s)
+    }
+}
+
+/// Shows no values: these flags carry credentials, and the effective configuration (with
+/// secrets redacted) is what `--check-config` prints.
+impl std::fmt::Debug for RedisArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisArgs").finish_non_exhaustive()
     }
 }
