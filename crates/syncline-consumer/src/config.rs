@@ -121,6 +121,10 @@ pub struct RuntimeConfig {
     /// (e.g. `security.protocol`, `sasl.*`, `session.timeout.ms`). Secrets in it are
     /// redacted by `Debug`.
     pub kafka: KafkaProperties,
+    /// librdkafka properties for the dead-letter producer only, applied after `kafka`:
+    /// e.g. a dead-letter topic on another cluster (`bootstrap.servers`), its own
+    /// credentials, or `message.max.bytes`. TOML only (`[consumer.dlq_kafka]`).
+    pub dlq_kafka: KafkaProperties,
     /// Log format of `cli::init_tracing`.
     pub log_format: LogFormat,
 }
@@ -148,6 +152,7 @@ impl Default for RuntimeConfig {
             unready_after_dead_letters: crate::metrics::DEFAULT_DEAD_LETTER_ALARM,
             max_document_bytes: 1024 * 1024,
             kafka: KafkaProperties::default(),
+            dlq_kafka: KafkaProperties::default(),
             log_format: LogFormat::Text,
         }
     }
@@ -219,6 +224,14 @@ impl RuntimeConfig {
         }
         if self.max_document_bytes < 1 {
             return err("max_document_bytes", "must be at least 1");
+        }
+        for key in self.dlq_kafka.keys() {
+            if key == "acks" || key.starts_with("enable.idempotence") {
+                return Err(ConfigError::new(
+                    format!("dlq_kafka.{key}"),
+                    "is managed by the runtime (dead letters are written with acks=all)",
+                ));
+            }
         }
         for key in self.kafka.keys() {
             if PROTECTED_KAFKA_KEYS.contains(&key.as_str()) {

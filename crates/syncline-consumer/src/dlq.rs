@@ -104,6 +104,9 @@ impl DlqWriter {
             }
             cc.set(k, v);
         }
+        for (k, v) in &config.dlq_kafka {
+            cc.set(k, v);
+        }
         Ok(DlqWriter {
             producer: cc.create()?,
             topic: config.dlq_topic(),
@@ -214,7 +217,8 @@ impl DlqWriter {
                 on_stall(&at);
             }
             let delay = self.backoff.delay(attempt, &mut rand::rng());
-            self.log.failed(&cause, todo.len(), attempt, delay, &self.topic);
+            self.log
+                .failed(&cause, todo.len(), attempt, delay, &self.topic);
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = abandon.cancelled() => return Err(DlqError::Abandoned),
