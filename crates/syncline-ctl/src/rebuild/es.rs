@@ -31,7 +31,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -808,15 +808,6 @@ async fn delete_group(conn: &Connection, group: &str) -> anyhow::Result<()> {
         r.map_err(|(g, e)| anyhow::anyhow!("{g}: {e}"))?;
     }
     Ok(())
-}
-
-/// Milliseconds since the epoch now.
-#[allow(dead_code)]
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -4,9 +4,7 @@
 //!   the indexer's own sink, swap the alias atomically, keep replaying past the live
 //!   indexer's position at the swap, then stop. Resumable: every step's state is read back
 //!   from Elasticsearch and the broker.
-//! * [`redis`]: switch a key prefix to a new generation in one write (the cache scripts
-//!   compare it on every read and write), then unlink the old generation's keys at a
-//!   bounded rate, optionally warming the new one by replay.
+//! * [`redis`]: not built yet (the subcommand refuses to run; design in the runbook).
 //!
 //! The runbook is `docs/rebuild.md`.
 
@@ -33,8 +31,8 @@ enum Target {
     /// Rebuild Elasticsearch indexes: replay the topic into the next concrete index behind
     /// each alias, then swap the alias atomically.
     Es(Box<es::EsRebuildArgs>),
-    /// Make every cached entry of a Redis key prefix unreachable at once (new generation),
-    /// unlink the old keys in the background, optionally warm the new generation by replay.
+    /// Not built yet: would make every cached entry of a Redis key prefix unreachable at
+    /// once (new generation) and unlink the old keys in the background.
     Redis(Box<redis::RedisRebuildArgs>),
 }
 

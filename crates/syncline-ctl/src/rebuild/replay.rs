@@ -99,8 +99,8 @@ impl Replay {
     }
 
     /// Poll the group's committed offsets until every partition reaches `targets`,
-    /// reporting progress. `base` is where the group stood when the replay started (for
-    /// the rate and the remaining count).
+    /// reporting progress; returns how long that took. Fails if the runtime stops by
+    /// itself meanwhile.
     pub async fn wait_for(
         &mut self,
         conn: &Connection,
