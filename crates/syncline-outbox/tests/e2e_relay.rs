@@ -89,7 +89,7 @@ async fn sigkill_ten_times_and_a_killed_connection_lose_nothing() {
                     tx.commit().await.unwrap();
                     committed.insert(i.to_string());
                 }
-                if i % 20 == 0 {
+                if i.is_multiple_of(20) {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             }

@@ -141,7 +141,7 @@ async fn committed_rows_published_rolled_back_never_in_order_and_cleaned_up() {
                 for (k, entity) in entities.iter().enumerate().take(rows) {
                     let attrs = serde_json::json!({ "txn": txn, "row": k.to_string() });
                     let doc = serde_json::json!({ "name": entity, "txn": txn });
-                    if k % 2 == 0 {
+                    if k.is_multiple_of(2) {
                         tx.execute(
                             "SELECT syncline_emit('item', $1, 'UPSERT',
                                  syncline_next_version('item', $1), $2::text::jsonb, '{}', $3::text::jsonb, 'test')",
@@ -150,10 +150,18 @@ async fn committed_rows_published_rolled_back_never_in_order_and_cleaned_up() {
                         .await
                         .unwrap();
                     } else {
+                        // The version first, then the row: the row's id must be drawn
+                        // after the entity's lock (docs/outbox.md), not in the same
+                        // VALUES list, where PostgreSQL may draw the id first.
+                        let version: i64 = tx
+                            .query_one("SELECT syncline_next_version('item', $1)", &[entity])
+                            .await
+                            .unwrap()
+                            .get(0);
                         tx.execute(
                             "INSERT INTO syncline_outbox (entity_type, entity_id, op, version, document, attributes)
-                             VALUES ('item', $1, 'UPSERT', syncline_next_version('item', $1), $2, $3::text::jsonb)",
-                            &[entity, &doc.to_string(), &attrs.to_string()],
+                             VALUES ('item', $1, 'UPSERT', $2, $3, $4::text::jsonb)",
+                            &[entity, &version, &doc.to_string(), &attrs.to_string()],
                         )
                         .await
                         .unwrap();
@@ -214,7 +222,11 @@ async fn committed_rows_published_rolled_back_never_in_order_and_cleaned_up() {
         *seen.entry((txn, e.attributes["row"].clone())).or_default() += 1;
         assert_eq!(
             e.source,
-            if e.attributes["row"].parse::<usize>().unwrap() % 2 == 0 {
+            if e.attributes["row"]
+                .parse::<usize>()
+                .unwrap()
+                .is_multiple_of(2)
+            {
                 "test"
             } else {
                 "postgres-outbox"

@@ -30,6 +30,8 @@
 mod config;
 mod error;
 pub mod jsonl;
+#[cfg(feature = "outbox")]
+pub mod outbox;
 mod producer;
 pub mod trace;
 
