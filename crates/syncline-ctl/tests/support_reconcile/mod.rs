@@ -151,6 +151,57 @@ impl Pipeline {
             .expect("run syncline-ctl")
     }
 
+    /// [`Pipeline::reconcile`] without blocking a runtime thread (for tests whose own
+    /// tasks must keep running meanwhile).
+    pub async fn reconcile_async(
+        &self,
+        db_url: &str,
+        query: &str,
+        extra: &[&str],
+    ) -> (Option<i32>, Value, String) {
+        let args = self.reconcile_args(db_url, query, extra);
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_syncline-ctl"))
+            .arg("--brokers")
+            .arg(&self.brokers)
+            .args(&args)
+            .output()
+            .await
+            .expect("run syncline-ctl");
+        parse(out)
+    }
+
+    fn reconcile_args(&self, db_url: &str, query: &str, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "reconcile",
+            "--truth",
+            "postgres",
+            "--entity-type",
+            ENTITY,
+            "--postgres-url",
+            db_url,
+            "--query",
+            query,
+            "--topic",
+            &self.topic,
+            "--es-url",
+            &self.es_url,
+            "--es-index-prefix",
+            &self.es_prefix,
+            "--redis-url",
+            &self.redis_url,
+            "--redis-key-prefix",
+            &self.redis_prefix,
+            "--json",
+            "--samples",
+            "1000",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        args
+    }
+
     /// `reconcile --truth postgres` against both stores, as JSON, with `extra` flags.
     pub fn reconcile(
         &self,
@@ -231,6 +282,17 @@ impl Pipeline {
     pub async fn redis(&self) -> ConnectionManager {
         connect(&self.redis_url).await
     }
+}
+
+fn parse(out: Output) -> (Option<i32>, Value, String) {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let v: Value = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    (
+        out.status.code(),
+        v,
+        format!("stdout:\n{stdout}\nstderr:\n{stderr}"),
+    )
 }
 
 pub async fn connect(url: &str) -> ConnectionManager {
