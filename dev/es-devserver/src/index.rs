@@ -108,24 +108,19 @@ impl Versioning {
     /// (`action_request_validation_exception`).
     pub fn validation_errors(&self, create: bool, has_id: bool) -> Vec<String> {
         let mut errs = Vec::new();
+        // Elasticsearch reports only the first problem of a create operation.
         if create {
-            if self.version_type != VersionType::Internal {
-                errs.push(
-                    "create operations only support internal versioning. use index instead"
-                        .to_string(),
-                );
-            }
-            if self.version.is_some() {
-                errs.push(
-                    "create operations do not support explicit versions. use index instead"
-                        .to_string(),
-                );
-            }
-            if self.if_seq_no.is_some() {
-                errs.push(
-                    "create operations do not support compare and set. use index instead"
-                        .to_string(),
-                );
+            let first = if self.version_type != VersionType::Internal {
+                Some("create operations only support internal versioning. use index instead")
+            } else if self.version.is_some() {
+                Some("create operations do not support explicit versions. use index instead")
+            } else if self.if_seq_no.is_some() {
+                Some("create operations do not support compare and set. use index instead")
+            } else {
+                None
+            };
+            if let Some(m) = first {
+                return vec![m.to_string()];
             }
         }
         if !has_id && (self.version_type != VersionType::Internal || self.version.is_some()) {
