@@ -58,7 +58,7 @@ async fn reconcile_under_live_traffic_reports_no_drift() {
                 // A spread of ids (a small LCG), some new ones, and every 7th change a delete.
                 let k = (i.wrapping_mul(2_654_435_761) % 2300) + 1;
                 let id = format!("p-{k}");
-                let event = if i % 7 == 0 {
+                let event = if i.is_multiple_of(7) {
                     let row = client
                         .query_opt(
                             "WITH d AS (DELETE FROM product WHERE id = $1 RETURNING id)
