@@ -47,8 +47,11 @@ fn ok(args: &[&str]) -> String {
 
 /// A version-guarded in-memory store: what a sink would hold. (Our own trait, no wire
 /// protocol.)
+/// Entity key -> (version, document; `None` after a delete).
+type Store = HashMap<String, (i64, Option<String>)>;
+
 #[derive(Clone, Default)]
-struct MemorySink(Arc<Mutex<HashMap<String, (i64, Option<String>)>>>);
+struct MemorySink(Arc<Mutex<Store>>);
 
 impl Sink for MemorySink {
     fn name(&self) -> &'static str {
@@ -82,7 +85,7 @@ impl Sink for MemorySink {
 }
 
 impl MemorySink {
-    fn snapshot(&self) -> HashMap<String, (i64, Option<String>)> {
+    fn snapshot(&self) -> Store {
         self.0.lock().map(|s| s.clone()).unwrap_or_default()
     }
 }
