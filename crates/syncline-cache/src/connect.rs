@@ -396,6 +396,9 @@ mod tests {
             ..Default::default()
         };
         let text = format!("{opts:?}");
-        assert!(!text.contains("hunter2") && !text.contains("s3cret"), "{text}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("s3cret"),
+            "{text}"
+        );
     }
 }

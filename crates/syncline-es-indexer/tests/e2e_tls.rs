@@ -46,7 +46,10 @@ fn read(log: &Path) -> String {
 }
 
 fn assert_no_secret(text: &str) {
-    assert!(!text.contains(SECRET), "the API key secret appears in the output:\n{text}");
+    assert!(
+        !text.contains(SECRET),
+        "the API key secret appears in the output:\n{text}"
+    );
 }
 
 fn events(n: usize) -> Vec<ChangeEvent> {
@@ -104,13 +107,22 @@ async fn indexer_writes_over_mutual_tls_and_fails_clearly_without_it() {
         ),
         (
             "wrong-ca",
-            vec!["--es-ca-file", &other_ca, "--es-cert-file", &cert, "--es-key-file", &key],
+            vec![
+                "--es-ca-file",
+                &other_ca,
+                "--es-cert-file",
+                &cert,
+                "--es-key-file",
+                &key,
+            ],
             &["UnknownIssuer"],
         ),
     ];
     for (name, flags, needles) in bad {
         let setup = common::Setup::new(&es, &format!("es-tls-{name}"));
-        create_topic(&setup.brokers, &setup.topic, 1).await.expect("topic");
+        create_topic(&setup.brokers, &setup.topic, 1)
+            .await
+            .expect("topic");
         publish_events(&setup.brokers, &setup.topic, &events(3))
             .await
             .expect("publish");
@@ -126,9 +138,10 @@ async fn indexer_writes_over_mutual_tls_and_fails_clearly_without_it() {
             server.dump_index(&setup.alias("product")).is_none(),
             "{name}: something was written"
         );
-        let committed = syncline_testkit::committed_offsets(&setup.brokers, &setup.group, &setup.topic)
-            .await
-            .expect("committed offsets");
+        let committed =
+            syncline_testkit::committed_offsets(&setup.brokers, &setup.group, &setup.topic)
+                .await
+                .expect("committed offsets");
         assert!(
             committed.iter().all(|c| c.unwrap_or(0) == 0),
             "{name}: offsets committed without writing: {committed:?}"
@@ -143,8 +156,14 @@ async fn indexer_writes_over_mutual_tls_and_fails_clearly_without_it() {
     let setup = common::Setup::new(&es, "es-tls-files");
     let file_cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--es-cert-file", &cert], "key_file"),
-        (vec!["--es-cert-file", &cert, "--es-key-file", &junk], "key_file"),
-        (vec!["--es-cert-file", &junk, "--es-key-file", &key], "cert_file"),
+        (
+            vec!["--es-cert-file", &cert, "--es-key-file", &junk],
+            "key_file",
+        ),
+        (
+            vec!["--es-cert-file", &junk, "--es-key-file", &key],
+            "cert_file",
+        ),
         (vec!["--es-ca-file", &junk], "ca_file"),
         (vec!["--es-ca-file", "/nonexistent/ca.pem"], "ca_file"),
     ];
@@ -175,7 +194,9 @@ async fn indexer_writes_over_mutual_tls_and_fails_clearly_without_it() {
 
     // With the CA and a client certificate: every event indexed, offsets committed.
     let setup = common::Setup::new(&es, "es-tls-ok");
-    create_topic(&setup.brokers, &setup.topic, 1).await.expect("topic");
+    create_topic(&setup.brokers, &setup.topic, 1)
+        .await
+        .expect("topic");
     let sent = events(25);
     publish_events(&setup.brokers, &setup.topic, &sent)
         .await
@@ -183,16 +204,32 @@ async fn indexer_writes_over_mutual_tls_and_fails_clearly_without_it() {
     let log = dir.path().join("ok.log");
     let mut child = spawn(
         &setup,
-        &["--es-ca-file", &ca, "--es-cert-file", &cert, "--es-key-file", &key],
+        &[
+            "--es-ca-file",
+            &ca,
+            "--es-cert-file",
+            &cert,
+            "--es-key-file",
+            &key,
+        ],
         &log,
     );
     setup.wait_drained(Duration::from_secs(90)).await;
     let _ = child.terminate();
     let text = read(&log);
-    let docs = server.dump_index(&setup.alias("product")).unwrap_or_default();
-    assert_eq!(docs.len(), sent.len(), "documents indexed over mTLS; log:\n{text}");
+    let docs = server
+        .dump_index(&setup.alias("product"))
+        .unwrap_or_default();
+    assert_eq!(
+        docs.len(),
+        sent.len(),
+        "documents indexed over mTLS; log:\n{text}"
+    );
     for e in &sent {
-        let doc = docs.iter().find(|(id, _)| *id == e.entity_id).map(|(_, d)| d.clone());
+        let doc = docs
+            .iter()
+            .find(|(id, _)| *id == e.entity_id)
+            .map(|(_, d)| d.clone());
         let want: serde_json::Value =
             serde_json::from_str(e.document.as_deref().unwrap_or("null")).unwrap_or_default();
         assert_eq!(doc, Some(want), "document {}", e.entity_id);

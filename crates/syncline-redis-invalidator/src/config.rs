@@ -360,6 +360,14 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// Shows no values: these flags carry credentials, and the effective configuration (with
+/// secrets redacted) is what `--check-config` prints.
+impl std::fmt::Debug for RedisArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisArgs").finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -517,13 +525,5 @@ mod tests {
         )
         .map_err(|e| e.to_string())?;
         Ok(s)
-    }
-}
-
-/// Shows no values: these flags carry credentials, and the effective configuration (with
-/// secrets redacted) is what `--check-config` prints.
-impl std::fmt::Debug for RedisArgs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisArgs").finish_non_exhaustive()
     }
 }

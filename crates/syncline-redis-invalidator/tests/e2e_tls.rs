@@ -174,17 +174,21 @@ async fn invalidator_and_cache_work_over_mutual_tls() {
 
     // Every entity's guard reaches version 2 and its cached value is gone: the binary
     // applied every event over the TLS connection, observed through another one.
-    let applied = syncline_testkit::wait_until(
-        common::DEADLINE,
-        Duration::from_millis(200),
-        || async {
-            let exited = child.lock().ok().and_then(|mut c| c.try_wait().ok().flatten());
+    let applied =
+        syncline_testkit::wait_until(common::DEADLINE, Duration::from_millis(200), || async {
+            let exited = child
+                .lock()
+                .ok()
+                .and_then(|mut c| c.try_wait().ok().flatten());
             if let Some(status) = exited {
                 return Ok(Err(format!("invalidator exited: {status}")));
             }
             let mut missing = Vec::new();
             for id in &ids {
-                let guard = cache.guard("product", id).await.map_err(|e| e.to_string())?;
+                let guard = cache
+                    .guard("product", id)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let value = cache.get("product", id).await.map_err(|e| e.to_string())?;
                 if guard != Some(2) || value.is_some() {
                     missing.push(id.clone());
@@ -195,17 +199,13 @@ async fn invalidator_and_cache_work_over_mutual_tls() {
             } else {
                 Err(format!("not yet applied: {missing:?}"))
             }
-        },
-    )
-    .await;
+        })
+        .await;
     if let Ok(mut c) = child.into_inner() {
         let _ = c.terminate();
     }
     let output = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(
-        matches!(applied, Ok(Ok(()))),
-        "{applied:?}\nlog:\n{output}"
-    );
+    assert!(matches!(applied, Ok(Ok(()))), "{applied:?}\nlog:\n{output}");
     // An older load after the invalidation is refused over TLS too.
     let stale = Entry {
         version: 1,
@@ -238,7 +238,10 @@ async fn missing_client_certificate_and_wrong_ca_fail_clearly() {
     .await
     .expect("connect_with returns within a minute")
     .err();
-    let text = format!("{no_cert:?} / {}", no_cert.as_ref().map(|e| e.to_string()).unwrap_or_default());
+    let text = format!(
+        "{no_cert:?} / {}",
+        no_cert.as_ref().map(|e| e.to_string()).unwrap_or_default()
+    );
     assert!(
         matches!(&no_cert, Some(CacheError::Tls(m)) if m.contains("client certificate")),
         "{text}"
@@ -294,7 +297,10 @@ async fn missing_client_certificate_and_wrong_ca_fail_clearly() {
         let code = exit_code(&mut child, Duration::from_secs(30));
         let output = std::fs::read_to_string(&log).unwrap_or_default();
         assert_eq!(code, Some(1), "{name}: exit code; output:\n{output}");
-        assert!(output.contains(expect), "{name}: output lacks {expect:?}:\n{output}");
+        assert!(
+            output.contains(expect),
+            "{name}: output lacks {expect:?}:\n{output}"
+        );
         assert_no_secret(&output);
     }
 
@@ -303,10 +309,22 @@ async fn missing_client_certificate_and_wrong_ca_fail_clearly() {
     std::fs::write(&junk, "this is not PEM\n").expect("write");
     let junk = junk.to_string_lossy().into_owned();
     let cases: Vec<(&str, Vec<&str>, &str)> = vec![
-        ("missing-ca", vec!["--redis-ca-file", "/nonexistent/ca.pem"], "redis.ca_file"),
+        (
+            "missing-ca",
+            vec!["--redis-ca-file", "/nonexistent/ca.pem"],
+            "redis.ca_file",
+        ),
         ("junk-ca", vec!["--redis-ca-file", &junk], "redis.ca_file"),
-        ("junk-key", vec!["--redis-cert-file", &cert, "--redis-key-file", &junk], "redis.key_file"),
-        ("cert-without-key", vec!["--redis-cert-file", &cert], "redis.key_file"),
+        (
+            "junk-key",
+            vec!["--redis-cert-file", &cert, "--redis-key-file", &junk],
+            "redis.key_file",
+        ),
+        (
+            "cert-without-key",
+            vec!["--redis-cert-file", &cert],
+            "redis.key_file",
+        ),
     ];
     for (name, mut flags, expect) in cases {
         flags.push("--check-config");
@@ -315,7 +333,10 @@ async fn missing_client_certificate_and_wrong_ca_fail_clearly() {
         let code = exit_code(&mut child, Duration::from_secs(30));
         let output = std::fs::read_to_string(&log).unwrap_or_default();
         assert_eq!(code, Some(2), "{name}: exit code; output:\n{output}");
-        assert!(output.contains(expect), "{name}: output lacks {expect:?}:\n{output}");
+        assert!(
+            output.contains(expect),
+            "{name}: output lacks {expect:?}:\n{output}"
+        );
         assert_no_secret(&output);
     }
 
@@ -326,7 +347,15 @@ async fn missing_client_certificate_and_wrong_ca_fail_clearly() {
         &topic,
         &unique_name("ok"),
         &prefix,
-        &["--redis-ca-file", &ca, "--redis-cert-file", &cert, "--redis-key-file", &key, "--check-config"],
+        &[
+            "--redis-ca-file",
+            &ca,
+            "--redis-cert-file",
+            &cert,
+            "--redis-key-file",
+            &key,
+            "--check-config",
+        ],
         &log,
     );
     let code = exit_code(&mut child, Duration::from_secs(30));

@@ -143,10 +143,15 @@ impl RedisServer {
             }
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(status)) = c.try_wait() {
-                    panic!("redis-server with TLS exited ({status}); built without TLS? log:\n{text}");
+                    panic!(
+                        "redis-server with TLS exited ({status}); built without TLS? log:\n{text}"
+                    );
                 }
             }
-            assert!(Instant::now() < deadline, "redis-server (TLS) did not start:\n{text}");
+            assert!(
+                Instant::now() < deadline,
+                "redis-server (TLS) did not start:\n{text}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

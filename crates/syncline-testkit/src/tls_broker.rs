@@ -171,7 +171,10 @@ impl TlsBroker {
 
 impl Drop for TlsBroker {
     fn drop(&mut self) {
-        for c in [self.stunnel.take(), self.tansu.take()].into_iter().flatten() {
+        for c in [self.stunnel.take(), self.tansu.take()]
+            .into_iter()
+            .flatten()
+        {
             let mut c = c;
             let _ = c.kill();
             let _ = c.wait();
