@@ -254,12 +254,9 @@ fn tricky_schemas_have_the_same_canonical_form_in_both_implementations() {
 }
 
 /// A record declared with `"type": "error"` is a record: Java's `SchemaNormalization` and
-/// fastavro write `"type":"record"` in its canonical form. Syncline's `canonical.rs` keeps
-/// `"error"`, so its fingerprint of such a schema differs from every other library's. No
-/// Syncline schema declares an error type, so no record on the wire is affected; the test
-/// stays ignored until `canonical.rs` (not this package's code) is fixed.
+/// fastavro write `"type":"record"` in its canonical form, and so does `canonical.rs`
+/// (it wrote `"error"` until this test found it).
 #[test]
-#[ignore = "known divergence in syncline_event::canonical: \"error\" is not written as \"record\""]
 fn an_error_type_is_canonicalised_as_a_record() {
     let schema = json!({"type": "error", "name": "Oops", "namespace": "n",
                         "fields": [{"name": "m", "type": "string"}]})

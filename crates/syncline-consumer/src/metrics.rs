@@ -374,7 +374,9 @@ impl Metrics {
             .lock()
             .entry(class.to_owned())
             .or_insert(0) += 1;
-        self.inner.dead_letter_streak.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .dead_letter_streak
+            .fetch_add(1, Ordering::Relaxed);
         if let Some(streak) = self.dead_letter_alarm_firing() {
             let mut logged = self.inner.dead_letter_alarm_logged.lock();
             if logged.is_none_or(|t| t.elapsed() >= DEAD_LETTER_ALARM_LOG_EVERY) {

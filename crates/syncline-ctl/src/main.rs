@@ -1,14 +1,25 @@
 //! `syncline-ctl`: operator commands for a running Syncline pipeline.
 //!
-//! `lag` reads a consumer group's committed offsets and the topic's high watermarks
-//! straight from the broker (what the group has durably finished, not what an instance
-//! says about itself), so it is the ground truth for "has this sink caught up".
+//! Every command reads what it needs straight from the broker and the stores (committed
+//! offsets are what a group has durably finished, not what an instance says about
+//! itself). Each command lives in its own module with its own `clap` arguments; this file
+//! only wires them up and owns the connection flags and exit codes shared by all.
+//!
+//! Exit codes: 0 success, 1 the command ran and found a problem it reports (e.g. lag left
+//! after `--wait`), 2 invalid arguments or configuration, or an error.
 
+mod dlq;
 mod lag;
+mod offsets;
+mod rebuild;
+mod reconcile;
+mod snapshot;
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use syncline_kafka::{Connection, KafkaArgs};
 
 #[derive(Parser)]
 #[command(name = "syncline-ctl", version, about)]
@@ -21,6 +32,8 @@ struct Cli {
         global = true
     )]
     brokers: String,
+    #[command(flatten)]
+    kafka: KafkaArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -28,35 +41,64 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Print each partition's end offset, committed offset and lag for consumer groups.
-    Lag {
-        /// Topic to inspect.
-        #[arg(long)]
-        topic: String,
-        /// Consumer groups (repeat or comma-separate).
-        #[arg(long, value_delimiter = ',', required = true)]
-        group: Vec<String>,
-        /// Keep polling until every group's lag is zero, then exit 0.
-        #[arg(long)]
-        wait: bool,
-        /// With --wait: give up (exit 1) after this long, e.g. `120s`.
-        #[arg(long, default_value = "120s", value_parser = humantime_duration)]
-        timeout: Duration,
-    },
+    Lag(lag::LagArgs),
+    /// Publish an UPSERT for every row of a PostgreSQL query (initial load, backfill).
+    Snapshot(snapshot::SnapshotArgs),
+    /// Compare Elasticsearch and Redis with the system of record; --repair publishes fixes.
+    Reconcile(reconcile::ReconcileArgs),
+    /// Rebuild a derived store (Elasticsearch index, Redis cache prefix) from the topic.
+    Rebuild(rebuild::RebuildArgs),
+    /// Show a group's committed offsets, or reset them (dry run unless --execute).
+    Offsets(offsets::OffsetsArgs),
+    /// Inspect dead letters (list, show, summary) and redrive them to their source topic.
+    Dlq(dlq::DlqArgs),
 }
 
-fn humantime_duration(s: &str) -> Result<Duration, String> {
+/// What a command's `run` returns: `Ok(code)` for a completed command (0 or 1).
+type Outcome = anyhow::Result<ExitCode>;
+
+/// Parse a humantime duration for a flag (`30s`, `5m`).
+pub(crate) fn humantime_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+/// The cluster connection from the global flags: servers plus TLS/SASL properties,
+/// refused at once when this build lacks a capability they ask for.
+fn connection(cli: &Cli) -> anyhow::Result<Connection> {
+    let props = cli.kafka.properties()?;
+    syncline_kafka::capabilities::check(&props)?;
+    Ok(Connection::new(cli.brokers.clone()).with_properties(&props))
+}
+
+async fn run(cli: Cli) -> Outcome {
+    let conn = connection(&cli)?;
     match cli.command {
-        Command::Lag {
-            topic,
-            group,
-            wait,
-            timeout,
-        } => lag::run(&cli.brokers, &topic, &group, wait, timeout).await,
+        Command::Lag(args) => lag::run(&conn, args).await,
+        Command::Snapshot(args) => snapshot::run(&conn, args).await,
+        Command::Reconcile(args) => reconcile::run(&conn, args).await,
+        Command::Rebuild(args) => rebuild::run(&conn, args).await,
+        Command::Offsets(args) => offsets::run(&conn, args).await,
+        Command::Dlq(args) => dlq::run(&conn, args).await,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
     }
 }

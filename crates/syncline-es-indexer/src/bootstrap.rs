@@ -75,7 +75,10 @@ pub struct Bootstrapper {
 /// on one index without `is_write_index: false`, or one index marked `is_write_index`).
 enum AliasState {
     Absent,
-    Present { filtered: bool, write_indexes: usize },
+    Present {
+        filtered: bool,
+        write_indexes: usize,
+    },
 }
 
 impl Bootstrapper {
@@ -238,7 +241,9 @@ impl Bootstrapper {
             .count();
         let write_indexes = match entries.as_slice() {
             // One index is the write index unless explicitly disabled.
-            [only] => usize::from(only.get("is_write_index").and_then(Value::as_bool) != Some(false)),
+            [only] => {
+                usize::from(only.get("is_write_index").and_then(Value::as_bool) != Some(false))
+            }
             _ => marked,
         };
         Ok(AliasState::Present {

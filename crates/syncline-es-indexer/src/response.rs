@@ -184,8 +184,7 @@ const TRANSIENT_400S: [&str; 2] = ["index_closed_exception", "cluster_block_exce
 /// alias change would otherwise send every event to the dead-letter topic. They are
 /// retried with the alias resolution dropped, so the next attempt checks the alias again.
 fn is_target_error(error: &ErrorBody) -> bool {
-    if error.kind == "invalid_index_name_exception" || error.kind == "index_not_found_exception"
-    {
+    if error.kind == "invalid_index_name_exception" || error.kind == "index_not_found_exception" {
         return true;
     }
     if error.kind != "illegal_argument_exception" {
@@ -341,7 +340,14 @@ mod tests {
         // A document's own illegal argument is still dead-lettered.
         let v = classify_item(
             Action::Index,
-            &item(400, None, Some(("illegal_argument_exception", "mapper [price] cannot be changed from type [long] to [text]"))),
+            &item(
+                400,
+                None,
+                Some((
+                    "illegal_argument_exception",
+                    "mapper [price] cannot be changed from type [long] to [text]",
+                )),
+            ),
         );
         assert!(matches!(v.outcome, Outcome::DeadLetter { .. }), "{v:?}");
     }

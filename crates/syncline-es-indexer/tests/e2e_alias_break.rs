@@ -10,8 +10,7 @@ use std::time::Duration;
 use common::{check_oracle, Es, Setup};
 use serde_json::json;
 use syncline_testkit::{
-    create_topic_with_dlq, metric_sum, publish_events, read_all, wait_until, Workload,
-    WorkloadSpec,
+    create_topic_with_dlq, metric_sum, publish_events, read_all, wait_until, Workload, WorkloadSpec,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,7 +49,9 @@ async fn an_alias_without_write_index_is_retried_not_dead_lettered() {
     let original = es.alias_indexes(&alias).await;
     assert_eq!(original.len(), 1, "{original:?}");
     // Keep the tombstone filter: an `add` replaces the alias's definition on that index.
-    let (s, defn) = es.get_json(&format!("/{}/_alias/{alias}", original[0])).await;
+    let (s, defn) = es
+        .get_json(&format!("/{}/_alias/{alias}", original[0]))
+        .await;
     assert_eq!(s, 200, "{defn}");
     let filter = defn[&original[0]]["aliases"][&alias]["filter"].clone();
     assert!(filter.is_object(), "the alias filters tombstones: {defn}");
@@ -95,7 +96,11 @@ async fn an_alias_without_write_index_is_retried_not_dead_lettered() {
     let dead = read_all(&setup.brokers, &dlq, 1, Duration::from_secs(2))
         .await
         .expect("read dlq");
-    assert!(dead.is_empty(), "{} records dead-lettered while broken", dead.len());
+    assert!(
+        dead.is_empty(),
+        "{} records dead-lettered while broken",
+        dead.len()
+    );
 
     // Repair: the original is the write index again; the stray index leaves the alias.
     let (s, b) = es

@@ -121,10 +121,7 @@ pub async fn create_topic(
 }
 
 /// How many partitions `topic` has (0 when unknown).
-pub async fn partition_count(
-    conn: impl Into<Connection>,
-    topic: &str,
-) -> Result<i32, AdminError> {
+pub async fn partition_count(conn: impl Into<Connection>, topic: &str) -> Result<i32, AdminError> {
     let (conn, topic): (Connection, String) = (conn.into(), topic.to_owned());
     blocking(move || {
         let brokers = &conn.brokers;
