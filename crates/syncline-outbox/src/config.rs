@@ -236,7 +236,7 @@ pub fn load(args: &OutboxArgs) -> Result<OutboxConfig, ConfigError> {
         .properties()
         .map_err(|e| ConfigError::new(&e.setting, e.reason))?;
     kafka.extend(from_args);
-    producer.extra = kafka;
+    producer.extra = kafka.into();
     producer
         .validate()
         .map_err(|e| ConfigError::new(&e.setting, e.reason))?;

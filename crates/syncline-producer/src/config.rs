@@ -1,7 +1,6 @@
 //! [`ProducerConfig`]: what a [`crate::Producer`] needs, with tuned defaults and a
 //! `validate()` that names the setting at fault.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -150,7 +149,7 @@ pub struct ProducerConfig {
     /// Further librdkafka properties, e.g. `security.protocol`, `sasl.mechanism`,
     /// `sasl.username`, `ssl.ca.location`. Properties this crate owns (see
     /// [`ProducerConfig::validate`]) are refused here.
-    pub extra: BTreeMap<String, String>,
+    pub extra: syncline_kafka::KafkaProperties,
 }
 
 impl Default for ProducerConfig {
@@ -166,7 +165,7 @@ impl Default for ProducerConfig {
             max_queued_messages: 100_000,
             max_queued_bytes: 32 * 1024 * 1024,
             client_id: "syncline-producer".into(),
-            extra: BTreeMap::new(),
+            extra: syncline_kafka::KafkaProperties::default(),
         }
     }
 }

@@ -342,7 +342,7 @@ async fn unreachable_broker_is_reported_quickly_and_publish_times_out() {
 #[test]
 fn bad_configuration_names_the_setting() {
     let err = Producer::new(ProducerConfig {
-        extra: BTreeMap::from([("no.such.property".to_string(), "1".to_string())]),
+        extra: BTreeMap::from([("no.such.property".to_string(), "1".to_string())]).into(),
         ..ProducerConfig::default()
     })
     .unwrap_err();

@@ -103,7 +103,7 @@ pub struct ReconcileArgs {
     #[arg(long, value_parser = crate::humantime_duration)]
     pub every: Option<Duration>,
     /// Address for `/metrics` and `/healthz` in continuous mode.
-    #[arg(long, default_value = "127.0.0.1:9187")]
+    #[arg(long, default_value = "127.0.0.1:9466")]
     pub metrics_addr: std::net::SocketAddr,
     /// Consumer groups whose lag is exported beside the drift in continuous mode.
     #[arg(long = "lag-group")]

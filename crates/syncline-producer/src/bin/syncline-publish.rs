@@ -2,7 +2,7 @@
 //!
 //! See the crate README for the input format, the flags and the exit codes.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal, Read};
 use std::process::ExitCode;
@@ -96,9 +96,10 @@ struct Cli {
     #[arg(long, default_value_t = 10_000)]
     max_in_flight: usize,
 
-    /// Extra librdkafka property, e.g. `-X security.protocol=SASL_SSL` (repeatable).
-    #[arg(short = 'X', long = "property", value_name = "KEY=VALUE", value_parser = parse_property)]
-    properties: Vec<(String, String)>,
+    /// Kafka connection: `-X/--kafka key=value` (repeatable; `--property` still works),
+    /// `SYNCLINE_KAFKA` (one property per line) and the first-class TLS/SASL flags.
+    #[command(flatten)]
+    kafka: syncline_kafka::KafkaArgs,
 
     /// Progress display on standard error: `auto` (a bar on a terminal, periodic lines
     /// otherwise), `bar`, `lines` or `none`.
@@ -112,13 +113,6 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err("must be greater than zero".into());
     }
     Ok(d)
-}
-
-fn parse_property(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
-        _ => Err(format!("{s:?} is not KEY=VALUE")),
-    }
 }
 
 fn eprint_error(msg: impl std::fmt::Display) {
@@ -154,6 +148,17 @@ enum InputItem {
 }
 
 async fn run(cli: Cli) -> u8 {
+    let extra = match cli.kafka.properties() {
+        Ok(p) => p,
+        Err(e) => {
+            eprint_error(e);
+            return EXIT_CONFIG;
+        }
+    };
+    if let Err(e) = syncline_kafka::capabilities::check(&extra) {
+        eprint_error(e);
+        return EXIT_CONFIG;
+    }
     let config = ProducerConfig {
         brokers: cli.brokers.clone(),
         topic: cli.topic.clone(),
@@ -161,7 +166,7 @@ async fn run(cli: Cli) -> u8 {
         delivery_timeout: cli.timeout,
         max_document_bytes: cli.max_document_bytes,
         client_id: "syncline-publish".into(),
-        extra: cli.properties.iter().cloned().collect::<BTreeMap<_, _>>(),
+        extra: extra.into(),
         ..ProducerConfig::default()
     };
     let producer = match Producer::new(config) {
