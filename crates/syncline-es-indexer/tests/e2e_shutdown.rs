@@ -87,12 +87,20 @@ async fn a_second_sigterm_ends_a_stuck_shutdown_with_143() {
         })
     });
     let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(0));
-    log_contains(&log, "transient sink failure; retrying", Duration::from_secs(60)).await;
+    log_contains(
+        &log,
+        "transient sink failure; retrying",
+        Duration::from_secs(60),
+    )
+    .await;
 
     let _ = kill(pid, Signal::SIGTERM);
     log_contains(&log, "draining in-flight batches", Duration::from_secs(30)).await;
     let text = log.lock().map(|l| l.clone()).unwrap_or_default();
-    assert!(text.contains("120s"), "the shutdown timeout is logged:\n{text}");
+    assert!(
+        text.contains("120s"),
+        "the shutdown timeout is logged:\n{text}"
+    );
 
     let second = Instant::now();
     let _ = kill(pid, Signal::SIGTERM);
