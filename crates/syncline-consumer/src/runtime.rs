@@ -643,22 +643,33 @@ fn complete(work: &Work<impl Sink>, batch: &Batch, records: &mut Vec<usize>) {
     }
 }
 
+/// Batch `id` waits on a retry (of the sink or of the dead-letter topic) for these
+/// records: pause their partitions and count the batch as retrying, which fails
+/// readiness after `unready_after_retrying`.
+fn hold_partitions<S: Sink>(work: &Work<S>, id: u64, held: impl Iterator<Item = RecordRef>) {
+    let mut partitions: Vec<(i32, u64)> = held.map(|at| (at.partition, at.epoch)).collect();
+    partitions.sort_unstable();
+    partitions.dedup();
+    let _ = work.ctrl.send(Control::Retrying {
+        batch: id,
+        partitions,
+    });
+    work.metrics.retrying_started(id);
+}
+
 /// Dead-letter records of `batch` (index, class, reason) together. The first time the
-/// dead-letter topic fails, the records' partitions are paused and the batch counts as
-/// retrying (readiness fails after `unready_after_retrying`), exactly as for a failing
-/// sink: nothing more is fetched for them until the dead letters are written.
-async fn dead_letter_all<S: Sink>(
+/// dead-letter topic fails, the records' partitions are held exactly as for a failing
+/// sink ([`hold_partitions`]): nothing more is fetched for them until the dead letters
+/// are written.
+async fn dead_letter_all<'a, S: Sink>(
     work: &Work<S>,
-    batch: &Batch,
+    batch: &'a Batch,
     id: u64,
-    items: &[(usize, &str, &str)],
+    items: impl IntoIterator<Item = (usize, &'a str, &'a str)>,
 ) -> Result<(), DlqError> {
-    if items.is_empty() {
-        return Ok(());
-    }
     let letters: Vec<DeadLetter<'_>> = items
-        .iter()
-        .filter_map(|&(i, class, reason)| {
+        .into_iter()
+        .filter_map(|(i, class, reason)| {
             batch.at(i).map(|at| DeadLetter {
                 at,
                 key: batch.key(i),
@@ -668,17 +679,10 @@ async fn dead_letter_all<S: Sink>(
             })
         })
         .collect();
-    let mut on_stall = |stalled: &[RecordRef]| {
-        let mut partitions: Vec<(i32, u64)> =
-            stalled.iter().map(|at| (at.partition, at.epoch)).collect();
-        partitions.sort_unstable();
-        partitions.dedup();
-        let _ = work.ctrl.send(Control::Retrying {
-            batch: id,
-            partitions,
-        });
-        work.metrics.retrying_started(id);
-    };
+    if letters.is_empty() {
+        return Ok(());
+    }
+    let mut on_stall = |stalled: &[RecordRef]| hold_partitions(work, id, stalled.iter().copied());
     work.dlq
         .write_all(&letters, &mut on_stall, &work.abandon)
         .await
@@ -688,12 +692,11 @@ async fn run_batch<S: Sink>(work: &Work<S>, batch: &Batch, id: u64) -> Result<()
     let prepared = batch.prepare(&work.limits);
     work.metrics.coalesced(prepared.dropped as u64);
     let mut done: Vec<usize> = Vec::with_capacity(batch.len());
-    let rejected: Vec<(usize, &str, &str)> = prepared
+    let rejected = prepared
         .rejected
         .iter()
-        .map(|(i, why)| (*i, why.class.as_str(), why.reason.as_str()))
-        .collect();
-    dead_letter_all(work, batch, id, &rejected).await?;
+        .map(|(i, why)| (*i, why.class.as_str(), why.reason.as_str()));
+    dead_letter_all(work, batch, id, rejected).await?;
     done.extend(prepared.rejected.iter().map(|(i, _)| *i));
     complete(work, batch, &mut done);
 
@@ -766,11 +769,10 @@ async fn run_batch<S: Sink>(work: &Work<S>, batch: &Batch, id: u64) -> Result<()
         }
         work.metrics.applied(applied);
         work.metrics.stale(stale);
-        let items: Vec<(usize, &str, &str)> = sink_rejects
+        let items = sink_rejects
             .iter()
-            .map(|(i, c, r)| (*i, c.as_str(), r.as_str()))
-            .collect();
-        dead_letter_all(work, batch, id, &items).await?;
+            .map(|(i, c, r)| (*i, c.as_str(), r.as_str()));
+        dead_letter_all(work, batch, id, items).await?;
         done.extend(sink_rejects.iter().map(|(i, _, _)| *i));
         complete(work, batch, &mut done);
         if retry_events.is_empty() {
@@ -779,11 +781,10 @@ async fn run_batch<S: Sink>(work: &Work<S>, batch: &Batch, id: u64) -> Result<()
         work.metrics.retries(retry_events.len() as u64);
         if work.max_attempts.is_some_and(|max| attempt >= max) {
             let reason = format!("gave up after {attempt} attempts; last error: {last_reason}");
-            let items: Vec<(usize, &str, &str)> = retry_members
+            let items = retry_members
                 .iter()
-                .map(|m| (m.0, RETRIES_EXHAUSTED, reason.as_str()))
-                .collect();
-            dead_letter_all(work, batch, id, &items).await?;
+                .map(|m| (m.0, RETRIES_EXHAUSTED, reason.as_str()));
+            dead_letter_all(work, batch, id, items).await?;
             for m in &retry_members {
                 done.push(m.0);
                 done.extend_from_slice(&m.1);
@@ -815,18 +816,14 @@ async fn run_batch<S: Sink>(work: &Work<S>, batch: &Batch, id: u64) -> Result<()
             break;
         }
         if attempt == 1 {
-            let mut partitions: Vec<(i32, u64)> = retry_members
-                .iter()
-                .flat_map(|m| std::iter::once(m.0).chain(m.1.iter().copied()))
-                .filter_map(|i| batch.at(i).map(|at| (at.partition, at.epoch)))
-                .collect();
-            partitions.sort_unstable();
-            partitions.dedup();
-            let _ = work.ctrl.send(Control::Retrying {
-                batch: id,
-                partitions,
-            });
-            work.metrics.retrying_started(id);
+            hold_partitions(
+                work,
+                id,
+                retry_members
+                    .iter()
+                    .flat_map(|m| std::iter::once(m.0).chain(m.1.iter().copied()))
+                    .filter_map(|i| batch.at(i)),
+            );
         }
         let delay = work.backoff.delay(attempt, &mut rand::rng());
         tracing::warn!(
