@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
-use crate::{partition_count, AdminError, Connection};
+use crate::{partition_count, reader_config, AdminError, Connection};
 
 const BROKER_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -84,15 +84,6 @@ fn kafka(conn: &Connection) -> impl Fn(KafkaError) -> AdminError + '_ {
     }
 }
 
-/// A consumer for group `group` that never joins it and never commits by itself.
-fn detached(conn: &Connection, group: &str) -> ClientConfig {
-    let mut c = conn.client_config();
-    c.set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false");
-    c
-}
-
 async fn blocking<T, F>(f: F) -> Result<T, GroupError>
 where
     T: Send + 'static,
@@ -112,7 +103,7 @@ pub async fn describe_group(
     let conn: Connection = conn.into();
     let group = group.to_owned();
     blocking(move || {
-        let c: BaseConsumer = detached(&conn, "syncline-describe")
+        let c: BaseConsumer = reader_config(&conn, "syncline-describe")
             .create()
             .map_err(kafka(&conn))?;
         let list = c
@@ -155,7 +146,9 @@ pub async fn commit_group_offsets(
     let conn: Connection = conn.into();
     let (group, topic, offsets) = (group.to_owned(), topic.to_owned(), offsets.to_vec());
     blocking(move || {
-        let c: BaseConsumer = detached(&conn, &group).create().map_err(kafka(&conn))?;
+        let c: BaseConsumer = reader_config(&conn, &group)
+            .create()
+            .map_err(kafka(&conn))?;
         let mut tpl = TopicPartitionList::new();
         for (p, o) in &offsets {
             tpl.add_partition_offset(&topic, *p, Offset::Offset(*o))
@@ -182,7 +175,7 @@ pub async fn earliest_offsets(
     }
     let topic = topic.to_owned();
     blocking(move || {
-        let c: BaseConsumer = detached(&conn, "syncline-watermarks")
+        let c: BaseConsumer = reader_config(&conn, "syncline-watermarks")
             .create()
             .map_err(kafka(&conn))?;
         let mut tpl = TopicPartitionList::new();
@@ -227,7 +220,7 @@ pub async fn offsets_for_time(
     let earliest = earliest_offsets(&conn, topic).await?;
     let topic = topic.to_owned();
     blocking(move || {
-        let c: BaseConsumer = detached(&conn, "syncline-watermarks")
+        let c: BaseConsumer = reader_config(&conn, "syncline-watermarks")
             .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest")
             .create()
