@@ -34,8 +34,6 @@ use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Map, Value};
 use syncline_consumer::sink::Sink;
 use syncline_consumer::{cli, Metrics, Outcome, RuntimeConfig};
@@ -724,41 +722,25 @@ impl Sink for OneType {
     }
 }
 
-/// The first offset at or after `ms` on every partition (the end offset where none is).
+/// The first offset at or after `ms` on every partition (the end offset where none is),
+/// from [`syncline_kafka::offsets_for_time`].
 async fn offsets_for_time(
     conn: &Connection,
     topic: &str,
     ends: &[i64],
     ms: i64,
 ) -> anyhow::Result<Vec<i64>> {
-    let (conn, topic, ends) = (conn.clone(), topic.to_owned(), ends.to_vec());
-    tokio::task::spawn_blocking(move || {
-        let c: BaseConsumer = conn
-            .client_config()
-            .set("group.id", "syncline-rebuild-positions")
-            .set("enable.auto.commit", "false")
-            .create()
-            .context("cannot create a reader")?;
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..ends.len() {
-            tpl.add_partition_offset(&topic, p as i32, Offset::Offset(ms))?;
-        }
-        let got = c
-            .offsets_for_times(tpl, Duration::from_secs(30))
-            .context("looking up offsets by time")?;
-        Ok(ends
-            .iter()
-            .enumerate()
-            .map(
-                |(p, end)| match got.find_partition(&topic, p as i32).map(|e| e.offset()) {
-                    Some(Offset::Offset(o)) => o.min(*end),
-                    _ => *end,
-                },
-            )
-            .collect())
-    })
-    .await
-    .context("looking up offsets by time")?
+    let found = syncline_kafka::offsets_for_time(conn, topic, ms)
+        .await
+        .context("looking up offsets by time")?;
+    Ok(ends
+        .iter()
+        .enumerate()
+        .map(|(p, end)| match found.get(p) {
+            Some(Some(o)) => (*o).min(*end),
+            _ => *end,
+        })
+        .collect())
 }
 
 /// Commit `positions` for `group` (which has no members yet), so its first run starts
@@ -769,28 +751,14 @@ async fn commit_positions(
     topic: &str,
     positions: &[i64],
 ) -> anyhow::Result<()> {
-    let (conn, group, topic, positions) = (
-        conn.clone(),
-        group.to_owned(),
-        topic.to_owned(),
-        positions.to_vec(),
-    );
-    tokio::task::spawn_blocking(move || {
-        let c: BaseConsumer = conn
-            .client_config()
-            .set("group.id", &group)
-            .set("enable.auto.commit", "false")
-            .create()
-            .context("cannot create a consumer")?;
-        let mut tpl = TopicPartitionList::new();
-        for (p, o) in positions.iter().enumerate() {
-            tpl.add_partition_offset(&topic, p as i32, Offset::Offset(*o))?;
-        }
-        c.commit(&tpl, CommitMode::Sync)
-            .with_context(|| format!("committing start positions for group {group}"))
-    })
-    .await
-    .context("committing start positions")?
+    let offsets: Vec<(i32, i64)> = positions
+        .iter()
+        .enumerate()
+        .map(|(p, o)| (p as i32, *o))
+        .collect();
+    syncline_kafka::commit_group_offsets(conn, group, topic, &offsets)
+        .await
+        .with_context(|| format!("committing start positions for group {group}"))
 }
 
 /// Delete a consumer group that has no members.
