@@ -4,11 +4,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -197,49 +192,35 @@ impl Metrics {
 }
 
 /// Bind `addr` and serve `/metrics`, `/healthz` (the process answers) and `/readyz` (it
-/// has a PostgreSQL connection, active or standby) until `stop`. Returns the bound address.
+/// has a PostgreSQL connection, active or standby) until `stop` (the consumers' server,
+/// [`syncline_consumer::http::serve_with`]). Returns the bound address.
 pub async fn serve(
     addr: SocketAddr,
     metrics: Metrics,
     stop: CancellationToken,
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    let app = Router::new()
-        .route("/metrics", get(metrics_handler))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready_handler))
-        .with_state(metrics);
-    let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "metrics server failed");
-        }
-    });
-    tracing::info!(addr = %bound, "serving /metrics, /healthz, /readyz");
-    Ok((bound, task))
-}
-
-async fn metrics_handler(State(m): State<Metrics>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        m.render(),
+    let ready = metrics.clone();
+    syncline_consumer::http::serve_with(
+        addr,
+        move || metrics.render(),
+        move || ready.readiness(),
+        stop,
     )
+    .await
 }
 
-async fn ready_handler(State(m): State<Metrics>) -> impl IntoResponse {
-    if m.is_connected() {
-        let role = if m.is_active() { "active" } else { "standby" };
-        (StatusCode::OK, format!("ready ({role})\n"))
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: no PostgreSQL connection\n".to_owned(),
-        )
+impl Metrics {
+    /// `/readyz`: ready with a PostgreSQL connection (active or standby).
+    fn readiness(&self) -> Result<String, String> {
+        if self.is_connected() {
+            let role = if self.is_active() {
+                "active"
+            } else {
+                "standby"
+            };
+            Ok(format!("ready ({role})"))
+        } else {
+            Err("no PostgreSQL connection".to_owned())
+        }
     }
 }
