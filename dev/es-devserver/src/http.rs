@@ -2,6 +2,8 @@
 //! responses used by the `close` fault.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -14,7 +16,8 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -176,13 +179,42 @@ pub async fn serve_request(node: Arc<Node>, req: Request<Incoming>) -> Response<
     to_http(resp, accept_compat)
 }
 
-/// Accepts connections until `shutdown` flips to true.
-pub async fn serve(listener: TcpListener, node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
+/// Serves HTTP/1.1 (keep-alive) on one accepted connection, plain or TLS, until the
+/// client closes it or `shutdown` changes.
+pub(crate) async fn serve_connection<I>(io: I, node: Arc<Node>, mut shutdown: watch::Receiver<bool>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| {
+        let node = node.clone();
+        async move { Ok::<_, Infallible>(serve_request(node, req).await) }
+    });
+    let conn = http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = shutdown.changed() => {}
+    }
+}
+
+/// Accepts connections until `shutdown` flips to true, each handled by `on_conn` in a task
+/// of its own; then closes the open ones. The plain and the TLS listener differ only in
+/// `on_conn`.
+pub(crate) async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+    mut on_conn: F,
+) where
+    F: FnMut(TcpStream, SocketAddr) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let mut conns: JoinSet<()> = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(x) => x,
                     Err(e) => {
                         tracing::warn!("accept failed: {e}");
@@ -191,25 +223,20 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>, mut shutdown: watch::
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let node = node.clone();
-                let mut conn_shutdown = shutdown.clone();
-                conns.spawn(async move {
-                    let io = TokioIo::new(stream);
-                    let svc = service_fn(move |req| {
-                        let node = node.clone();
-                        async move { Ok::<_, Infallible>(serve_request(node, req).await) }
-                    });
-                    let conn = http1::Builder::new().keep_alive(true).serve_connection(io, svc);
-                    tokio::pin!(conn);
-                    tokio::select! {
-                        _ = conn.as_mut() => {}
-                        _ = conn_shutdown.changed() => {}
-                    }
-                });
+                conns.spawn(on_conn(stream, peer));
             }
             _ = shutdown.changed() => break,
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
         }
     }
     conns.shutdown().await;
+}
+
+/// Accepts connections until `shutdown` flips to true.
+pub async fn serve(listener: TcpListener, node: Arc<Node>, shutdown: watch::Receiver<bool>) {
+    let conn_shutdown = shutdown.clone();
+    accept_loop(listener, shutdown, move |stream, _| {
+        serve_connection(stream, node.clone(), conn_shutdown.clone())
+    })
+    .await;
 }

@@ -127,6 +127,20 @@ pub struct RunningServer {
 
 /// Starts a server on the current tokio runtime.
 pub async fn start(config: Config) -> Result<RunningServer, Error> {
+    start_with(config, "http", http::serve).await
+}
+
+/// Binds `config.bind`, creates the node and spawns `serve` (the plain or the TLS accept
+/// loop) on the listener; the URL is `<scheme>://<addr>`.
+pub(crate) async fn start_with<F, Fut>(
+    config: Config,
+    scheme: &str,
+    serve: F,
+) -> Result<RunningServer, Error>
+where
+    F: FnOnce(tokio::net::TcpListener, Arc<Node>, watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let bind = config.bind;
     let listener = tokio::net::TcpListener::bind(bind)
         .await
@@ -135,10 +149,10 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
     let node = Arc::new(Node::new(config));
     *node.publish_address.lock() = addr.to_string();
     let (tx, rx) = watch::channel(false);
-    let task = tokio::spawn(http::serve(listener, node.clone(), rx));
+    let task = tokio::spawn(serve(listener, node.clone(), rx));
     Ok(RunningServer {
         addr,
-        url: format!("http://{addr}"),
+        url: format!("{scheme}://{addr}"),
         node,
         shutdown: tx,
         task,

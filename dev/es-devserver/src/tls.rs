@@ -6,21 +6,16 @@
 //!
 //! The HTTP side is the same as the plain listener's ([`crate::http::serve_request`]).
 
-use std::convert::Infallible;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::{http, Config, Node, RunningServer};
@@ -148,22 +143,11 @@ impl TlsConfig {
 /// [`RunningServer::url`] is `https://<addr>`.
 pub async fn start_tls(config: Config, tls: &TlsConfig) -> Result<RunningServer, TlsError> {
     let acceptor = TlsAcceptor::from(tls.server_config()?);
-    let bind = config.bind;
-    let listener = TcpListener::bind(bind)
-        .await
-        .map_err(|source| crate::Error::Bind { addr: bind, source })?;
-    let addr = listener.local_addr().map_err(crate::Error::Io)?;
-    let node = Arc::new(Node::new(config));
-    *node.publish_address.lock() = addr.to_string();
-    let (tx, rx) = watch::channel(false);
-    let task = tokio::spawn(serve_tls(listener, acceptor, node.clone(), rx));
-    Ok(RunningServer {
-        addr,
-        url: format!("https://{addr}"),
-        node,
-        shutdown: tx,
-        task,
+    let server = crate::start_with(config, "https", move |listener, node, shutdown| {
+        serve_tls(listener, acceptor, node, shutdown)
     })
+    .await?;
+    Ok(server)
 }
 
 /// Accept TLS connections until `shutdown` flips to true. A failed handshake (no client
@@ -173,52 +157,27 @@ pub async fn serve_tls(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     node: Arc<Node>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let mut conns: JoinSet<()> = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let node = node.clone();
-                let acceptor = acceptor.clone();
-                let mut conn_shutdown = shutdown.clone();
-                conns.spawn(async move {
-                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::info!(%peer, "TLS handshake failed: {e}");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::info!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let io = TokioIo::new(tls);
-                    let svc = service_fn(move |req| {
-                        let node = node.clone();
-                        async move { Ok::<_, Infallible>(http::serve_request(node, req).await) }
-                    });
-                    let conn = http1::Builder::new().keep_alive(true).serve_connection(io, svc);
-                    tokio::pin!(conn);
-                    tokio::select! {
-                        _ = conn.as_mut() => {}
-                        _ = conn_shutdown.changed() => {}
-                    }
-                });
-            }
-            _ = shutdown.changed() => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+    let conn_shutdown = shutdown.clone();
+    http::accept_loop(listener, shutdown, move |stream, peer| {
+        let node = node.clone();
+        let acceptor = acceptor.clone();
+        let conn_shutdown = conn_shutdown.clone();
+        async move {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::info!(%peer, "TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            http::serve_connection(tls, node, conn_shutdown).await;
         }
-    }
-    conns.shutdown().await;
+    })
+    .await;
 }
