@@ -342,22 +342,10 @@ impl RedisSettings {
     }
 }
 
-/// The URL with the password (if any) replaced by `***`.
+/// The URL with the password (if any) replaced by `***`
+/// ([`syncline_cache::connect::redact_url`], shared with the cache's own connections).
 pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    match rest.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            if userinfo.contains(':') {
-                format!("{scheme}://{user}:***@{host}")
-            } else {
-                format!("{scheme}://{user}@{host}")
-            }
-        }
-        None => url.to_owned(),
-    }
+    syncline_cache::connect::redact_url(url)
 }
 
 /// Shows no values: these flags carry credentials, and the effective configuration (with
