@@ -12,7 +12,6 @@
 mod python;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -21,39 +20,14 @@ use serde_json::{json, Value};
 use syncline_cache::{KeyLayout, Mode};
 use syncline_event::{ChangeEvent, Limits, Op};
 use syncline_testkit::{
-    consumer_kafka_env, create_topic_with_dlq, end_offsets, free_port, group_caught_up,
-    kafka_brokers, read_all, unique_name, wait_until, ChildGuard,
+    consumer_kafka_env, create_topic_with_dlq, debug_binary, end_offsets, free_port,
+    group_caught_up, kafka_brokers, read_all, unique_name, wait_until, ChildGuard,
 };
 
 const DEADLINE: Duration = Duration::from_secs(120);
 const CONTENT_TYPE: &str = "application/vnd.syncline.change-event+avro";
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 const SPEC_HEADER: [u8; 10] = [0xC3, 0x01, 0xC3, 0xC7, 0x33, 0x6A, 0x09, 0x64, 0xE7, 0x41];
-
-/// The debug build of a binary of another workspace package (cargo gives CARGO_BIN_EXE_*
-/// only for the test's own package). `cargo build` is a no-op when it is up to date.
-/// `override_env`, when set, names the binary to run instead.
-fn debug_binary(package: &str, bin: &str, override_env: &str) -> PathBuf {
-    if let Some(p) = std::env::var_os(override_env).filter(|p| !p.is_empty()) {
-        return p.into();
-    }
-    let exe = std::env::current_exe().expect("current exe");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .to_owned();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "-q", "-p", package, "--bin", bin])
-        .current_dir(python::root())
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "cargo build -p {package} --bin {bin}");
-    let path = dir.join(bin);
-    assert!(path.exists(), "{} missing after the build", path.display());
-    path
-}
 
 fn event(t: &str, id: &str, op: Op, version: i64, doc: Option<Value>) -> ChangeEvent {
     let mut e = ChangeEvent::new(t, id, op, version, "python-interop", None);
@@ -308,13 +282,15 @@ async fn events_published_by_python_are_applied_by_both_consumers() {
     let indexer_bin = debug_binary(
         "syncline-es-indexer",
         "syncline-es-indexer",
-        "SYNCLINE_ES_INDEXER_BIN",
-    );
+        Some("SYNCLINE_ES_INDEXER_BIN"),
+    )
+    .expect("the indexer binary");
     let invalidator_bin = debug_binary(
         "syncline-redis-invalidator",
         "syncline-redis-invalidator",
-        "SYNCLINE_REDIS_INVALIDATOR_BIN",
-    );
+        Some("SYNCLINE_REDIS_INVALIDATOR_BIN"),
+    )
+    .expect("the invalidator binary");
     let mut indexer = ChildGuard::spawn(
         Command::new(&indexer_bin)
             .args([

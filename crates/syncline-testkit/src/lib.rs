@@ -31,7 +31,7 @@ pub use measure::{
     histogram_quantile, metric_sum, metric_sums, scrape_metrics, ProcessStats, Table,
 };
 pub use postgres::TestDb;
-pub use process::{release_binary, ChildGuard};
+pub use process::{debug_binary, release_binary, ChildGuard};
 pub use redis_server::RedisServer;
 pub use wait::wait_until;
 pub use workload::{Expected, Oracle, Workload, WorkloadSpec};

@@ -64,6 +64,46 @@ impl Drop for ChildGuard {
     }
 }
 
+/// The debug build of binary `bin` of another workspace package (cargo gives
+/// `CARGO_BIN_EXE_*` only for a test's own package), brought up to date with `cargo build`
+/// (a no-op when it is). `override_env`, when set and not empty, names a variable whose
+/// value is used as the path instead. For tests, which run from `<target>/debug/deps/`.
+pub fn debug_binary(
+    package: &str,
+    bin: &str,
+    override_env: Option<&str>,
+) -> std::io::Result<std::path::PathBuf> {
+    if let Some(p) = override_env
+        .and_then(std::env::var_os)
+        .filter(|p| !p.is_empty())
+    {
+        return Ok(p.into());
+    }
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .ok_or_else(|| std::io::Error::other("cannot locate the target directory"))?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "-q", "-p", package, "--bin", bin])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()?;
+    if !status.success() {
+        return Err(std::io::Error::other(format!(
+            "cargo build -p {package} --bin {bin} failed"
+        )));
+    }
+    let path = dir.join(bin);
+    if !path.exists() {
+        return Err(std::io::Error::other(format!(
+            "{} missing after the build",
+            path.display()
+        )));
+    }
+    Ok(path)
+}
+
 /// The release build of binary `bin` of workspace package `package`, built with cargo if
 /// missing. `override_env` names a variable whose value, when set, is used as the path
 /// instead. For bench harnesses, which run from `<target>/release/deps/`.
