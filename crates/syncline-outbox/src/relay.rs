@@ -409,17 +409,16 @@ async fn finish_batch(
         )
         .await
         .map_err(err)?;
-        tx.execute("DELETE FROM syncline_outbox WHERE id = ANY($1)", &[&ids])
-            .await
-            .map_err(err)?;
     }
-    if !outcome.acked.is_empty() {
-        tx.execute(
-            "DELETE FROM syncline_outbox WHERE id = ANY($1)",
-            &[&outcome.acked],
-        )
+    // Acknowledged and quarantined rows leave the outbox in one statement.
+    let done: Vec<i64> = outcome
+        .acked
+        .iter()
+        .copied()
+        .chain(outcome.quarantine.iter().map(|(id, _)| *id))
+        .collect();
+    tx.execute("DELETE FROM syncline_outbox WHERE id = ANY($1)", &[&done])
         .await
         .map_err(err)?;
-    }
     tx.commit().await.map_err(err)
 }
