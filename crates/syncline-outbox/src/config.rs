@@ -160,8 +160,7 @@ impl OutboxConfig {
             r.standby_retry,
             p.linger,
             p.max_document_bytes,
-            self.metrics_addr
-                .map_or_else(|| "off".to_owned(), |a| a.to_string()),
+            syncline_consumer::cli::describe_metrics_addr(self.metrics_addr),
             self.log_format,
             kafka,
         )
