@@ -12,9 +12,10 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use syncline_testkit::postgres::wait_until_empty;
 use syncline_testkit::{
     create_topic, free_port, histogram_quantile, kafka_brokers, metric_sum, release_binary,
-    scrape_metrics, unique_name, wait_until, ChildGuard, ProcessStats, TestDb,
+    scrape_metrics, unique_name, ChildGuard, ProcessStats, TestDb,
 };
 
 fn arg(name: &str, default: u64) -> u64 {
@@ -24,13 +25,6 @@ fn arg(name: &str, default: u64) -> u64 {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-async fn outbox_rows(c: &tokio_postgres::Client) -> i64 {
-    c.query_one("SELECT count(*) FROM syncline_outbox", &[])
-        .await
-        .unwrap()
-        .get(0)
 }
 
 #[tokio::main]
@@ -75,15 +69,11 @@ async fn main() {
             .stdout(Stdio::null()),
     )
     .unwrap();
-    wait_until(
+    wait_until_empty(
+        &c,
+        "syncline_outbox",
         Duration::from_secs(600),
         Duration::from_millis(20),
-        || async {
-            match outbox_rows(&c).await {
-                0 => Ok(()),
-                n => Err(format!("{n} left")),
-            }
-        },
     )
     .await
     .unwrap();
@@ -121,15 +111,11 @@ async fn main() {
     for w in writers {
         sent += w.await.unwrap();
     }
-    wait_until(
+    wait_until_empty(
+        &c,
+        "syncline_outbox",
         Duration::from_secs(60),
         Duration::from_millis(20),
-        || async {
-            match outbox_rows(&c).await {
-                0 => Ok(()),
-                n => Err(format!("{n} left")),
-            }
-        },
     )
     .await
     .unwrap();

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use rand::Rng as _;
 use rdkafka::Message as _;
 use syncline_testkit::kafka::decode_message;
+use syncline_testkit::postgres::wait_until_empty;
 use syncline_testkit::{
     create_topic, end_offsets, free_port, kafka_brokers, metric_sum, read_all, scrape_metrics,
     unique_name, wait_until, ChildGuard, TestDb,
@@ -37,13 +38,6 @@ async fn topic_total(topic: &str) -> i64 {
         .unwrap()
         .iter()
         .sum()
-}
-
-async fn outbox_rows(c: &tokio_postgres::Client) -> i64 {
-    c.query_one("SELECT count(*) FROM syncline_outbox", &[])
-        .await
-        .unwrap()
-        .get(0)
 }
 
 async fn setup() -> (TestDb, String) {
@@ -146,15 +140,12 @@ async fn sigkill_ten_times_and_a_killed_connection_lose_nothing() {
     writing.store(false, Ordering::Relaxed);
     let (committed, rolled_back) = service.await.unwrap();
     let _last = relay(&db, &topic, None);
-    wait_until(Duration::from_secs(120), Duration::from_millis(50), || {
-        let admin = &admin;
-        async move {
-            match outbox_rows(admin).await {
-                0 => Ok(()),
-                n => Err(format!("{n} rows left")),
-            }
-        }
-    })
+    wait_until_empty(
+        &admin,
+        "syncline_outbox",
+        Duration::from_secs(120),
+        Duration::from_millis(50),
+    )
     .await
     .unwrap();
     let total = topic_total(&topic).await;
@@ -242,15 +233,11 @@ async fn standby_process_takes_over_after_sigkill() {
     )
     .await
     .unwrap();
-    wait_until(
+    wait_until_empty(
+        &c,
+        "syncline_outbox",
         Duration::from_secs(30),
         Duration::from_millis(50),
-        || async {
-            match outbox_rows(&c).await {
-                0 => Ok(()),
-                n => Err(format!("{n} left")),
-            }
-        },
     )
     .await
     .unwrap();

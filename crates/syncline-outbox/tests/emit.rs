@@ -8,6 +8,7 @@ use syncline_outbox::{migrate, Metrics, RelaySettings};
 use syncline_producer::outbox::{emit, EmitError};
 use syncline_producer::{ChangeEvent, Limits, Op, ProducerConfig};
 use syncline_testkit::kafka::decode_message;
+use syncline_testkit::postgres::count_rows;
 use syncline_testkit::{create_topic, kafka_brokers, read_all, unique_name, wait_until, TestDb};
 use tokio_util::sync::CancellationToken;
 
@@ -79,12 +80,7 @@ async fn emitted_events_come_out_unchanged_and_invalid_ones_never_go_in() {
         emit(&c, &odd_id, &limits).await,
         Err(EmitError::EventIdNotUuid(_))
     ));
-    let n: i64 = c
-        .query_one("SELECT count(*) FROM syncline_outbox", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 2);
+    assert_eq!(count_rows(&c, "syncline_outbox").await, 2);
 
     let stop = CancellationToken::new();
     let metrics = Metrics::new();

@@ -10,6 +10,7 @@ use rdkafka::Message as _;
 use syncline_outbox::{migrate, Metrics, RelaySettings};
 use syncline_producer::ProducerConfig;
 use syncline_testkit::kafka::decode_message;
+use syncline_testkit::postgres::{count_rows, wait_until_empty};
 use syncline_testkit::{
     create_topic, end_offsets, kafka_brokers, read_all, unique_name, wait_until, TestDb,
 };
@@ -54,13 +55,6 @@ async fn setup(partitions: i32) -> (TestDb, String) {
         .await
         .unwrap();
     (db, topic)
-}
-
-async fn outbox_rows(c: &tokio_postgres::Client) -> i64 {
-    c.query_one("SELECT count(*) FROM syncline_outbox", &[])
-        .await
-        .unwrap()
-        .get(0)
 }
 
 /// Everything in the topic, read up to the end offsets (taken after the relay finished).
@@ -193,7 +187,7 @@ async fn committed_rows_published_rolled_back_never_in_order_and_cleaned_up() {
         let c = &c;
         let m = m.clone();
         async move {
-            let left = outbox_rows(c).await;
+            let left = count_rows(c, "syncline_outbox").await;
             if left == 0 && m.published() as usize >= expected {
                 Ok(())
             } else {
@@ -255,7 +249,7 @@ async fn committed_rows_published_rolled_back_never_in_order_and_cleaned_up() {
         let want: Vec<i64> = (1..=versions.len() as i64).collect();
         assert_eq!(versions, want, "entity {entity} out of order");
     }
-    assert_eq!(outbox_rows(&c).await, 0);
+    assert_eq!(count_rows(&c, "syncline_outbox").await, 0);
     assert_eq!(relay.metrics.quarantined(), 0);
     // A stable event_id derived from the row.
     assert!(events.iter().all(|(_, e)| uuid_like(&e.event_id)));
@@ -289,15 +283,12 @@ async fn bad_rows_are_quarantined_without_blocking() {
     let mut s = settings(&db, &topic);
     s.producer.max_document_bytes = 2048;
     let relay = start(s);
-    wait_until(Duration::from_secs(60), Duration::from_millis(50), || {
-        let c = &c;
-        async move {
-            match outbox_rows(c).await {
-                0 => Ok(()),
-                n => Err(format!("{n} rows left")),
-            }
-        }
-    })
+    wait_until_empty(
+        &c,
+        "syncline_outbox",
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+    )
     .await
     .unwrap();
     relay.stop.cancel();
@@ -402,7 +393,7 @@ async fn one_active_relay_and_the_standby_takes_over_a_lost_connection() {
         let (ma, mb) = (ma.clone(), mb.clone());
         let c = &c;
         async move {
-            let left = outbox_rows(c).await;
+            let left = count_rows(c, "syncline_outbox").await;
             if left == 0 && ma.published() + mb.published() >= 400 {
                 Ok(())
             } else {

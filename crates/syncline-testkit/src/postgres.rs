@@ -143,6 +143,32 @@ impl Drop for TestDb {
     }
 }
 
+/// The number of rows in `table` (`SELECT count(*)`).
+pub async fn count_rows(client: &tokio_postgres::Client, table: &str) -> i64 {
+    client
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap_or_else(|e| panic!("counting the rows of {table}: {e}"))
+        .get(0)
+}
+
+/// [`wait_until`](crate::wait_until) `table` has no rows, checking `every`; the error
+/// says how many were left at the end.
+pub async fn wait_until_empty(
+    client: &tokio_postgres::Client,
+    table: &str,
+    timeout: Duration,
+    every: Duration,
+) -> Result<(), String> {
+    crate::wait_until(timeout, every, || async move {
+        match count_rows(client, table).await {
+            0 => Ok(()),
+            n => Err(format!("{n} rows left in {table}")),
+        }
+    })
+    .await
+}
+
 fn bin_dir() -> PathBuf {
     let find = || -> Option<PathBuf> {
         let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
