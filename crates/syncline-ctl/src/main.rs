@@ -18,8 +18,10 @@ mod snapshot;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use syncline_kafka::{Connection, KafkaArgs};
+use syncline_producer::ProducerConfig;
 
 #[derive(Parser)]
 #[command(name = "syncline-ctl", version, about)]
@@ -60,6 +62,30 @@ type Outcome = anyhow::Result<ExitCode>;
 /// Parse a humantime duration for a flag (`30s`, `5m`).
 pub(crate) fn humantime_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
+/// The end offsets of `topic`, indexed by partition (from fetch responses; see
+/// [`syncline_kafka::end_offsets`]); a topic without partitions is an error.
+pub(crate) async fn end_offsets(conn: &Connection, topic: &str) -> anyhow::Result<Vec<i64>> {
+    let ends = syncline_kafka::end_offsets(conn, topic)
+        .await
+        .with_context(|| format!("cannot read the end offsets of {topic}"))?;
+    if ends.is_empty() {
+        bail!(
+            "topic {topic} has no partitions (does it exist on {}?)",
+            conn.brokers
+        );
+    }
+    Ok(ends)
+}
+
+/// A producer for `topic` on `conn`'s cluster, with `conn`'s client properties (TLS, SASL)
+/// and `client_id`.
+pub(crate) fn producer_config(conn: &Connection, topic: &str, client_id: &str) -> ProducerConfig {
+    let mut cfg = ProducerConfig::new(conn.brokers.clone(), topic);
+    cfg.client_id = client_id.to_owned();
+    cfg.extra = conn.properties.clone();
+    cfg
 }
 
 /// The cluster connection from the global flags: servers plus TLS/SASL properties,

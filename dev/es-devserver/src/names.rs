@@ -66,31 +66,36 @@ pub fn is_wildcard(s: &str) -> bool {
 
 /// Simple glob matching with `*` (Elasticsearch's `Regex.simpleMatch`).
 pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let p = pattern.as_bytes();
-    let t = text.as_bytes();
+    star_match(pattern.as_bytes(), text.as_bytes(), b'*', None)
+}
+
+/// Matches `text` against `pattern`, where `star` stands for any run and `one` (if set)
+/// for any single element; shared by [`glob_match`] (bytes, `*`) and the `wildcard`
+/// query (characters, `*` and `?`).
+pub(crate) fn star_match<T: Copy + PartialEq>(p: &[T], t: &[T], star: T, one: Option<T>) -> bool {
     let (mut pi, mut ti) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
+    let mut backtrack: Option<(usize, usize)> = None;
     while ti < t.len() {
         match p.get(pi) {
-            Some(b'*') => {
-                star = Some((pi, ti));
+            Some(&c) if c == star => {
+                backtrack = Some((pi, ti));
                 pi += 1;
             }
-            Some(&c) if Some(&c) == t.get(ti) => {
+            Some(&c) if Some(c) == one || Some(&c) == t.get(ti) => {
                 pi += 1;
                 ti += 1;
             }
-            _ => match star {
+            _ => match backtrack {
                 Some((sp, st)) => {
                     pi = sp + 1;
                     ti = st + 1;
-                    star = Some((sp, st + 1));
+                    backtrack = Some((sp, st + 1));
                 }
                 None => return false,
             },
         }
     }
-    while p.get(pi) == Some(&b'*') {
+    while p.get(pi) == Some(&star) {
         pi += 1;
     }
     pi == p.len()
