@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use syncline_kafka::Connection;
 
 /// One partition's position for one group.
@@ -23,15 +23,7 @@ impl Row {
 }
 
 async fn positions(conn: &Connection, topic: &str, group: &str) -> anyhow::Result<Vec<Row>> {
-    let ends = syncline_kafka::end_offsets(conn, topic)
-        .await
-        .with_context(|| format!("cannot read the end offsets of {topic}"))?;
-    if ends.is_empty() {
-        bail!(
-            "topic {topic} has no partitions (does it exist on {}?)",
-            conn.brokers
-        );
-    }
+    let ends = crate::end_offsets(conn, topic).await?;
     let committed = syncline_kafka::committed_offsets(conn, group, topic)
         .await
         .with_context(|| format!("cannot read the committed offsets of group {group}"))?;

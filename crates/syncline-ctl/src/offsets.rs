@@ -104,15 +104,7 @@ struct Positions {
 }
 
 async fn positions(conn: &Connection, group: &str, topic: &str) -> anyhow::Result<Positions> {
-    let end = syncline_kafka::end_offsets(conn, topic)
-        .await
-        .with_context(|| format!("cannot read the end offsets of {topic}"))?;
-    if end.is_empty() {
-        bail!(
-            "topic {topic} has no partitions (does it exist on {}?)",
-            conn.brokers
-        );
-    }
+    let end = crate::end_offsets(conn, topic).await?;
     let earliest = syncline_kafka::earliest_offsets(conn, topic)
         .await
         .with_context(|| format!("cannot read the earliest offsets of {topic}"))?;

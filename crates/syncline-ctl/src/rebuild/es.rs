@@ -232,7 +232,7 @@ pub async fn run(conn: &Connection, args: EsRebuildArgs) -> anyhow::Result<ExitC
 
     // History first: refusing after creating indexes would leave work behind.
     let topic = ctx.runtime.topic.clone();
-    let ends = replay::end_offsets(conn, &topic).await?;
+    let ends = crate::end_offsets(conn, &topic).await?;
     let needed = ctx.start_offsets(&ends).await?;
     let since = match args.from {
         From::Earliest => None,
@@ -431,7 +431,7 @@ impl Ctx<'_> {
         };
         let group = self.group(&new).await?;
         let topic = self.runtime.topic.clone();
-        let ends = replay::end_offsets(self.conn, &topic).await?;
+        let ends = crate::end_offsets(self.conn, &topic).await?;
         if let From::Time(ms) = self.args.from {
             let committed =
                 syncline_kafka::committed_offsets(self.conn.clone(), &group, &topic).await?;
@@ -452,7 +452,7 @@ impl Ctx<'_> {
             replay.wait_for(self.conn, &ends, &mut p).await?;
             p.finish();
             for round in 1..=MAX_CATCH_UP_ROUNDS {
-                let ends = replay::end_offsets(self.conn, &topic).await?;
+                let ends = crate::end_offsets(self.conn, &topic).await?;
                 let mut p = Progress::new(&format!("{} catch-up {round}", plan.alias));
                 let took = replay.wait_for(self.conn, &ends, &mut p).await?;
                 p.finish();
@@ -464,7 +464,7 @@ impl Ctx<'_> {
         }
 
         // Overlap: past everything the live indexer can have written to the old index.
-        let ends = replay::end_offsets(self.conn, &topic).await?;
+        let ends = crate::end_offsets(self.conn, &topic).await?;
         let live = replay::committed(self.conn, &self.args.live_group, &topic, ends.len()).await?;
         let targets = replay::max_offsets(&ends, &live);
         let mut p = Progress::new(&format!("{} overlap", plan.alias));

@@ -183,20 +183,6 @@ pub fn max_offsets(a: &[i64], b: &[i64]) -> Vec<i64> {
         .collect()
 }
 
-/// The topic's end offsets (from fetch responses; see `syncline_kafka::end_offsets`).
-pub async fn end_offsets(conn: &Connection, topic: &str) -> anyhow::Result<Vec<i64>> {
-    let ends = syncline_kafka::end_offsets(conn.clone(), topic)
-        .await
-        .with_context(|| format!("cannot read the end offsets of {topic}"))?;
-    if ends.is_empty() {
-        bail!(
-            "topic {topic} has no partitions (does it exist on {}?)",
-            conn.brokers
-        );
-    }
-    Ok(ends)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

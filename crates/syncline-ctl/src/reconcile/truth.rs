@@ -245,16 +245,7 @@ impl TopicTruth {
 
     /// Read what was appended since the last read (up to the end offsets now).
     pub async fn catch_up(&mut self) -> anyhow::Result<()> {
-        let ends = syncline_kafka::end_offsets(&self.conn, &self.topic)
-            .await
-            .with_context(|| format!("cannot read the end offsets of topic {}", self.topic))?;
-        if ends.is_empty() {
-            bail!(
-                "topic {} has no partitions (does it exist on {}?)",
-                self.topic,
-                self.conn.brokers
-            );
-        }
+        let ends = crate::end_offsets(&self.conn, &self.topic).await?;
         self.positions.resize(ends.len(), 0);
         let starts = self.positions.clone();
         if starts.iter().zip(&ends).all(|(s, e)| s >= e) {
