@@ -21,6 +21,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use syncline_kafka::{Connection, KafkaArgs};
+use syncline_producer::ProducerConfig;
 
 #[derive(Parser)]
 #[command(name = "syncline-ctl", version, about)]
@@ -76,6 +77,15 @@ pub(crate) async fn end_offsets(conn: &Connection, topic: &str) -> anyhow::Resul
         );
     }
     Ok(ends)
+}
+
+/// A producer for `topic` on `conn`'s cluster, with `conn`'s client properties (TLS, SASL)
+/// and `client_id`.
+pub(crate) fn producer_config(conn: &Connection, topic: &str, client_id: &str) -> ProducerConfig {
+    let mut cfg = ProducerConfig::new(conn.brokers.clone(), topic);
+    cfg.client_id = client_id.to_owned();
+    cfg.extra = conn.properties.clone();
+    cfg
 }
 
 /// The cluster connection from the global flags: servers plus TLS/SASL properties,

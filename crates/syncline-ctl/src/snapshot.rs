@@ -20,7 +20,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use syncline_event::{ChangeEvent, Op};
 use syncline_kafka::Connection;
-use syncline_producer::{PendingDelivery, Producer, ProducerConfig, PublishError};
+use syncline_producer::{PendingDelivery, Producer, PublishError};
 
 use crate::reconcile::truth::{PgQuery, TruthRow, DEFAULT_FETCH_ROWS};
 
@@ -88,13 +88,7 @@ async fn settle(p: PendingDelivery) -> Result<(), PublishError> {
 pub async fn run(conn: &Connection, a: SnapshotArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut query = PgQuery::open(&a.postgres_url, &a.query, true, a.fetch_rows).await?;
-    let mut cfg = ProducerConfig::new(conn.brokers.clone(), a.topic.clone());
-    cfg.client_id = "syncline-ctl-snapshot".into();
-    cfg.extra = conn
-        .properties
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let cfg = crate::producer_config(conn, &a.topic, "syncline-ctl-snapshot");
     let producer = Producer::new(cfg).context("creating the producer")?;
     let info = producer
         .check_connection(Duration::from_secs(10))

@@ -35,7 +35,7 @@ use serde::Serialize;
 use syncline_cache::KeyLayout;
 use syncline_event::{ChangeEvent, Op};
 use syncline_kafka::Connection;
-use syncline_producer::{Producer, ProducerConfig};
+use syncline_producer::Producer;
 
 use stores::{EsDoc, EsStore, RedisEntry, RedisStore};
 use truth::{PgQuery, TopicTruth, Truth, TruthRow};
@@ -548,13 +548,7 @@ async fn repair(
     now_es: &HashMap<String, EsDoc>,
     now_redis: &HashMap<&str, RedisEntry>,
 ) -> anyhow::Result<RepairReport> {
-    let mut cfg = ProducerConfig::new(conn.brokers.clone(), a.topic.clone());
-    cfg.client_id = "syncline-ctl-reconcile".into();
-    cfg.extra = conn
-        .properties
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let cfg = crate::producer_config(conn, &a.topic, "syncline-ctl-reconcile");
     let producer = Producer::new(cfg).context("creating the producer")?;
     let mut report = RepairReport::default();
     let mut events = Vec::new();
