@@ -38,18 +38,7 @@ async fn seeded_drift_is_found_repaired_and_gone() {
     .unwrap();
 
     // Initial load through snapshot, then the stores agree with the table.
-    let out = p.ctl(&[
-        "snapshot",
-        "--postgres-url",
-        &db.url,
-        "--entity-type",
-        ENTITY,
-        "--query",
-        QUERY,
-        "--topic",
-        &p.topic,
-        "--quiet",
-    ]);
+    let out = p.snapshot(&db.url, QUERY);
     assert!(out.status.success(), "{out:?}");
     p.wait_caught_up().await;
     let (code, report, text) = p.reconcile(&db.url, QUERY, &["--grace", "1s"]);

@@ -28,18 +28,7 @@ async fn reconcile_under_live_traffic_reports_no_drift() {
     )
     .await
     .unwrap();
-    let out = p.ctl(&[
-        "snapshot",
-        "--postgres-url",
-        &db.url,
-        "--entity-type",
-        ENTITY,
-        "--query",
-        QUERY,
-        "--topic",
-        &p.topic,
-        "--quiet",
-    ]);
+    let out = p.snapshot(&db.url, QUERY);
     assert!(out.status.success(), "{out:?}");
     p.wait_caught_up().await;
 

@@ -23,18 +23,7 @@ async fn snapshot_of_100k_rows_reaches_both_stores() {
     )
     .await
     .unwrap();
-    let out = p.ctl(&[
-        "snapshot",
-        "--postgres-url",
-        &db.url,
-        "--entity-type",
-        ENTITY,
-        "--query",
-        QUERY,
-        "--topic",
-        &p.topic,
-        "--quiet",
-    ]);
+    let out = p.snapshot(&db.url, QUERY);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(

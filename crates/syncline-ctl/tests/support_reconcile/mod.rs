@@ -151,6 +151,22 @@ impl Pipeline {
             .expect("run syncline-ctl")
     }
 
+    /// `snapshot --quiet` of `query` from `db_url` into the pipeline's topic.
+    pub fn snapshot(&self, db_url: &str, query: &str) -> Output {
+        self.ctl(&[
+            "snapshot",
+            "--postgres-url",
+            db_url,
+            "--entity-type",
+            ENTITY,
+            "--query",
+            query,
+            "--topic",
+            &self.topic,
+            "--quiet",
+        ])
+    }
+
     /// [`Pipeline::reconcile`] without blocking a runtime thread (for tests whose own
     /// tasks must keep running meanwhile).
     pub async fn reconcile_async(
@@ -209,40 +225,9 @@ impl Pipeline {
         query: &str,
         extra: &[&str],
     ) -> (Option<i32>, Value, String) {
-        let mut args = vec![
-            "reconcile",
-            "--truth",
-            "postgres",
-            "--entity-type",
-            ENTITY,
-            "--postgres-url",
-            db_url,
-            "--query",
-            query,
-            "--topic",
-            &self.topic,
-            "--es-url",
-            &self.es_url,
-            "--es-index-prefix",
-            &self.es_prefix,
-            "--redis-url",
-            &self.redis_url,
-            "--redis-key-prefix",
-            &self.redis_prefix,
-            "--json",
-            "--samples",
-            "1000",
-        ];
-        args.extend_from_slice(extra);
-        let out = self.ctl(&args);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        let v: Value = serde_json::from_str(&stdout).unwrap_or(Value::Null);
-        (
-            out.status.code(),
-            v,
-            format!("stdout:\n{stdout}\nstderr:\n{stderr}"),
-        )
+        let args = self.reconcile_args(db_url, query, extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        parse(self.ctl(&args))
     }
 
     pub fn alias(&self) -> String {
