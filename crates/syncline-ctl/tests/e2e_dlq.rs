@@ -9,35 +9,19 @@
 //! picked by position) stands in for a redrive killed half-way: the full redrive after it
 //! republishes only the rest.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
-use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::{ctl, text};
 use rdkafka::message::{Headers, Message};
 use syncline_consumer::{run, Outcome, RuntimeConfig, Sink};
 use syncline_event::{encode, ChangeEvent, Limits, Op};
 use syncline_testkit::*;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-fn ctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_syncline-ctl"))
-        .arg("--brokers")
-        .arg(kafka_brokers())
-        .args(args)
-        .output()
-        .expect("run syncline-ctl")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 fn ok(args: &[&str]) -> String {
     let out = ctl(args);

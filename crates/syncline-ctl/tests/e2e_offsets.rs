@@ -6,33 +6,17 @@
 //! a known answer (this is also the check that Tansu answers ListOffsets by timestamp and
 //! earliest correctly).
 
-use std::process::{Command, Output};
+mod common;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::{ctl, text};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use syncline_testkit::*;
-
-fn ctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_syncline-ctl"))
-        .arg("--brokers")
-        .arg(kafka_brokers())
-        .args(args)
-        .output()
-        .expect("run syncline-ctl")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 fn now_ms() -> i64 {
     SystemTime::now()
