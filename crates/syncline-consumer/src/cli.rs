@@ -263,15 +263,6 @@ fn apply_args(c: &mut RuntimeConfig, a: &RuntimeArgs) -> Result<(), ConfigError>
         .properties()
         .map_err(|e| ConfigError::new(e.setting, e.reason))?;
     c.kafka.extend(extra);
-    syncline_kafka::capabilities::check(&c.kafka).map_err(|e| {
-        ConfigError::new(
-            format!("kafka.{}", e.setting),
-            format!(
-                "`{}` needs librdkafka feature `{}`, which this build lacks (built with: {})",
-                e.value, e.feature, e.built_with
-            ),
-        )
-    })?;
     Ok(())
 }
 

@@ -225,6 +225,12 @@ impl RuntimeConfig {
         if self.max_document_bytes < 1 {
             return err("max_document_bytes", "must be at least 1");
         }
+        // A TLS or SASL setting this build of librdkafka cannot serve stops startup here,
+        // naming the setting, instead of failing inside client creation.
+        for (table, props) in [("kafka", &self.kafka), ("dlq_kafka", &self.dlq_kafka)] {
+            syncline_kafka::capabilities::check(props)
+                .map_err(|e| ConfigError::new(format!("{table}.{}", e.setting), e.reason()))?;
+        }
         for key in self.dlq_kafka.keys() {
             if key == "acks" || key.starts_with("enable.idempotence") {
                 return Err(ConfigError::new(

@@ -6,10 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// A configuration asks for something this build lacks.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "`{setting}` = `{value}` needs librdkafka feature `{feature}`, which this build lacks \
-     (built with: {built_with})"
-)]
+#[error("`{setting}` = {}", self.reason())]
 pub struct CapabilityError {
     /// The property that asks for it.
     pub setting: String,
@@ -19,6 +16,17 @@ pub struct CapabilityError {
     pub feature: String,
     /// What the build has, comma separated.
     pub built_with: String,
+}
+
+impl CapabilityError {
+    /// What is missing, without the setting's name: for configuration errors that name
+    /// the setting themselves.
+    pub fn reason(&self) -> String {
+        format!(
+            "`{}` needs librdkafka feature `{}`, which this build lacks (built with: {})",
+            self.value, self.feature, self.built_with
+        )
+    }
 }
 
 /// librdkafka's `builtin.features` of this build (e.g. `ssl`, `sasl_scram`, `oidc`).

@@ -268,6 +268,8 @@ impl ProducerConfig {
         if self.client_id.trim().is_empty() {
             return Err(ConfigError::new("client_id", "must not be empty"));
         }
+        syncline_kafka::capabilities::check(&self.extra)
+            .map_err(|e| ConfigError::new(format!("extra.{}", e.setting), e.reason()))?;
         for (key, value) in &self.extra {
             let key_norm = key.trim();
             if key_norm.is_empty() {

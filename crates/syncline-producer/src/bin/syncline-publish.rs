@@ -155,10 +155,6 @@ async fn run(cli: Cli) -> u8 {
             return EXIT_CONFIG;
         }
     };
-    if let Err(e) = syncline_kafka::capabilities::check(&extra) {
-        eprint_error(e);
-        return EXIT_CONFIG;
-    }
     let config = ProducerConfig {
         brokers: cli.brokers.clone(),
         topic: cli.topic.clone(),
