@@ -1064,6 +1064,7 @@ pub(crate) enum Compiled {
     /// Prefix / wildcard on string values.
     Pattern {
         src: Source,
+        /// Lowercased once at compile time when `ci`.
         pattern: String,
         prefix: bool,
         ci: bool,
@@ -1293,17 +1294,8 @@ pub(crate) fn compile(q: &Query, ctx: &Ctx<'_>) -> EsResult<Compiled> {
             value,
             case_insensitive,
             boost,
-        } => match source_of(ctx, field) {
-            Some(src) => Compiled::Pattern {
-                src,
-                pattern: value.clone(),
-                prefix: true,
-                ci: *case_insensitive,
-                boost: *boost,
-            },
-            None => Compiled::None,
-        },
-        Query::Wildcard {
+        }
+        | Query::Wildcard {
             field,
             value,
             case_insensitive,
@@ -1311,8 +1303,12 @@ pub(crate) fn compile(q: &Query, ctx: &Ctx<'_>) -> EsResult<Compiled> {
         } => match source_of(ctx, field) {
             Some(src) => Compiled::Pattern {
                 src,
-                pattern: value.clone(),
-                prefix: false,
+                pattern: if *case_insensitive {
+                    value.to_lowercase()
+                } else {
+                    value.clone()
+                },
+                prefix: matches!(q, Query::Prefix { .. }),
                 ci: *case_insensitive,
                 boost: *boost,
             },
@@ -1593,18 +1589,17 @@ pub(crate) fn eval(c: &Compiled, d: &DocView<'_>) -> Option<f32> {
             boost,
         } => {
             let doc = d.keys(src);
-            let pat = if *ci {
-                pattern.to_lowercase()
-            } else {
-                pattern.clone()
-            };
             let ok = doc.iter().any(|k| {
                 let Key::S(s) = k else { return false };
-                let s = if *ci { s.to_lowercase() } else { s.clone() };
-                if *prefix {
-                    s.starts_with(&pat)
+                let s: std::borrow::Cow<'_, str> = if *ci {
+                    s.to_lowercase().into()
                 } else {
-                    wildcard_match(&pat, &s)
+                    s.as_str().into()
+                };
+                if *prefix {
+                    s.starts_with(pattern.as_str())
+                } else {
+                    wildcard_match(pattern, &s)
                 }
             });
             ok.then_some(*boost)
