@@ -43,6 +43,27 @@ struct Slot {
     dirty: bool,
 }
 
+/// The slot of `id` (its key shared with the map), created as a fresh tombstone when the
+/// id is new; used by writes and deletes alike.
+fn slot_entry<'a>(
+    docs: &'a mut HashMap<Arc<str>, Slot>,
+    id: &str,
+    now: Instant,
+) -> (Arc<str>, &'a mut Slot) {
+    let key: Arc<str> = match docs.get_key_value(id) {
+        Some((k, _)) => k.clone(),
+        None => Arc::from(id),
+    };
+    let slot = docs.entry(key.clone()).or_insert(Slot {
+        version: 0,
+        seq_no: 0,
+        state: SlotState::Deleted(now),
+        visible: None,
+        dirty: false,
+    });
+    (key, slot)
+}
+
 /// How a write's `version` is interpreted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VersionType {
@@ -686,17 +707,7 @@ impl IndexData {
                     version: new_version,
                     routing: routing.map(Into::into),
                 });
-                let key: Arc<str> = match self.docs.get_key_value(id) {
-                    Some((k, _)) => k.clone(),
-                    None => Arc::from(id),
-                };
-                let slot = self.docs.entry(key.clone()).or_insert(Slot {
-                    version: 0,
-                    seq_no: 0,
-                    state: SlotState::Deleted(now),
-                    visible: None,
-                    dirty: false,
-                });
+                let (key, slot) = slot_entry(&mut self.docs, id, now);
                 let was_live = matches!(slot.state, SlotState::Live(_));
                 slot.version = new_version;
                 slot.seq_no = seq_no;
@@ -720,17 +731,7 @@ impl IndexData {
             WriteOp::Delete => {
                 let seq_no = self.next_seq_no;
                 self.next_seq_no += 1;
-                let key: Arc<str> = match self.docs.get_key_value(id) {
-                    Some((k, _)) => k.clone(),
-                    None => Arc::from(id),
-                };
-                let slot = self.docs.entry(key.clone()).or_insert(Slot {
-                    version: 0,
-                    seq_no: 0,
-                    state: SlotState::Deleted(now),
-                    visible: None,
-                    dirty: false,
-                });
+                let (key, slot) = slot_entry(&mut self.docs, id, now);
                 if matches!(slot.state, SlotState::Live(_)) {
                     self.live_count = self.live_count.saturating_sub(1);
                 }
