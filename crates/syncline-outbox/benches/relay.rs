@@ -2,7 +2,9 @@
 //!
 //! 1. Drain: `--rows` rows (default 300,000, `--doc-bytes` 256) are committed first, then
 //!    the release `syncline-outbox` binary starts; rows/s from its start until the outbox
-//!    is empty.
+//!    is empty (the relay's published + quarantined counters reach `--rows`, which count
+//!    rows after their DELETE; then the table is checked empty). `SYNCLINE_OUTBOX_BIN`
+//!    runs another build of the relay (e.g. an older one) under the same harness.
 //! 2. Steady: `--rate` rows/s (default 2,000) for `--seconds` (default 20), each row its
 //!    own committed transaction, from 4 connections; p50/p99 commit-to-acknowledgement from
 //!    the relay's `syncline_outbox_commit_to_ack_seconds` histogram (steady phase only).
@@ -12,10 +14,10 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use syncline_testkit::postgres::wait_until_empty;
+use syncline_testkit::postgres::{count_rows, wait_until_empty};
 use syncline_testkit::{
     create_topic, free_port, histogram_quantile, kafka_brokers, metric_sum, release_binary,
-    scrape_metrics, unique_name, ChildGuard, ProcessStats, TestDb,
+    scrape_metrics, unique_name, wait_until, ChildGuard, ProcessStats, TestDb,
 };
 
 fn arg(name: &str, default: u64) -> u64 {
@@ -69,16 +71,29 @@ async fn main() {
             .stdout(Stdio::null()),
     )
     .unwrap();
-    wait_until_empty(
-        &c,
-        "syncline_outbox",
+    // The relay's counters say when every row is gone (a row is counted after its
+    // DELETE): polling `count(*)` over the full table every 20 ms, as this bench did
+    // first, took a large share of PostgreSQL's CPU from the relay it measures.
+    wait_until(
         Duration::from_secs(600),
         Duration::from_millis(20),
+        || async move {
+            let m = scrape_metrics(port);
+            let done = metric_sum(&m, "syncline_outbox_published_total")
+                + metric_sum(&m, "syncline_outbox_quarantined_total");
+            if done >= rows as f64 {
+                Ok(())
+            } else {
+                Err(format!("{done} of {rows} rows relayed"))
+            }
+        },
     )
     .await
     .unwrap();
     let drain = start.elapsed();
     let drain_rate = rows as f64 / drain.as_secs_f64();
+    assert_eq!(count_rows(&c, "syncline_outbox").await, 0);
+    let drained = scrape_metrics(port);
 
     // 2. Steady.
     let before = scrape_metrics(port);
@@ -135,6 +150,28 @@ async fn main() {
         p50.map_or("n/a".into(), |v| format!("{:.1}", v * 1000.0)),
         p99.map_or("n/a".into(), |v| format!("{:.1}", v * 1000.0)),
     );
+    // Where the relay's time went during the drain (relays that export it).
+    let stages: Vec<String> = ["read", "send", "wait", "delete"]
+        .iter()
+        .filter_map(|stage| {
+            let series = format!("syncline_outbox_stage_seconds_total{{stage=\"{stage}\"}}");
+            let secs = drained
+                .lines()
+                .find_map(|l| l.strip_prefix(series.as_str()))?
+                .trim()
+                .parse::<f64>()
+                .ok()?;
+            Some(format!("{stage} {secs:.2} s"))
+        })
+        .collect();
+    if !stages.is_empty() {
+        println!(
+            "drain stages (relay loop): {}; batches {}, gaps {}",
+            stages.join(", "),
+            metric_sum(&drained, "syncline_outbox_batches_total"),
+            metric_sum(&drained, "syncline_outbox_gaps_total"),
+        );
+    }
     println!(
         "relay process: peak RSS {:.1} MiB, CPU {:.1} s, published {}",
         stats.peak_rss_mib(),
