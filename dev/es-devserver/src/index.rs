@@ -492,10 +492,18 @@ impl IndexData {
 
     /// Documents visible to search, in index order (by `_seq_no`).
     pub fn snapshot(&self) -> Vec<(Arc<str>, Arc<StoredDoc>)> {
+        self.in_index_order(|s| s.visible.as_ref())
+    }
+
+    /// The document `pick` chooses from each slot, with its id, ordered by `_seq_no`.
+    fn in_index_order(
+        &self,
+        pick: impl Fn(&Slot) -> Option<&Arc<StoredDoc>>,
+    ) -> Vec<(Arc<str>, Arc<StoredDoc>)> {
         let mut v: Vec<(Arc<str>, Arc<StoredDoc>)> = self
             .docs
             .iter()
-            .filter_map(|(id, s)| s.visible.as_ref().map(|d| (id.clone(), d.clone())))
+            .filter_map(|(id, s)| pick(s).map(|d| (id.clone(), d.clone())))
             .collect();
         v.sort_by_key(|(_, d)| d.seq_no);
         v
@@ -518,16 +526,10 @@ impl IndexData {
 
     /// Live documents in index order (for dumps), realtime.
     pub fn live_docs(&self) -> Vec<(Arc<str>, Arc<StoredDoc>)> {
-        let mut v: Vec<(Arc<str>, Arc<StoredDoc>)> = self
-            .docs
-            .iter()
-            .filter_map(|(id, s)| match &s.state {
-                SlotState::Live(d) => Some((id.clone(), d.clone())),
-                SlotState::Deleted(_) => None,
-            })
-            .collect();
-        v.sort_by_key(|(_, d)| d.seq_no);
-        v
+        self.in_index_order(|s| match &s.state {
+            SlotState::Live(d) => Some(d),
+            SlotState::Deleted(_) => None,
+        })
     }
 
     /// Makes all writes so far visible to search.
