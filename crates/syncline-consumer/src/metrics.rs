@@ -190,8 +190,10 @@ pub struct Snapshot {
     pub retries: u64,
     /// Records dropped by coalescing (superseded or equal-version duplicates).
     pub coalesced: u64,
-    /// Offset commit requests issued.
+    /// Offset commits the group coordinator accepted.
     pub commits: u64,
+    /// Offset commits that failed: refused by the coordinator or not sent.
+    pub commit_failures: u64,
     /// Batches handed to the sink (first attempt).
     pub batches: u64,
     /// Dead-lettered records by error class.
@@ -287,6 +289,7 @@ impl Metrics {
             retries: i.retries.get(),
             coalesced: i.coalesced.get(),
             commits: i.commits.get(),
+            commit_failures: i.commit_failures.get(),
             batches: i.batches.get(),
             dead_lettered: i.dead_lettered.lock().clone(),
             in_flight: i.in_flight.get(),
@@ -500,12 +503,12 @@ impl Metrics {
             ),
             (
                 "syncline_consumer_commits_total",
-                "Offset commit requests issued.",
+                "Offset commits the group coordinator accepted.",
                 &i.commits,
             ),
             (
                 "syncline_consumer_commit_failures_total",
-                "Offset commit requests the client refused.",
+                "Offset commits that failed: refused by the group coordinator, or not sent.",
                 &i.commit_failures,
             ),
             (

@@ -1,4 +1,4 @@
-//! Contiguous commit tracking.
+//! The offset book: contiguous completion tracking per owned partition.
 //!
 //! Records of one partition are registered in the order Kafka delivered them and marked
 //! done in any order (batches finish out of order, retries finish late). The committable
