@@ -40,7 +40,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use syncline_kafka::Connection;
 
 /// Dead-letter header: error class.
@@ -312,6 +312,17 @@ async fn select(conn: &Connection, s: &Select) -> anyhow::Result<Vec<Letter>> {
     Ok(letters)
 }
 
+/// A consumer that only reads (assigned partitions, nothing committed or stored) and
+/// reports each partition's end.
+fn reader(conn: &Connection) -> ClientConfig {
+    let mut c = conn.client_config();
+    c.set("group.id", "syncline-ctl-dlq-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "true");
+    c
+}
+
 /// Read `topic` from `starts` (one per partition) up to the end offsets found when the
 /// scan begins; `each` turns every record into what it adds to the result.
 async fn scan<T: Send + 'static>(
@@ -326,13 +337,7 @@ async fn scan<T: Send + 'static>(
     let (conn, topic) = (conn.clone(), topic.to_owned());
     tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<T>> {
         let mut out = Vec::new();
-        let c: BaseConsumer = conn
-            .client_config()
-            .set("group.id", "syncline-ctl-dlq-reader")
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "true")
-            .create()?;
+        let c: BaseConsumer = reader(&conn).create()?;
         let mut tpl = TopicPartitionList::new();
         let mut open = HashSet::new();
         for (p, (start, end)) in starts.iter().zip(&ends).enumerate() {
@@ -663,12 +668,7 @@ async fn original(
 ) -> anyhow::Result<Option<Letter>> {
     let (conn, topic) = (conn.clone(), topic.to_owned());
     tokio::task::spawn_blocking(move || -> anyhow::Result<Option<Letter>> {
-        let c: BaseConsumer = conn
-            .client_config()
-            .set("group.id", "syncline-ctl-dlq-reader")
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "true")
+        let c: BaseConsumer = reader(&conn)
             // Past the log start: report instead of jumping elsewhere.
             .set("auto.offset.reset", "error")
             .create()?;

@@ -99,19 +99,24 @@ impl EsApi {
         Ok(v)
     }
 
-    /// Every index named `<alias>-NNNNNN`, by generation, with its aliases.
-    pub async fn generations(&self, alias: &str) -> anyhow::Result<BTreeMap<u32, Generation>> {
-        let path = format!("/{alias}-*/_alias");
-        let (status, v) = self.call(Method::Get, &path, None).await?;
-        if status == 404 {
-            return Ok(BTreeMap::new());
-        }
-        if status != 200 {
-            bail!(
+    /// GET `path`: the body on 200, `None` on 404, an error on any other status.
+    async fn get_found(&self, path: &str) -> anyhow::Result<Option<Value>> {
+        let (status, v) = self.call(Method::Get, path, None).await?;
+        match status {
+            200 => Ok(Some(v)),
+            404 => Ok(None),
+            _ => bail!(
                 "Elasticsearch answered {status} to GET {path}: {}",
                 describe_error(&v)
-            );
+            ),
         }
+    }
+
+    /// Every index named `<alias>-NNNNNN`, by generation, with its aliases.
+    pub async fn generations(&self, alias: &str) -> anyhow::Result<BTreeMap<u32, Generation>> {
+        let Some(v) = self.get_found(&format!("/{alias}-*/_alias")).await? else {
+            return Ok(BTreeMap::new());
+        };
         let mut out = BTreeMap::new();
         for (index, def) in v.as_object().into_iter().flatten() {
             if let Some(number) = generation_of(alias, index) {
@@ -135,17 +140,9 @@ impl EsApi {
 
     /// The indexes behind `alias` with the alias's definition on each (empty: no alias).
     pub async fn alias_indexes(&self, alias: &str) -> anyhow::Result<BTreeMap<String, Value>> {
-        let path = format!("/_alias/{alias}");
-        let (status, v) = self.call(Method::Get, &path, None).await?;
-        if status == 404 {
+        let Some(v) = self.get_found(&format!("/_alias/{alias}")).await? else {
             return Ok(BTreeMap::new());
-        }
-        if status != 200 {
-            bail!(
-                "Elasticsearch answered {status} to GET {path}: {}",
-                describe_error(&v)
-            );
-        }
+        };
         Ok(v.as_object()
             .into_iter()
             .flatten()
@@ -174,16 +171,9 @@ impl EsApi {
 
     /// `index.uuid` of `index`: tells a recreated index from the one a group was made for.
     pub async fn index_uuid(&self, index: &str) -> anyhow::Result<String> {
-        let v = self
-            .ok(
-                Method::Get,
-                &format!("/{index}/_settings?flat_settings=true"),
-                None,
-            )
-            .await?;
-        v.get(index)
-            .and_then(|i| i.get("settings"))
-            .and_then(|s| s.get("index.uuid"))
+        self.flat_settings(index)
+            .await?
+            .get("index.uuid")
             .and_then(Value::as_str)
             .map(str::to_owned)
             .with_context(|| format!("index {index} has no index.uuid setting"))
