@@ -32,11 +32,13 @@
     )
 )]
 
+pub mod analysis;
 pub mod bulk;
 pub mod cluster;
 pub mod datefmt;
 pub mod error;
 pub mod faults;
+pub mod fuzzy;
 pub mod http;
 pub mod index;
 pub mod json;

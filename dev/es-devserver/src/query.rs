@@ -11,6 +11,9 @@ use crate::json::{token_name, values_at};
 use crate::mapping::{resolve_field, FieldRef, Kind, Mapping};
 use crate::names::{eval_date_math, glob_match, now_millis, parse_date};
 
+mod full_text;
+pub use full_text::{FuzzyOpts, MultiKind, TextOpts};
+
 /// `minimum_should_match`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Msm {
@@ -115,14 +118,35 @@ pub enum Query {
         /// Boost.
         boost: f32,
     },
+    /// `match_bool_prefix`: the terms of the text, the last one as a prefix.
+    BoolPrefix {
+        /// Field.
+        field: String,
+        /// Query text.
+        query: String,
+        /// Analyzer and fuzziness.
+        opts: TextOpts,
+        /// `operator: and`.
+        and: bool,
+        /// `minimum_should_match`.
+        msm: Option<Msm>,
+        /// Boost.
+        boost: f32,
+    },
     /// `multi_match` / `query_string` over several fields.
     MultiMatch {
-        /// Field patterns.
+        /// Field patterns, each with an optional `^boost`.
         fields: Vec<String>,
         /// Text.
         query: String,
+        /// `type`.
+        kind: MultiKind,
+        /// Analyzer and fuzziness.
+        opts: TextOpts,
         /// `operator: and`.
         and: bool,
+        /// `minimum_should_match` (per field).
+        msm: Option<Msm>,
         /// Boost.
         boost: f32,
     },
@@ -383,18 +407,7 @@ fn parse_named(name: &str, body: &Value) -> EsResult<Query> {
                             | "auto_generate_synonyms_phrase_query"
                             | "fuzzy_transpositions"
                             | "slop" => {}
-                            "operator" => {
-                                and = match v.as_str().map(str::to_ascii_lowercase).as_deref() {
-                                    Some("and") => true,
-                                    Some("or") => false,
-                                    _ => {
-                                        return Err(EsError::illegal_argument(format!(
-                                    "No enum constant org.elasticsearch.index.query.Operator.{}",
-                                    v.as_str().unwrap_or("").to_uppercase()
-                                )))
-                                    }
-                                }
-                            }
+                            "operator" => and = full_text::parse_operator(v)?,
                             "minimum_should_match" => msm = Some(Msm::parse(v)?),
                             other => {
                                 return Err(EsError::parsing(format!(
@@ -433,33 +446,9 @@ fn parse_named(name: &str, body: &Value) -> EsResult<Query> {
             let m = body
                 .as_object()
                 .ok_or_else(|| EsError::parsing("[multi_match] query malformed"))?;
-            let query = match m.get("query") {
-                Some(Value::String(s)) => s.clone(),
-                Some(other) => other.to_string(),
-                None => return Err(EsError::parsing("[multi_match] requires query value")),
-            };
-            let fields = match m.get("fields") {
-                Some(Value::Array(a)) => a
-                    .iter()
-                    .filter_map(|f| {
-                        f.as_str()
-                            .map(|s| s.split('^').next().unwrap_or(s).to_string())
-                    })
-                    .collect(),
-                Some(Value::String(s)) => vec![s.clone()],
-                _ => vec!["*".to_string()],
-            };
-            let and = m
-                .get("operator")
-                .and_then(Value::as_str)
-                .is_some_and(|o| o.eq_ignore_ascii_case("and"));
-            Ok(Query::MultiMatch {
-                fields,
-                query,
-                and,
-                boost: boost_of(m)?,
-            })
+            full_text::parse_multi_match(m)
         }
+        "match_bool_prefix" => full_text::parse_match_bool_prefix(body),
         "query_string" | "simple_query_string" => {
             let m = body
                 .as_object()
@@ -682,7 +671,10 @@ pub fn query_string(q: &str, default_fields: Vec<String>, and: bool) -> Query {
             None => Query::MultiMatch {
                 fields: default_fields.clone(),
                 query: value.to_string(),
+                kind: MultiKind::BestFields,
+                opts: TextOpts::default(),
                 and: false,
+                msm: None,
                 boost: 1.0,
             },
         };
@@ -1061,6 +1053,12 @@ pub(crate) enum Compiled {
     },
     /// Exists.
     Exists { src: Source, boost: f32 },
+    /// A term within a few edits (`fuzziness`).
+    Fuzzy {
+        src: Source,
+        term: crate::fuzzy::FuzzyTerm,
+        boost: f32,
+    },
     /// Prefix / wildcard on string values.
     Pattern {
         src: Source,
@@ -1156,40 +1154,32 @@ pub(crate) fn compile(q: &Query, ctx: &Ctx<'_>) -> EsResult<Compiled> {
             phrase,
             boost,
         } => compile_match(ctx, field, query, *and, msm.as_ref(), *phrase, *boost)?,
+        Query::BoolPrefix {
+            field,
+            query,
+            opts,
+            and,
+            msm,
+            boost,
+        } => full_text::compile_bool_prefix(ctx, field, query, opts, *and, msm.as_ref(), *boost)?,
         Query::MultiMatch {
             fields,
             query,
+            kind,
+            opts,
             and,
+            msm,
             boost,
-        } => {
-            let names = expand_fields(ctx.mapping, fields);
-            let mut clauses = Vec::new();
-            for f in names {
-                let Some(src) = source_of(ctx, &f) else {
-                    continue;
-                };
-                if !matches!(src_kind(&src), Kind::Text | Kind::Keyword) {
-                    // Lenient: numeric fields only take part when the text is a number.
-                    if query.trim().parse::<f64>().is_err() {
-                        continue;
-                    }
-                }
-                clauses.push(compile_match(
-                    ctx,
-                    &f,
-                    &Value::from(query.as_str()),
-                    *and,
-                    None,
-                    false,
-                    *boost,
-                )?);
-            }
-            if clauses.is_empty() {
-                Compiled::None
-            } else {
-                Compiled::Dis(clauses)
-            }
-        }
+        } => full_text::compile_multi_match(
+            ctx,
+            fields,
+            query,
+            *kind,
+            opts,
+            *and,
+            msm.as_ref(),
+            *boost,
+        )?,
         Query::Range {
             field,
             lo,
@@ -1560,6 +1550,17 @@ pub(crate) fn eval(c: &Compiled, d: &DocView<'_>) -> Option<f32> {
             });
             ok.then_some(*boost)
         }
+        Compiled::Fuzzy { src, term, boost } => d
+            .keys(src)
+            .iter()
+            .filter_map(|k| match k {
+                Key::S(s) => term.similarity(s),
+                _ => None,
+            })
+            .fold(None, |best: Option<f32>, s| {
+                Some(best.map_or(s, |b| b.max(s)))
+            })
+            .map(|s| boost * s),
         Compiled::Exists { src, boost } => {
             let present = match src {
                 Source::Id | Source::Index => true,
