@@ -6,10 +6,20 @@
 //! database, an update to N+1 is committed and its event invalidates the cache (guard =
 //! N+1), then the slow reader stores N. Without the guard, N would stay cached until its
 //! TTL; with it, the store is refused.
+//!
+//! Every read and write goes through a script that checks the key prefix's generation in
+//! the same atomic step (see [`crate::scripts`]). A [`Cache`] remembers the last generation
+//! it saw; when a rebuild has switched it, the script says so and the cache retries with
+//! the new generation's keys, so no read returns an entry of the old generation. A load
+//! that started in the old generation is never stored in the new one: the new generation
+//! starts without the old one's version guards, so such a load could be older than what
+//! the invalidator had already applied.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use redis::{aio::ConnectionManager, AsyncCommands, Client, Value};
+use redis::{aio::ConnectionManager, Client, Value};
 
 use crate::connect::ConnectOptions;
 use syncline_event::ChangeEvent;
@@ -61,13 +71,20 @@ pub struct Cache {
     conn: ConnectionManager,
     layout: KeyLayout,
     ttls: Ttls,
+    /// The prefix's generation as last confirmed by a script (shared by clones).
+    generation: Arc<AtomicU64>,
 }
+
+/// How many generation switches in a row one call follows before giving up (each one is
+/// an `INCR` by an operator; more than a couple during one call means something is wrong).
+const MAX_GENERATION_RETRIES: usize = 8;
 
 impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cache")
             .field("layout", &self.layout)
             .field("ttls", &self.ttls)
+            .field("generation", &self.generation())
             .finish_non_exhaustive()
     }
 }
@@ -75,7 +92,12 @@ impl std::fmt::Debug for Cache {
 impl Cache {
     /// A cache over an existing connection.
     pub fn new(conn: ConnectionManager, layout: KeyLayout, ttls: Ttls) -> Self {
-        Cache { conn, layout, ttls }
+        Cache {
+            conn,
+            layout,
+            ttls,
+            generation: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     /// Connect to `url` (`redis://` or `rediss://`, ACL user and password allowed in it).
@@ -128,28 +150,73 @@ impl Cache {
         self.conn.clone()
     }
 
-    /// The cached entry, if any.
+    /// The prefix's generation as last seen by this cache (0 before the first call).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    /// Read `key_of(generation)` through the GET script, following generation switches.
+    /// Returns the generation the value was read in.
+    async fn read(
+        &self,
+        key_of: impl Fn(u64) -> String,
+    ) -> Result<(u64, String, Option<Vec<u8>>), CacheError> {
+        let mut conn = self.conn.clone();
+        let mut generation = self.generation();
+        for _ in 0..MAX_GENERATION_RETRIES {
+            let key = key_of(generation);
+            let cmd = scripts::get_cmd(&self.layout, generation, &key);
+            match scripts::invoke(&mut conn, scripts::get_script(), &cmd).await {
+                Ok(Value::Nil) => return Ok((generation, key, None)),
+                Ok(Value::BulkString(raw)) => return Ok((generation, key, Some(raw))),
+                Ok(other) => {
+                    return Err(CacheError::UnexpectedReply {
+                        script: "GET",
+                        reply: format!("{other:?}"),
+                    })
+                }
+                Err(CacheError::GenerationChanged(current)) => {
+                    self.generation.store(current, Ordering::Relaxed);
+                    generation = current;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(CacheError::GenerationChanged(generation))
+    }
+
+    /// The cached entry of the current generation, if any.
     pub async fn get(
         &self,
         entity_type: &str,
         entity_id: &str,
     ) -> Result<Option<Entry>, CacheError> {
-        let key = self.layout.cache_key(entity_type, entity_id);
-        let mut conn = self.conn.clone();
-        let raw: Option<Vec<u8>> = conn.get(&key).await?;
-        raw.map(|r| value::decode(&key, &r)).transpose()
+        Ok(self.get_in(entity_type, entity_id).await?.1)
     }
 
-    /// The entity's version guard (the highest version an event or store has written),
-    /// if present.
+    /// The cached entry and the generation it was read in.
+    async fn get_in(
+        &self,
+        entity_type: &str,
+        entity_id: &str,
+    ) -> Result<(u64, Option<Entry>), CacheError> {
+        let (generation, key, raw) = self
+            .read(|g| self.layout.cache_key_in(g, entity_type, entity_id))
+            .await?;
+        let entry = raw.map(|r| value::decode(&key, &r)).transpose()?;
+        Ok((generation, entry))
+    }
+
+    /// The entity's version guard in the current generation (the highest version an
+    /// event or store has written there), if present.
     pub async fn guard(
         &self,
         entity_type: &str,
         entity_id: &str,
     ) -> Result<Option<i64>, CacheError> {
-        let key = self.layout.guard_key(entity_type, entity_id);
-        let mut conn = self.conn.clone();
-        let raw: Option<Vec<u8>> = conn.get(&key).await?;
+        let (_, key, raw) = self
+            .read(|g| self.layout.guard_key_in(g, entity_type, entity_id))
+            .await?;
         match raw {
             None => Ok(None),
             Some(r) => value::parse_version(&r)
@@ -162,14 +229,30 @@ impl Cache {
     }
 
     /// Store a loaded entry unless Redis knows a newer version (atomic, server side).
+    ///
+    /// The entry goes into the generation this cache last saw. If a rebuild has switched
+    /// the generation since, nothing is stored ([`StoreOutcome::Refused`]): the entry may
+    /// have been loaded before the switch.
     pub async fn store(
         &self,
         entity_type: &str,
         entity_id: &str,
         entry: &Entry,
     ) -> Result<StoreOutcome, CacheError> {
+        self.store_in(self.generation(), entity_type, entity_id, entry)
+            .await
+    }
+
+    async fn store_in(
+        &self,
+        generation: u64,
+        entity_type: &str,
+        entity_id: &str,
+        entry: &Entry,
+    ) -> Result<StoreOutcome, CacheError> {
         let cmd = scripts::store_cmd(
             &self.layout,
+            generation,
             entity_type,
             entity_id,
             entry.version,
@@ -177,7 +260,14 @@ impl Cache {
             &self.ttls,
         )?;
         let mut conn = self.conn.clone();
-        let reply = scripts::invoke(&mut conn, scripts::store_script(), &cmd).await?;
+        let reply = match scripts::invoke(&mut conn, scripts::store_script(), &cmd).await {
+            Ok(reply) => reply,
+            Err(CacheError::GenerationChanged(current)) => {
+                self.generation.store(current, Ordering::Relaxed);
+                return Ok(StoreOutcome::Refused);
+            }
+            Err(e) => return Err(e),
+        };
         Ok(match scripts::parse_store_outcome(&reply)? {
             ApplyOutcome::Applied => StoreOutcome::Stored,
             ApplyOutcome::Stale => StoreOutcome::Refused,
@@ -199,7 +289,8 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<Entry>, E>>,
     {
-        if let Some(entry) = self.get(entity_type, entity_id).await? {
+        let (generation, cached) = self.get_in(entity_type, entity_id).await?;
+        if let Some(entry) = cached {
             return Ok(Some(Lookup {
                 entry,
                 origin: Origin::Hit,
@@ -208,7 +299,11 @@ impl Cache {
         let Some(entry) = loader().await.map_err(LoadError::Loader)? else {
             return Ok(None);
         };
-        let origin = match self.store(entity_type, entity_id, &entry).await? {
+        // Into the generation of the miss only: see the module docs.
+        let origin = match self
+            .store_in(generation, entity_type, entity_id, &entry)
+            .await?
+        {
             StoreOutcome::Stored => Origin::Stored,
             StoreOutcome::Refused => Origin::Refused,
         };
@@ -218,12 +313,34 @@ impl Cache {
     /// Apply one change event the way the invalidator does (one round trip). Useful for an
     /// application that wants its own write visible in the cache immediately; the
     /// invalidator applying the same event later finds it stale.
+    ///
+    /// The event goes into the current generation (an event is safe in any generation:
+    /// the new one's guards order it like the old one's did).
     pub async fn apply(&self, event: &ChangeEvent, mode: Mode) -> Result<ApplyOutcome, CacheError> {
-        let mut call = scripts::ApplyCall::new(mode, &self.ttls, None);
-        call.push(&self.layout, event, None)?;
         let mut conn = self.conn.clone();
-        let reply: Value = scripts::invoke(&mut conn, scripts::apply_script(), &call.cmd()).await?;
-        let outcomes = call.outcomes(&reply)?;
-        Ok(outcomes[0])
+        let mut generation = self.generation();
+        for _ in 0..MAX_GENERATION_RETRIES {
+            let mut call =
+                scripts::ApplyCall::new(&self.layout, generation, mode, &self.ttls, None);
+            call.push(&self.layout, event, None)?;
+            match scripts::invoke(&mut conn, scripts::apply_script(), &call.cmd()).await {
+                Ok(reply) => {
+                    let outcomes = call.outcomes(&reply)?;
+                    return outcomes
+                        .first()
+                        .copied()
+                        .ok_or(CacheError::UnexpectedReply {
+                            script: "APPLY",
+                            reply: format!("{reply:?}"),
+                        });
+                }
+                Err(CacheError::GenerationChanged(current)) => {
+                    self.generation.store(current, Ordering::Relaxed);
+                    generation = current;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(CacheError::GenerationChanged(generation))
     }
 }

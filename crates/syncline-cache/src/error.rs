@@ -29,6 +29,10 @@ pub enum CacheError {
     /// A setting is out of range.
     #[error("invalid cache configuration: {0}")]
     Config(String),
+    /// The key prefix's generation is no longer the one the keys were built for (a rebuild
+    /// switched it); holds the current generation.
+    #[error("the key prefix's generation changed to {0} (a rebuild switched it)")]
+    GenerationChanged(u64),
     /// Versions are non-negative (the change event contract).
     #[error("version must be >= 0, got {0}")]
     NegativeVersion(i64),

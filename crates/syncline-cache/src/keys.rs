@@ -1,16 +1,31 @@
 //! The Redis key layout. Every key Syncline reads or writes is built here.
 //!
-//! | what | key |
-//! |---|---|
-//! | cached entity | `<prefix><entity_type>:{<entity_id>}` |
-//! | its version guard | `<prefix><entity_type>:{<entity_id>}:v` |
-//! | tag generation | `<prefix>_tag:{<tag>}` |
-//! | cached search result | `<prefix>_search:<namespace>:<sha256 hex>` |
+//! | what | key (generation 0) | key (generation `g` >= 1) |
+//! |---|---|---|
+//! | cached entity | `<prefix><entity_type>:{<entity_id>}` | `<prefix>_g<g>:<entity_type>:{<entity_id>}` |
+//! | its version guard | `<prefix><entity_type>:{<entity_id>}:v` | `<prefix>_g<g>:<entity_type>:{<entity_id>}:v` |
+//! | cached search result | `<prefix>_search:<namespace>:<sha256 hex>` | `<prefix>_g<g>:_search:<namespace>:<sha256 hex>` |
+//! | tag generation | `<prefix>_tag:{<tag>}` | (shared by all generations) |
+//! | prefix generation | `<prefix>_gen` | |
+//! | rebuild state | `<prefix>_rebuild` | |
 //!
 //! The cached value and its guard share the hash tag `{<entity_id>}`, so the scripts that
 //! touch both address one Redis Cluster slot. Syncline's own key spaces start with `_`,
 //! which an entity type (`[a-z0-9][a-z0-9_-]{0,63}`) cannot, so no entity type can collide
 //! with them (an entity type `tag` would otherwise share `<prefix>tag:{x}` with tag `x`).
+//!
+//! **Generations.** `<prefix>_gen` holds the prefix's current generation (a decimal
+//! counter); a missing key is generation 0, whose keys are exactly the layout from before
+//! generations existed, so existing deployments and their data keep working unchanged.
+//! Every script that reads or writes a cached entry or search result first reads
+//! `<prefix>_gen` in the same atomic step and refuses to touch another generation's keys
+//! (see [`crate::scripts`]). One `INCR` of `<prefix>_gen` (`syncline-ctl rebuild redis`)
+//! therefore makes every entry of the old generation unreachable at once, for readers and
+//! for the invalidator alike; the old keys are then unlinked in the background
+//! ([`crate::admin`]). Tag generations are not per prefix generation: they are counters
+//! whose only job is to change search keys, and search keys already carry the generation.
+//! Never delete `<prefix>_gen` (it has no TTL; run Redis with `noeviction` or a
+//! `volatile-*` policy): generation 0 would come back with whatever it still holds.
 
 use crate::error::CacheError;
 
@@ -55,11 +70,37 @@ impl KeyLayout {
         &self.prefix
     }
 
-    /// Key of the cached value of one entity: `<prefix><entity_type>:{<entity_id>}`.
+    /// Key of the prefix's generation counter: `<prefix>_gen` (missing = generation 0).
+    pub fn generation_key(&self) -> String {
+        format!("{}_gen", self.prefix)
+    }
+
+    /// Key of the state of an unfinished `syncline-ctl rebuild redis`: `<prefix>_rebuild`.
+    pub fn rebuild_state_key(&self) -> String {
+        format!("{}_rebuild", self.prefix)
+    }
+
+    /// Where the entry keys of `generation` start: the prefix for generation 0 (the layout
+    /// from before generations existed), `<prefix>_g<generation>:` after it.
+    pub fn generation_prefix(&self, generation: u64) -> String {
+        if generation == 0 {
+            self.prefix.clone()
+        } else {
+            format!("{}_g{generation}:", self.prefix)
+        }
+    }
+
+    /// Key of the cached value of one entity in generation 0:
+    /// `<prefix><entity_type>:{<entity_id>}` (see [`KeyLayout::cache_key_in`]).
     pub fn cache_key(&self, entity_type: &str, entity_id: &str) -> String {
-        let mut key =
-            String::with_capacity(self.prefix.len() + entity_type.len() + entity_id.len() + 5);
-        key.push_str(&self.prefix);
+        self.cache_key_in(0, entity_type, entity_id)
+    }
+
+    /// Key of the cached value of one entity in `generation`.
+    pub fn cache_key_in(&self, generation: u64, entity_type: &str, entity_id: &str) -> String {
+        let start = self.generation_prefix(generation);
+        let mut key = String::with_capacity(start.len() + entity_type.len() + entity_id.len() + 5);
+        key.push_str(&start);
         key.push_str(entity_type);
         key.push_str(":{");
         key.push_str(entity_id);
@@ -67,9 +108,15 @@ impl KeyLayout {
         key
     }
 
-    /// Key of the version guard of one entity: the cache key followed by `:v`.
+    /// Key of the version guard of one entity in generation 0: the cache key followed by
+    /// `:v`.
     pub fn guard_key(&self, entity_type: &str, entity_id: &str) -> String {
-        let mut key = self.cache_key(entity_type, entity_id);
+        self.guard_key_in(0, entity_type, entity_id)
+    }
+
+    /// Key of the version guard of one entity in `generation`.
+    pub fn guard_key_in(&self, generation: u64, entity_type: &str, entity_id: &str) -> String {
+        let mut key = self.cache_key_in(generation, entity_type, entity_id);
         key.push_str(":v");
         key
     }
@@ -79,24 +126,78 @@ impl KeyLayout {
         format!("{}_tag:{{{tag}}}", self.prefix)
     }
 
-    /// Key of one cached search result: `<prefix>_search:<namespace>:<digest>`.
+    /// Key of one cached search result in generation 0:
+    /// `<prefix>_search:<namespace>:<digest>`.
     pub fn search_key(&self, namespace: &str, digest_hex: &str) -> String {
-        format!("{}_search:{namespace}:{digest_hex}", self.prefix)
+        self.search_key_in(0, namespace, digest_hex)
+    }
+
+    /// Key of one cached search result in `generation`.
+    pub fn search_key_in(&self, generation: u64, namespace: &str, digest_hex: &str) -> String {
+        format!(
+            "{}_search:{namespace}:{digest_hex}",
+            self.generation_prefix(generation)
+        )
+    }
+
+    /// `SCAN MATCH` patterns that together cover every key of `generation` (cached
+    /// values, guards, search results). They can also match keys of another layout whose
+    /// prefix extends this one; [`KeyLayout::is_generation_key`] decides exactly.
+    pub fn generation_patterns(&self, generation: u64) -> Vec<String> {
+        let start = glob_escape(&self.generation_prefix(generation));
+        if generation == 0 {
+            // Generation 0 shares the bare prefix with Syncline's own `_` keys and with
+            // every later generation; an entity type starts with [a-z0-9], so this
+            // pattern skips all of those.
+            vec![format!("{start}[a-z0-9]*"), format!("{start}_search:*")]
+        } else {
+            vec![format!("{start}*")]
+        }
+    }
+
+    /// Is `key` a cached value, guard or search result of `generation` under this layout?
+    pub fn is_generation_key(&self, generation: u64, key: &[u8]) -> bool {
+        let start = self.generation_prefix(generation);
+        let Some(rest) = key.strip_prefix(start.as_bytes()) else {
+            return false;
+        };
+        if rest.starts_with(b"_search:") {
+            return true;
+        }
+        // `<entity_type>:{...}`: the entity type is [a-z0-9][a-z0-9_-]{0,63} and ends at
+        // the first ':' (it cannot hold one), which must be followed by the hash tag.
+        let Some(colon) = rest.iter().position(|b| *b == b':') else {
+            return false;
+        };
+        let (entity_type, tail) = rest.split_at(colon);
+        let type_ok = !entity_type.is_empty()
+            && entity_type.len() <= 64
+            && (entity_type[0].is_ascii_lowercase() || entity_type[0].is_ascii_digit())
+            && entity_type
+                .iter()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-'));
+        type_ok && tail.starts_with(b":{")
     }
 
     /// A `SCAN MATCH` pattern covering every key of this layout (for clean-up in tests
     /// and benchmarks). Glob metacharacters in the prefix are escaped.
     pub fn scan_pattern(&self) -> String {
-        let mut pattern = String::with_capacity(self.prefix.len() + 1);
-        for c in self.prefix.chars() {
-            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-                pattern.push('\\');
-            }
-            pattern.push(c);
-        }
+        let mut pattern = glob_escape(&self.prefix);
         pattern.push('*');
         pattern
     }
+}
+
+/// `s` with the glob metacharacters of `SCAN MATCH` escaped.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 1);
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -113,6 +214,54 @@ mod tests {
             l.search_key("products", "ab"),
             "syncline:_search:products:ab"
         );
+    }
+
+    #[test]
+    fn generation_zero_is_the_old_layout_and_later_ones_move_under_g() {
+        let l = KeyLayout::default();
+        assert_eq!(l.generation_key(), "syncline:_gen");
+        assert_eq!(
+            l.cache_key_in(0, "product", "42"),
+            l.cache_key("product", "42")
+        );
+        assert_eq!(
+            l.guard_key_in(0, "product", "42"),
+            l.guard_key("product", "42")
+        );
+        assert_eq!(l.search_key_in(0, "s", "ab"), l.search_key("s", "ab"));
+        assert_eq!(
+            l.cache_key_in(3, "product", "42"),
+            "syncline:_g3:product:{42}"
+        );
+        assert_eq!(
+            l.guard_key_in(3, "product", "42"),
+            "syncline:_g3:product:{42}:v"
+        );
+        assert_eq!(l.search_key_in(3, "s", "ab"), "syncline:_g3:_search:s:ab");
+    }
+
+    #[test]
+    fn generation_keys_are_told_apart() {
+        let l = KeyLayout::default();
+        let owned = |g: u64, k: &str| l.is_generation_key(g, k.as_bytes());
+        assert!(owned(0, "syncline:product:{1}"));
+        assert!(owned(0, "syncline:product:{1}:v"));
+        assert!(owned(0, "syncline:_search:s:ab"));
+        assert!(!owned(0, "syncline:_g1:product:{1}"));
+        assert!(!owned(0, "syncline:_gen"));
+        assert!(!owned(0, "syncline:_tag:{x}"));
+        assert!(!owned(0, "syncline:_rebuild"));
+        // A nested prefix `syncline:a:` is another deployment.
+        assert!(!owned(0, "syncline:a:product:{1}"));
+        assert!(owned(1, "syncline:_g1:product:{1}:v"));
+        assert!(owned(1, "syncline:_g1:_search:s:ab"));
+        assert!(!owned(1, "syncline:_g12:product:{1}"));
+        assert!(!owned(2, "syncline:_g1:product:{1}"));
+        assert_eq!(
+            l.generation_patterns(0),
+            vec!["syncline:[a-z0-9]*", "syncline:_search:*"]
+        );
+        assert_eq!(l.generation_patterns(7), vec!["syncline:_g7:*"]);
     }
 
     #[test]

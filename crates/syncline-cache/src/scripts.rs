@@ -1,7 +1,18 @@
 //! The server-side Lua scripts and how to call them.
 //!
-//! Both scripts compare versions and write in one atomic step on the server, touching only
-//! the cached value and its guard (one hash tag, so one cluster slot).
+//! The entity scripts compare versions and write in one atomic step on the server, touching
+//! the cached value and its guard (one hash tag) and the prefix's generation key.
+//!
+//! **Generations.** Every script takes the generation its caller built the keys for and
+//! first reads `<prefix>_gen` (missing = 0) in the same atomic step. If the caller's
+//! generation is not the current one, the script touches nothing and fails with the error
+//! reply `SYNCLINE_GEN <current>` ([`CacheError::GenerationChanged`]); the caller rebuilds its
+//! keys for the current generation and asks again (a reader, the invalidator) or gives up
+//! (a cache-aside store whose load predates the switch: see [`crate::Cache::get_or_load`]).
+//! So after one `INCR` of the generation key nobody reads or writes the old generation's
+//! keys any more, however long they cached the old number. APPLY alone also accepts a
+//! generation *newer* than the current one: that is a rebuild warming the next generation
+//! before it switches to it.
 //!
 //! * **APPLY** (used by the invalidator): for each of up to [`MAX_APPLY_EVENTS`] change
 //!   events, if the event's version is newer than the highest version Redis knows for the
@@ -14,6 +25,10 @@
 //! * **STORE** (used by [`crate::Cache::get_or_load`]): write a loaded `(version, document)`
 //!   only if the version is at least the highest known one, then set the guard to it.
 //!   Returns 1 (stored) or 0 (refused).
+//! * **GET** (used by [`crate::Cache::get`] and the search cache): the value of one key of
+//!   the caller's generation.
+//! * **SET** (used by the search cache): write one search result with a TTL, in the
+//!   caller's generation only.
 //!
 //! "Highest known version" is the guard; only when there is no (valid) guard is it the
 //! version inside the cached value (a guard evicted under memory pressure must not let an
@@ -59,28 +74,43 @@ local function known(cache_key, guard_key)
   return nil
 end
 local BAD_VERSION = 'ERR syncline: version must be a canonical decimal >= 0'
+local function generation(gen_key)
+  return redis.call('GET', gen_key) or '0'
+end
+local function gen_changed(cur)
+  return redis.error_reply('SYNCLINE_GEN ' .. cur)
+end
 "#
     };
 }
 
-/// APPLY: KEYS = [cache key 1, guard key 1, cache key 2, guard key 2, ...];
-/// ARGV = [cache TTL ms, guard TTL ms, notice channel (empty: none), then per event:
-/// version, action (`del` | `set`), document, notice message]. A notice is PUBLISHed only
-/// for an event that was applied, so subscribers never hear about stale duplicates. All
-/// versions are checked before anything is written: one bad version fails the whole call.
+/// APPLY: KEYS = [generation key, cache key 1, guard key 1, cache key 2, guard key 2, ...];
+/// ARGV = [cache TTL ms, guard TTL ms, notice channel (empty: none), generation of the keys,
+/// then per event: version, action (`del` | `set`), document, notice message]. A notice is
+/// PUBLISHed only for an event that was applied, so subscribers never hear about stale
+/// duplicates. All versions are checked before anything is written: one bad version fails
+/// the whole call. Keys of an older generation than the current one: `SYNCLINE_GEN`.
 pub const APPLY_LUA: &str = concat!(
     prelude!(),
     r#"
-local n = #KEYS / 2
-if n ~= math.floor(n) or #ARGV ~= 3 + 4 * n then
-  return redis.error_reply('ERR syncline: APPLY wants 2 keys and 4 arguments per event')
+local n = (#KEYS - 1) / 2
+if n ~= math.floor(n) or #ARGV ~= 4 + 4 * n then
+  return redis.error_reply('ERR syncline: APPLY wants 1 + 2 keys and 4 + 4 arguments per event')
 end
+local want = ARGV[4]
+if not valid(want) then
+  return redis.error_reply('ERR syncline: generation must be a canonical decimal >= 0')
+end
+local cur = generation(KEYS[1])
+-- Writing an older generation would be invisible to readers and never cleaned up; a
+-- newer one is a rebuild warming the generation it is about to switch to.
+if cur ~= want and not (valid(cur) and newer(want, cur)) then return gen_changed(cur) end
 for i = 1, n do
-  if not valid(ARGV[4 * i]) then return redis.error_reply(BAD_VERSION) end
+  if not valid(ARGV[4 * i + 1]) then return redis.error_reply(BAD_VERSION) end
 end
 local out = {}
 for i = 1, n do
-  local ck, gk, a = KEYS[2 * i - 1], KEYS[2 * i], 4 * i
+  local ck, gk, a = KEYS[2 * i], KEYS[2 * i + 1], 4 * i + 1
   local v = ARGV[a]
   local cur = known(ck, gk)
   if cur and not newer(v, cur) then
@@ -100,22 +130,51 @@ return out
 "#
 );
 
-/// STORE: KEYS = [cache key, guard key]; ARGV = [version, cache TTL ms, guard TTL ms, document].
+/// STORE: KEYS = [generation key, cache key, guard key]; ARGV = [generation of the keys,
+/// version, cache TTL ms, guard TTL ms, document].
 pub const STORE_LUA: &str = concat!(
     prelude!(),
     r#"
-local v = ARGV[1]
+local g = generation(KEYS[1])
+if g ~= ARGV[1] then return gen_changed(g) end
+local v = ARGV[2]
 if not valid(v) then return redis.error_reply(BAD_VERSION) end
-local cur = known(KEYS[1], KEYS[2])
+local cur = known(KEYS[2], KEYS[3])
 if cur and newer(cur, v) then return 0 end
-redis.call('SET', KEYS[1], v .. '\n' .. ARGV[4], 'PX', ARGV[2])
-redis.call('SET', KEYS[2], v, 'PX', ARGV[3])
+redis.call('SET', KEYS[2], v .. '\n' .. ARGV[5], 'PX', ARGV[3])
+redis.call('SET', KEYS[3], v, 'PX', ARGV[4])
+return 1
+"#
+);
+
+/// GET: KEYS = [generation key, key]; ARGV = [generation of the key]. The value or nil.
+pub const GET_LUA: &str = concat!(
+    prelude!(),
+    r#"
+local g = generation(KEYS[1])
+if g ~= ARGV[1] then return gen_changed(g) end
+return redis.call('GET', KEYS[2])
+"#
+);
+
+/// SET: KEYS = [generation key, key]; ARGV = [generation of the key, value, TTL ms]. 1.
+pub const SET_LUA: &str = concat!(
+    prelude!(),
+    r#"
+local g = generation(KEYS[1])
+if g ~= ARGV[1] then return gen_changed(g) end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 return 1
 "#
 );
 
 static APPLY: LazyLock<Script> = LazyLock::new(|| Script::new(APPLY_LUA));
 static STORE: LazyLock<Script> = LazyLock::new(|| Script::new(STORE_LUA));
+static GET: LazyLock<Script> = LazyLock::new(|| Script::new(GET_LUA));
+static SET: LazyLock<Script> = LazyLock::new(|| Script::new(SET_LUA));
+
+/// The error code of a script refusing keys of another generation.
+pub const GENERATION_CHANGED: &str = "SYNCLINE_GEN";
 
 /// The APPLY script (its SHA1 is what `EVALSHA` calls).
 pub fn apply_script() -> &'static Script {
@@ -125,6 +184,16 @@ pub fn apply_script() -> &'static Script {
 /// The STORE script.
 pub fn store_script() -> &'static Script {
     &STORE
+}
+
+/// The GET script.
+pub fn get_script() -> &'static Script {
+    &GET
+}
+
+/// The SET script.
+pub fn set_script() -> &'static Script {
+    &SET
 }
 
 /// How change events change cached values.
@@ -199,21 +268,36 @@ pub struct ApplyCall<'a> {
     keys: Vec<String>,
     args: Vec<Cow<'a, str>>,
     mode: Mode,
+    generation: u64,
 }
 
 impl<'a> ApplyCall<'a> {
-    /// An empty call; `channel` = `Some(name)` PUBLISHes each applied event's notice there.
-    pub fn new(mode: Mode, ttls: &Ttls, channel: Option<&str>) -> Self {
+    /// An empty call writing the keys of `generation` under `layout`; `channel` =
+    /// `Some(name)` PUBLISHes each applied event's notice there.
+    pub fn new(
+        layout: &KeyLayout,
+        generation: u64,
+        mode: Mode,
+        ttls: &Ttls,
+        channel: Option<&str>,
+    ) -> Self {
         let args = vec![
             Cow::Owned(ttls.cache_ttl_ms().to_string()),
             Cow::Owned(ttls.guard_ttl_ms().to_string()),
             Cow::Owned(channel.unwrap_or_default().to_owned()),
+            Cow::Owned(generation.to_string()),
         ];
         ApplyCall {
-            keys: Vec::new(),
+            keys: vec![layout.generation_key()],
             args,
             mode,
+            generation,
         }
+    }
+
+    /// The generation whose keys this call writes.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Add one event (with its notice message when a channel is set). Errors only on a
@@ -230,9 +314,9 @@ impl<'a> ApplyCall<'a> {
             _ => ("del", ""),
         };
         self.keys
-            .push(layout.cache_key(&event.entity_type, &event.entity_id));
+            .push(layout.cache_key_in(self.generation, &event.entity_type, &event.entity_id));
         self.keys
-            .push(layout.guard_key(&event.entity_type, &event.entity_id));
+            .push(layout.guard_key_in(self.generation, &event.entity_type, &event.entity_id));
         self.args.extend([
             Cow::Owned(version),
             Cow::Borrowed(action),
@@ -244,12 +328,12 @@ impl<'a> ApplyCall<'a> {
 
     /// Events added so far.
     pub fn len(&self) -> usize {
-        self.keys.len() / 2
+        self.keys.len().saturating_sub(1) / 2
     }
 
     /// No event added yet.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.len() == 0
     }
 
     /// Room for another event.
@@ -292,9 +376,10 @@ impl<'a> ApplyCall<'a> {
     }
 }
 
-/// The `EVALSHA` command storing a loaded value (cache-aside).
+/// The `EVALSHA` command storing a loaded value (cache-aside) in `generation`.
 pub fn store_cmd(
     layout: &KeyLayout,
+    generation: u64,
     entity_type: &str,
     entity_id: &str,
     version: i64,
@@ -304,14 +389,58 @@ pub fn store_cmd(
     let version = check_version(version)?;
     let mut cmd = redis::cmd("EVALSHA");
     cmd.arg(STORE.get_hash())
-        .arg(2)
-        .arg(layout.cache_key(entity_type, entity_id))
-        .arg(layout.guard_key(entity_type, entity_id))
+        .arg(3)
+        .arg(layout.generation_key())
+        .arg(layout.cache_key_in(generation, entity_type, entity_id))
+        .arg(layout.guard_key_in(generation, entity_type, entity_id))
+        .arg(generation)
         .arg(version)
         .arg(ttls.cache_ttl_ms())
         .arg(ttls.guard_ttl_ms())
         .arg(document);
     Ok(cmd)
+}
+
+/// The `EVALSHA` command reading `key`, a key of `generation` under `layout`.
+pub fn get_cmd(layout: &KeyLayout, generation: u64, key: &str) -> Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(GET.get_hash())
+        .arg(2)
+        .arg(layout.generation_key())
+        .arg(key)
+        .arg(generation);
+    cmd
+}
+
+/// The `EVALSHA` command writing `value` at `key` (a key of `generation`) for `ttl_ms`.
+pub fn set_cmd(layout: &KeyLayout, generation: u64, key: &str, value: &str, ttl_ms: u64) -> Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(SET.get_hash())
+        .arg(2)
+        .arg(layout.generation_key())
+        .arg(key)
+        .arg(generation)
+        .arg(value)
+        .arg(ttl_ms);
+    cmd
+}
+
+/// If this pipelined reply is a script's refusal of another generation's keys, the
+/// current generation (an unreadable number is an error).
+pub fn generation_changed(reply: &Value) -> Option<Result<u64, CacheError>> {
+    match reply {
+        Value::ServerError(e) if e.code() == GENERATION_CHANGED => {
+            Some(parse_generation(e.details().unwrap_or_default()))
+        }
+        _ => None,
+    }
+}
+
+fn parse_generation(detail: &str) -> Result<u64, CacheError> {
+    detail.trim().parse().map_err(|_| CacheError::Malformed {
+        key: "<prefix>_gen".into(),
+        reason: format!("generation {detail:?} is not a decimal u64"),
+    })
 }
 
 /// Interpret the STORE script's reply (1 = stored, 0 = refused).
@@ -331,22 +460,29 @@ pub fn is_noscript(reply: &Value) -> bool {
     matches!(reply, Value::ServerError(e) if e.code() == "NOSCRIPT")
 }
 
-/// Run one script command built by [`ApplyCall`] or [`store_cmd`]; on `NOSCRIPT`, load
-/// `script` and run it once more.
+/// Run one script command built by [`ApplyCall`], [`store_cmd`], [`get_cmd`] or
+/// [`set_cmd`]; on `NOSCRIPT`, load `script` and run it once more. A refusal of another
+/// generation's keys is [`CacheError::GenerationChanged`].
 pub async fn invoke<C: ConnectionLike>(
     conn: &mut C,
     script: &Script,
     cmd: &Cmd,
 ) -> Result<Value, CacheError> {
-    match cmd.query_async::<Value>(conn).await {
+    let result = match cmd.query_async::<Value>(conn).await {
         Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
             tracing::debug!(
                 sha = script.get_hash(),
                 "script missing on the server; loading it"
             );
             script.load_async(conn).await?;
-            Ok(cmd.query_async::<Value>(conn).await?)
+            cmd.query_async::<Value>(conn).await
         }
+        other => other,
+    };
+    match result {
+        Err(e) if e.code() == Some(GENERATION_CHANGED) => Err(CacheError::GenerationChanged(
+            parse_generation(e.detail().unwrap_or_default())?,
+        )),
         other => Ok(other?),
     }
 }
@@ -365,7 +501,7 @@ mod tests {
     #[test]
     fn negative_versions_are_refused_before_redis() {
         let layout = KeyLayout::default();
-        let r = store_cmd(&layout, "t", "1", -1, "{}", &Ttls::default());
+        let r = store_cmd(&layout, 0, "t", "1", -1, "{}", &Ttls::default());
         assert!(matches!(r, Err(CacheError::NegativeVersion(-1))));
     }
 }

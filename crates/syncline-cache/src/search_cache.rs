@@ -11,17 +11,28 @@
 //! Tag keys have no TTL (they are a few bytes each): a generation that expired or was
 //! evicted would restart at 0 and could revive results cached under generation 0. Run
 //! Redis with `noeviction` or a `volatile-*` policy so keys without TTL are never evicted.
+//!
+//! Results are also kept per key-prefix generation (see [`crate::keys`]): they are read
+//! and written through the GET and SET scripts, which check the generation in the same
+//! atomic step, so after a rebuild switched the generation no result cached before the
+//! switch is returned, and a result computed across the switch is not cached.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::{fmt::Write as _, future::Future, time::Duration};
 
-use redis::{aio::ConnectionManager, AsyncCommands};
+use redis::{aio::ConnectionManager, Value};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
 use crate::{
     error::{CacheError, LoadError},
     keys::KeyLayout,
+    scripts,
 };
+
+/// Generation switches one call follows before giving up (see [`crate::Cache`]).
+const MAX_GENERATION_RETRIES: usize = 8;
 
 /// A cached (or freshly computed) search result.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +52,8 @@ pub struct SearchCache {
     layout: KeyLayout,
     namespace: String,
     ttl: Duration,
+    /// The prefix's generation as last confirmed by a script (shared by clones).
+    generation: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for SearchCache {
@@ -83,7 +96,13 @@ impl SearchCache {
             layout,
             namespace,
             ttl,
+            generation: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// The prefix's generation as last seen by this cache (0 before the first call).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
     }
 
     /// Current generations of `tags` (sorted, deduplicated), in one round trip.
@@ -113,8 +132,15 @@ impl SearchCache {
             .collect())
     }
 
-    /// The key a result for `query` with these tag generations lives under.
+    /// The key a result for `query` with these tag generations lives under, in the prefix
+    /// generation this cache last saw.
     pub fn key_with_generations(&self, query: &Json, generations: &[(String, u64)]) -> String {
+        self.key_in(self.generation(), query, generations)
+    }
+
+    /// The key a result for `query` with these tag generations lives under in the prefix
+    /// generation `generation`.
+    pub fn key_in(&self, generation: u64, query: &Json, generations: &[(String, u64)]) -> String {
         let mut h = Sha256::new();
         h.update(b"syncline-search-v1\0");
         h.update(normalize_query(query).as_bytes());
@@ -123,7 +149,7 @@ impl SearchCache {
             h.update(format!("\0{}:{tag}={generation}", tag.len()).as_bytes());
         }
         self.layout
-            .search_key(&self.namespace, &hex::encode(h.finalize()))
+            .search_key_in(generation, &self.namespace, &hex::encode(h.finalize()))
     }
 
     /// The key for `query` under its tags' current generations (one round trip).
@@ -150,26 +176,58 @@ impl SearchCache {
         Fut: Future<Output = Result<String, E>>,
     {
         // Generations first, then compute: see the module docs for why the order matters.
-        let key = self.key_for(query, tags).await?;
+        let gens = self.generations(tags).await?;
         let mut conn = self.conn.clone();
-        let cached: Option<String> = conn.get(&key).await.map_err(CacheError::from)?;
-        if let Some(result) = cached {
-            return Ok(SearchLookup {
-                result,
-                hit: true,
-                key,
-            });
+        let mut generation = self.generation();
+        let mut missed = None;
+        for _ in 0..MAX_GENERATION_RETRIES {
+            let key = self.key_in(generation, query, &gens);
+            let cmd = scripts::get_cmd(&self.layout, generation, &key);
+            match scripts::invoke(&mut conn, scripts::get_script(), &cmd).await {
+                Ok(Value::Nil) => {
+                    missed = Some(key);
+                    break;
+                }
+                Ok(Value::BulkString(raw)) => {
+                    let result = String::from_utf8(raw).map_err(|_| CacheError::Malformed {
+                        key: key.clone(),
+                        reason: "search result is not UTF-8".into(),
+                    })?;
+                    return Ok(SearchLookup {
+                        result,
+                        hit: true,
+                        key,
+                    });
+                }
+                Ok(other) => {
+                    return Err(CacheError::UnexpectedReply {
+                        script: "GET",
+                        reply: format!("{other:?}"),
+                    }
+                    .into())
+                }
+                Err(CacheError::GenerationChanged(current)) => {
+                    self.generation.store(current, Ordering::Relaxed);
+                    generation = current;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
+        let Some(key) = missed else {
+            return Err(CacheError::GenerationChanged(generation).into());
+        };
         let result = compute().await.map_err(LoadError::Loader)?;
         let ttl_ms = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
-        let _: () = redis::cmd("SET")
-            .arg(&key)
-            .arg(&result)
-            .arg("PX")
-            .arg(ttl_ms)
-            .query_async(&mut conn)
-            .await
-            .map_err(CacheError::from)?;
+        let cmd = scripts::set_cmd(&self.layout, generation, &key, &result, ttl_ms);
+        match scripts::invoke(&mut conn, scripts::set_script(), &cmd).await {
+            // Computed across a switch: returned, but not cached in the new generation.
+            Err(CacheError::GenerationChanged(current)) => {
+                self.generation.store(current, Ordering::Relaxed);
+            }
+            other => {
+                other?;
+            }
+        }
         Ok(SearchLookup {
             result,
             hit: false,

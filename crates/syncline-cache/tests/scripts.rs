@@ -493,7 +493,7 @@ async fn one_apply_call_checks_every_event_on_its_own() {
         delete("b", 11),
         upsert("a", 4, "{\"a\":4}"), // same key again, newer: applied
     ];
-    let mut call = scripts::ApplyCall::new(Mode::Refresh, c.ttls(), None);
+    let mut call = scripts::ApplyCall::new(&layout, 0, Mode::Refresh, c.ttls(), None);
     for e in &events {
         call.push(&layout, e, None).unwrap();
     }
@@ -532,7 +532,8 @@ async fn an_apply_call_with_a_bad_version_changes_nothing() {
     // version is not a canonical decimal, so the first must not be applied either.
     let reply: redis::RedisResult<redis::Value> = redis::cmd("EVALSHA")
         .arg(scripts::apply_script().get_hash())
-        .arg(4)
+        .arg(5)
+        .arg(layout.generation_key())
         .arg(layout.cache_key("product", "x"))
         .arg(layout.guard_key("product", "x"))
         .arg(layout.cache_key("product", "y"))
@@ -540,6 +541,7 @@ async fn an_apply_call_with_a_bad_version_changes_nothing() {
         .arg(60_000)
         .arg(120_000)
         .arg("")
+        .arg(0)
         .arg(&["5", "del", "", ""][..])
         .arg(&["007", "del", "", ""][..])
         .query_async(&mut conn)
