@@ -16,10 +16,22 @@
 //!   runtime backs off, pauses the partitions and never commits past the batch; the
 //!   [`ConnectionManager`] reconnects by itself.
 //!
+//! * `SYNCLINE_GEN <n>` (a rebuild switched the key prefix's generation: the script
+//!   touched nothing): remember generation `n`, rebuild those events' keys for it and
+//!   resend them within the same `apply`. So the first batch after a switch writes the new
+//!   generation, and no write lands in the old one after the switch (the script checks the
+//!   generation in the same atomic step as the write).
+//!
 //! Resending is safe because every command is idempotent under the version guard, except
 //! the tag `INCR`s, which may then run twice: that only retires search results one more
 //! time than necessary.
+//!
+//! The live invalidator follows the current generation. A rebuild warming the next
+//! generation uses a sink *pinned* to it ([`RedisSink::pinned_to`]), which writes that
+//! generation before the switch and never follows a later one.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::{aio::ConnectionManager, Value};
@@ -105,6 +117,10 @@ pub struct SinkMetrics {
     pub pipeline_micros_last: Gauge,
     /// Times the APPLY script was (re)loaded after NOSCRIPT.
     pub script_reloads: Counter,
+    /// The key prefix generation the sink writes.
+    pub generation: Gauge,
+    /// Times a script reported a new generation (a rebuild switched it).
+    pub generation_switches: Counter,
 }
 
 impl SinkMetrics {
@@ -147,6 +163,14 @@ impl SinkMetrics {
                 "syncline_redis_script_reloads_total",
                 "Times the APPLY script was loaded again after NOSCRIPT.",
             ),
+            generation: metrics.gauge(
+                "syncline_redis_generation",
+                "Key prefix generation the sink writes (see syncline-ctl rebuild redis).",
+            ),
+            generation_switches: metrics.counter(
+                "syncline_redis_generation_switches_total",
+                "Times the sink learned of a new key prefix generation.",
+            ),
         }
     }
 }
@@ -157,6 +181,21 @@ pub struct RedisSink {
     conn: ConnectionManager,
     config: SinkConfig,
     metrics: SinkMetrics,
+    /// The generation the keys are built for: the last one a script confirmed, or the
+    /// pinned one.
+    generation: Arc<AtomicU64>,
+    /// Never follow another generation (a rebuild warming the next one).
+    pinned: bool,
+}
+
+/// What the replies to one chunk say.
+enum ChunkReply {
+    /// One outcome per event.
+    Done(Vec<Outcome>),
+    /// The server lost the script: resend after loading it.
+    NoScript,
+    /// The generation is now this one: resend with its keys.
+    Generation(u64),
 }
 
 impl std::fmt::Debug for RedisSink {
@@ -223,7 +262,24 @@ impl RedisSink {
             conn,
             config,
             metrics: SinkMetrics::register(metrics),
+            generation: Arc::new(AtomicU64::new(0)),
+            pinned: false,
         }
+    }
+
+    /// This sink, writing `generation` only: before the switch to it (APPLY accepts a
+    /// generation newer than the current one) and after it. If the prefix moves past it,
+    /// every event is retried with a reason saying so; the caller must stop the sink.
+    pub fn pinned_to(mut self, generation: u64) -> Self {
+        self.generation = Arc::new(AtomicU64::new(generation));
+        self.metrics.generation.set(gauge(generation));
+        self.pinned = true;
+        self
+    }
+
+    /// The generation the next batch writes.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
     }
 
     /// The sink's counters.
@@ -263,8 +319,15 @@ impl RedisSink {
         outcomes: &mut [Option<Outcome>],
     ) -> (redis::Pipeline, Vec<Chunk<'a>>) {
         let channel = self.config.publish_channel.as_deref();
+        let generation = self.generation();
         let new_chunk = || Chunk {
-            call: ApplyCall::new(self.config.mode, &self.config.ttls, channel),
+            call: ApplyCall::new(
+                &self.config.layout,
+                generation,
+                self.config.mode,
+                &self.config.ttls,
+                channel,
+            ),
             events: Vec::new(),
             start: 0,
         };
@@ -303,13 +366,13 @@ impl RedisSink {
         (pipe, chunks)
     }
 
-    /// Outcomes of one chunk from its replies; `None` when the server lost the script.
+    /// Outcomes of one chunk from its replies, or why it must be resent.
     fn chunk_outcomes(
         &self,
         batch: &[ChangeEvent],
         chunk: &Chunk<'_>,
         replies: &[Value],
-    ) -> Option<Vec<Outcome>> {
+    ) -> ChunkReply {
         let retry_all = |reason: String| {
             chunk
                 .events
@@ -321,15 +384,27 @@ impl RedisSink {
         };
         let script_reply = &replies[chunk.start];
         if scripts::is_noscript(script_reply) {
-            return None;
+            return ChunkReply::NoScript;
+        }
+        match scripts::generation_changed(script_reply) {
+            Some(Ok(current)) if !self.pinned => return ChunkReply::Generation(current),
+            Some(Ok(current)) => {
+                return ChunkReply::Done(retry_all(format!(
+                    "the key prefix moved to generation {current}, past generation {} this \
+                     rebuild writes",
+                    chunk.call.generation()
+                )))
+            }
+            Some(Err(e)) => return ChunkReply::Done(retry_all(e.to_string())),
+            None => {}
         }
         if let Some(reason) = error_reply(script_reply) {
             self.metrics.error_replies.inc();
-            return Some(retry_all(reason));
+            return ChunkReply::Done(retry_all(reason));
         }
         let applied = match chunk.call.outcomes(script_reply) {
             Ok(o) => o,
-            Err(e) => return Some(retry_all(e.to_string())),
+            Err(e) => return ChunkReply::Done(retry_all(e.to_string())),
         };
         let mut tag_reply = chunk.start + 1;
         let mut out = Vec::with_capacity(chunk.events.len());
@@ -354,7 +429,7 @@ impl RedisSink {
                 }
             });
         }
-        Some(out)
+        ChunkReply::Done(out)
     }
 
     async fn apply_batch(&self, batch: &[ChangeEvent]) -> Vec<Outcome> {
@@ -404,18 +479,42 @@ impl RedisSink {
                 .set(i64::try_from(micros).unwrap_or(i64::MAX));
 
             let mut missing_script = Vec::new();
+            let mut moved = Vec::new();
+            let mut new_generation = None;
             for chunk in &chunks {
                 match self.chunk_outcomes(batch, chunk, &replies) {
-                    Some(chunk_outcomes) => {
+                    ChunkReply::Done(chunk_outcomes) => {
                         for (&i, o) in chunk.events.iter().zip(chunk_outcomes) {
                             outcomes[i] = Some(o);
                         }
                     }
-                    None => missing_script.extend_from_slice(&chunk.events),
+                    ChunkReply::NoScript => missing_script.extend_from_slice(&chunk.events),
+                    ChunkReply::Generation(g) => {
+                        moved.extend_from_slice(&chunk.events);
+                        new_generation = new_generation.max(Some(g));
+                    }
                 }
             }
-            if missing_script.is_empty() {
+            if let Some(g) = new_generation {
+                // Generations only grow: never step back because of an older reply.
+                let before = self.generation.fetch_max(g, Ordering::Relaxed);
+                if g > before {
+                    tracing::info!(
+                        from = before,
+                        to = g,
+                        "key prefix generation switched; writing the new generation"
+                    );
+                    self.metrics.generation_switches.inc();
+                    self.metrics.generation.set(gauge(g));
+                }
+            }
+            if missing_script.is_empty() && moved.is_empty() {
                 break;
+            }
+            if missing_script.is_empty() {
+                moved.sort_unstable();
+                pending = moved;
+                continue;
             }
             tracing::info!(
                 attempt,
@@ -425,24 +524,32 @@ impl RedisSink {
             self.metrics.script_reloads.inc();
             if let Err(e) = scripts::apply_script().load_async(&mut conn).await {
                 let reason = format!("redis: loading the APPLY script failed: {e}");
-                for &i in &missing_script {
+                for &i in missing_script.iter().chain(&moved) {
                     outcomes[i] = Some(Outcome::Retry {
                         reason: reason.clone(),
                     });
                 }
                 break;
             }
+            missing_script.extend(moved);
+            missing_script.sort_unstable();
             pending = missing_script;
         }
         outcomes
             .into_iter()
             .map(|o| {
                 o.unwrap_or_else(|| Outcome::Retry {
-                    reason: "redis kept losing the APPLY script".into(),
+                    reason: "redis kept losing the APPLY script, or the generation kept changing"
+                        .into(),
                 })
             })
             .collect()
     }
+}
+
+/// A generation as a gauge value.
+fn gauge(generation: u64) -> i64 {
+    i64::try_from(generation).unwrap_or(i64::MAX)
 }
 
 /// `Some(description)` if the reply is an error reply.
