@@ -252,18 +252,10 @@ impl RuntimeConfig {
     }
 }
 
-/// Kafka's own topic-name rules: 1..=249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+/// Kafka's own topic-name rules ([`syncline_kafka::validate_topic_name`]), as an error
+/// naming `setting`.
 fn check_topic(setting: &str, name: &str) -> Result<(), ConfigError> {
-    let ok_chars = name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
-    if name.is_empty() || name.len() > 249 || !ok_chars || name == "." || name == ".." {
-        return Err(ConfigError::new(
-            setting,
-            format!("`{name}` is not a valid Kafka topic name (1..=249 of [a-zA-Z0-9._-])"),
-        ));
-    }
-    Ok(())
+    syncline_kafka::validate_topic_name(name).map_err(|reason| ConfigError::new(setting, reason))
 }
 
 /// Parse a metrics address: `host:port`, or `off`/`none`/empty for no server.

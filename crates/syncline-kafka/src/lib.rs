@@ -62,7 +62,7 @@ pub enum AdminError {
 pub struct TopicSpec {
     /// Partition count.
     pub partitions: i32,
-    /// Replication factor (1 when 0).
+    /// Replication factor; 0 (or less) leaves it to the broker's `default.replication.factor`.
     pub replication: i32,
     /// Topic configs, e.g. `cleanup.policy=compact`.
     pub configs: BTreeMap<String, String>,
@@ -75,22 +75,59 @@ fn kafka(brokers: &str) -> impl Fn(KafkaError) -> AdminError + '_ {
     }
 }
 
+/// Kafka's topic name rules: 1..=249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+/// The error says which rule the name breaks.
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("topic name is empty".into());
+    }
+    if name.len() > 249 {
+        return Err(format!("topic name is {} characters, over 249", name.len()));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("{name:?} is not a legal topic name"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "topic name {name:?} contains {c:?}; only [a-zA-Z0-9._-] are allowed"
+        ));
+    }
+    Ok(())
+}
+
+/// What [`create_topic`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicStatus {
+    /// The topic was created with the requested settings.
+    Created,
+    /// The topic already existed; its settings were left as they are.
+    Existed {
+        /// Its partition count.
+        partitions: usize,
+    },
+}
+
 /// Create `name` with `spec` and wait until the broker's metadata shows all its
-/// partitions. A topic that already exists is fine (its settings are left as they are).
+/// partitions. A topic that already exists is left as it is (settings and partition
+/// count) and reported as [`TopicStatus::Existed`].
 pub async fn create_topic(
     conn: impl Into<Connection>,
     name: &str,
     spec: &TopicSpec,
-) -> Result<(), AdminError> {
+) -> Result<TopicStatus, AdminError> {
     let conn: Connection = conn.into();
     let brokers = conn.brokers.as_str();
     let admin: AdminClient<DefaultClientContext> =
         conn.client_config().create().map_err(kafka(brokers))?;
-    let mut topic = NewTopic::new(
-        name,
-        spec.partitions,
-        TopicReplication::Fixed(spec.replication.max(1)),
-    );
+    let replication = if spec.replication > 0 {
+        spec.replication
+    } else {
+        -1 // the broker's default.replication.factor
+    };
+    let mut topic = NewTopic::new(name, spec.partitions, TopicReplication::Fixed(replication));
     for (k, v) in &spec.configs {
         topic = topic.set(k, v);
     }
@@ -101,14 +138,20 @@ pub async fn create_topic(
         .map_err(kafka(brokers))?;
     for result in results {
         match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Ok(_) => {}
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                let partitions = partition_count(&conn, name).await?;
+                return Ok(TopicStatus::Existed {
+                    partitions: usize::try_from(partitions).unwrap_or(0),
+                });
+            }
             Err((topic, code)) => return Err(AdminError::CreateTopic { topic, code }),
         }
     }
     let deadline = Instant::now() + BROKER_TIMEOUT;
     loop {
         if partition_count(&conn, name).await.unwrap_or(0) >= spec.partitions {
-            return Ok(());
+            return Ok(TopicStatus::Created);
         }
         if Instant::now() > deadline {
             return Err(AdminError::Timeout(format!(

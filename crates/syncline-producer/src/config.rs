@@ -196,7 +196,8 @@ impl ProducerConfig {
     /// [`crate::Producer::new`], which reports them the same way.
     pub fn validate(&self) -> Result<(), ConfigError> {
         validate_brokers(&self.brokers)?;
-        validate_topic_name(&self.topic).map_err(|reason| ConfigError::new("topic", reason))?;
+        syncline_kafka::validate_topic_name(&self.topic)
+            .map_err(|reason| ConfigError::new("topic", reason))?;
         if self.linger > MAX_LINGER {
             return Err(ConfigError::new(
                 "linger",
@@ -321,28 +322,6 @@ fn validate_brokers(brokers: &str) -> Result<(), ConfigError> {
                 format!("{b:?} has no valid port (1..=65535)"),
             ));
         }
-    }
-    Ok(())
-}
-
-/// Kafka's topic name rules: 1..=249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
-pub fn validate_topic_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("topic name is empty".into());
-    }
-    if name.len() > 249 {
-        return Err(format!("topic name is {} characters, over 249", name.len()));
-    }
-    if name == "." || name == ".." {
-        return Err(format!("{name:?} is not a legal topic name"));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return Err(format!(
-            "topic name {name:?} contains {c:?}; only [a-zA-Z0-9._-] are allowed"
-        ));
     }
     Ok(())
 }

@@ -35,11 +35,12 @@ pub mod outbox;
 mod producer;
 pub mod trace;
 
-pub use config::{validate_topic_name, Compression, ConfigError, ProducerConfig};
+pub use config::{Compression, ConfigError, ProducerConfig};
 pub use error::{ProducerError, PublishError, PublishManyError};
 pub use producer::{
     ClusterInfo, Delivery, PendingDelivery, Producer, TopicStatus, CONTENT_TYPE,
     CONTENT_TYPE_HEADER, TRACEPARENT_HEADER,
 };
 pub use syncline_event::{ChangeEvent, Limits, Op, ValidationError};
+pub use syncline_kafka::validate_topic_name;
 pub use trace::{current_traceparent, TraceContextLayer, TraceParent};

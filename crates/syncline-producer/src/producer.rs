@@ -9,8 +9,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -18,9 +17,11 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer a
 use rdkafka::util::Timeout;
 use syncline_event::{ChangeEvent, EncodeError, Limits, SchemaRegistry};
 
-use crate::config::{validate_topic_name, ConfigError, ProducerConfig};
+use crate::config::{ConfigError, ProducerConfig};
 use crate::error::{ProducerError, PublishError, PublishManyError};
 use crate::trace::{current_traceparent, TraceParent};
+use syncline_kafka::validate_topic_name;
+pub use syncline_kafka::TopicStatus;
 
 /// Header naming the payload format of every record.
 pub const CONTENT_TYPE_HEADER: &str = "content-type";
@@ -46,18 +47,6 @@ pub struct ClusterInfo {
     pub brokers: usize,
     /// Partitions of the configured topic, `None` when it does not exist.
     pub topic_partitions: Option<usize>,
-}
-
-/// Outcome of [`Producer::ensure_topic`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TopicStatus {
-    /// The topic was created with the requested settings.
-    Created,
-    /// The topic already existed (it was left unchanged) with this many partitions.
-    Existed {
-        /// Its partition count.
-        partitions: usize,
-    },
 }
 
 thread_local! {
@@ -143,7 +132,6 @@ impl ClientContext for ProducerClientContext {
 pub struct Producer {
     inner: FutureProducer<ProducerClientContext>,
     last_error: LastError,
-    client_config: ClientConfig,
     config: ProducerConfig,
     limits: Limits,
 }
@@ -220,7 +208,6 @@ impl Producer {
             inner,
             last_error,
             limits: config.limits(),
-            client_config,
             config,
         })
     }
@@ -477,9 +464,9 @@ impl Producer {
     }
 
     /// Create the topic `name` with `partitions` partitions (replication factor: the
-    /// broker's default) and, when `compact` is set, `cleanup.policy=compact`. An existing
-    /// topic is left as it is and reported as [`TopicStatus::Existed`]. Waits at most the
-    /// delivery timeout.
+    /// broker's default) and, when `compact` is set, `cleanup.policy=compact`, through
+    /// [`syncline_kafka::create_topic`] with this producer's connection settings. An
+    /// existing topic is left as it is and reported as [`TopicStatus::Existed`].
     pub async fn ensure_topic(
         &self,
         name: &str,
@@ -492,51 +479,22 @@ impl Producer {
                 ConfigError::new("partitions", format!("{partitions} must be at least 1")).into(),
             );
         }
-        let admin: AdminClient<DefaultClientContext> =
-            self.client_config.create().map_err(config_error)?;
-        let timeout = self.config.delivery_timeout;
-        let options = AdminOptions::new()
-            .operation_timeout(Some(timeout))
-            .request_timeout(Some(timeout));
-        let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(-1));
-        if compact {
-            topic = topic.set("cleanup.policy", "compact");
-        }
-        let topic_err = |reason: String| ProducerError::Topic {
-            topic: name.to_owned(),
-            reason,
+        let conn = syncline_kafka::Connection::new(self.config.brokers.as_str())
+            .with_properties(&self.config.extra);
+        let mut spec = syncline_kafka::TopicSpec {
+            partitions,
+            ..Default::default()
         };
-        let results = admin
-            .create_topics([&topic], &options)
-            .await
-            .map_err(|e| topic_err(format!("create request failed: {e}")))?;
-        for result in results {
-            match result {
-                Ok(_) => {}
-                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {
-                    let inner = self.inner.clone();
-                    let owned = name.to_owned();
-                    let partitions = tokio::task::spawn_blocking(move || {
-                        inner
-                            .client()
-                            .fetch_metadata(Some(&owned), Timeout::After(timeout))
-                            .map(|md| {
-                                md.topics()
-                                    .iter()
-                                    .find(|t| t.name() == owned)
-                                    .map(|t| t.partitions().len())
-                                    .unwrap_or(0)
-                            })
-                    })
-                    .await
-                    .map_err(|e| topic_err(e.to_string()))?
-                    .map_err(|e| topic_err(format!("exists, but metadata failed: {e}")))?;
-                    return Ok(TopicStatus::Existed { partitions });
-                }
-                Err((_, code)) => return Err(topic_err(format!("could not be created: {code}"))),
-            }
+        if compact {
+            spec.configs
+                .insert("cleanup.policy".into(), "compact".into());
         }
-        Ok(TopicStatus::Created)
+        syncline_kafka::create_topic(conn, name, &spec)
+            .await
+            .map_err(|e| ProducerError::Topic {
+                topic: name.to_owned(),
+                reason: e.to_string(),
+            })
     }
 }
 

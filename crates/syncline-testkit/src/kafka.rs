@@ -57,14 +57,15 @@ pub fn consumer_config(brokers: &str, group: &str) -> ClientConfig {
     c
 }
 
-/// Create `name` with `partitions` partitions (replication 1) and wait until the broker
-/// shows all of them. An existing topic is fine.
+/// Create `name` with `partitions` partitions (the broker's default replication) and wait
+/// until the broker shows all of them. An existing topic is fine.
 pub async fn create_topic(brokers: &str, name: &str, partitions: i32) -> Result<(), KitError> {
     let spec = syncline_kafka::TopicSpec {
         partitions,
         ..Default::default()
     };
-    Ok(syncline_kafka::create_topic(brokers, name, &spec).await?)
+    syncline_kafka::create_topic(brokers, name, &spec).await?;
+    Ok(())
 }
 
 /// Create `topic` with `partitions` partitions and its dead-letter topic `<topic>.dlq`
