@@ -76,6 +76,10 @@ pub struct OutboxArgs {
     /// Most document bytes per batch (bounds memory together with batch-rows).
     #[arg(long, env = "SYNCLINE_OUTBOX_BATCH_BYTES", global = true)]
     pub batch_bytes: Option<i64>,
+    /// Most batches between reading and deletion (reading, acknowledgement and deletion of
+    /// different batches overlap); 1 runs them one after the other.
+    #[arg(long, env = "SYNCLINE_OUTBOX_BATCHES_IN_FLIGHT", global = true)]
+    pub batches_in_flight: Option<usize>,
     /// Fallback poll interval when no notification arrives (e.g. `500ms`).
     #[arg(long, env = "SYNCLINE_OUTBOX_POLL_INTERVAL", value_parser = humantime::parse_duration, global = true)]
     pub poll_interval: Option<Duration>,
@@ -113,6 +117,7 @@ struct FileConfig {
     topic: Option<String>,
     batch_rows: Option<i64>,
     batch_bytes: Option<i64>,
+    batches_in_flight: Option<usize>,
     #[serde(default, with = "humantime_serde")]
     poll_interval: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
@@ -149,13 +154,14 @@ impl OutboxConfig {
             .collect();
         format!(
             "database_url = {}\nbrokers = {}\ntopic = {}\nbatch_rows = {}\nbatch_bytes = {}\n\
-             poll_interval = {:?}\nstandby_retry = {:?}\nlinger = {:?}\nmax_document_bytes = {}\n\
+             batches_in_flight = {}\npoll_interval = {:?}\nstandby_retry = {:?}\nlinger = {:?}\nmax_document_bytes = {}\n\
              metrics_addr = {}\nlog_format = {:?}\nkafka = {:?}\n",
             r.database.redacted(),
             p.brokers,
             p.topic,
             r.batch_rows,
             r.batch_bytes,
+            r.batches_in_flight,
             r.poll_interval,
             r.standby_retry,
             p.linger,
@@ -246,6 +252,9 @@ pub fn load(args: &OutboxArgs) -> Result<OutboxConfig, ConfigError> {
     if let Some(n) = args.batch_bytes.or(file.batch_bytes) {
         relay.batch_bytes = n;
     }
+    if let Some(n) = args.batches_in_flight.or(file.batches_in_flight) {
+        relay.batches_in_flight = n;
+    }
     if let Some(d) = args.poll_interval.or(file.poll_interval) {
         relay.poll_interval = d;
     }
@@ -257,6 +266,9 @@ pub fn load(args: &OutboxArgs) -> Result<OutboxConfig, ConfigError> {
     }
     if relay.batch_bytes < 1 {
         return Err(ConfigError::new("batch_bytes", "must be positive"));
+    }
+    if !(1..=64).contains(&relay.batches_in_flight) {
+        return Err(ConfigError::new("batches_in_flight", "must be 1..=64"));
     }
     if relay.poll_interval.is_zero() {
         return Err(ConfigError::new("poll_interval", "must be positive"));

@@ -12,6 +12,34 @@ const DELAY_BUCKETS: [f64; 16] = [
     0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0,
 ];
 
+/// A part of the relay's loop whose time is counted (`syncline_outbox_stage_seconds_total`),
+/// to show where a slow relay spends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Reading a batch (the fetch statement).
+    Read,
+    /// Turning rows into events and handing them to the producer.
+    Send,
+    /// Waiting for the oldest batch in flight to be acknowledged, with nothing else to do
+    /// (the pipeline is full, draining, or no new rows).
+    Wait,
+    /// Deleting acknowledged rows (and copying quarantined ones).
+    Delete,
+}
+
+impl Stage {
+    const ALL: [Stage; 4] = [Stage::Read, Stage::Send, Stage::Wait, Stage::Delete];
+
+    fn label(self) -> &'static str {
+        match self {
+            Stage::Read => "read",
+            Stage::Send => "send",
+            Stage::Wait => "wait",
+            Stage::Delete => "delete",
+        }
+    }
+}
+
 /// Counters and gauges of one relay; cheap to clone (shared).
 #[derive(Clone, Default)]
 pub struct Metrics(Arc<Inner>);
@@ -22,6 +50,8 @@ struct Inner {
     quarantined: AtomicU64,
     publish_failures: AtomicU64,
     batches: AtomicU64,
+    gaps: AtomicU64,
+    stage_us: [AtomicU64; Stage::ALL.len()],
     pending: AtomicU64,
     oldest_age_ms: AtomicU64,
     published_per_second_milli: AtomicU64,
@@ -70,6 +100,12 @@ impl Metrics {
     }
     pub(crate) fn add_batch(&self) {
         self.0.batches.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn add_gap(&self) {
+        self.0.gaps.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn add_stage(&self, stage: Stage, took: std::time::Duration) {
+        self.0.stage_us[stage as usize].fetch_add(took.as_micros() as u64, Ordering::Relaxed);
     }
     pub(crate) fn set_pending(&self, rows: u64, oldest_age_ms: u64) {
         self.0.pending.store(rows, Ordering::Relaxed);
@@ -145,6 +181,12 @@ impl Metrics {
             g(&i.batches).to_string(),
         );
         metric(
+            "syncline_outbox_gaps_total",
+            "counter",
+            "Reads that found a row committed below rows in flight (the pipeline was drained and the head read again).",
+            g(&i.gaps).to_string(),
+        );
+        metric(
             "syncline_outbox_rows_pending",
             "gauge",
             "Rows in the outbox table (last count by the active relay).",
@@ -174,6 +216,17 @@ impl Metrics {
             "Times this relay became the active one.",
             g(&i.takeovers).to_string(),
         );
+        let name = "syncline_outbox_stage_seconds_total";
+        out.push_str(&format!(
+            "# HELP {name} Time of the relay's loop by stage (read, send, wait for acknowledgements, delete).\n# TYPE {name} counter\n"
+        ));
+        for stage in Stage::ALL {
+            out.push_str(&format!(
+                "{name}{{stage=\"{}\"}} {:.6}\n",
+                stage.label(),
+                g(&i.stage_us[stage as usize]) as f64 / 1e6
+            ));
+        }
         let name = "syncline_outbox_commit_to_ack_seconds";
         out.push_str(&format!(
             "# HELP {name} From the row's occurred_at to the broker's acknowledgement.\n# TYPE {name} histogram\n"
