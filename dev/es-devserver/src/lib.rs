@@ -48,6 +48,7 @@ pub mod node;
 pub mod params;
 pub mod pit;
 pub mod query;
+pub mod routing;
 pub mod settings;
 pub mod source_filter;
 pub mod tls;

@@ -580,6 +580,15 @@ fn parse_field(full: &str, def: &Value) -> EsResult<Field> {
 }
 
 impl Mapping {
+    /// `_routing: {doc_values: true}`: the routing is kept as doc values, not as a stored
+    /// field, so responses leave `_routing` out of a hit's or document's metadata.
+    pub fn routing_in_doc_values(&self) -> bool {
+        self.other
+            .get("_routing")
+            .and_then(|r| r.get("doc_values"))
+            .is_some_and(|v| v == &Value::Bool(true) || v == "true")
+    }
+
     /// The mapping as `GET /{index}/_mapping` shows it.
     pub fn to_json(&self) -> Value {
         let mut m = Map::new();

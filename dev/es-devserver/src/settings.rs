@@ -184,6 +184,8 @@ pub struct Effective {
     pub max_result_window: u64,
     /// `index.hidden`.
     pub hidden: bool,
+    /// The shard layout (`number_of_routing_shards`, `routing_partition_size`).
+    pub routing: crate::routing::ShardRouting,
 }
 
 fn str_of(v: Option<&Value>) -> Option<&str> {
@@ -275,7 +277,15 @@ pub fn effective(flat: &BTreeMap<String, Value>) -> EsResult<Effective> {
             ));
         }
     }
+    let routing_shards = str_of(flat.get("index.number_of_routing_shards"))
+        .map(|v| parse_int_setting("index.number_of_routing_shards", v, 1))
+        .transpose()?;
+    let partition_size = str_of(flat.get("index.routing_partition_size"))
+        .map(|v| parse_int_setting("index.routing_partition_size", v, 1))
+        .transpose()?;
+    let routing = crate::routing::ShardRouting::new(shards, routing_shards, partition_size)?;
     Ok(Effective {
+        routing,
         shards,
         replicas,
         refresh_interval,

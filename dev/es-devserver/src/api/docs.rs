@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use serde_json::{json, Map, Value};
 
-use crate::api::{refresh_param, shards_json, single_index, write_index, Refresh};
+use crate::api::{refresh_param, shards_json, single_index_routed, write_index, Refresh};
 use crate::error::{EsError, EsResult};
 use crate::index::{
     Index, IndexData, StoredDoc, VersionType, Versioning, WriteOp, WriteOutcome, WriteResult,
@@ -403,7 +403,11 @@ pub(crate) fn update_get_json(index: &Index, id: &str, filter: &SourceFilter) ->
     let mut m = Map::new();
     m.insert("_seq_no".into(), Value::from(doc.seq_no));
     m.insert("_primary_term".into(), Value::from(1));
-    if let Some(r) = &doc.routing {
+    if let Some(r) = doc
+        .routing
+        .as_ref()
+        .filter(|_| !index.mapping().routing_in_doc_values())
+    {
         m.insert("_routing".into(), Value::from(&**r));
     }
     m.insert("found".into(), Value::Bool(true));
@@ -469,7 +473,11 @@ fn get_doc_json(index: &Index, id: &str, doc: Option<&StoredDoc>, filter: &Sourc
             m.val("_version", d.version);
             m.val("_seq_no", d.seq_no);
             m.val("_primary_term", 1);
-            if let Some(r) = &d.routing {
+            if let Some(r) = d
+                .routing
+                .as_ref()
+                .filter(|_| !index.mapping().routing_in_doc_values())
+            {
                 m.val("_routing", &**r);
             }
             m.val("found", true);
@@ -482,17 +490,23 @@ fn get_doc_json(index: &Index, id: &str, doc: Option<&StoredDoc>, filter: &Sourc
     m
 }
 
-fn fetch(index: &Index, id: &str, realtime: bool) -> Option<Arc<StoredDoc>> {
+/// The document a get with this routing finds: none when the routing (or, without one, the
+/// id) leads to another shard than the one the document was indexed to.
+fn fetch(index: &Index, id: &str, routing: Option<&str>, realtime: bool) -> Option<Arc<StoredDoc>> {
     index
         .stats
         .get_total
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let d = index.data.read();
-    if realtime {
-        d.get_live(id)
-    } else {
-        d.get_visible(id)
-    }
+    let doc = {
+        let d = index.data.read();
+        if realtime {
+            d.get_live(id)
+        } else {
+            d.get_visible(id)
+        }
+    }?;
+    let shards = index.meta.read().eff.routing;
+    (shards.shard(id, doc.routing.as_deref()) == shards.shard(id, routing)).then_some(doc)
 }
 
 /// `GET|HEAD /{index}/_doc/{id}`, `GET|HEAD /{index}/_source/{id}`.
@@ -509,7 +523,7 @@ pub(crate) fn get(node: &Node, req: &Req, mode: GetMode) -> EsResult<Resp> {
         Some(f) => f,
         None => stored_fields_filter(&req.params).unwrap_or_else(SourceFilter::all),
     };
-    let index = match single_index(node, name) {
+    let (index, routing) = match single_index_routed(node, name, req.params.get("routing")) {
         Ok(i) => i,
         Err(e) => {
             if matches!(mode, GetMode::Exists | GetMode::SourceExists) {
@@ -521,7 +535,7 @@ pub(crate) fn get(node: &Node, req: &Req, mode: GetMode) -> EsResult<Resp> {
     if req.params.bool_or("refresh", false)? {
         index.refresh();
     }
-    let doc = fetch(&index, id, realtime);
+    let doc = fetch(&index, id, routing.as_deref(), realtime);
     if let (Some(v), Some(d)) = (version, &doc) {
         let _ = version_type;
         if d.version != v {
@@ -589,8 +603,10 @@ pub(crate) fn mget(node: &Node, req: &Req) -> EsResult<Resp> {
     struct DocReq {
         index: Option<String>,
         id: String,
+        routing: Option<String>,
         filter: SourceFilter,
     }
+    let default_routing = req.params.get("routing").map(str::to_string);
     let mut docs: Vec<DocReq> = Vec::new();
     for (k, v) in obj {
         match k.as_str() {
@@ -605,6 +621,7 @@ pub(crate) fn mget(node: &Node, req: &Req) -> EsResult<Resp> {
                     let mut dr = DocReq {
                         index: default_index.map(str::to_string),
                         id: String::new(),
+                        routing: default_routing.clone(),
                         filter: default_filter.clone(),
                     };
                     let mut has_id = false;
@@ -619,8 +636,14 @@ pub(crate) fn mget(node: &Node, req: &Req) -> EsResult<Resp> {
                                 };
                             }
                             "_source" => dr.filter = SourceFilter::from_body(dv)?,
-                            "routing" | "_routing" | "version" | "version_type"
-                            | "stored_fields" | "_type" => {}
+                            "routing" => {
+                                dr.routing = Some(match dv {
+                                    Value::String(s) => s.clone(),
+                                    other => other.to_string(),
+                                })
+                            }
+                            "_routing" | "version" | "version_type" | "stored_fields" | "_type" => {
+                            }
                             other => {
                                 return Err(EsError::parse(format!(
                                     "Unknown key for a {} in [{other}].",
@@ -653,6 +676,7 @@ pub(crate) fn mget(node: &Node, req: &Req) -> EsResult<Resp> {
                     docs.push(DocReq {
                         index: default_index.map(str::to_string),
                         id,
+                        routing: default_routing.clone(),
                         filter: default_filter.clone(),
                     });
                 }
@@ -680,12 +704,12 @@ pub(crate) fn mget(node: &Node, req: &Req) -> EsResult<Resp> {
     let mut out = Vec::with_capacity(docs.len());
     for d in docs {
         let name = d.index.unwrap_or_default();
-        match single_index(node, &name) {
-            Ok(index) => {
+        match single_index_routed(node, &name, d.routing.as_deref()) {
+            Ok((index, routing)) => {
                 if refresh {
                     index.refresh();
                 }
-                let doc = fetch(&index, &d.id, realtime);
+                let doc = fetch(&index, &d.id, routing.as_deref(), realtime);
                 out.push(get_doc_json(&index, &d.id, doc.as_deref(), &d.filter));
             }
             Err(e) => {

@@ -127,19 +127,35 @@ pub(crate) fn write_index(
 
 /// Resolves a name that must point to exactly one index (get, delete, update).
 pub(crate) fn single_index(node: &Node, name: &str) -> EsResult<Arc<Index>> {
+    single_index_routed(node, name, None).map(|(i, _)| i)
+}
+
+/// [`single_index`] with the routing a read uses: the request's, or through an alias the
+/// alias's `index_routing` (a different request routing is rejected, as Elasticsearch does).
+pub(crate) fn single_index_routed(
+    node: &Node,
+    name: &str,
+    routing: Option<&str>,
+) -> EsResult<(Arc<Index>, Option<String>)> {
     let name = crate::names::resolve_date_math_name(name, crate::names::now_millis())?;
     let meta = node.cluster.meta.read();
     if let Some(e) = meta.indices.get(&name) {
         if e.index.is_closed() {
             return Err(e.index.closed_error());
         }
-        return Ok(e.index.clone());
+        return Ok((e.index.clone(), routing.map(str::to_string)));
     }
     let targets = meta.alias_indices(&name);
     match targets.as_slice() {
         [] => Err(EsError::index_not_found(&name)),
         [(_, e, _)] if e.index.is_closed() => Err(e.index.closed_error()),
-        [(_, e, _)] => Ok(e.index.clone()),
+        [(_, e, a)] => match (&a.index_routing, routing) {
+            (Some(ar), Some(r)) if ar != r => Err(EsError::illegal_argument(format!(
+                "Alias [{name}] has index routing associated with it [{ar}], and was provided with routing value [{r}], rejecting operation"
+            ))),
+            (Some(ar), _) => Ok((e.index.clone(), Some(ar.clone()))),
+            (None, r) => Ok((e.index.clone(), r.map(str::to_string))),
+        },
         many => {
             let names: Vec<&str> = many.iter().map(|(n, _, _)| *n).collect();
             Err(EsError::illegal_argument(format!(

@@ -1068,7 +1068,12 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
             Value::Null
         };
         m.val("_score", score);
-        if let Some(r) = &h.doc.routing {
+        if let Some(r) = h
+            .doc
+            .routing
+            .as_ref()
+            .filter(|_| !mapping.routing_in_doc_values())
+        {
             m.val("_routing", &**r);
         }
         if let Some(raw) = crate::api::docs::render_source(&h.doc, &s.source) {
