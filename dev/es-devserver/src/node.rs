@@ -282,6 +282,8 @@ const SEARCH: &[&str] = &[
     "include_named_queries_score",
 ];
 const COUNT: &[&str] = &[
+    // Search statistics groups: accepted as on `_search`; `_stats` does not report groups.
+    "stats",
     "ignore_unavailable",
     "ignore_throttled",
     "allow_no_indices",

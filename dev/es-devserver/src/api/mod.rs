@@ -6,6 +6,7 @@ pub(crate) mod cluster;
 pub(crate) mod devserver;
 pub(crate) mod docs;
 pub(crate) mod indices;
+mod indices_boost;
 pub(crate) mod search;
 
 use std::sync::Arc;

@@ -58,6 +58,8 @@ struct SearchReq {
     terminate_after: Option<u64>,
     /// `pit`: the point-in-time id and the keep-alive to extend it by.
     pit: Option<(String, Option<std::time::Duration>)>,
+    /// `indices_boost`, in request order.
+    indices_boost: Vec<(String, f32)>,
 }
 
 fn unknown_key(k: &str, v: &Value) -> EsError {
@@ -217,7 +219,6 @@ const UNSUPPORTED: &[&str] = &[
     "runtime_mappings",
     "slice",
     "retriever",
-    "indices_boost",
     "rank",
 ];
 
@@ -316,6 +317,7 @@ fn parse_search(req: &Req) -> EsResult<SearchReq> {
         search_after: None,
         terminate_after: None,
         pit: None,
+        indices_boost: Vec::new(),
     };
     let mut stored_fields: Option<Vec<String>> = None;
     if let Some(body) = req.json_body()? {
@@ -361,6 +363,7 @@ fn parse_search(req: &Req) -> EsResult<SearchReq> {
                 "search_after" => s.search_after = Some(v.as_array().cloned().unwrap_or_else(|| vec![v.clone()])),
                 "terminate_after" => s.terminate_after = Some(int_of(v, k)?.max(0) as u64),
                 "pit" => s.pit = Some(parse_pit(v)?),
+                "indices_boost" => s.indices_boost = super::indices_boost::parse(v)?,
                 "timeout" | "explain" | "profile" | "stats" | "ext" | "_name" => {}
                 other if UNSUPPORTED.contains(&other) => {
                     return Err(EsError::illegal_argument(format!(
@@ -877,6 +880,15 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
         }
     }
     let total_shards: u64 = resolved.iter().map(|r| u64::from(r.index.shards())).sum();
+    let index_boosts = if s.indices_boost.is_empty() {
+        Default::default()
+    } else {
+        super::indices_boost::resolve(
+            &node.cluster.meta.read(),
+            &s.indices_boost,
+            &search_opts(req)?,
+        )?
+    };
     let prepared = prepare(resolved, s.query.as_ref(), s.post_filter.as_ref())?;
     for p in &prepared {
         for spec in &s.sort {
@@ -892,9 +904,11 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
             Some(frozen) => frozen.docs.clone(),
             None => p.r.index.data.read().snapshot(),
         };
+        // The index boost multiplies the query score, so min_score sees the boosted score.
+        let index_boost = index_boosts.get(&p.r.name).copied().unwrap_or(1.0);
         for (id, doc) in snapshot {
             let view = DocView::new(&id, &p.r.name, doc.routing.as_deref(), &doc.source);
-            let Some(score) = eval(&p.compiled, &view) else {
+            let Some(score) = eval(&p.compiled, &view).map(|sc| sc * index_boost) else {
                 continue;
             };
             if let Some(post) = &p.post {
