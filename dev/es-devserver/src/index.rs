@@ -390,6 +390,7 @@ impl Index {
             (d.mapping.clone(), d.mapping_gen)
         };
         let updates = check_source(&mapping, source, id)?;
+        self.meta.read().eff.doc_limits.check(&mapping, source)?;
         Ok(Prepared {
             updates,
             mapping_gen,

@@ -36,6 +36,7 @@ pub mod analysis;
 pub mod bulk;
 pub mod cluster;
 pub mod datefmt;
+pub mod doc_limits;
 pub mod error;
 pub mod faults;
 pub mod fuzzy;

@@ -186,6 +186,8 @@ pub struct Effective {
     pub hidden: bool,
     /// The shard layout (`number_of_routing_shards`, `routing_partition_size`).
     pub routing: crate::routing::ShardRouting,
+    /// Per-document limits (nested and array objects, tokens).
+    pub doc_limits: crate::doc_limits::DocLimits,
 }
 
 fn str_of(v: Option<&Value>) -> Option<&str> {
@@ -284,7 +286,9 @@ pub fn effective(flat: &BTreeMap<String, Value>) -> EsResult<Effective> {
         .map(|v| parse_int_setting("index.routing_partition_size", v, 1))
         .transpose()?;
     let routing = crate::routing::ShardRouting::new(shards, routing_shards, partition_size)?;
+    let doc_limits = crate::doc_limits::DocLimits::from_settings(flat)?;
     Ok(Effective {
+        doc_limits,
         routing,
         shards,
         replicas,
@@ -339,6 +343,9 @@ const DYNAMIC: &[&str] = &[
     "index.mapping.depth.limit",
     "index.mapping.nested_fields.limit",
     "index.mapping.nested_objects.limit",
+    "index.mapping.array_objects.limit",
+    "index.mapping.total_tokens_per_document.limit",
+    "index.mapping.tokens_per_field.limit",
     "index.mapping.field_name_length.limit",
     "index.mapping.dimension_fields.limit",
     "index.mapping.ignore_malformed",

@@ -138,7 +138,9 @@ pub(crate) fn bulk(node: &Node, req: &Req) -> EsResult<Resp> {
             prepared = Some(item.source.map_or_else(
                 || Err(EsError::validation(&["source is missing".to_string()])),
                 |s| {
-                    check_source(&mapping, s, &doc_id).map(|updates| Prepared {
+                    let updates = check_source(&mapping, s, &doc_id)?;
+                    index.meta.read().eff.doc_limits.check(&mapping, s)?;
+                    Ok(Prepared {
                         updates,
                         mapping_gen: gen,
                     })

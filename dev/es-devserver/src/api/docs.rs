@@ -325,6 +325,12 @@ pub(crate) fn apply_update_locked(
         }
     };
     let updates = crate::mapping::check_source(data.mapping(), new_source.as_bytes(), id)?;
+    index
+        .meta
+        .read()
+        .eff
+        .doc_limits
+        .check(data.mapping(), new_source.as_bytes())?;
     let prepared = crate::index::Prepared {
         updates,
         mapping_gen: u64::MAX,

@@ -35,6 +35,21 @@ impl Es {
         (status, v)
     }
 
+    /// Sends an NDJSON body (`_bulk`).
+    pub async fn call_ndjson(&self, method: &str, path: &str, body: &str) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let r = self
+            .client
+            .request(m, format!("{}{}", self.url, path))
+            .header("content-type", "application/x-ndjson")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let (s, v) = self.call(method, path, body).await;
         assert!(s < 300, "{method} {path} -> {s}: {v}");
