@@ -58,10 +58,10 @@ pub const REBUILD_ALIAS_PREFIX: &str = "syncline-rebuild.";
 
 /// A catch-up round shorter than this means the replay is within a moment of the live
 /// stream: time to swap.
-const CLOSE_ENOUGH: Duration = Duration::from_secs(2);
+pub(super) const CLOSE_ENOUGH: Duration = Duration::from_secs(2);
 /// At most this many catch-up rounds (a topic written faster than the replay never
 /// converges; the overlap phase covers what is left).
-const MAX_CATCH_UP_ROUNDS: usize = 10;
+pub(super) const MAX_CATCH_UP_ROUNDS: usize = 10;
 
 /// `syncline-ctl rebuild es`.
 #[derive(Debug, clap::Args)]
@@ -645,7 +645,7 @@ impl Ctx<'_> {
 /// Warnings and errors of the replay (retries, dead letters) on stderr; `RUST_LOG`
 /// overrides. librdkafka's own log is off by default: the end-offset reader reaches the
 /// end of every partition on purpose, which librdkafka reports as an error.
-fn init_logging() {
+pub(super) fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("warn,rdkafka::client=off"));
@@ -762,7 +762,7 @@ async fn commit_positions(
 }
 
 /// Delete a consumer group that has no members.
-async fn delete_group(conn: &Connection, group: &str) -> anyhow::Result<()> {
+pub(super) async fn delete_group(conn: &Connection, group: &str) -> anyhow::Result<()> {
     use rdkafka::admin::{AdminClient, AdminOptions};
     use rdkafka::client::DefaultClientContext;
     let admin: AdminClient<DefaultClientContext> = conn.client_config().create()?;

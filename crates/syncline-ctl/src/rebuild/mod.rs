@@ -4,7 +4,10 @@
 //!   the indexer's own sink, swap the alias atomically, keep replaying past the live
 //!   indexer's position at the swap, then stop. Resumable: every step's state is read back
 //!   from Elasticsearch and the broker.
-//! * [`redis`]: not built yet (the subcommand refuses to run; design in the runbook).
+//! * [`redis`]: switch a Redis key prefix to a new generation (warmed first by replaying
+//!   the topic through the invalidator's own sink in refresh mode), making every entry of
+//!   the old generation unreachable at once, then unlink the old keys at a bounded rate.
+//!   Resumable: its state lives in Redis.
 //!
 //! The runbook is `docs/rebuild.md`.
 
@@ -31,8 +34,9 @@ enum Target {
     /// Rebuild Elasticsearch indexes: replay the topic into the next concrete index behind
     /// each alias, then swap the alias atomically.
     Es(Box<es::EsRebuildArgs>),
-    /// Not built yet: would make every cached entry of a Redis key prefix unreachable at
-    /// once (new generation) and unlink the old keys in the background.
+    /// Rebuild a Redis cache prefix: switch it to a new generation (warmed by replaying the
+    /// topic in refresh mode), making every old entry unreachable at once, then unlink the
+    /// old generation's keys at a bounded rate.
     Redis(Box<redis::RedisRebuildArgs>),
 }
 

@@ -1,0 +1,462 @@
+//! `syncline-ctl rebuild redis` against the real broker, the real Redis and the real
+//! `syncline-redis-invalidator` binary: the generation switch under live traffic.
+//!
+//! * invalidate mode: a publisher keeps updating a system of record (an in-memory map)
+//!   and publishing the events; the live invalidator applies them; readers hammer the
+//!   cache through `Cache::get_or_load`, whose loader stamps each document with the time it
+//!   was loaded. Every hit of a read that started after the switch was observed must have
+//!   been loaded after the command started (no entry from before the switch). The cleanup
+//!   is SIGKILLed halfway and rerun: it continues without switching again, and every key
+//!   of generation 0 ends up gone. Afterwards every cached entry is the record's version.
+//! * refresh mode: generation 0 holds entries the topic never produced (stale documents,
+//!   entities that do not exist); the rebuild warms generation 1 by replaying the topic,
+//!   switches under live traffic, and no reader sees those entries after the switch; the
+//!   new generation equals the topic's oracle.
+
+mod common;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand::Rng;
+use redis::aio::ConnectionManager;
+use redis::AsyncCommands;
+use syncline_cache::{Cache, Entry, KeyLayout, Origin, Ttls};
+use syncline_event::{ChangeEvent, Op};
+use syncline_testkit::{create_topic, publish_events, unique_name, wait_until, ChildGuard};
+
+const DEADLINE: Duration = Duration::from_secs(180);
+const KEYS: usize = 1_500;
+const TYPE: &str = "product";
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+fn kafka_env() -> String {
+    syncline_testkit::consumer_kafka_props("")
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+struct Setup {
+    brokers: String,
+    topic: String,
+    live_group: String,
+    redis_url: String,
+    layout: KeyLayout,
+}
+
+impl Setup {
+    async fn new(name: &str) -> Setup {
+        let s = Setup {
+            brokers: syncline_testkit::kafka_brokers(),
+            topic: unique_name(&format!("rr-{name}")),
+            live_group: unique_name(&format!("rr-{name}-live")),
+            redis_url: syncline_testkit::redis_url(),
+            layout: KeyLayout::new(format!("t:{}:", unique_name(&format!("rr-{name}"))))
+                .expect("prefix"),
+        };
+        create_topic(&s.brokers, &s.topic, 2).await.expect("topic");
+        s
+    }
+
+    fn spawn_invalidator(&self, bin: &Path, mode: &str) -> ChildGuard {
+        let mut cmd = Command::new(bin);
+        cmd.args(["--metrics-addr", "off"])
+            .env("SYNCLINE_BROKERS", &self.brokers)
+            .env("SYNCLINE_TOPIC", &self.topic)
+            .env("SYNCLINE_GROUP_ID", &self.live_group)
+            .env("SYNCLINE_KAFKA", kafka_env())
+            .env("SYNCLINE_REDIS_URL", &self.redis_url)
+            .env("SYNCLINE_REDIS_KEY_PREFIX", self.layout.prefix())
+            .env("SYNCLINE_REDIS_MODE", mode)
+            .env_remove("SYNCLINE_CONFIG")
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        ChildGuard::spawn(&mut cmd).expect("spawn syncline-redis-invalidator")
+    }
+
+    fn rebuild_cmd(&self, mode: &str, extra: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_syncline-ctl"));
+        cmd.args(["--brokers", &self.brokers, "rebuild", "redis"])
+            .args(["--topic", &self.topic, "--live-group", &self.live_group])
+            .args(extra)
+            .env("SYNCLINE_KAFKA", kafka_env())
+            .env("SYNCLINE_REDIS_URL", &self.redis_url)
+            .env("SYNCLINE_REDIS_KEY_PREFIX", self.layout.prefix())
+            .env("SYNCLINE_REDIS_MODE", mode)
+            .env_remove("SYNCLINE_CONFIG")
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,rdkafka::client=off".into()),
+            )
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    async fn wait_drained(&self, group: &str) {
+        let (brokers, topic, group) = (self.brokers.clone(), self.topic.clone(), group.to_owned());
+        wait_until(DEADLINE, Duration::from_millis(300), || {
+            let (brokers, topic, group) = (brokers.clone(), topic.clone(), group.clone());
+            async move {
+                if syncline_testkit::group_caught_up(&brokers, &group, &topic).await {
+                    Ok(())
+                } else {
+                    Err(format!("group {group} has not committed all of {topic}"))
+                }
+            }
+        })
+        .await
+        .expect("group drained the topic");
+    }
+}
+
+fn invalidator_bin() -> PathBuf {
+    syncline_testkit::debug_binary(
+        "syncline-redis-invalidator",
+        "syncline-redis-invalidator",
+        None,
+    )
+    .expect("build syncline-redis-invalidator")
+}
+
+async fn connect(url: &str) -> ConnectionManager {
+    let client = redis::Client::open(url).expect("redis url");
+    ConnectionManager::new(client).await.expect("redis")
+}
+
+async fn generation(conn: &mut ConnectionManager, layout: &KeyLayout) -> Option<u64> {
+    conn.get(layout.generation_key())
+        .await
+        .expect("GET generation")
+}
+
+/// Keys of `generation` under `layout` (one full SCAN of its patterns).
+async fn generation_keys(
+    conn: &mut ConnectionManager,
+    layout: &KeyLayout,
+    generation: u64,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for pattern in layout.generation_patterns(generation) {
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(conn)
+                .await
+                .expect("SCAN");
+            out.extend(
+                keys.into_iter()
+                    .filter(|k| layout.is_generation_key(generation, k.as_bytes())),
+            );
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+    }
+    out
+}
+
+fn upsert(id: &str, version: i64, document: String) -> ChangeEvent {
+    ChangeEvent::new(TYPE, id, Op::Upsert, version, "test", Some(document))
+}
+
+/// The system of record: each entity's current version.
+type Db = Arc<Mutex<HashMap<String, i64>>>;
+
+/// Keeps bumping random entities in `db` and publishing their events until `stop`, on
+/// its own thread (the readers keep the test's runtime busy).
+fn spawn_publisher(s: &Setup, db: Db, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<usize> {
+    let (brokers, topic) = (s.brokers.clone(), s.topic.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("publisher runtime");
+    std::thread::spawn(move || {
+        rt.block_on(async move {
+            let mut published = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let events: Vec<ChangeEvent> = {
+                    let mut rng = rand::rng();
+                    let mut db = db.lock().expect("db");
+                    (0..40)
+                        .map(|_| {
+                            let id = format!("{}", rng.random_range(0..KEYS));
+                            let v = db.entry(id.clone()).or_insert(0);
+                            *v += 1;
+                            upsert(&id, *v, format!("{{\"id\":\"{id}\",\"v\":{v}}}"))
+                        })
+                        .collect()
+                };
+                publish_events(&brokers, &topic, &events)
+                    .await
+                    .expect("publish");
+                published += events.len();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            published
+        })
+    })
+}
+
+#[derive(Default)]
+struct ReadStats {
+    reads: AtomicU64,
+    hits: AtomicU64,
+    hits_after_switch: AtomicU64,
+    violations: Mutex<Vec<String>>,
+}
+
+/// The test's generation-switch oracle shared with the readers: when the command was
+/// launched (before its switch) and when the test saw the switch (after it), in ms.
+#[derive(Default)]
+struct SwitchClock {
+    launched: AtomicU64,
+    observed: AtomicU64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switch_under_live_traffic_hides_every_entry_from_before_it() {
+    let bin = invalidator_bin();
+    let s = Setup::new("inv").await;
+    let mut conn = connect(&s.redis_url).await;
+    // Every entity exists from the start (version 1), so every read can load and cache.
+    let db: Db = Arc::new(Mutex::new((0..KEYS).map(|i| (i.to_string(), 1)).collect()));
+    let first_versions: Vec<ChangeEvent> = (0..KEYS)
+        .map(|i| upsert(&i.to_string(), 1, format!("{{\"id\":\"{i}\",\"v\":1}}")))
+        .collect();
+    publish_events(&s.brokers, &s.topic, &first_versions)
+        .await
+        .expect("publish");
+    let stop = Arc::new(AtomicBool::new(false));
+    let _invalidator = s.spawn_invalidator(&bin, "invalidate");
+    let publisher = spawn_publisher(&s, db.clone(), stop.clone());
+
+    let stats = Arc::new(ReadStats::default());
+    let clock = Arc::new(SwitchClock::default());
+    let mut readers = Vec::new();
+    for _ in 0..3 {
+        let cache = Cache::new(conn.clone(), s.layout.clone(), Ttls::default());
+        let (db, stop, stats, clock) = (db.clone(), stop.clone(), stats.clone(), clock.clone());
+        readers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let id = format!("{}", rand::rng().random_range(0..KEYS));
+                let started = now_ms();
+                let loader = || async {
+                    let v = db.lock().expect("db").get(&id).copied();
+                    Ok::<_, Infallible>(v.map(|version| Entry {
+                        version,
+                        document: format!("{{\"loaded_at\":{}}}", now_ms()),
+                    }))
+                };
+                let got = cache
+                    .get_or_load(TYPE, &id, loader)
+                    .await
+                    .expect("cache read");
+                stats.reads.fetch_add(1, Ordering::Relaxed);
+                let Some(lookup) = got else { continue };
+                if lookup.origin != Origin::Hit {
+                    continue;
+                }
+                stats.hits.fetch_add(1, Ordering::Relaxed);
+                let observed = clock.observed.load(Ordering::Relaxed);
+                if observed == 0 || started < observed {
+                    continue;
+                }
+                stats.hits_after_switch.fetch_add(1, Ordering::Relaxed);
+                let doc: serde_json::Value =
+                    serde_json::from_str(&lookup.entry.document).expect("document");
+                let loaded_at = doc["loaded_at"].as_u64().unwrap_or(0);
+                let launched = clock.launched.load(Ordering::Relaxed);
+                if loaded_at < launched {
+                    stats.violations.lock().expect("violations").push(format!(
+                        "{id}: read at {started} (switch seen at {observed}) returned v{} \
+                         loaded at {loaded_at}, before the rebuild started at {launched}",
+                        lookup.entry.version
+                    ));
+                }
+            }
+        }));
+    }
+
+    // Generation 0, no generation key: the layout from before generations. The cache fills.
+    wait_until(DEADLINE, Duration::from_millis(200), || {
+        let hits = stats.hits.load(Ordering::Relaxed);
+        async move {
+            if hits >= 3_000 {
+                Ok(())
+            } else {
+                Err(format!("{hits} hits"))
+            }
+        }
+    })
+    .await
+    .expect("readers warm generation 0");
+    assert_eq!(generation(&mut conn, &s.layout).await, None);
+    let old_keys = generation_keys(&mut conn, &s.layout, 0).await.len();
+    assert!(old_keys > 500, "generation 0 holds {old_keys} keys");
+
+    // Slow cleanup so that it can be killed halfway.
+    clock.launched.store(now_ms(), Ordering::Relaxed);
+    let mut first = ChildGuard::spawn(&mut s.rebuild_cmd(
+        "invalidate",
+        &["--keys-per-second", "200", "--scan-count", "50"],
+    ))
+    .expect("spawn rebuild");
+    wait_until(DEADLINE, Duration::from_millis(20), || {
+        let mut conn = conn.clone();
+        let layout = s.layout.clone();
+        async move {
+            match generation(&mut conn, &layout).await {
+                Some(1) => Ok(()),
+                g => Err(format!("generation {g:?}")),
+            }
+        }
+    })
+    .await
+    .expect("the rebuild switches to generation 1");
+    clock.observed.store(now_ms(), Ordering::Relaxed);
+
+    let state_key = s.layout.rebuild_state_key();
+    wait_until(DEADLINE, Duration::from_millis(100), || {
+        let mut conn = conn.clone();
+        let key = state_key.clone();
+        async move {
+            let n: Option<u64> = conn
+                .hget(&key, "unlinked")
+                .await
+                .map_err(|e| e.to_string())?;
+            match n {
+                Some(n) if n >= 100 => Ok(()),
+                n => Err(format!("unlinked {n:?}")),
+            }
+        }
+    })
+    .await
+    .expect("the cleanup makes progress");
+    first.kill();
+
+    // Killed halfway: old entries are still in Redis, and a reader that ignored the
+    // generation would get them (this is what the readers' oracle catches).
+    let left = generation_keys(&mut conn, &s.layout, 0).await;
+    assert!(
+        !left.is_empty(),
+        "the cleanup finished before it was killed"
+    );
+    let mut stale_seen = false;
+    for key in left.iter().filter(|k| !k.ends_with(":v")).take(50) {
+        let raw: Option<String> = conn.get(key).await.expect("GET");
+        if let Some(raw) = raw {
+            let doc = raw.split_once('\n').map(|(_, d)| d).unwrap_or_default();
+            let doc: serde_json::Value = serde_json::from_str(doc).expect("doc");
+            stale_seen |= doc["loaded_at"].as_u64().unwrap_or(u64::MAX)
+                < clock.launched.load(Ordering::Relaxed);
+        }
+    }
+    assert!(
+        stale_seen,
+        "no pre-switch entry left to hide: the oracle would be vacuous"
+    );
+
+    // The rerun continues the cleanup: same generation, no second switch.
+    let out = s
+        .rebuild_cmd("invalidate", &["--keys-per-second", "50000"])
+        .output()
+        .expect("rerun");
+    let text = common::text(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("continuing the unfinished rebuild of generation 0 -> 1"),
+        "{text}"
+    );
+    assert!(text.contains("rebuilt into generation 1"), "{text}");
+    assert_eq!(generation(&mut conn, &s.layout).await, Some(1));
+    let exists: bool = conn.exists(&state_key).await.expect("EXISTS");
+    assert!(!exists, "the rebuild state must be gone after success");
+    let left = generation_keys(&mut conn, &s.layout, 0).await;
+    assert!(
+        left.is_empty(),
+        "generation 0 keys left: {:?}",
+        &left[..left.len().min(10)]
+    );
+
+    // Let the readers run on the new generation a little (condition, not time).
+    let base = stats.hits_after_switch.load(Ordering::Relaxed);
+    wait_until(DEADLINE, Duration::from_millis(200), || {
+        let n = stats.hits_after_switch.load(Ordering::Relaxed);
+        async move {
+            if n >= base + 1_000 {
+                Ok(())
+            } else {
+                Err(format!("{n} hits after the switch"))
+            }
+        }
+    })
+    .await
+    .expect("readers hit the new generation");
+    stop.store(true, Ordering::Relaxed);
+    let published = publisher.join().expect("publisher");
+    for r in readers {
+        r.await.expect("reader");
+    }
+    s.wait_drained(&s.live_group).await;
+
+    let violations = stats.violations.lock().expect("violations").clone();
+    assert!(
+        violations.is_empty(),
+        "{} reads returned an entry from before the switch, first: {:#?}",
+        violations.len(),
+        &violations[..violations.len().min(5)]
+    );
+    // The invalidator followed the switch: with every event applied, any cached entry of
+    // the new generation is the record's current version (an invalidator still writing
+    // generation 0 would leave stale loads cached here).
+    let cache = Cache::new(conn.clone(), s.layout.clone(), Ttls::default());
+    let db = db.lock().expect("db").clone();
+    let mut stale = Vec::new();
+    for (id, v) in &db {
+        if let Some(e) = cache.get(TYPE, id).await.expect("get") {
+            if e.version != *v {
+                stale.push(format!("{id}: cached v{}, record v{v}", e.version));
+            }
+        }
+        let guard = cache.guard(TYPE, id).await.expect("guard");
+        assert!(
+            guard.is_none_or(|g| g <= *v),
+            "{id}: guard {guard:?} above v{v}"
+        );
+    }
+    assert!(
+        stale.is_empty(),
+        "stale entries: {:?}",
+        &stale[..stale.len().min(10)]
+    );
+    eprintln!(
+        "published {published}, reads {}, hits {}, hits after the switch {}",
+        stats.reads.load(Ordering::Relaxed),
+        stats.hits.load(Ordering::Relaxed),
+        stats.hits_after_switch.load(Ordering::Relaxed)
+    );
+    let _ = syncline_cache::admin::purge_prefix(&mut conn, &s.layout).await;
+}
