@@ -319,20 +319,30 @@ impl RedisStore {
         })
     }
 
-    /// Guards (and cached values' versions) of these entities, by pipelined `MGET`s.
+    /// The key prefix's current generation (`syncline-ctl rebuild redis` switches it): the
+    /// keys to compare are that generation's.
+    async fn generation(&mut self) -> anyhow::Result<u64> {
+        syncline_cache::admin::current_generation(&mut self.conn, &self.layout)
+            .await
+            .map_err(|e| anyhow!("Redis at {}: {e}", self.redacted))
+    }
+
+    /// Guards (and cached values' versions) of these entities in the current generation,
+    /// by pipelined `MGET`s.
     pub async fn entries(
         &mut self,
         entity_type: &str,
         ids: &[&str],
     ) -> anyhow::Result<Vec<RedisEntry>> {
+        let generation = self.generation().await?;
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(MGET_KEYS) {
             let mut pipe = redis::pipe();
             let mut guards = redis::cmd("MGET");
             let mut values = redis::cmd("MGET");
             for id in chunk {
-                guards.arg(self.layout.guard_key(entity_type, id));
-                values.arg(self.layout.cache_key(entity_type, id));
+                guards.arg(self.layout.guard_key_in(generation, entity_type, id));
+                values.arg(self.layout.cache_key_in(generation, entity_type, id));
             }
             pipe.add_command(guards).add_command(values);
             // The values are fetched whole; in `invalidate` mode few entities have one.
@@ -355,7 +365,8 @@ impl RedisStore {
         &mut self,
         entity_type: &str,
     ) -> anyhow::Result<HashMap<String, i64>> {
-        let probe = self.layout.cache_key(entity_type, "");
+        let generation = self.generation().await?;
+        let probe = self.layout.cache_key_in(generation, entity_type, "");
         // `<prefix><type>:{` then the id then `}`; glob characters escaped.
         let head = probe.strip_suffix('}').unwrap_or(&probe).to_owned();
         let mut pattern = String::new();
