@@ -460,3 +460,181 @@ async fn switch_under_live_traffic_hides_every_entry_from_before_it() {
     );
     let _ = syncline_cache::admin::purge_prefix(&mut conn, &s.layout).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_warms_the_next_generation_before_switching_to_it() {
+    let bin = invalidator_bin();
+    let s = Setup::new("refresh").await;
+    let mut conn = connect(&s.redis_url).await;
+    let db: Db = Arc::new(Mutex::new((0..KEYS).map(|i| (i.to_string(), 1)).collect()));
+    let first_versions: Vec<ChangeEvent> = (0..KEYS)
+        .map(|i| upsert(&i.to_string(), 1, format!("{{\"id\":\"{i}\",\"v\":1}}")))
+        .collect();
+    publish_events(&s.brokers, &s.topic, &first_versions)
+        .await
+        .expect("publish");
+    let _invalidator = s.spawn_invalidator(&bin, "refresh");
+    s.wait_drained(&s.live_group).await;
+
+    // Generation 0 goes bad: documents the topic never had (a transform bug) and entities
+    // that do not exist. The guards keep the invalidator from repairing them.
+    for i in 0..200 {
+        let id = i.to_string();
+        let _: () = conn
+            .set(s.layout.cache_key(TYPE, &id), "1\n{\"bad\":true}")
+            .await
+            .expect("SET");
+        let _: () = conn
+            .set(
+                s.layout.cache_key(TYPE, &format!("ghost-{i}")),
+                "5\n{\"bad\":true}",
+            )
+            .await
+            .expect("SET");
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = spawn_publisher(&s, db.clone(), stop.clone());
+    let stats = Arc::new(ReadStats::default());
+    let clock = Arc::new(SwitchClock::default());
+    let bad_before = Arc::new(AtomicU64::new(0));
+    let mut readers = Vec::new();
+    for _ in 0..2 {
+        let cache = Cache::new(conn.clone(), s.layout.clone(), Ttls::default());
+        let (stop, stats, clock, bad_before) = (
+            stop.clone(),
+            stats.clone(),
+            clock.clone(),
+            bad_before.clone(),
+        );
+        readers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let n = rand::rng().random_range(0..KEYS + 200);
+                let id = if n < KEYS {
+                    n.to_string()
+                } else {
+                    format!("ghost-{}", n - KEYS)
+                };
+                let started = now_ms();
+                let got = cache.get(TYPE, &id).await.expect("cache read");
+                stats.reads.fetch_add(1, Ordering::Relaxed);
+                let Some(entry) = got else { continue };
+                stats.hits.fetch_add(1, Ordering::Relaxed);
+                let bad = entry.document.contains("bad");
+                let observed = clock.observed.load(Ordering::Relaxed);
+                if observed == 0 || started < observed {
+                    if bad {
+                        bad_before.fetch_add(1, Ordering::Relaxed);
+                    }
+                    continue;
+                }
+                stats.hits_after_switch.fetch_add(1, Ordering::Relaxed);
+                if bad {
+                    stats.violations.lock().expect("violations").push(format!(
+                        "{id}: read at {started} (switch seen at {observed}) returned {:?}",
+                        entry.document
+                    ));
+                }
+            }
+        }));
+    }
+    // The readers see the bad entries before the switch: the oracle can fail.
+    wait_until(DEADLINE, Duration::from_millis(100), || {
+        let n = bad_before.load(Ordering::Relaxed);
+        async move {
+            if n >= 20 {
+                Ok(())
+            } else {
+                Err(format!("{n} bad reads"))
+            }
+        }
+    })
+    .await
+    .expect("readers see generation 0's bad entries");
+
+    let dry = s
+        .rebuild_cmd("refresh", &["--dry-run"])
+        .output()
+        .expect("dry run");
+    let dry_text = common::text(&dry);
+    assert_eq!(dry.status.code(), Some(0), "{dry_text}");
+    assert!(dry_text.contains("would warm generation 1"), "{dry_text}");
+    assert_eq!(
+        generation(&mut conn, &s.layout).await,
+        None,
+        "a dry run changed the generation"
+    );
+
+    clock.launched.store(now_ms(), Ordering::Relaxed);
+    let child = s
+        .rebuild_cmd("refresh", &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rebuild");
+    wait_until(DEADLINE, Duration::from_millis(20), || {
+        let mut conn = conn.clone();
+        let layout = s.layout.clone();
+        async move {
+            match generation(&mut conn, &layout).await {
+                Some(1) => Ok(()),
+                g => Err(format!("generation {g:?}")),
+            }
+        }
+    })
+    .await
+    .expect("the rebuild switches to generation 1");
+    clock.observed.store(now_ms(), Ordering::Relaxed);
+    // Warmed before the switch: every entity already has a value in generation 1.
+    let warmed = generation_keys(&mut conn, &s.layout, 1)
+        .await
+        .iter()
+        .filter(|k| !k.ends_with(":v"))
+        .count();
+    assert!(
+        warmed >= KEYS,
+        "only {warmed} values in generation 1 at the switch"
+    );
+
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("rebuild output");
+    let text = common::text(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("rebuilt into generation 1"), "{text}");
+
+    stop.store(true, Ordering::Relaxed);
+    let published = publisher.join().expect("publisher");
+    for r in readers {
+        r.await.expect("reader");
+    }
+    s.wait_drained(&s.live_group).await;
+    let violations = stats.violations.lock().expect("violations").clone();
+    assert!(
+        violations.is_empty(),
+        "{} reads returned a generation-0 entry after the switch, first: {:#?}",
+        violations.len(),
+        &violations[..violations.len().min(5)]
+    );
+    assert!(stats.hits_after_switch.load(Ordering::Relaxed) > 0);
+    // The new generation is the topic's state: every entity at its last version.
+    let cache = Cache::new(conn.clone(), s.layout.clone(), Ttls::default());
+    let db = db.lock().expect("db").clone();
+    for (id, v) in &db {
+        let e = cache.get(TYPE, id).await.expect("get");
+        let want = format!("{{\"id\":\"{id}\",\"v\":{v}}}");
+        assert_eq!(e.map(|e| (e.version, e.document)), Some((*v, want)), "{id}");
+    }
+    for i in 0..200 {
+        let ghost = cache.get(TYPE, &format!("ghost-{i}")).await.expect("get");
+        assert_eq!(ghost, None);
+    }
+    assert!(generation_keys(&mut conn, &s.layout, 0).await.is_empty());
+    eprintln!(
+        "published {published}, reads {}, hits after the switch {}",
+        stats.reads.load(Ordering::Relaxed),
+        stats.hits_after_switch.load(Ordering::Relaxed)
+    );
+    let _ = syncline_cache::admin::purge_prefix(&mut conn, &s.layout).await;
+}
