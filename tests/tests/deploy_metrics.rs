@@ -1,0 +1,189 @@
+//! What `deploy/` ships refers only to metrics the binaries serve: every `syncline_*` name
+//! in the Prometheus alert rules (`deploy/prometheus/alerts.yml`) and the Grafana
+//! dashboard (`deploy/grafana/*.json`) is declared (`# TYPE`) on the `/metrics` of a
+//! running `syncline-es-indexer`, `syncline-redis-invalidator` or `syncline-outbox`.
+//! Labelled families are declared before their first sample, so idle processes suffice.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use syncline_testkit::{
+    consumer_kafka_env, create_topic_with_dlq, debug_binary, free_port, kafka_brokers,
+    scrape_metrics, unique_name, wait_until, ChildGuard, TestDb,
+};
+
+fn deploy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+}
+
+/// Every `syncline_*` metric name in `text` (PromQL, JSON or YAML alike).
+fn referenced(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(at) = text.get(i..).and_then(|t| t.find("syncline_")) {
+        let start = i + at;
+        let preceded_by_word = start > 0
+            && bytes
+                .get(start - 1)
+                .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_');
+        let end = text[start..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .map_or(text.len(), |n| start + n);
+        if !preceded_by_word {
+            out.insert(text[start..end].to_owned());
+        }
+        i = end;
+    }
+    // The outbox's table names are not metrics.
+    out.retain(|n| n != "syncline_outbox_quarantine");
+    out
+}
+
+/// Metric families declared on a `/metrics` page, with histograms' series names.
+fn declared(page: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for line in page.lines() {
+        let mut words = line.split_whitespace();
+        if let (Some("#"), Some("TYPE"), Some(name), Some(kind)) =
+            (words.next(), words.next(), words.next(), words.next())
+        {
+            out.insert(name.to_owned());
+            if kind == "histogram" {
+                for suffix in ["_bucket", "_sum", "_count"] {
+                    out.insert(format!("{name}{suffix}"));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `/metrics` of the process serving on `port`, once it answers with metric families.
+async fn metrics_page(port: u16, who: &str) -> String {
+    wait_until(
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || async move {
+            let page = scrape_metrics(port);
+            if page.contains("# TYPE") {
+                Ok(page)
+            } else {
+                Err(format!("{who} serves no metrics on port {port} yet"))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_and_dashboard_name_only_served_metrics() {
+    let mut files = vec![deploy_dir().join("prometheus/alerts.yml")];
+    let grafana = std::fs::read_dir(deploy_dir().join("grafana")).expect("deploy/grafana");
+    files.extend(
+        grafana
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json")),
+    );
+    let mut wanted = BTreeSet::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).expect("read a deploy file");
+        if f.extension().is_some_and(|x| x == "json") {
+            let v: serde_json::Value = serde_json::from_str(&text).expect("dashboard is JSON");
+            assert!(v["panels"].is_array(), "{} has no panels", f.display());
+        } else {
+            let _: serde_yaml::Value = serde_yaml::from_str(&text).expect("alert rules are YAML");
+        }
+        wanted.extend(referenced(&text));
+    }
+    assert!(files.len() >= 2, "alert rules and a dashboard: {files:?}");
+    assert!(wanted.len() > 10, "too few metric names found: {wanted:?}");
+
+    let brokers = kafka_brokers();
+    let base = unique_name("deploy");
+    let topic = format!("{base}-events");
+    create_topic_with_dlq(&brokers, &topic, 1)
+        .await
+        .expect("topics");
+    let es = es_devserver::start(es_devserver::Config::default())
+        .await
+        .expect("start the ES dev server");
+    let db = TestDb::create().await;
+    let bin = |package: &str, env: &str| {
+        debug_binary(package, package, Some(env)).unwrap_or_else(|e| panic!("{package}: {e}"))
+    };
+    let relay_bin = bin("syncline-outbox", "SYNCLINE_OUTBOX_BIN");
+    let migrated = Command::new(&relay_bin)
+        .arg("migrate")
+        .env("SYNCLINE_DATABASE_URL", &db.url)
+        .output()
+        .expect("run syncline-outbox migrate");
+    assert!(
+        migrated.status.success(),
+        "migrate: {}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+
+    let ports = [free_port(), free_port(), free_port()];
+    let addr = |port: u16| format!("127.0.0.1:{port}");
+    let quiet = |c: &mut Command| {
+        c.env("RUST_LOG", "error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+    };
+    let mut indexer = Command::new(bin("syncline-es-indexer", "SYNCLINE_ES_INDEXER_BIN"));
+    indexer
+        .args(["--brokers", &brokers, "--topic", &topic])
+        .args(["--group", &format!("{base}-es")])
+        .args(["--metrics-addr", &addr(ports[0])])
+        .args([
+            "--es-url",
+            es.url(),
+            "--es-index-prefix",
+            &format!("{base}-"),
+        ])
+        .env("SYNCLINE_KAFKA", consumer_kafka_env(""));
+    quiet(&mut indexer);
+    let mut invalidator = Command::new(bin(
+        "syncline-redis-invalidator",
+        "SYNCLINE_REDIS_INVALIDATOR_BIN",
+    ));
+    invalidator
+        .env("SYNCLINE_BROKERS", &brokers)
+        .env("SYNCLINE_TOPIC", &topic)
+        .env("SYNCLINE_GROUP_ID", format!("{base}-redis"))
+        .env("SYNCLINE_KAFKA", consumer_kafka_env(""))
+        .env("SYNCLINE_METRICS_ADDR", addr(ports[1]))
+        .env("SYNCLINE_REDIS_URL", syncline_testkit::redis_url())
+        .env("SYNCLINE_REDIS_KEY_PREFIX", format!("{base}:"));
+    quiet(&mut invalidator);
+    let mut relay = Command::new(&relay_bin);
+    relay
+        .env("SYNCLINE_DATABASE_URL", &db.url)
+        .env("SYNCLINE_BROKERS", &brokers)
+        .env("SYNCLINE_TOPIC", &topic)
+        .env("SYNCLINE_METRICS_ADDR", addr(ports[2]))
+        // Consumer properties: not for the relay's producer.
+        .env_remove("SYNCLINE_KAFKA");
+    quiet(&mut relay);
+    let _children = [
+        ChildGuard::spawn(&mut indexer).expect("spawn the indexer"),
+        ChildGuard::spawn(&mut invalidator).expect("spawn the invalidator"),
+        ChildGuard::spawn(&mut relay).expect("spawn the relay"),
+    ];
+
+    let mut served = BTreeSet::new();
+    for (port, who) in ports.iter().zip(["indexer", "invalidator", "outbox relay"]) {
+        served.extend(declared(&metrics_page(*port, who).await));
+    }
+    let missing: Vec<&String> = wanted.difference(&served).collect();
+    assert!(
+        missing.is_empty(),
+        "deploy/ refers to metrics no binary serves: {missing:?} (served: {served:?})"
+    );
+}
