@@ -1274,6 +1274,19 @@ pub(crate) fn compile(q: &Query, ctx: &Ctx<'_>) -> EsResult<Compiled> {
                     .collect();
                 return Ok(Compiled::Dis(clauses));
             }
+            match field.as_str() {
+                // Every document has a sequence number, primary term and version.
+                "_seq_no" | "_primary_term" | "_version" => return Ok(Compiled::All(*boost)),
+                "_source" => {
+                    return Err(shard_error(
+                        ctx.index,
+                        ctx.uuid,
+                        "The _source field is not searchable".to_string(),
+                        None,
+                    ))
+                }
+                _ => {}
+            }
             match source_of(ctx, field) {
                 Some(src) => Compiled::Exists { src, boost: *boost },
                 None => Compiled::None,
@@ -1575,6 +1588,12 @@ pub(crate) fn eval(c: &Compiled, d: &DocView<'_>) -> Option<f32> {
                         })
                     } else if matches!(kind, Kind::Opaque) {
                         vals.iter().any(|v| !v.is_null())
+                    } else if *kind == Kind::Text {
+                        // Text exists even when it analyzes to no token (`""`), as in
+                        // Elasticsearch since 8.5.1.
+                        vals.iter().any(|v| {
+                            matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_))
+                        })
                     } else {
                         vals.iter().any(|v| !doc_keys(*kind, params, v).is_empty())
                     }
