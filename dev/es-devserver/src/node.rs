@@ -267,6 +267,7 @@ const SEARCH: &[&str] = &[
     "suggest_size",
     "suggest_text",
     "timeout",
+    "include_named_queries_score",
     "track_scores",
     "track_total_hits",
     "allow_partial_search_results",

@@ -202,6 +202,8 @@ pub enum Query {
     },
     /// `constant_score`.
     ConstantScore(Box<Query>, f32),
+    /// A query with `_name`: hits it matches list the name in `matched_queries`.
+    Named(String, Box<Query>),
 }
 
 fn malformed(name: &str, found: &str) -> EsError {
@@ -280,7 +282,24 @@ pub fn parse_query(v: &Value) -> EsResult<Query> {
     if it.next().is_some() {
         return Err(malformed(name, "FIELD_NAME"));
     }
-    parse_named(name, body)
+    let q = parse_named(name, body)?;
+    Ok(match query_name(body) {
+        Some(n) => Query::Named(n, Box::new(q)),
+        None => q,
+    })
+}
+
+/// A query's `_name`: beside its parameters (`bool`, `terms`, `ids`, ...) or inside its
+/// field's object (`match`, `term`, `range`, ...).
+fn query_name(body: &Value) -> Option<String> {
+    let m = body.as_object()?;
+    if let Some(Value::String(n)) = m.get("_name") {
+        return Some(n.clone());
+    }
+    m.values().find_map(|v| match v.get("_name") {
+        Some(Value::String(n)) => Some(n.clone()),
+        _ => None,
+    })
 }
 
 fn parse_named(name: &str, body: &Value) -> EsResult<Query> {
@@ -1081,6 +1100,8 @@ pub(crate) enum Compiled {
     Dis(Vec<Compiled>),
     /// Constant score.
     Const(Box<Compiled>, f32),
+    /// A named query (`_name`).
+    Named(String, Box<Compiled>),
 }
 
 fn source_of(ctx: &Ctx<'_>, field: &str) -> Option<Source> {
@@ -1320,6 +1341,7 @@ pub(crate) fn compile(q: &Query, ctx: &Ctx<'_>) -> EsResult<Compiled> {
         Query::ConstantScore(inner, boost) => {
             Compiled::Const(Box::new(compile(inner, ctx)?), *boost)
         }
+        Query::Named(name, inner) => Compiled::Named(name.clone(), Box::new(compile(inner, ctx)?)),
     })
 }
 
@@ -1667,6 +1689,34 @@ pub(crate) fn eval(c: &Compiled, d: &DocView<'_>) -> Option<f32> {
                 Some(acc.map_or(s, |a| a.max(s)))
             }),
         Compiled::Const(inner, boost) => eval(inner, d).map(|_| *boost),
+        Compiled::Named(_, inner) => eval(inner, d),
+    }
+}
+
+/// The named queries (`_name`) anywhere in `c` that match the document on their own, with
+/// their scores, as Elasticsearch reports them in a hit's `matched_queries`.
+pub(crate) fn matched_queries(c: &Compiled, d: &DocView<'_>, out: &mut Vec<(String, f32)>) {
+    match c {
+        Compiled::Named(name, inner) => {
+            if let Some(score) = eval(inner, d) {
+                out.push((name.clone(), score));
+            }
+            matched_queries(inner, d, out);
+        }
+        Compiled::Bool {
+            must,
+            filter,
+            should,
+            must_not,
+            ..
+        } => {
+            for q in must.iter().chain(filter).chain(should).chain(must_not) {
+                matched_queries(q, d, out);
+            }
+        }
+        Compiled::Dis(qs) => qs.iter().for_each(|q| matched_queries(q, d, out)),
+        Compiled::Const(inner, _) => matched_queries(inner, d, out),
+        _ => {}
     }
 }
 

@@ -1060,6 +1060,7 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
     };
     let from = usize::try_from(s.from).unwrap_or(usize::MAX);
     let size = usize::try_from(s.size).unwrap_or(0);
+    let named_scores = req.params.bool_or("include_named_queries_score", false)?;
     let mut out_hits = Vec::new();
     for h in hits.iter().skip(from).take(size) {
         let Some(p) = prepared.get(h.index_pos) else {
@@ -1107,6 +1108,22 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
         }
         if !s.sort.is_empty() {
             m.val("sort", Value::Array(h.sort_json.clone()));
+        }
+        let mut named = Vec::new();
+        for c in std::iter::once(&p.compiled).chain(p.post.as_ref()) {
+            crate::query::matched_queries(c, &view, &mut named);
+        }
+        if !named.is_empty() {
+            named.sort_by(|a, b| a.0.cmp(&b.0));
+            named.dedup_by(|a, b| a.0 == b.0);
+            m.val(
+                "matched_queries",
+                if named_scores {
+                    Value::Object(named.into_iter().map(|(n, sc)| (n, json!(sc))).collect())
+                } else {
+                    Value::Array(named.into_iter().map(|(n, _)| Value::from(n)).collect())
+                },
+            );
         }
         out_hits.push(m);
     }
