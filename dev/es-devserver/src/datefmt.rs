@@ -217,11 +217,23 @@ impl DateFormat {
 
     /// Parses a string value to epoch milliseconds with the first alternative that fits.
     pub fn parse(&self, s: &str) -> Option<i64> {
+        self.parse_with(s, false)
+    }
+
+    /// Parses like [`DateFormat::parse`], but the time of day a pattern leaves out takes
+    /// its largest value, as Elasticsearch's round-up parsing of `lte` and `gt` range bounds
+    /// does: `lte: 1500` with format `uuuu` ends at 1500-01-01T23:59:59.999 (a missing
+    /// month or day still defaults to 1).
+    pub fn parse_round_up(&self, s: &str) -> Option<i64> {
+        self.parse_with(s, true)
+    }
+
+    fn parse_with(&self, s: &str, round_up: bool) -> Option<i64> {
         self.alts.iter().find_map(|a| match a {
             Alt::Iso => parse_date(s),
             Alt::EpochMillis => parse_epoch(s, 1),
             Alt::EpochSecond => parse_epoch(s, 1000),
-            Alt::Pattern(toks) => parse_pattern(toks, s),
+            Alt::Pattern(toks) => parse_pattern(toks, s, round_up),
         })
     }
 
@@ -489,7 +501,7 @@ fn merge(f: &mut Fields, t: Fields) {
     f.offset_ms = t.offset_ms;
 }
 
-fn parse_pattern(toks: &[Tok], s: &str) -> Option<i64> {
+fn parse_pattern(toks: &[Tok], s: &str, round_up: bool) -> Option<i64> {
     let mut f = Fields::default();
     let mut pos = 0;
     parse_toks(toks, s, &mut pos, &mut f)?;
@@ -504,16 +516,18 @@ fn parse_pattern(toks: &[Tok], s: &str) -> Option<i64> {
             }
             (h % 12) + if pm == Some(true) { 12 } else { 0 }
         }
+        (None, None, _) if round_up => 23,
         (None, None, _) => 0,
     };
+    let (max_mi, max_s, max_ms) = if round_up { (59, 59, 999) } else { (0, 0, 0) };
     let c = Civil {
         y: f.y.unwrap_or(1970),
         mo: f.mo.unwrap_or(1),
         d: f.d.unwrap_or(1),
         h,
-        mi: f.mi.unwrap_or(0),
-        s: f.s.unwrap_or(0),
-        ms: f.ms.unwrap_or(0),
+        mi: f.mi.unwrap_or(max_mi),
+        s: f.s.unwrap_or(max_s),
+        ms: f.ms.unwrap_or(max_ms),
     };
     if !(1..=12).contains(&c.mo) || c.d < 1 || c.d > days_in_month(c.y, c.mo) {
         return None;

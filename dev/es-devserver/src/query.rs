@@ -158,6 +158,8 @@ pub enum Query {
         lo: Option<(Value, bool)>,
         /// Upper bound and whether inclusive.
         hi: Option<(Value, bool)>,
+        /// The query's own date `format` for the bounds (else the field's).
+        format: Option<String>,
         /// Boost.
         boost: f32,
     },
@@ -503,6 +505,7 @@ fn parse_named(name: &str, body: &Value) -> EsResult<Query> {
             let mut include_upper = true;
             let mut from = None;
             let mut to = None;
+            let mut format = None;
             for (k, v) in o {
                 match k.as_str() {
                     "gt" => lo = Some((v.clone(), false)),
@@ -513,7 +516,8 @@ fn parse_named(name: &str, body: &Value) -> EsResult<Query> {
                     "to" => to = Some(v.clone()),
                     "include_lower" => include_lower = bool_of(Some(v)),
                     "include_upper" => include_upper = bool_of(Some(v)),
-                    "boost" | "_name" | "format" | "time_zone" | "relation" => {}
+                    "format" => format = Some(value_text(v)),
+                    "boost" | "_name" | "time_zone" | "relation" => {}
                     other => {
                         return Err(EsError::parsing(format!(
                             "[range] query does not support [{other}]"
@@ -533,6 +537,7 @@ fn parse_named(name: &str, body: &Value) -> EsResult<Query> {
                 field: field.clone(),
                 lo,
                 hi,
+                format,
                 boost: boost_of(o)?,
             })
         }
@@ -967,9 +972,31 @@ fn value_text(v: &Value) -> String {
 }
 
 fn date_key(v: &Value, field: &str, ctx: &Ctx<'_>) -> EsResult<Key> {
-    let df = match crate::mapping::resolve_field(ctx.mapping, field) {
-        crate::mapping::FieldRef::Field { field: f, .. } => crate::datefmt::field_format(&f.params),
+    date_bound(v, field, ctx, None, false)
+}
+
+/// A date value parsed with `format` (else the field's format), rounding the time of day
+/// up when `round_up` (see [`crate::datefmt::DateFormat::parse_round_up`]).
+fn date_bound(
+    v: &Value,
+    field: &str,
+    ctx: &Ctx<'_>,
+    format: Option<&crate::datefmt::DateFormat>,
+    round_up: bool,
+) -> EsResult<Key> {
+    let df = match (format, crate::mapping::resolve_field(ctx.mapping, field)) {
+        (Some(f), _) => Some(f.clone()),
+        (None, crate::mapping::FieldRef::Field { field: f, .. }) => {
+            crate::datefmt::field_format(&f.params)
+        }
         _ => None,
+    };
+    let parse = |df: &crate::datefmt::DateFormat, t: &str| {
+        if round_up {
+            df.parse_round_up(t)
+        } else {
+            df.parse(t)
+        }
     };
     if let Some(df) = &df {
         // The field's own format first; then date math (`now-1d`, `2024-01-01||/d`).
@@ -978,7 +1005,7 @@ fn date_key(v: &Value, field: &str, ctx: &Ctx<'_>) -> EsResult<Key> {
             Value::Number(n) => Some(n.to_string()),
             _ => None,
         };
-        if let Some(ms) = text.as_deref().and_then(|t| df.parse(t)) {
+        if let Some(ms) = text.as_deref().and_then(|t| parse(df, t)) {
             return Ok(Key::I(ms));
         }
         if let Some((anchor, math)) = text.as_deref().and_then(|t| t.split_once("||")) {
@@ -1008,6 +1035,10 @@ fn date_key(v: &Value, field: &str, ctx: &Ctx<'_>) -> EsResult<Key> {
         .with_meta("field", field)
     };
     match v {
+        // The query's own format is strict: besides it only `now` date math is read.
+        _ if format.is_some() && !matches!(v, Value::String(s) if s.starts_with("now")) => {
+            Err(fail())
+        }
         Value::Number(n) => n.as_i64().map(Key::I).ok_or_else(fail),
         Value::String(s) => eval_date_math(s, now_millis()).map(Key::I).ok_or_else(fail),
         _ => Err(fail()),
@@ -1205,10 +1236,22 @@ pub(crate) fn compile(q: &Query, ctx: &Ctx<'_>) -> EsResult<Compiled> {
             field,
             lo,
             hi,
+            format,
             boost,
         } => {
             let Some(src) = source_of(ctx, field) else {
                 return Ok(Compiled::None);
+            };
+            let format = match format {
+                Some(f) => Some(crate::datefmt::DateFormat::new(f).map_err(|e| {
+                    shard_error(
+                        ctx.index,
+                        ctx.uuid,
+                        format!("failed to create query: {e}"),
+                        Some(e),
+                    )
+                })?),
+                None => None,
             };
             let kind = src_kind(&src);
             let conv = |v: &Value, inclusive: bool, lower: bool| -> EsResult<Option<(Key, bool)>> {
@@ -1231,7 +1274,11 @@ pub(crate) fn compile(q: &Query, ctx: &Ctx<'_>) -> EsResult<Compiled> {
                         };
                         Some((Key::I(i as i64), true))
                     }
-                    Kind::Date => Some((date_key(v, field, ctx)?, inclusive)),
+                    // An inclusive upper or exclusive lower bound rounds up.
+                    Kind::Date => Some((
+                        date_bound(v, field, ctx, format.as_ref(), lower != inclusive)?,
+                        inclusive,
+                    )),
                     Kind::Text | Kind::Keyword => Some((Key::S(value_text(v)), inclusive)),
                     _ => query_keys(kind, v, field, ctx)?
                         .into_iter()
