@@ -187,7 +187,12 @@ type Db = Arc<Mutex<HashMap<String, i64>>>;
 
 /// Keeps bumping random entities in `db` and publishing their events until `stop`, on
 /// its own thread (the readers keep the test's runtime busy).
-fn spawn_publisher(s: &Setup, db: Db, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<usize> {
+fn spawn_publisher(
+    s: &Setup,
+    db: Db,
+    stop: Arc<AtomicBool>,
+    count: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<usize> {
     let (brokers, topic) = (s.brokers.clone(), s.topic.clone());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -213,6 +218,7 @@ fn spawn_publisher(s: &Setup, db: Db, stop: Arc<AtomicBool>) -> std::thread::Joi
                     .await
                     .expect("publish");
                 published += events.len();
+                count.fetch_add(events.len() as u64, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             published
@@ -251,7 +257,8 @@ async fn switch_under_live_traffic_hides_every_entry_from_before_it() {
         .expect("publish");
     let stop = Arc::new(AtomicBool::new(false));
     let _invalidator = s.spawn_invalidator(&bin, "invalidate");
-    let publisher = spawn_publisher(&s, db.clone(), stop.clone());
+    let published_count = Arc::new(AtomicU64::new(0));
+    let publisher = spawn_publisher(&s, db.clone(), stop.clone(), published_count.clone());
 
     let stats = Arc::new(ReadStats::default());
     let clock = Arc::new(SwitchClock::default());
@@ -337,6 +344,7 @@ async fn switch_under_live_traffic_hides_every_entry_from_before_it() {
     .await
     .expect("the rebuild switches to generation 1");
     clock.observed.store(now_ms(), Ordering::Relaxed);
+    let published_at_switch = published_count.load(Ordering::Relaxed);
 
     let state_key = s.layout.rebuild_state_key();
     wait_until(DEADLINE, Duration::from_millis(100), || {
@@ -415,6 +423,21 @@ async fn switch_under_live_traffic_hides_every_entry_from_before_it() {
     })
     .await
     .expect("readers hit the new generation");
+    // Live traffic across the switch: more events after it, applied by the invalidator.
+    wait_until(DEADLINE, Duration::from_millis(100), || {
+        let n = published_count.load(Ordering::Relaxed);
+        async move {
+            if n >= published_at_switch + 80 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{n} events published, {published_at_switch} at the switch"
+                ))
+            }
+        }
+    })
+    .await
+    .expect("events published after the switch");
     stop.store(true, Ordering::Relaxed);
     let published = publisher.join().expect("publisher");
     for r in readers {
@@ -494,7 +517,8 @@ async fn refresh_warms_the_next_generation_before_switching_to_it() {
     }
 
     let stop = Arc::new(AtomicBool::new(false));
-    let publisher = spawn_publisher(&s, db.clone(), stop.clone());
+    let published_count = Arc::new(AtomicU64::new(0));
+    let publisher = spawn_publisher(&s, db.clone(), stop.clone(), published_count.clone());
     let stats = Arc::new(ReadStats::default());
     let clock = Arc::new(SwitchClock::default());
     let bad_before = Arc::new(AtomicU64::new(0));
@@ -585,6 +609,7 @@ async fn refresh_warms_the_next_generation_before_switching_to_it() {
     .await
     .expect("the rebuild switches to generation 1");
     clock.observed.store(now_ms(), Ordering::Relaxed);
+    let published_at_switch = published_count.load(Ordering::Relaxed);
     // Warmed before the switch: every entity already has a value in generation 1.
     let warmed = generation_keys(&mut conn, &s.layout, 1)
         .await
@@ -604,6 +629,21 @@ async fn refresh_warms_the_next_generation_before_switching_to_it() {
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("rebuilt into generation 1"), "{text}");
 
+    // Live traffic across the switch: more events after it, applied by the invalidator.
+    wait_until(DEADLINE, Duration::from_millis(100), || {
+        let n = published_count.load(Ordering::Relaxed);
+        async move {
+            if n >= published_at_switch + 80 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{n} events published, {published_at_switch} at the switch"
+                ))
+            }
+        }
+    })
+    .await
+    .expect("events published after the switch");
     stop.store(true, Ordering::Relaxed);
     let published = publisher.join().expect("publisher");
     for r in readers {
