@@ -60,6 +60,8 @@ struct SearchReq {
     pit: Option<(String, Option<std::time::Duration>)>,
     /// `indices_boost`, in request order.
     indices_boost: Vec<(String, f32)>,
+    /// `size=-1` in the URL: the default size, with Elasticsearch's deprecation warning.
+    size_unset_warning: bool,
 }
 
 fn unknown_key(k: &str, v: &Value) -> EsError {
@@ -318,6 +320,7 @@ fn parse_search(req: &Req) -> EsResult<SearchReq> {
         terminate_after: None,
         pit: None,
         indices_boost: Vec::new(),
+        size_unset_warning: false,
     };
     let mut stored_fields: Option<Vec<String>> = None;
     if let Some(body) = req.json_body()? {
@@ -385,8 +388,11 @@ fn parse_search(req: &Req) -> EsResult<SearchReq> {
     if let Some(f) = p.i32_opt("from")? {
         s.from = f;
     }
-    if let Some(sz) = p.i32_opt("size")? {
-        s.size = sz;
+    match p.i32_opt("size")? {
+        // Elasticsearch still reads `size=-1` (once "no size") as unset, with a warning.
+        Some(-1) => s.size_unset_warning = true,
+        Some(sz) => s.size = sz,
+        None => {}
     }
     if let Some(sort) = p.get("sort") {
         s.sort.clear();
@@ -1160,7 +1166,12 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
         json!({"total": total_shards, "successful": total_shards, "skipped": 0, "failed": 0}),
     );
     body.push("hits", Out::Obj(hits_obj));
-    Ok(Resp::raw(200, body.to_vec()))
+    let resp = Resp::raw(200, body.to_vec());
+    Ok(if s.size_unset_warning {
+        resp.with_warning("Using search size of -1 is deprecated and will be removed in future versions. Instead, don't use the `size` parameter if you don't want to set it explicitly.")
+    } else {
+        resp
+    })
 }
 
 fn cmp_json(a: &Value, b: &Value) -> Ordering {
