@@ -30,6 +30,8 @@ struct SortSpec {
     missing_value: Option<Value>,
     unmapped_type: Option<String>,
     mode_max: Option<bool>,
+    /// `format` of a date field's sort values (a missing value then prints as null).
+    format: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -103,6 +105,7 @@ fn parse_sort_entry(v: &Value, out: &mut Vec<SortSpec>) -> EsResult<()> {
                 missing_value: None,
                 unmapped_type: None,
                 mode_max: None,
+                format: None,
             });
         }
         Value::Object(m) => {
@@ -114,6 +117,7 @@ fn parse_sort_entry(v: &Value, out: &mut Vec<SortSpec>) -> EsResult<()> {
                     missing_value: None,
                     unmapped_type: None,
                     mode_max: None,
+                    format: None,
                 };
                 match spec {
                     Value::String(o) => match o.as_str() {
@@ -147,7 +151,8 @@ fn parse_sort_entry(v: &Value, out: &mut Vec<SortSpec>) -> EsResult<()> {
                                     s.unmapped_type = val.as_str().map(str::to_string)
                                 }
                                 "mode" => s.mode_max = Some(val.as_str() == Some("max")),
-                                "numeric_type" | "format" | "nested" => {}
+                                "format" => s.format = val.as_str().map(str::to_string),
+                                "numeric_type" | "nested" => {}
                                 other => {
                                     return Err(EsError::parsing(format!(
                                         "[field_sort] unknown field [{other}]"
@@ -857,6 +862,7 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
             missing_value: None,
             unmapped_type: None,
             mode_max: None,
+            format: None,
         });
     }
     let resolved = match &pit {
@@ -953,8 +959,9 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
                                 FieldRef::Field { field, .. } => field.kind,
                                 _ => Kind::Keyword,
                             };
-                            sort_json.push(match (&k, kind) {
-                                (Key::B(b), _) => json!(i64::from(*b)),
+                            sort_json.push(match (&k, kind, &spec.format) {
+                                (Key::B(b), _, _) => json!(i64::from(*b)),
+                                (_, Kind::Date, Some(f)) => format_dv(&k, kind, Some(f)),
                                 _ => k.to_json(),
                             });
                             sort.push(k);
@@ -962,7 +969,11 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
                         None => {
                             let (k, j) = missing_sort_value(spec, &mapping);
                             sort.push(k.unwrap_or(Key::S(String::new())));
-                            sort_json.push(j);
+                            // A formatted date sort prints a missing value as null.
+                            let formatted_date = spec.format.is_some()
+                                && spec.missing_value.is_none()
+                                && matches!(resolve_field(&mapping, &spec.field), FieldRef::Field { field, .. } if field.kind == Kind::Date);
+                            sort_json.push(if formatted_date { Value::Null } else { j });
                         }
                     },
                 }
