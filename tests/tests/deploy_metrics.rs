@@ -4,14 +4,19 @@
 //! running `syncline-es-indexer`, `syncline-redis-invalidator` or `syncline-outbox`.
 //! Labelled families are declared before their first sample, so idle processes suffice.
 
+#[path = "support/pipeline.rs"]
+mod pipeline;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use pipeline::{migrate_outbox, Pipeline};
+use syncline_cache::Mode;
 use syncline_testkit::{
-    consumer_kafka_env, create_topic_with_dlq, debug_binary, free_port, kafka_brokers,
-    scrape_metrics, unique_name, wait_until, ChildGuard, TestDb,
+    create_topic_with_dlq, free_port, kafka_brokers, scrape_metrics, unique_name, wait_until,
+    ChildGuard, TestDb,
 };
 
 fn deploy_dir() -> PathBuf {
@@ -113,69 +118,28 @@ async fn alerts_and_dashboard_name_only_served_metrics() {
         .await
         .expect("start the ES dev server");
     let db = TestDb::create().await;
-    let bin = |package: &str, env: &str| {
-        debug_binary(package, package, Some(env)).unwrap_or_else(|e| panic!("{package}: {e}"))
+    migrate_outbox(&db.url);
+    let pipeline = Pipeline {
+        brokers,
+        topic,
+        base,
     };
-    let relay_bin = bin("syncline-outbox", "SYNCLINE_OUTBOX_BIN");
-    let migrated = Command::new(&relay_bin)
-        .arg("migrate")
-        .env("SYNCLINE_DATABASE_URL", &db.url)
-        .output()
-        .expect("run syncline-outbox migrate");
-    assert!(
-        migrated.status.success(),
-        "migrate: {}",
-        String::from_utf8_lossy(&migrated.stderr)
-    );
-
     let ports = [free_port(), free_port(), free_port()];
-    let addr = |port: u16| format!("127.0.0.1:{port}");
-    let quiet = |c: &mut Command| {
-        c.env("RUST_LOG", "error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+    let silent = |c: &mut Command| {
+        c.stdout(Stdio::null()).stderr(Stdio::null());
     };
-    let mut indexer = Command::new(bin("syncline-es-indexer", "SYNCLINE_ES_INDEXER_BIN"));
-    indexer
-        .args(["--brokers", &brokers, "--topic", &topic])
-        .args(["--group", &format!("{base}-es")])
-        .args(["--metrics-addr", &addr(ports[0])])
-        .args([
-            "--es-url",
-            es.url(),
-            "--es-index-prefix",
-            &format!("{base}-"),
-        ])
-        .env("SYNCLINE_KAFKA", consumer_kafka_env(""));
-    quiet(&mut indexer);
-    let mut invalidator = Command::new(bin(
-        "syncline-redis-invalidator",
-        "SYNCLINE_REDIS_INVALIDATOR_BIN",
-    ));
-    invalidator
-        .env("SYNCLINE_BROKERS", &brokers)
-        .env("SYNCLINE_TOPIC", &topic)
-        .env("SYNCLINE_GROUP_ID", format!("{base}-redis"))
-        .env("SYNCLINE_KAFKA", consumer_kafka_env(""))
-        .env("SYNCLINE_METRICS_ADDR", addr(ports[1]))
-        .env("SYNCLINE_REDIS_URL", syncline_testkit::redis_url())
-        .env("SYNCLINE_REDIS_KEY_PREFIX", format!("{base}:"));
-    quiet(&mut invalidator);
-    let mut relay = Command::new(&relay_bin);
-    relay
-        .env("SYNCLINE_DATABASE_URL", &db.url)
-        .env("SYNCLINE_BROKERS", &brokers)
-        .env("SYNCLINE_TOPIC", &topic)
-        .env("SYNCLINE_METRICS_ADDR", addr(ports[2]))
-        // Consumer properties: not for the relay's producer.
-        .env_remove("SYNCLINE_KAFKA");
-    quiet(&mut relay);
-    let _children = [
-        ChildGuard::spawn(&mut indexer).expect("spawn the indexer"),
-        ChildGuard::spawn(&mut invalidator).expect("spawn the invalidator"),
-        ChildGuard::spawn(&mut relay).expect("spawn the relay"),
+    let mut commands = [
+        pipeline.indexer(es.url(), ports[0]),
+        pipeline.invalidator(&syncline_testkit::redis_url(), Mode::Invalidate, ports[1]),
+        pipeline.relay(&db.url, ports[2]),
     ];
+    let _children: Vec<ChildGuard> = commands
+        .iter_mut()
+        .map(|c| {
+            silent(c);
+            ChildGuard::spawn(c).expect("spawn a pipeline binary")
+        })
+        .collect();
 
     let mut served = BTreeSet::new();
     for (port, who) in ports.iter().zip(["indexer", "invalidator", "outbox relay"]) {

@@ -8,20 +8,24 @@
 //! Python wrote back to the event it came from, and fastavro decodes records Syncline
 //! encoded, re-encoding them to the same bytes.
 
+#[path = "support/pipeline.rs"]
+mod pipeline;
 #[path = "support/python.rs"]
 mod python;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
+
+use pipeline::Pipeline;
 
 use rdkafka::message::{Headers, Message};
 use serde_json::{json, Value};
 use syncline_cache::{KeyLayout, Mode};
 use syncline_event::{ChangeEvent, Limits, Op};
 use syncline_testkit::{
-    consumer_kafka_env, create_topic_with_dlq, debug_binary, end_offsets, free_port,
-    group_caught_up, kafka_brokers, read_all, unique_name, wait_until, ChildGuard,
+    create_topic_with_dlq, end_offsets, free_port, group_caught_up, kafka_brokers, read_all,
+    unique_name, wait_until, ChildGuard,
 };
 
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -268,63 +272,30 @@ async fn events_published_by_python_are_applied_by_both_consumers() {
         .await
         .expect("start the ES dev server");
     let es_url = es.url().to_owned();
-    let es_group = format!("{base}-es");
-    let redis_group = format!("{base}-redis");
-    let index_prefix = format!("{base}-");
-    let layout = KeyLayout::new(format!("{base}:")).expect("key prefix");
+    let pipeline = Pipeline {
+        brokers: brokers.clone(),
+        topic: topic.clone(),
+        base: base.clone(),
+    };
+    let (es_group, redis_group) = (pipeline.es_group(), pipeline.redis_group());
+    let index_prefix = pipeline.index_prefix();
+    let layout = KeyLayout::new(pipeline.key_prefix()).expect("key prefix");
     let redis_url = syncline_testkit::redis_url();
     let log = |name: &str| {
         std::fs::File::create(dir.path().join(name))
             .map(Stdio::from)
             .expect("log file")
     };
-
-    let indexer_bin = debug_binary(
-        "syncline-es-indexer",
-        "syncline-es-indexer",
-        Some("SYNCLINE_ES_INDEXER_BIN"),
-    )
-    .expect("the indexer binary");
-    let invalidator_bin = debug_binary(
-        "syncline-redis-invalidator",
-        "syncline-redis-invalidator",
-        Some("SYNCLINE_REDIS_INVALIDATOR_BIN"),
-    )
-    .expect("the invalidator binary");
     let mut indexer = ChildGuard::spawn(
-        Command::new(&indexer_bin)
-            .args([
-                "--brokers",
-                &brokers,
-                "--topic",
-                &topic,
-                "--group",
-                &es_group,
-            ])
-            .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
-            .args(["--es-url", &es_url, "--es-index-prefix", &index_prefix])
-            .env("SYNCLINE_KAFKA", consumer_kafka_env(""))
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
+        pipeline
+            .indexer(&es_url, free_port())
             .stdout(log("indexer.out"))
             .stderr(log("indexer.err")),
     )
     .expect("spawn syncline-es-indexer");
     let mut invalidator = ChildGuard::spawn(
-        Command::new(&invalidator_bin)
-            .env("SYNCLINE_BROKERS", &brokers)
-            .env("SYNCLINE_TOPIC", &topic)
-            .env("SYNCLINE_GROUP_ID", &redis_group)
-            .env("SYNCLINE_KAFKA", consumer_kafka_env(""))
-            .env(
-                "SYNCLINE_METRICS_ADDR",
-                format!("127.0.0.1:{}", free_port()),
-            )
-            .env("SYNCLINE_REDIS_URL", &redis_url)
-            .env("SYNCLINE_REDIS_KEY_PREFIX", layout.prefix())
-            .env("SYNCLINE_REDIS_MODE", Mode::Refresh.as_str())
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
+        pipeline
+            .invalidator(&redis_url, Mode::Refresh, free_port())
             .stdout(log("invalidator.out"))
             .stderr(log("invalidator.err")),
     )

@@ -6,18 +6,22 @@
 //!
 //! Every wait polls observable state with a deadline; no sleep decides an outcome.
 
+#[path = "support/pipeline.rs"]
+mod pipeline;
+
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
+use pipeline::{migrate_outbox, Pipeline};
 use serde_json::{json, Value};
 use syncline_cache::{KeyLayout, Mode};
 use syncline_testkit::kafka::decode_message;
 use syncline_testkit::postgres::count_rows;
 use syncline_testkit::{
-    consumer_kafka_env, create_topic_with_dlq, debug_binary, end_offsets, free_port,
-    group_caught_up, kafka_brokers, read_all, unique_name, wait_until, ChildGuard, TestDb,
+    create_topic_with_dlq, end_offsets, free_port, group_caught_up, kafka_brokers, read_all,
+    unique_name, wait_until, ChildGuard, TestDb,
 };
 
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -146,29 +150,19 @@ async fn an_insert_in_a_transaction_becomes_a_document_and_an_invalidation() {
             .expect("log file")
     };
 
+    let pipeline = Pipeline {
+        brokers: brokers.clone(),
+        topic: topic.clone(),
+        base: base.clone(),
+    };
     // The schema, by the relay binary's own `migrate`, as an operator would.
-    let relay_bin = debug_binary(
-        "syncline-outbox",
-        "syncline-outbox",
-        Some("SYNCLINE_OUTBOX_BIN"),
-    )
-    .expect("the relay binary");
-    let migrated = Command::new(&relay_bin)
-        .arg("migrate")
-        .env("SYNCLINE_DATABASE_URL", &db.url)
-        .output()
-        .expect("run syncline-outbox migrate");
-    assert!(
-        migrated.status.success(),
-        "migrate: {}",
-        String::from_utf8_lossy(&migrated.stderr)
-    );
+    migrate_outbox(&db.url);
     let mut pg = db.client().await;
     pg.batch_execute(SCHEMA).await.expect("service schema");
 
     // Redis holds a cached (now stale) value of the product, as a reader would leave it.
     let redis_url = syncline_testkit::redis_url();
-    let layout = KeyLayout::new(format!("{base}:")).expect("key prefix");
+    let layout = KeyLayout::new(pipeline.key_prefix()).expect("key prefix");
     let client = redis::Client::open(redis_url.as_str()).expect("redis url");
     let mut redis = redis::aio::ConnectionManager::new(client)
         .await
@@ -188,72 +182,26 @@ async fn an_insert_in_a_transaction_becomes_a_document_and_an_invalidation() {
         .await
         .expect("start the ES dev server");
     let es_url = es.url().to_owned();
-    let index_prefix = format!("{base}-");
+    let index_prefix = pipeline.index_prefix();
     let alias = format!("{index_prefix}product");
-    let (es_group, redis_group) = (format!("{base}-es"), format!("{base}-redis"));
-    let indexer_bin = debug_binary(
-        "syncline-es-indexer",
-        "syncline-es-indexer",
-        Some("SYNCLINE_ES_INDEXER_BIN"),
-    )
-    .expect("the indexer binary");
-    let invalidator_bin = debug_binary(
-        "syncline-redis-invalidator",
-        "syncline-redis-invalidator",
-        Some("SYNCLINE_REDIS_INVALIDATOR_BIN"),
-    )
-    .expect("the invalidator binary");
+    let (es_group, redis_group) = (pipeline.es_group(), pipeline.redis_group());
     let mut relay = ChildGuard::spawn(
-        Command::new(&relay_bin)
-            .env("SYNCLINE_DATABASE_URL", &db.url)
-            .env("SYNCLINE_BROKERS", &brokers)
-            .env("SYNCLINE_TOPIC", &topic)
-            .env(
-                "SYNCLINE_METRICS_ADDR",
-                format!("127.0.0.1:{}", free_port()),
-            )
-            // Consumer properties: not for the relay's producer.
-            .env_remove("SYNCLINE_KAFKA")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
+        pipeline
+            .relay(&db.url, free_port())
             .stdout(log("relay.out"))
             .stderr(log("relay.err")),
     )
     .expect("spawn syncline-outbox");
     let mut indexer = ChildGuard::spawn(
-        Command::new(&indexer_bin)
-            .args([
-                "--brokers",
-                &brokers,
-                "--topic",
-                &topic,
-                "--group",
-                &es_group,
-            ])
-            .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
-            .args(["--es-url", &es_url, "--es-index-prefix", &index_prefix])
-            .env("SYNCLINE_KAFKA", consumer_kafka_env(""))
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
+        pipeline
+            .indexer(&es_url, free_port())
             .stdout(log("indexer.out"))
             .stderr(log("indexer.err")),
     )
     .expect("spawn syncline-es-indexer");
     let mut invalidator = ChildGuard::spawn(
-        Command::new(&invalidator_bin)
-            .env("SYNCLINE_BROKERS", &brokers)
-            .env("SYNCLINE_TOPIC", &topic)
-            .env("SYNCLINE_GROUP_ID", &redis_group)
-            .env("SYNCLINE_KAFKA", consumer_kafka_env(""))
-            .env(
-                "SYNCLINE_METRICS_ADDR",
-                format!("127.0.0.1:{}", free_port()),
-            )
-            .env("SYNCLINE_REDIS_URL", &redis_url)
-            .env("SYNCLINE_REDIS_KEY_PREFIX", layout.prefix())
-            .env("SYNCLINE_REDIS_MODE", Mode::Invalidate.as_str())
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
+        pipeline
+            .invalidator(&redis_url, Mode::Invalidate, free_port())
             .stdout(log("invalidator.out"))
             .stderr(log("invalidator.err")),
     )
