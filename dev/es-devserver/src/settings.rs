@@ -182,6 +182,8 @@ pub struct Effective {
     pub gc_deletes: Duration,
     /// `index.max_result_window`.
     pub max_result_window: u64,
+    /// `index.max_docvalue_fields_search` (default 100).
+    pub max_docvalue_fields: u64,
     /// `index.hidden`.
     pub hidden: bool,
     /// The shard layout (`number_of_routing_shards`, `routing_partition_size`).
@@ -268,6 +270,10 @@ pub fn effective(flat: &BTreeMap<String, Value>) -> EsResult<Effective> {
         Some(v) => u64::from(parse_int_setting("index.max_result_window", v, 1)?),
         None => 10_000,
     };
+    let max_docvalue_fields = match str_of(flat.get("index.max_docvalue_fields_search")) {
+        Some(v) => u64::from(parse_int_setting("index.max_docvalue_fields_search", v, 0)?),
+        None => 100,
+    };
     let hidden = match str_of(flat.get("index.hidden")) {
         Some(v) => parse_bool_setting("index.hidden", v)?,
         None => false,
@@ -295,6 +301,7 @@ pub fn effective(flat: &BTreeMap<String, Value>) -> EsResult<Effective> {
         refresh_interval,
         gc_deletes,
         max_result_window,
+        max_docvalue_fields,
         hidden,
     })
 }

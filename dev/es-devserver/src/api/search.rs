@@ -880,7 +880,19 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
             .stats
             .query_total
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let window = r.index.meta.read().eff.max_result_window;
+        let (window, max_dv) = {
+            let m = r.index.meta.read();
+            (m.eff.max_result_window, m.eff.max_docvalue_fields)
+        };
+        if s.docvalue_fields.len() as u64 > max_dv {
+            return Err(EsError::search_phase(
+                EsError::illegal_argument(format!(
+                    "Trying to retrieve too many docvalue_fields. Must be less than or equal to: [{max_dv}] but was [{}]. This limit can be set by changing the [index.max_docvalue_fields_search] index level setting.",
+                    s.docvalue_fields.len()
+                )),
+                &r.name,
+            ));
+        }
         if s.from.saturating_add(s.size) as u64 > window {
             return Err(EsError::search_phase(
                 EsError::illegal_argument(format!(
