@@ -226,6 +226,40 @@ fn spawn_publisher(
     })
 }
 
+/// Live traffic across the switch: wait until 80 more events were published after it,
+/// stop the publisher and the readers, and wait until the live invalidator applied every
+/// event. Returns how many events were published in all.
+async fn finish_live_traffic(
+    s: &Setup,
+    published_count: &AtomicU64,
+    published_at_switch: u64,
+    stop: &AtomicBool,
+    publisher: std::thread::JoinHandle<usize>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+) -> usize {
+    wait_until(DEADLINE, Duration::from_millis(100), || {
+        let n = published_count.load(Ordering::Relaxed);
+        async move {
+            if n >= published_at_switch + 80 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{n} events published, {published_at_switch} at the switch"
+                ))
+            }
+        }
+    })
+    .await
+    .expect("events published after the switch");
+    stop.store(true, Ordering::Relaxed);
+    let published = publisher.join().expect("publisher");
+    for r in readers {
+        r.await.expect("reader");
+    }
+    s.wait_drained(&s.live_group).await;
+    published
+}
+
 #[derive(Default)]
 struct ReadStats {
     reads: AtomicU64,
@@ -423,27 +457,15 @@ async fn switch_under_live_traffic_hides_every_entry_from_before_it() {
     })
     .await
     .expect("readers hit the new generation");
-    // Live traffic across the switch: more events after it, applied by the invalidator.
-    wait_until(DEADLINE, Duration::from_millis(100), || {
-        let n = published_count.load(Ordering::Relaxed);
-        async move {
-            if n >= published_at_switch + 80 {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{n} events published, {published_at_switch} at the switch"
-                ))
-            }
-        }
-    })
-    .await
-    .expect("events published after the switch");
-    stop.store(true, Ordering::Relaxed);
-    let published = publisher.join().expect("publisher");
-    for r in readers {
-        r.await.expect("reader");
-    }
-    s.wait_drained(&s.live_group).await;
+    let published = finish_live_traffic(
+        &s,
+        &published_count,
+        published_at_switch,
+        &stop,
+        publisher,
+        readers,
+    )
+    .await;
 
     let violations = stats.violations.lock().expect("violations").clone();
     assert!(
@@ -629,27 +651,15 @@ async fn refresh_warms_the_next_generation_before_switching_to_it() {
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("rebuilt into generation 1"), "{text}");
 
-    // Live traffic across the switch: more events after it, applied by the invalidator.
-    wait_until(DEADLINE, Duration::from_millis(100), || {
-        let n = published_count.load(Ordering::Relaxed);
-        async move {
-            if n >= published_at_switch + 80 {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{n} events published, {published_at_switch} at the switch"
-                ))
-            }
-        }
-    })
-    .await
-    .expect("events published after the switch");
-    stop.store(true, Ordering::Relaxed);
-    let published = publisher.join().expect("publisher");
-    for r in readers {
-        r.await.expect("reader");
-    }
-    s.wait_drained(&s.live_group).await;
+    let published = finish_live_traffic(
+        &s,
+        &published_count,
+        published_at_switch,
+        &stop,
+        publisher,
+        readers,
+    )
+    .await;
     let violations = stats.violations.lock().expect("violations").clone();
     assert!(
         violations.is_empty(),
