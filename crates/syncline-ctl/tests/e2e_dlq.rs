@@ -117,17 +117,12 @@ impl Running {
 }
 
 async fn wait_caught_up(group: &str, topic: &str) {
-    let brokers = kafka_brokers();
-    wait_until(Duration::from_secs(120), Duration::from_millis(250), || {
-        let (brokers, group, topic) = (brokers.clone(), group.to_owned(), topic.to_owned());
-        async move {
-            if group_caught_up(&brokers, &group, &topic).await {
-                Ok(())
-            } else {
-                Err(format!("{group} has not committed {topic} to its end"))
-            }
-        }
-    })
+    syncline_testkit::wait_group_caught_up(
+        &kafka_brokers(),
+        group,
+        topic,
+        Duration::from_secs(120),
+    )
     .await
     .expect("group caught up");
 }

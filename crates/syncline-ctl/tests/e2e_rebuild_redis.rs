@@ -110,19 +110,9 @@ impl Setup {
     }
 
     async fn wait_drained(&self, group: &str) {
-        let (brokers, topic, group) = (self.brokers.clone(), self.topic.clone(), group.to_owned());
-        wait_until(DEADLINE, Duration::from_millis(300), || {
-            let (brokers, topic, group) = (brokers.clone(), topic.clone(), group.clone());
-            async move {
-                if syncline_testkit::group_caught_up(&brokers, &group, &topic).await {
-                    Ok(())
-                } else {
-                    Err(format!("group {group} has not committed all of {topic}"))
-                }
-            }
-        })
-        .await
-        .expect("group drained the topic");
+        syncline_testkit::wait_group_caught_up(&self.brokers, group, &self.topic, DEADLINE)
+            .await
+            .expect("group drained the topic");
     }
 }
 

@@ -109,6 +109,28 @@ pub async fn group_caught_up(brokers: &str, group: &str, topic: &str) -> bool {
             .all(|(e, c)| *e == 0 || *c == Some(*e))
 }
 
+/// Wait until `group` has committed every record of `topic` ([`group_caught_up`]),
+/// polling every 250 ms, or fail after `timeout` saying which group and topic.
+pub async fn wait_group_caught_up(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+    timeout: std::time::Duration,
+) -> Result<(), String> {
+    crate::wait_until(
+        timeout,
+        std::time::Duration::from_millis(250),
+        || async move {
+            if group_caught_up(brokers, group, topic).await {
+                Ok(())
+            } else {
+                Err(format!("group {group} has not committed all of {topic}"))
+            }
+        },
+    )
+    .await
+}
+
 /// The end offset of every partition (see [`syncline_kafka::end_offsets`] for how).
 pub async fn end_offsets(brokers: &str, topic: &str) -> Result<Vec<i64>, KitError> {
     Ok(syncline_kafka::end_offsets(brokers, topic).await?)

@@ -25,7 +25,7 @@ pub use env::{
 pub use kafka::{
     committed_offsets, consumer_config, create_topic, create_topic_with_dlq, delete_topics,
     end_offsets, group_caught_up, publish_events, publish_one_per_partition, publish_raw, read_all,
-    Delivered, KitError,
+    wait_group_caught_up, Delivered, KitError,
 };
 pub use measure::{
     histogram_quantile, metric_sum, metric_sums, scrape_metrics, ProcessStats, Table,

@@ -284,19 +284,9 @@ impl Setup {
 
     /// Wait until `group` has committed every record of the topic.
     pub async fn wait_drained(&self, group: &str, timeout: Duration) {
-        let (brokers, topic, group) = (self.brokers.clone(), self.topic.clone(), group.to_owned());
-        syncline_testkit::wait_until(timeout, Duration::from_millis(300), || {
-            let (brokers, topic, group) = (brokers.clone(), topic.clone(), group.clone());
-            async move {
-                if syncline_testkit::group_caught_up(&brokers, &group, &topic).await {
-                    Ok(())
-                } else {
-                    Err(format!("group {group} has not committed all of {topic}"))
-                }
-            }
-        })
-        .await
-        .expect("group drained the topic");
+        syncline_testkit::wait_group_caught_up(&self.brokers, group, &self.topic, timeout)
+            .await
+            .expect("group drained the topic");
     }
 }
 
