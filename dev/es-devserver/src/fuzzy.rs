@@ -121,7 +121,7 @@ impl FuzzyTerm {
 
 /// The edit distance between `a` and `b` (optimal string alignment when `transpositions`),
 /// or `None` when it exceeds `max`.
-fn distance(a: &[char], b: &[char], transpositions: bool, max: usize) -> Option<usize> {
+pub(crate) fn distance(a: &[char], b: &[char], transpositions: bool, max: usize) -> Option<usize> {
     if a.len().abs_diff(b.len()) > max {
         return None;
     }

@@ -27,29 +27,8 @@ fn similarity(a: &str, b: &str) -> f64 {
     if max == 0 {
         return 1.0;
     }
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != cb);
-            let del = prev
-                .get(j + 1)
-                .copied()
-                .unwrap_or(usize::MAX)
-                .saturating_add(1);
-            let ins = cur.get(j).copied().unwrap_or(usize::MAX).saturating_add(1);
-            let sub = prev
-                .get(j)
-                .copied()
-                .unwrap_or(usize::MAX)
-                .saturating_add(cost);
-            if let Some(c) = cur.get_mut(j + 1) {
-                *c = del.min(ins).min(sub);
-            }
-        }
-        prev = cur;
-    }
-    let dist = prev.last().copied().unwrap_or(max);
+    // Plain Levenshtein (no transpositions), with no cap on the distance.
+    let dist = crate::fuzzy::distance(&a, &b, false, usize::MAX).unwrap_or(max);
     1.0 - dist as f64 / max as f64
 }
 
