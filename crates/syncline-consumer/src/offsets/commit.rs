@@ -84,18 +84,20 @@ pub fn commit_final<C: ConsumerContext>(consumer: &impl Consumer<C>, shared: &Sh
 /// `ConsumerContext::commit_callback`): counted, and logged when it failed. Nothing else
 /// to do on failure: the offsets stay stored, and the next commit resends them.
 pub fn on_commit_result(shared: &Shared, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-    let refused: Vec<(i32, String)> = offsets
-        .elements()
-        .iter()
-        .filter_map(|e| e.error().err().map(|err| (e.partition(), err.to_string())))
-        .collect();
+    let partition_refused = || offsets.elements().iter().any(|e| e.error().is_err());
     match result {
         // Nothing was stored beyond what is committed (an idle tick): not a commit.
         Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-        Ok(()) if refused.is_empty() => shared.metrics.commit_ok(),
+        // Per-partition errors are only formatted when there is a failure to log.
+        Ok(()) if !partition_refused() => shared.metrics.commit_ok(),
         outcome => {
             shared.metrics.commit_failed();
             let error = outcome.err().map(|e| e.to_string());
+            let refused: Vec<(i32, String)> = offsets
+                .elements()
+                .iter()
+                .filter_map(|e| e.error().err().map(|err| (e.partition(), err.to_string())))
+                .collect();
             tracing::warn!(
                 ?error,
                 ?refused,
