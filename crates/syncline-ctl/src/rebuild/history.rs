@@ -110,7 +110,8 @@ pub async fn check(
     ))
 }
 
-fn now_ms() -> i64 {
+/// Wall-clock milliseconds since the epoch (Kafka timestamps' unit).
+pub(super) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

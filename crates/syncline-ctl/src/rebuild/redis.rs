@@ -374,7 +374,7 @@ impl Ctx<'_> {
         } else {
             (Phase::Cleaning, String::new())
         };
-        let now = now_ms();
+        let now = history::now_ms();
         let script = redis::Script::new(START_LUA);
         let _: i64 = script
             .key(self.layout().generation_key())
@@ -476,7 +476,7 @@ impl Ctx<'_> {
                 .key(self.layout().rebuild_state_key())
                 .arg(state.from)
                 .arg(state.to)
-                .arg(now_ms())
+                .arg(history::now_ms())
                 .invoke_async(&mut self.redis)
                 .await
                 .with_context(|| format!("{prefix}: switching to generation {}", state.to))?;
@@ -616,13 +616,6 @@ fn replay_group(prefix: &str, generation: u64) -> String {
         nonce,
         std::process::id()
     )
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
