@@ -139,6 +139,11 @@ def main() -> int:
     ap.add_argument("--schema", default=DEFAULT_SCHEMA, help="writer schema (.avsc)")
     ap.add_argument("--traceparent", help="W3C traceparent header to attach to every record")
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for acks")
+    # The drain benches publish an "any producer" topic with these set to a typical
+    # non-Rust producer's choices (no compression, linger 10 ms): many small batches.
+    ap.add_argument("--compression", default="lz4",
+                    help="compression.type: none, gzip, snappy, lz4 or zstd")
+    ap.add_argument("--linger-ms", type=int, default=5, help="linger.ms")
     args = ap.parse_args()
 
     if args.events:
@@ -161,8 +166,8 @@ def main() -> int:
         # The Java client's partitioner (librdkafka's default is consistent_random): the
         # same key lands on the same partition whichever language published it.
         "partitioner": "murmur2_random",
-        "linger.ms": 5,
-        "compression.type": "lz4",
+        "linger.ms": args.linger_ms,
+        "compression.type": args.compression,
         "message.timeout.ms": int(args.timeout * 1000),
     })
     errors = []

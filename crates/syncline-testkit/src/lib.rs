@@ -6,6 +6,7 @@
 //! [`redis_url`]); nothing mocks a wire protocol. Names from [`unique_name`] keep parallel
 //! tests and leftovers of earlier runs apart.
 
+pub mod drain;
 pub mod env;
 pub mod kafka;
 pub mod measure;
