@@ -31,7 +31,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde_json::{json, Map, Value};
@@ -50,6 +50,7 @@ use super::es_api::{EsApi, Generation};
 use super::history;
 use super::progress::Progress;
 use super::replay::{self, Replay};
+use super::replay_args::ReplayArgs;
 
 /// Prefix of the rebuild alias: `syncline-rebuild.<alias>` points at the index being
 /// filled. A dot cannot start an entity type, and the name is not a valid alias of the
@@ -81,13 +82,8 @@ pub struct EsRebuildArgs {
     /// `[elasticsearch]` for the connection, prefix, mappings and delete mode).
     #[arg(long = "config", env = "SYNCLINE_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Topic with the change events (default: the config file's, else `changes`).
-    #[arg(long, env = "SYNCLINE_TOPIC")]
-    topic: Option<String>,
-    /// Where the replay starts: `earliest`, or an RFC 3339 time (events before it are
-    /// not replayed; use only when they are already covered by a backfill).
-    #[arg(long, default_value = "earliest", value_parser = parse_from)]
-    from: From,
+    #[command(flatten)]
+    replay: ReplayArgs,
     /// Keep the old index after the swap (the default).
     #[arg(long, conflicts_with = "delete_old")]
     keep_old: bool,
@@ -97,46 +93,12 @@ pub struct EsRebuildArgs {
     /// Print what would be done (indexes, groups, events to replay, history check).
     #[arg(long)]
     dry_run: bool,
-    /// Proceed even when the topic no longer holds the whole history.
-    #[arg(long)]
-    allow_partial: bool,
     /// The live indexer's consumer group (its committed offsets at the swap bound the
     /// overlap phase).
     #[arg(long, default_value = DEFAULT_GROUP_ID)]
     live_group: String,
-    /// Limit of events per second handed to the sink during the replay.
-    #[arg(long)]
-    events_per_second: Option<u32>,
-    /// History check: records this close to deletion by `retention.ms` count as lost.
-    #[arg(long, default_value = "1h", value_parser = crate::humantime_duration)]
-    retention_margin: Duration,
     #[command(flatten)]
     es: EsArgs,
-}
-
-/// Where a replay starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum From {
-    /// Offset 0 of every partition (the whole history).
-    Earliest,
-    /// The first record at or after this time (ms since the epoch).
-    Time(i64),
-}
-
-fn parse_from(s: &str) -> Result<From, String> {
-    if s.eq_ignore_ascii_case("earliest") {
-        return Ok(From::Earliest);
-    }
-    let t = humantime::parse_rfc3339_weak(s).map_err(|e| {
-        format!("expected `earliest` or an RFC 3339 time like 2026-12-01T10:00:00Z: {e}")
-    })?;
-    let ms = t
-        .duration_since(UNIX_EPOCH)
-        .map_err(|_| "time before 1970".to_owned())?
-        .as_millis();
-    i64::try_from(ms)
-        .map(From::Time)
-        .map_err(|_| "time out of range".to_owned())
 }
 
 /// Where one alias's rebuild stands.
@@ -197,18 +159,13 @@ pub async fn run(conn: &Connection, args: EsRebuildArgs) -> anyhow::Result<ExitC
         None => (defaults, EsConfig::default()),
     };
     let es = args.es.apply(es_file)?;
-    if let Some(t) = &args.topic {
-        runtime.topic = t.clone();
-    }
+    args.replay.apply(&mut runtime);
     // The global connection flags decide how to reach the broker.
     runtime.brokers = conn.brokers.clone();
     runtime
         .kafka
         .extend(conn.properties.iter().map(|(k, v)| (k.clone(), v.clone())));
     runtime.metrics_addr = None;
-    if args.events_per_second.is_some() {
-        runtime.events_per_second = args.events_per_second;
-    }
     let definitions =
         IndexDefinitions::load(&es.mappings_dir_or_default(), es.mappings_dir.is_some())
             .context("invalid setting elasticsearch.mappings_dir")?;
@@ -233,13 +190,16 @@ pub async fn run(conn: &Connection, args: EsRebuildArgs) -> anyhow::Result<ExitC
     // History first: refusing after creating indexes would leave work behind.
     let topic = ctx.runtime.topic.clone();
     let ends = crate::end_offsets(conn, &topic).await?;
-    let needed = ctx.start_offsets(&ends).await?;
-    let since = match args.from {
-        From::Earliest => None,
-        From::Time(ms) => Some(ms),
-    };
-    let verdict =
-        history::check(conn, &topic, &ends, &needed, since, args.retention_margin).await?;
+    let needed = args.replay.start_offsets(conn, &topic, &ends).await?;
+    let verdict = history::check(
+        conn,
+        &topic,
+        &ends,
+        &needed,
+        args.replay.since(),
+        args.replay.retention_margin,
+    )
+    .await?;
     for note in &verdict.notes {
         eprintln!("note: {note}");
     }
@@ -247,7 +207,7 @@ pub async fn run(conn: &Connection, args: EsRebuildArgs) -> anyhow::Result<ExitC
         for p in &verdict.problems {
             eprintln!("history: {p}");
         }
-        if !args.allow_partial {
+        if !args.replay.allow_partial {
             eprintln!(
                 "refusing to rebuild from {topic}: the topic no longer holds the whole history, \
                  so the rebuilt index would silently miss entities. Backfill from the system \
@@ -312,14 +272,6 @@ impl Ctx<'_> {
             }
         }
         Ok(out)
-    }
-
-    /// The first offset of every partition the replay needs.
-    async fn start_offsets(&self, ends: &[i64]) -> anyhow::Result<Vec<i64>> {
-        match self.args.from {
-            From::Earliest => Ok(vec![0; ends.len()]),
-            From::Time(ms) => offsets_for_time(self.conn, &self.runtime.topic, ends, ms).await,
-        }
     }
 
     /// Read where `entity_type`'s rebuild stands.
@@ -432,14 +384,13 @@ impl Ctx<'_> {
         let group = self.group(&new).await?;
         let topic = self.runtime.topic.clone();
         let ends = crate::end_offsets(self.conn, &topic).await?;
-        if let From::Time(ms) = self.args.from {
-            let committed =
-                syncline_kafka::committed_offsets(self.conn.clone(), &group, &topic).await?;
-            if committed.iter().all(Option::is_none) {
-                let start = offsets_for_time(self.conn, &topic, &ends, ms).await?;
-                commit_positions(self.conn, &group, &topic, &start).await?;
-                eprintln!("{}: replay starts at {start:?} (--from)", plan.alias);
-            }
+        if let Some(start) = self
+            .args
+            .replay
+            .seed_group(self.conn, &group, &topic, &ends)
+            .await?
+        {
+            eprintln!("{}: replay starts at {start:?} (--from)", plan.alias);
         }
         let mut replay = self.start_replay(&plan, &group)?;
         eprintln!(
@@ -722,45 +673,6 @@ impl Sink for OneType {
     }
 }
 
-/// The first offset at or after `ms` on every partition (the end offset where none is),
-/// from [`syncline_kafka::offsets_for_time`].
-async fn offsets_for_time(
-    conn: &Connection,
-    topic: &str,
-    ends: &[i64],
-    ms: i64,
-) -> anyhow::Result<Vec<i64>> {
-    let found = syncline_kafka::offsets_for_time(conn, topic, ms)
-        .await
-        .context("looking up offsets by time")?;
-    Ok(ends
-        .iter()
-        .enumerate()
-        .map(|(p, end)| match found.get(p) {
-            Some(Some(o)) => (*o).min(*end),
-            _ => *end,
-        })
-        .collect())
-}
-
-/// Commit `positions` for `group` (which has no members yet), so its first run starts
-/// there.
-async fn commit_positions(
-    conn: &Connection,
-    group: &str,
-    topic: &str,
-    positions: &[i64],
-) -> anyhow::Result<()> {
-    let offsets: Vec<(i32, i64)> = positions
-        .iter()
-        .enumerate()
-        .map(|(p, o)| (p as i32, *o))
-        .collect();
-    syncline_kafka::commit_group_offsets(conn, group, topic, &offsets)
-        .await
-        .with_context(|| format!("committing start positions for group {group}"))
-}
-
 /// Delete a consumer group that has no members.
 pub(super) async fn delete_group(conn: &Connection, group: &str) -> anyhow::Result<()> {
     use rdkafka::admin::{AdminClient, AdminOptions};
@@ -781,16 +693,6 @@ pub(super) async fn delete_group(conn: &Connection, group: &str) -> anyhow::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn from_parses() {
-        assert_eq!(parse_from("earliest"), Ok(From::Earliest));
-        assert_eq!(
-            parse_from("2026-01-01T00:00:00Z"),
-            Ok(From::Time(1_767_225_600_000))
-        );
-        assert!(parse_from("yesterday").is_err());
-    }
 
     #[test]
     fn settings_flatten() {

@@ -17,6 +17,7 @@ mod history;
 mod progress;
 mod redis;
 mod replay;
+mod replay_args;
 
 use std::process::ExitCode;
 

@@ -45,6 +45,7 @@ use super::es::{delete_group, init_logging, CLOSE_ENOUGH, MAX_CATCH_UP_ROUNDS};
 use super::history;
 use super::progress::Progress;
 use super::replay::{self, Replay};
+use super::replay_args::{From, ReplayArgs};
 
 /// How often the cleanup prints a progress line.
 const LOG_EVERY: Duration = Duration::from_secs(5);
@@ -56,10 +57,10 @@ pub struct RedisRebuildArgs {
     /// for the connection, key prefix, mode and TTLs).
     #[arg(long = "config", env = "SYNCLINE_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Topic with the change events, replayed in refresh mode (default: the config
-    /// file's, else `changes`).
-    #[arg(long, env = "SYNCLINE_TOPIC")]
-    topic: Option<String>,
+    /// How the warm-up replays the topic (refresh mode; `--from` and the history check
+    /// have no use without warming).
+    #[command(flatten)]
+    replay: ReplayArgs,
     /// Print the prefix's generation, any unfinished rebuild and what would be done;
     /// change nothing.
     #[arg(long)]
@@ -68,20 +69,10 @@ pub struct RedisRebuildArgs {
     /// generation starts empty, as in invalidate mode).
     #[arg(long)]
     no_warm: bool,
-    /// Warm even when the topic no longer holds the whole history (entities whose events
-    /// are gone are not cached until an event or a cache-aside load brings them).
-    #[arg(long)]
-    allow_partial: bool,
     /// The live invalidator's consumer group (its committed offsets at the switch bound
     /// the replay after it).
     #[arg(long, default_value = DEFAULT_GROUP_ID)]
     live_group: String,
-    /// Limit of events per second handed to the sink while warming.
-    #[arg(long)]
-    events_per_second: Option<u32>,
-    /// History check: records this close to deletion by `retention.ms` count as lost.
-    #[arg(long, default_value = "1h", value_parser = crate::humantime_duration)]
-    retention_margin: Duration,
     /// Most old-generation keys unlinked per second by the cleanup.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     keys_per_second: u64,
@@ -225,18 +216,13 @@ pub async fn run(conn: &Connection, args: RedisRebuildArgs) -> anyhow::Result<Ex
     };
     settings.apply_args(&args.redis);
     let sink = settings.validate()?;
-    if let Some(t) = &args.topic {
-        runtime.topic = t.clone();
-    }
+    args.replay.apply(&mut runtime);
     // The global connection flags decide how to reach the broker.
     runtime.brokers = conn.brokers.clone();
     runtime
         .kafka
         .extend(conn.properties.iter().map(|(k, v)| (k.clone(), v.clone())));
     runtime.metrics_addr = None;
-    if args.events_per_second.is_some() {
-        runtime.events_per_second = args.events_per_second;
-    }
     let client = syncline_cache::connect::client(sink.connection.clone(), &sink.tls)
         .with_context(|| format!("redis client for {}", sink.display_url))?;
     let cm_config = redis::aio::ConnectionManagerConfig::new()
@@ -284,6 +270,14 @@ impl Ctx<'_> {
         let prefix = self.layout().prefix().to_owned();
         let current = admin::current_generation(&mut self.redis, &self.sink.layout).await?;
         let state = self.state().await?;
+        if self.args.replay.from != From::Earliest && !self.warms() {
+            bail!(
+                "--from applies to the warm-up replay only, and this rebuild does not warm \
+                 (mode {}{}): leave --from out",
+                self.sink.mode,
+                if self.args.no_warm { ", --no-warm" } else { "" }
+            );
+        }
         if self.args.dry_run {
             self.describe(current, state.as_ref());
             return Ok(ExitCode::SUCCESS);
@@ -341,11 +335,15 @@ impl Ctx<'_> {
                 s.unlinked
             ),
             None if self.warms() => println!(
-                "would warm generation {} by replaying {} from the start, switch to it, \
+                "would warm generation {} by replaying {} from {}, switch to it, \
                  replay past the live group {}, then unlink generation {current}'s keys at \
                  most {} keys/s",
                 current + 1,
                 self.runtime.topic,
+                match self.args.replay.from {
+                    From::Earliest => "the start".to_owned(),
+                    From::Time(ms) => format!("{ms} ms since the epoch (--from)"),
+                },
                 self.args.live_group,
                 self.args.keys_per_second
             ),
@@ -409,14 +407,18 @@ impl Ctx<'_> {
     async fn history_ok(&self) -> anyhow::Result<bool> {
         let topic = &self.runtime.topic;
         let ends = crate::end_offsets(self.conn, topic).await?;
-        let needed = vec![0; ends.len()];
+        let needed = self
+            .args
+            .replay
+            .start_offsets(self.conn, topic, &ends)
+            .await?;
         let verdict = history::check(
             self.conn,
             topic,
             &ends,
             &needed,
-            None,
-            self.args.retention_margin,
+            self.args.replay.since(),
+            self.args.replay.retention_margin,
         )
         .await?;
         for note in &verdict.notes {
@@ -428,7 +430,7 @@ impl Ctx<'_> {
         for p in &verdict.problems {
             eprintln!("history: {p}");
         }
-        if self.args.allow_partial {
+        if self.args.replay.allow_partial {
             eprintln!("--allow-partial: warming from an incomplete history");
             return Ok(true);
         }
@@ -451,6 +453,17 @@ impl Ctx<'_> {
             );
         };
         let topic = self.runtime.topic.clone();
+        if state.phase == Phase::Warming {
+            let ends = crate::end_offsets(self.conn, &topic).await?;
+            if let Some(start) = self
+                .args
+                .replay
+                .seed_group(self.conn, &group, &topic, &ends)
+                .await?
+            {
+                eprintln!("{prefix}: warming starts at {start:?} (--from)");
+            }
+        }
         let mut replay = self.start_replay(&group, state.to).await?;
         eprintln!(
             "{prefix}: replaying {topic} into generation {} with group {group}",
