@@ -678,3 +678,297 @@ async fn refresh_warms_the_next_generation_before_switching_to_it() {
     );
     let _ = syncline_cache::admin::purge_prefix(&mut conn, &s.layout).await;
 }
+
+/// Writes entries into generation 0 that the topic never produced: wrong documents for
+/// the first 200 entities and 200 entities that do not exist. The guards keep the
+/// invalidator from repairing them; only a rebuild does.
+async fn corrupt_generation_0(conn: &mut ConnectionManager, layout: &KeyLayout) {
+    for i in 0..200 {
+        let id = i.to_string();
+        let _: () = conn
+            .set(layout.cache_key(TYPE, &id), "1\n{\"bad\":true}")
+            .await
+            .expect("SET");
+        let _: () = conn
+            .set(
+                layout.cache_key(TYPE, &format!("ghost-{i}")),
+                "5\n{\"bad\":true}",
+            )
+            .await
+            .expect("SET");
+    }
+}
+
+/// Sum of `group`'s committed offsets on the setup's topic.
+async fn committed_sum(s: &Setup, group: &str) -> i64 {
+    syncline_testkit::committed_offsets(&s.brokers, group, &s.topic)
+        .await
+        .map(|c| c.iter().map(|o| o.unwrap_or(0)).sum())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_rebuild_killed_while_warming_converges_on_rerun() {
+    let bin = invalidator_bin();
+    let s = Setup::new("warmkill").await;
+    let mut conn = connect(&s.redis_url).await;
+    let db: Db = Arc::new(Mutex::new((0..KEYS).map(|i| (i.to_string(), 1)).collect()));
+    let first_versions: Vec<ChangeEvent> = (0..KEYS)
+        .map(|i| upsert(&i.to_string(), 1, format!("{{\"id\":\"{i}\",\"v\":1}}")))
+        .collect();
+    publish_events(&s.brokers, &s.topic, &first_versions)
+        .await
+        .expect("publish");
+    let _invalidator = s.spawn_invalidator(&bin, "refresh");
+    s.wait_drained(&s.live_group).await;
+    corrupt_generation_0(&mut conn, &s.layout).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let published_count = Arc::new(AtomicU64::new(0));
+    let publisher = spawn_publisher(&s, db.clone(), stop.clone(), published_count.clone());
+    let stats = Arc::new(ReadStats::default());
+    let clock = Arc::new(SwitchClock::default());
+    let bad_before = Arc::new(AtomicU64::new(0));
+    let mut readers = Vec::new();
+    for _ in 0..2 {
+        let cache = Cache::new(conn.clone(), s.layout.clone(), Ttls::default());
+        let (stop, stats, clock, bad_before) = (
+            stop.clone(),
+            stats.clone(),
+            clock.clone(),
+            bad_before.clone(),
+        );
+        readers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let n = rand::rng().random_range(0..KEYS + 200);
+                let id = if n < KEYS {
+                    n.to_string()
+                } else {
+                    format!("ghost-{}", n - KEYS)
+                };
+                let started = now_ms();
+                let got = cache.get(TYPE, &id).await.expect("cache read");
+                stats.reads.fetch_add(1, Ordering::Relaxed);
+                let Some(entry) = got else { continue };
+                let bad = entry.document.contains("bad");
+                let observed = clock.observed.load(Ordering::Relaxed);
+                if observed == 0 || started < observed {
+                    if bad {
+                        bad_before.fetch_add(1, Ordering::Relaxed);
+                    }
+                    continue;
+                }
+                stats.hits_after_switch.fetch_add(1, Ordering::Relaxed);
+                if bad {
+                    stats.violations.lock().expect("violations").push(format!(
+                        "{id}: read at {started} (switch seen at {observed}) returned {:?}",
+                        entry.document
+                    ));
+                }
+            }
+        }));
+    }
+
+    // A slow warm-up (rate-limited), killed once its replay has committed part of the
+    // topic and before it switches.
+    let mut first =
+        ChildGuard::spawn(&mut s.rebuild_cmd("refresh", &["--events-per-second", "200"]))
+            .expect("spawn rebuild");
+    let state_key = s.layout.rebuild_state_key();
+    let group = wait_until(DEADLINE, Duration::from_millis(50), || {
+        let mut conn = conn.clone();
+        let key = state_key.clone();
+        let s = &s;
+        async move {
+            let (phase, group): (Option<String>, Option<String>) = redis::cmd("HMGET")
+                .arg(&key)
+                .arg("phase")
+                .arg("group")
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (Some(phase), Some(group)) = (phase, group) else {
+                return Err("no rebuild state yet".to_owned());
+            };
+            if phase != "warming" {
+                return Err(format!("phase {phase}, expected warming"));
+            }
+            let done = committed_sum(s, &group).await;
+            if done >= 200 {
+                Ok(group)
+            } else {
+                Err(format!("warming group committed {done}"))
+            }
+        }
+    })
+    .await
+    .expect("the warm-up makes progress");
+    first.kill();
+    let done_at_kill = committed_sum(&s, &group).await;
+    let total: i64 = syncline_testkit::end_offsets(&s.brokers, &s.topic)
+        .await
+        .expect("end offsets")
+        .iter()
+        .sum();
+    assert!(
+        done_at_kill < total,
+        "the warm-up finished ({done_at_kill} of {total}) before it was killed"
+    );
+    assert_eq!(
+        generation(&mut conn, &s.layout).await,
+        None,
+        "killed while warming, yet the generation moved"
+    );
+    // Partly warmed, not switched: generation 1 has values nobody reads yet, and the bad
+    // entries of generation 0 are still served (the oracle can fail).
+    assert!(!generation_keys(&mut conn, &s.layout, 1).await.is_empty());
+    wait_until(DEADLINE, Duration::from_millis(100), || {
+        let n = bad_before.load(Ordering::Relaxed);
+        async move {
+            if n >= 20 {
+                Ok(())
+            } else {
+                Err(format!("{n} bad reads"))
+            }
+        }
+    })
+    .await
+    .expect("readers see generation 0's bad entries");
+
+    // The rerun continues the same warm-up (same group, from its committed offsets),
+    // switches and finishes.
+    let child = s
+        .rebuild_cmd("refresh", &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rerun");
+    wait_until(DEADLINE, Duration::from_millis(20), || {
+        let mut conn = conn.clone();
+        let layout = s.layout.clone();
+        async move {
+            match generation(&mut conn, &layout).await {
+                Some(1) => Ok(()),
+                g => Err(format!("generation {g:?}")),
+            }
+        }
+    })
+    .await
+    .expect("the rerun switches to generation 1");
+    clock.observed.store(now_ms(), Ordering::Relaxed);
+    let published_at_switch = published_count.load(Ordering::Relaxed);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("rerun output");
+    let text = common::text(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("continuing the unfinished rebuild of generation 0 -> 1 (warming)"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("with group {group}")), "{text}");
+    assert!(text.contains("rebuilt into generation 1"), "{text}");
+
+    let _ = finish_live_traffic(
+        &s,
+        &published_count,
+        published_at_switch,
+        &stop,
+        publisher,
+        readers,
+    )
+    .await;
+    let violations = stats.violations.lock().expect("violations").clone();
+    assert!(
+        violations.is_empty(),
+        "{} reads returned a generation-0 entry after the switch, first: {:#?}",
+        violations.len(),
+        &violations[..violations.len().min(5)]
+    );
+    assert!(stats.hits_after_switch.load(Ordering::Relaxed) > 0);
+    let cache = Cache::new(conn.clone(), s.layout.clone(), Ttls::default());
+    let db = db.lock().expect("db").clone();
+    for (id, v) in &db {
+        let e = cache.get(TYPE, id).await.expect("get");
+        let want = format!("{{\"id\":\"{id}\",\"v\":{v}}}");
+        assert_eq!(e.map(|e| (e.version, e.document)), Some((*v, want)), "{id}");
+    }
+    for i in 0..200 {
+        let ghost = cache.get(TYPE, &format!("ghost-{i}")).await.expect("get");
+        assert_eq!(ghost, None);
+    }
+    assert!(generation_keys(&mut conn, &s.layout, 0).await.is_empty());
+    let exists: bool = conn.exists(&state_key).await.expect("EXISTS");
+    assert!(!exists, "the rebuild state must be gone after success");
+    let _ = syncline_cache::admin::purge_prefix(&mut conn, &s.layout).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_from_datetime_warms_only_later_events() {
+    let s = Setup::new("from").await;
+    let mut conn = connect(&s.redis_url).await;
+    let early: Vec<ChangeEvent> = (0..100)
+        .map(|i| upsert(&format!("early-{i}"), 1, "{\"when\":\"early\"}".into()))
+        .collect();
+    publish_events(&s.brokers, &s.topic, &early)
+        .await
+        .expect("publish");
+    // Record timestamps have millisecond resolution: leave a gap on both sides of `from`.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let from_ms = now_ms();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let late: Vec<ChangeEvent> = (0..100)
+        .map(|i| upsert(&format!("late-{i}"), 1, "{\"when\":\"late\"}".into()))
+        .collect();
+    publish_events(&s.brokers, &s.topic, &late)
+        .await
+        .expect("publish");
+    let from = jiff::Timestamp::from_millisecond(i64::try_from(from_ms).expect("ms"))
+        .expect("timestamp")
+        .to_string();
+
+    // Bad values and a mode without warming are refused before anything changes.
+    let out = s
+        .rebuild_cmd("refresh", &["--from", "yesterday"])
+        .output()
+        .expect("run");
+    let text = common::text(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("expected `earliest` or an RFC 3339 time"),
+        "{text}"
+    );
+    let out = s
+        .rebuild_cmd("invalidate", &["--from", &from])
+        .output()
+        .expect("run");
+    let text = common::text(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("--from applies to the warm-up replay only"),
+        "{text}"
+    );
+    assert_eq!(generation(&mut conn, &s.layout).await, None);
+
+    let out = s
+        .rebuild_cmd("refresh", &["--from", &from])
+        .output()
+        .expect("run");
+    let text = common::text(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("warming starts at"), "{text}");
+    assert_eq!(generation(&mut conn, &s.layout).await, Some(1));
+    let cache = Cache::new(conn.clone(), s.layout.clone(), Ttls::default());
+    for i in 0..100 {
+        let late = cache.get(TYPE, &format!("late-{i}")).await.expect("get");
+        assert_eq!(
+            late.map(|e| e.document),
+            Some("{\"when\":\"late\"}".to_owned()),
+            "late-{i}"
+        );
+        let early = cache.get(TYPE, &format!("early-{i}")).await.expect("get");
+        assert_eq!(early, None, "early-{i} was replayed despite --from");
+    }
+    let _ = syncline_cache::admin::purge_prefix(&mut conn, &s.layout).await;
+}
