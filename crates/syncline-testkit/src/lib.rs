@@ -8,6 +8,7 @@
 
 pub mod drain;
 pub mod env;
+pub mod es_process;
 pub mod kafka;
 pub mod measure;
 pub mod poison;
