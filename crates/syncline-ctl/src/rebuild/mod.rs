@@ -13,7 +13,7 @@
 
 mod es;
 mod es_api;
-mod history;
+pub(crate) mod history;
 mod progress;
 mod redis;
 mod replay;

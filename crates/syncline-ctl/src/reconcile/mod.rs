@@ -4,10 +4,12 @@
 //! One run, for one entity type:
 //!
 //! 1. the stores are read first: the concrete index behind the alias, walked with a point
-//!    in time (tombstones included), and the Redis entities holding a cached value;
-//! 2. the truth is streamed in batches (PostgreSQL cursor, or the topic's latest record per
-//!    key); per batch the Redis guards are read with pipelined `MGET`s and each entity is
-//!    classified per store: `missing`, `stale` (lower version), `extra` (live in the store,
+//!    in time (tombstones included), and the Redis entities holding a cached value (`SCAN`
+//!    and pipelined `MGET`s); both walks are sorted by entity id on disk ([`spill`]);
+//! 2. the truth is streamed in batches in entity id order (PostgreSQL cursor sorted by the
+//!    server, or the topic's latest record per key sorted on disk) and merged with the two
+//!    sorted walks; per batch the Redis guards are read with pipelined `MGET`s and each
+//!    entity is classified per store: `missing`, `stale` (lower version), `extra` (live in the store,
 //!    absent or deleted in the truth), `tombstone_mismatch` (a tombstone where the truth
 //!    is live);
 //! 3. every candidate is checked again after `--grace`: the truth and the stores are
@@ -17,11 +19,15 @@
 //! 4. `--repair` publishes corrective events through the topic with the normal producer
 //!    (never writing a store directly), at a version that wins: see `docs/reconcile.md`.
 //!
+//! Memory: one truth batch, one sort chunk per walk (`--sort-chunk` records) and the
+//! candidates, i.e. proportional to the drift found, not to the number of entities.
+//!
 //! Reading the stores before the truth matters: anything the pipeline delivers during
 //! the walk makes a store newer than what was read, never older than the truth read
 //! later, so a late event shows up as a candidate that the re-check clears.
 
 pub mod monitor;
+pub mod spill;
 pub mod stores;
 pub mod truth;
 
@@ -37,6 +43,7 @@ use syncline_event::{ChangeEvent, Op};
 use syncline_kafka::Connection;
 use syncline_producer::Producer;
 
+use spill::{Cursor, Sorter};
 use stores::{EsDoc, EsStore, RedisEntry, RedisStore};
 use truth::{PgQuery, TopicTruth, Truth, TruthRow};
 
@@ -99,6 +106,10 @@ pub struct ReconcileArgs {
     /// Rows per cursor fetch from PostgreSQL.
     #[arg(long, default_value_t = truth::DEFAULT_FETCH_ROWS)]
     pub fetch_rows: usize,
+    /// Records held in memory per sorted run when the stores' walks (and a topic truth)
+    /// are sorted by id on disk; bounds the run's memory.
+    #[arg(long, default_value_t = spill::DEFAULT_CHUNK, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub sort_chunk: usize,
     /// Run again at this interval, serving metrics (continuous mode).
     #[arg(long, value_parser = crate::humantime_duration)]
     pub every: Option<Duration>,
@@ -295,11 +306,13 @@ async fn open_truth(conn: &Connection, a: &ReconcileArgs) -> anyhow::Result<Trut
                 bail!("--truth postgres needs --postgres-url and --query");
             };
             Ok(Truth::Pg(
-                PgQuery::open(url, query, a.repair, a.fetch_rows).await?,
+                PgQuery::open(url, query, a.repair, a.fetch_rows)
+                    .await?
+                    .in_id_order(),
             ))
         }
         TruthKind::Topic => Ok(Truth::Topic(Box::new(
-            TopicTruth::read(conn, &a.topic, &a.entity_type).await?,
+            TopicTruth::read(conn, &a.topic, &a.entity_type, a.sort_chunk).await?,
         ))),
     }
 }
@@ -356,28 +369,45 @@ pub async fn reconcile_once(conn: &Connection, a: &ReconcileArgs) -> anyhow::Res
         bail!("--repair needs the query to return a `document` column");
     }
 
-    // 1. The stores first (see the module docs for why).
-    let mut es_docs: HashMap<Box<str>, EsDoc> = HashMap::new();
+    // 1. The stores first (see the module docs for why), sorted by id on disk.
+    let mut es_sorter: Sorter<EsDoc> = Sorter::new(a.sort_chunk);
     let mut es_walked = 0;
     if let Some((es, index)) = &st.es {
         if !index.is_empty() {
             es.refresh(index).await?;
+            let mut failed = None;
             es_walked = es
                 .walk(index, |id, d| {
-                    es_docs.insert(id.into_boxed_str(), d);
+                    if failed.is_none() {
+                        failed = es_sorter.push(id, d).err();
+                    }
                 })
                 .await?;
+            if let Some(e) = failed {
+                bail!("sorting the Elasticsearch walk on disk: {e}");
+            }
         }
     }
-    let mut cached: HashMap<String, i64> = HashMap::new();
+    let mut redis_sorter: Sorter<i64> = Sorter::new(a.sort_chunk);
+    let mut redis_walked = 0;
     if let Some(r) = &mut st.redis {
-        cached = r.cached_entities(&a.entity_type).await?;
+        redis_walked = r.cached_entities(&a.entity_type, &mut redis_sorter).await?;
     }
-    let redis_walked = cached.len() as u64;
+    let mut es_docs = Cursor::new(
+        es_sorter
+            .finish()
+            .context("sorting the Elasticsearch walk")?,
+    )?;
+    let mut cached = Cursor::new(redis_sorter.finish().context("sorting the Redis walk")?)?;
 
-    // 2. Stream the truth.
+    // 2. Stream the truth in id order and merge: a store id below the truth's next id is
+    //    absent from the truth.
     let mut candidates: HashMap<String, Seen> = HashMap::new();
+    // What the walk saw of each candidate, for a truth that re-checks against it (topic).
+    let mut walked_rows: HashMap<String, TruthRow> = HashMap::new();
+    let keep_rows = truth.needs_walked_rows();
     let mut truth_entities = 0u64;
+    let mut last_id: Option<String> = None;
     loop {
         let batch = truth.next_batch().await?;
         if batch.is_empty() {
@@ -392,31 +422,52 @@ pub async fn reconcile_once(conn: &Connection, a: &ReconcileArgs) -> anyhow::Res
             None => None,
         };
         for (i, t) in batch.iter().enumerate() {
+            let id = t.entity_id.as_str();
+            if let Some(prev) = &last_id {
+                if prev.as_str() > id {
+                    bail!(
+                        "the truth is not in entity id order ({prev:?} before {id:?}); \
+                         reconcile sorts it with ORDER BY entity_id COLLATE \"C\": does the \
+                         query end in its own ORDER BY or LIMIT?"
+                    );
+                }
+            }
+            last_id = Some(t.entity_id.clone());
+            while let Some((extra, d)) = es_docs.next_below(Some(id))? {
+                if classify_es(None, Some(d)).is_some() {
+                    candidates.insert(extra, seen(None));
+                }
+            }
+            while let Some((extra, _)) = cached.next_below(Some(id))? {
+                candidates.insert(extra, seen(None));
+            }
             let mut drift = false;
             if st.es.is_some() {
-                let d = es_docs.remove(t.entity_id.as_str());
+                let d = es_docs.take_equal(id)?;
                 drift |= classify_es(Some(t), d).is_some();
             }
             if let Some(entries) = &redis_entries {
-                if !t.deleted {
-                    cached.remove(&t.entity_id);
-                }
+                // The guard read just now covers the value; the walk's entry is consumed.
+                let _ = cached.take_equal(id)?;
                 let e = entries.get(i).copied().unwrap_or_default();
                 drift |= classify_redis(Some(t), e).is_some();
             }
             if drift {
                 candidates.insert(t.entity_id.clone(), seen(Some(t)));
+                if keep_rows {
+                    walked_rows.insert(t.entity_id.clone(), t.clone());
+                }
             }
         }
     }
     // What is left in the stores is absent from the truth.
-    for (id, d) in es_docs.drain() {
+    while let Some((id, d)) = es_docs.next_below(None)? {
         if classify_es(None, Some(d)).is_some() {
-            candidates.insert(id.into_string(), seen(None));
+            candidates.insert(id, seen(None));
         }
     }
-    for (id, _) in cached.drain() {
-        candidates.entry(id).or_insert(seen(None));
+    while let Some((id, _)) = cached.next_below(None)? {
+        candidates.insert(id, seen(None));
     }
 
     // 3. Re-check.
@@ -425,7 +476,7 @@ pub async fn reconcile_once(conn: &Connection, a: &ReconcileArgs) -> anyhow::Res
     }
     let mut ids: Vec<String> = candidates.keys().cloned().collect();
     ids.sort_unstable();
-    let now_truth = truth.lookup(&ids).await?;
+    let now_truth = truth.lookup(&ids, &walked_rows).await?;
     let now_es = match &st.es {
         Some((es, index)) if !index.is_empty() => es.mget(index, &ids).await?,
         _ => HashMap::new(),

@@ -9,6 +9,8 @@ use redis::aio::MultiplexedConnection;
 use serde_json::{json, Value};
 use syncline_cache::KeyLayout;
 
+use super::spill::{Payload, Sorter};
+
 /// The tombstone marker the indexer writes in `tombstone` delete mode.
 const TOMBSTONE_FIELD: &str = "_syncline_deleted";
 
@@ -22,6 +24,19 @@ pub struct EsDoc {
     pub version: i64,
     /// A tombstone (the entity is deleted in the index).
     pub tombstone: bool,
+}
+
+impl Payload for EsDoc {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.version.to_le_bytes());
+        out.push(u8::from(self.tombstone));
+    }
+    fn decode(buf: &[u8]) -> Option<Self> {
+        Some(EsDoc {
+            version: i64::from_le_bytes(buf.get(..8)?.try_into().ok()?),
+            tombstone: *buf.get(8)? == 1,
+        })
+    }
 }
 
 /// `url` without its password, for messages.
@@ -360,11 +375,14 @@ impl RedisStore {
         Ok(out)
     }
 
-    /// Every entity of `entity_type` with a cached value, by `SCAN`, with its version.
+    /// Every entity of `entity_type` with a cached value, by `SCAN` (each batch of keys
+    /// read with pipelined `MGET`s), with its version, into `out` (a repeated `SCAN` key
+    /// is pushed twice). Returns the number of cached values found.
     pub async fn cached_entities(
         &mut self,
         entity_type: &str,
-    ) -> anyhow::Result<HashMap<String, i64>> {
+        out: &mut Sorter<i64>,
+    ) -> anyhow::Result<u64> {
         let generation = self.generation().await?;
         let probe = self.layout.cache_key_in(generation, entity_type, "");
         // `<prefix><type>:{` then the id then `}`; glob characters escaped.
@@ -377,8 +395,8 @@ impl RedisStore {
             pattern.push(c);
         }
         pattern.push_str("*}");
-        let mut keys = Vec::new();
         let mut cursor: u64 = 0;
+        let mut found = 0u64;
         loop {
             let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
                 .arg(cursor)
@@ -389,24 +407,27 @@ impl RedisStore {
                 .query_async(&mut self.conn)
                 .await
                 .map_err(|e| anyhow!("Redis at {}: {e}", self.redacted))?;
-            keys.extend(batch.into_iter().filter_map(|k| {
-                k.strip_prefix(&head)
-                    .and_then(|r| r.strip_suffix('}'))
-                    .map(str::to_owned)
-            }));
+            let ids: Vec<String> = batch
+                .into_iter()
+                .filter_map(|k| {
+                    k.strip_prefix(&head)
+                        .and_then(|r| r.strip_suffix('}'))
+                        .map(str::to_owned)
+                })
+                .collect();
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let entries = self.entries(entity_type, &refs).await?;
+            for (id, e) in ids.into_iter().zip(entries) {
+                if let Some(v) = e.cached {
+                    out.push(id, v).context("sorting Redis entries on disk")?;
+                    found += 1;
+                }
+            }
             cursor = next;
             if cursor == 0 {
                 break;
             }
         }
-        keys.sort_unstable();
-        keys.dedup();
-        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let entries = self.entries(entity_type, &refs).await?;
-        Ok(keys
-            .iter()
-            .zip(entries)
-            .filter_map(|(k, e)| e.cached.map(|v| (k.clone(), v)))
-            .collect())
+        Ok(found)
     }
 }

@@ -3,9 +3,14 @@
 //! * [`PgQuery`]: a user-given query per entity type returning `entity_id`, `version` and
 //!   optionally `document`, read through a server-side cursor (`DECLARE ... CURSOR` and
 //!   `FETCH n`) inside one `REPEATABLE READ` read-only transaction, so the whole walk sees
-//!   one snapshot and the client never holds more than one batch of rows.
+//!   one snapshot and the client never holds more than one batch of rows. For reconcile
+//!   the server sorts the rows by id (`ORDER BY entity_id COLLATE "C"`, byte order).
 //! * [`TopicTruth`]: the latest event per key of a topic (compacted, or one that still
-//!   holds its whole history), read from the beginning to the end offsets.
+//!   holds its whole history), read from the beginning to the end offsets and sorted by
+//!   id on disk ([`super::spill`]).
+//!
+//! Reconcile merges the truth with the stores in id order, so neither side is ever held
+//! whole in memory.
 //!
 //! Both are used by `reconcile` (through [`Truth`]); `snapshot` uses [`PgQuery`] alone.
 
@@ -18,6 +23,8 @@ use rdkafka::{Message as _, Offset, TopicPartitionList};
 use syncline_event::{Limits, Op};
 use syncline_kafka::Connection;
 use syncline_pg::PgConfig;
+
+use super::spill::{Cursor, Payload, Sorter};
 use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
@@ -48,6 +55,7 @@ pub struct PgQuery {
     has_document: bool,
     fetch_rows: usize,
     open: bool,
+    ordered: bool,
 }
 
 fn integer(t: &Type) -> bool {
@@ -134,7 +142,15 @@ impl PgQuery {
             has_document,
             fetch_rows: fetch_rows.max(1),
             open: false,
+            ordered: false,
         })
+    }
+
+    /// Have the server return the rows in ascending entity id byte order (`COLLATE "C"`,
+    /// the order of Rust strings), as reconcile's merge needs.
+    pub fn in_id_order(mut self) -> PgQuery {
+        self.ordered = true;
+        self
     }
 
     /// Does the query return documents?
@@ -165,9 +181,14 @@ impl PgQuery {
     pub async fn next_batch(&mut self) -> anyhow::Result<Vec<TruthRow>> {
         if !self.open {
             // One snapshot for the whole walk; read-only so a mistaken query cannot write.
+            let order = if self.ordered {
+                " ORDER BY q.entity_id::text COLLATE \"C\""
+            } else {
+                ""
+            };
             let sql = format!(
                 "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
-                 DECLARE {CURSOR} NO SCROLL CURSOR FOR {}",
+                 DECLARE {CURSOR} NO SCROLL CURSOR FOR {}{order}",
                 self.wrapped
             );
             self.client
@@ -210,98 +231,222 @@ impl PgQuery {
     }
 }
 
-/// The latest event per key of one entity type in a topic.
+/// How close to deletion by `retention.ms` a record may be before the topic counts as
+/// losing its history (the default of `rebuild`'s `--retention-margin`).
+const RETENTION_MARGIN: Duration = Duration::from_secs(3600);
+
+/// One record of the entity type, as spilled for sorting.
+struct TopicRecord {
+    version: i64,
+    deleted: bool,
+    document: Option<String>,
+}
+
+impl Payload for TopicRecord {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.version.to_le_bytes());
+        match (&self.document, self.deleted) {
+            (_, true) => out.push(2),
+            (None, false) => out.push(0),
+            (Some(d), false) => {
+                out.push(1);
+                out.extend_from_slice(d.as_bytes());
+            }
+        }
+    }
+    fn decode(buf: &[u8]) -> Option<Self> {
+        let version = i64::from_le_bytes(buf.get(..8)?.try_into().ok()?);
+        let (deleted, document) = match buf.get(8)? {
+            0 => (false, None),
+            1 => (false, Some(String::from_utf8(buf.get(9..)?.to_vec()).ok()?)),
+            2 => (true, None),
+            _ => return None,
+        };
+        Some(TopicRecord {
+            version,
+            deleted,
+            document,
+        })
+    }
+}
+
+fn row(entity_id: String, r: TopicRecord) -> TruthRow {
+    TruthRow {
+        entity_id,
+        version: r.version,
+        document: if r.deleted { None } else { r.document },
+        deleted: r.deleted,
+    }
+}
+
+/// The latest event per key of one entity type in a topic, in entity id order.
+///
+/// The topic is read once from its beginning to the end offsets of the start; every
+/// record of the type goes through a [`Sorter`] (bounded memory, spilled to temporary
+/// files), and the walk takes the highest version of each id from the sorted stream. A
+/// topic that no longer holds its whole history is refused, as `rebuild` refuses it: its
+/// lost entities would be reported as extra, and `--repair` would delete them.
 pub struct TopicTruth {
     conn: Connection,
     topic: String,
     entity_type: String,
-    latest: HashMap<String, TruthRow>,
-    /// Next offset to read per partition.
+    sorted: Option<Cursor<TopicRecord>>,
+    /// Next offset to read per partition (the end offsets of the walk).
     positions: Vec<i64>,
     /// Records that could not be decoded (counted, reported, not truth).
     pub undecodable: u64,
-    order: Option<Vec<String>>,
 }
 
 impl TopicTruth {
-    /// Read `topic` from its beginning to its current end offsets.
+    /// Check the topic's history, then read it from its beginning to its current end
+    /// offsets, sorting by entity id in at most `chunk` records of memory.
     pub async fn read(
         conn: &Connection,
         topic: &str,
         entity_type: &str,
+        chunk: usize,
     ) -> anyhow::Result<TopicTruth> {
-        let mut t = TopicTruth {
-            conn: conn.clone(),
-            topic: topic.to_owned(),
-            entity_type: entity_type.to_owned(),
-            latest: HashMap::new(),
-            positions: Vec::new(),
-            undecodable: 0,
-            order: None,
-        };
-        t.catch_up().await?;
-        Ok(t)
-    }
-
-    /// Read what was appended since the last read (up to the end offsets now).
-    pub async fn catch_up(&mut self) -> anyhow::Result<()> {
-        let ends = crate::end_offsets(&self.conn, &self.topic).await?;
-        self.positions.resize(ends.len(), 0);
-        let starts = self.positions.clone();
-        if starts.iter().zip(&ends).all(|(s, e)| s >= e) {
-            return Ok(());
+        let ends = crate::end_offsets(conn, topic).await?;
+        let needed = vec![0; ends.len()];
+        let verdict =
+            crate::rebuild::history::check(conn, topic, &ends, &needed, None, RETENTION_MARGIN)
+                .await?;
+        if !verdict.problems.is_empty() {
+            bail!(
+                "refusing --truth topic: {topic} no longer holds its whole history ({}), so \
+                 entities whose events are gone would be reported as extra and --repair would \
+                 delete them. Use --truth postgres (the system of record), or a compacted topic",
+                verdict.problems.join("; ")
+            );
         }
-        let conn = self.conn.clone();
-        let topic = self.topic.clone();
-        let prefix = format!("{}:", self.entity_type);
-        let mut latest = std::mem::take(&mut self.latest);
+        let (c, t) = (conn.clone(), topic.to_owned());
+        let prefix = format!("{entity_type}:");
+        let starts = vec![0; ends.len()];
         let ends2 = ends.clone();
-        let (latest, undecodable) = tokio::task::spawn_blocking(move || {
-            read_range(&conn, &topic, &prefix, &starts, &ends2, &mut latest).map(|u| (latest, u))
+        let (sorter, undecodable) = tokio::task::spawn_blocking(move || {
+            let mut sorter = Sorter::new(chunk);
+            let mut failed: Option<std::io::Error> = None;
+            let undecodable = read_range(&c, &t, &prefix, &starts, &ends2, &mut |ev| {
+                if failed.is_some() {
+                    return;
+                }
+                let deleted = ev.op == Op::Delete;
+                let rec = TopicRecord {
+                    version: ev.version,
+                    deleted,
+                    document: if deleted { None } else { ev.document },
+                };
+                if let Err(e) = sorter.push(ev.entity_id, rec) {
+                    failed = Some(e);
+                }
+            })?;
+            if let Some(e) = failed {
+                return Err(anyhow!("sorting the topic's records on disk: {e}"));
+            }
+            Ok::<_, anyhow::Error>((sorter, undecodable))
         })
         .await
         .map_err(|e| anyhow!("topic reader task: {e}"))??;
-        self.latest = latest;
+        let sorted = tokio::task::spawn_blocking(move || sorter.finish().and_then(Cursor::new))
+            .await
+            .map_err(|e| anyhow!("topic sort task: {e}"))?
+            .context("sorting the topic's records on disk")?;
+        Ok(TopicTruth {
+            conn: conn.clone(),
+            topic: topic.to_owned(),
+            entity_type: entity_type.to_owned(),
+            sorted: Some(sorted),
+            positions: ends,
+            undecodable,
+        })
+    }
+
+    /// The next batch of at most `n` entities in id order (empty: the end).
+    pub fn next_batch(&mut self, n: usize) -> anyhow::Result<Vec<TruthRow>> {
+        let Some(cur) = self.sorted.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let Some((id, first)) = cur.next_below(None)? else {
+                self.sorted = None;
+                break;
+            };
+            // Every record of this id: keep the highest version (the last of equal ones).
+            let best =
+                match cur.take_equal_with(&id, |later, kept| later.version >= kept.version)? {
+                    Some(later) if later.version >= first.version => later,
+                    _ => first,
+                };
+            out.push(row(id, best));
+        }
+        Ok(out)
+    }
+
+    /// The current state of the entities in `walked` (what the walk saw of each, absent
+    /// when the topic had nothing): the records appended since the walk are read and the
+    /// newer ones replace what the walk saw.
+    pub async fn lookup(
+        &mut self,
+        ids: &[String],
+        walked: &HashMap<String, TruthRow>,
+    ) -> anyhow::Result<HashMap<String, TruthRow>> {
+        let mut now: HashMap<String, TruthRow> = ids
+            .iter()
+            .filter_map(|id| walked.get(id).map(|r| (id.clone(), r.clone())))
+            .collect();
+        let ends = crate::end_offsets(&self.conn, &self.topic).await?;
+        let mut starts = self.positions.clone();
+        starts.resize(ends.len(), 0);
+        if starts.iter().zip(&ends).all(|(s, e)| s >= e) {
+            return Ok(now);
+        }
+        let wanted: std::collections::HashSet<String> = ids.iter().cloned().collect();
+        let (c, t) = (self.conn.clone(), self.topic.clone());
+        let prefix = format!("{}:", self.entity_type);
+        let ends2 = ends.clone();
+        let (now, undecodable) = tokio::task::spawn_blocking(move || {
+            let undecodable = read_range(&c, &t, &prefix, &starts, &ends2, &mut |ev| {
+                if !wanted.contains(&ev.entity_id) {
+                    return;
+                }
+                if now
+                    .get(&ev.entity_id)
+                    .is_some_and(|cur| ev.version < cur.version)
+                {
+                    return;
+                }
+                let deleted = ev.op == Op::Delete;
+                let id = ev.entity_id.clone();
+                let r = row(
+                    ev.entity_id,
+                    TopicRecord {
+                        version: ev.version,
+                        deleted,
+                        document: ev.document,
+                    },
+                );
+                now.insert(id, r);
+            })?;
+            Ok::<_, anyhow::Error>((now, undecodable))
+        })
+        .await
+        .map_err(|e| anyhow!("topic reader task: {e}"))??;
         self.undecodable += undecodable;
         self.positions = ends;
-        Ok(())
-    }
-
-    /// The next batch of entities (empty: the end).
-    pub fn next_batch(&mut self, n: usize) -> Vec<TruthRow> {
-        let order = self.order.get_or_insert_with(|| {
-            let mut ids: Vec<String> = self.latest.keys().cloned().collect();
-            // Reversed so that popping from the end walks in ascending order.
-            ids.sort_unstable_by(|a, b| b.cmp(a));
-            ids
-        });
-        let mut out = Vec::with_capacity(n.min(order.len()));
-        while out.len() < n {
-            let Some(id) = order.pop() else { break };
-            if let Some(r) = self.latest.get(&id) {
-                out.push(r.clone());
-            }
-        }
-        out
-    }
-
-    /// The current state of these entities (catching up with the topic first).
-    pub async fn lookup(&mut self, ids: &[String]) -> anyhow::Result<HashMap<String, TruthRow>> {
-        self.catch_up().await?;
-        Ok(ids
-            .iter()
-            .filter_map(|id| self.latest.get(id).map(|r| (id.clone(), r.clone())))
-            .collect())
+        Ok(now)
     }
 }
 
+/// Read `[starts, ends)` of every partition of `topic`, handing each decoded event whose
+/// key starts with `key_prefix` to `each`; returns how many such records did not decode.
 fn read_range(
     conn: &Connection,
     topic: &str,
     key_prefix: &str,
     starts: &[i64],
     ends: &[i64],
-    latest: &mut HashMap<String, TruthRow>,
+    each: &mut dyn FnMut(syncline_event::ChangeEvent),
 ) -> anyhow::Result<u64> {
     let mut cfg = conn.client_config();
     cfg.set("group.id", "syncline-ctl-reconcile")
@@ -351,23 +496,7 @@ fn read_range(
             .is_some_and(|k| k.starts_with(key_prefix.as_bytes()));
         if for_type {
             match m.payload().map(|b| syncline_event::decode(b, &limits)) {
-                Some(Ok(ev)) => {
-                    let newer = latest
-                        .get(&ev.entity_id)
-                        .is_none_or(|cur| ev.version >= cur.version);
-                    if newer {
-                        let deleted = ev.op == Op::Delete;
-                        latest.insert(
-                            ev.entity_id.clone(),
-                            TruthRow {
-                                entity_id: ev.entity_id,
-                                version: ev.version,
-                                document: if deleted { None } else { ev.document },
-                                deleted,
-                            },
-                        );
-                    }
-                }
+                Some(Ok(ev)) => each(ev),
                 // A tombstone record of a compacted topic (no value) or a poison record:
                 // neither says anything about the entity's state.
                 Some(Err(_)) => undecodable += 1,
@@ -395,20 +524,30 @@ pub enum Truth {
 }
 
 impl Truth {
-    /// The next batch (empty: the end).
+    /// The next batch in entity id order (empty: the end).
     pub async fn next_batch(&mut self) -> anyhow::Result<Vec<TruthRow>> {
         match self {
             Truth::Pg(q) => q.next_batch().await,
-            Truth::Topic(t) => Ok(t.next_batch(DEFAULT_FETCH_ROWS)),
+            Truth::Topic(t) => t.next_batch(DEFAULT_FETCH_ROWS),
         }
     }
 
-    /// The current state of these entities.
-    pub async fn lookup(&mut self, ids: &[String]) -> anyhow::Result<HashMap<String, TruthRow>> {
+    /// The current state of these entities; `walked` is what the walk saw of them (the
+    /// topic reads only what was appended since).
+    pub async fn lookup(
+        &mut self,
+        ids: &[String],
+        walked: &HashMap<String, TruthRow>,
+    ) -> anyhow::Result<HashMap<String, TruthRow>> {
         match self {
             Truth::Pg(q) => q.lookup(ids).await,
-            Truth::Topic(t) => t.lookup(ids).await,
+            Truth::Topic(t) => t.lookup(ids, walked).await,
         }
+    }
+
+    /// Does a re-check need the rows the walk saw (the topic does, a database does not)?
+    pub fn needs_walked_rows(&self) -> bool {
+        matches!(self, Truth::Topic(_))
     }
 
     /// Does the truth carry documents (needed to publish UPSERTs)?
