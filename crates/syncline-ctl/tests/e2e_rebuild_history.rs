@@ -7,50 +7,14 @@
 //! data (records stamped 3 h ago), which a real broker deletes before or while a rebuild
 //! reads them. The "first offset > 0" rule is covered by unit tests of the decision.
 
+mod common;
 mod rebuild_support;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
+use common::publish_stamped;
 use rebuild_support::{mapping_dir, Es, Setup};
 use serde_json::json;
-use syncline_event::{ChangeEvent, Limits, Op};
-
-async fn publish_stamped(brokers: &str, topic: &str, n: usize, age: Duration) {
-    let p: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .create()
-        .expect("producer");
-    let ts = (SystemTime::now() - age)
-        .duration_since(UNIX_EPOCH)
-        .expect("time")
-        .as_millis() as i64;
-    for i in 0..n {
-        let id = format!("k{i}");
-        let e = ChangeEvent::new(
-            "product",
-            id.clone(),
-            Op::Upsert,
-            1,
-            "test",
-            Some(json!({"id": id}).to_string()),
-        );
-        let payload = syncline_event::encode(&e, &Limits::default()).expect("encode");
-        let key = e.key();
-        p.send(
-            FutureRecord::to(topic)
-                .key(&key)
-                .payload(&payload)
-                .timestamp(ts),
-            Duration::from_secs(30),
-        )
-        .await
-        .map_err(|(e, _)| e)
-        .expect("publish");
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topic_shorter_retention_than_its_data_is_refused_unless_allow_partial() {

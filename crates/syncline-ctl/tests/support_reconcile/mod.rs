@@ -47,9 +47,36 @@ impl Pipeline {
     /// Topic, dev server, and both sinks consuming. `gc_deletes` is the ES setting for the
     /// indexes the indexer creates.
     pub async fn start(name: &str, gc_deletes: &str) -> Pipeline {
+        Self::start_with(name, gc_deletes, &[]).await
+    }
+
+    /// [`Pipeline::start`] on a topic created with these configs (e.g.
+    /// `cleanup.policy=compact`).
+    pub async fn start_with(
+        name: &str,
+        gc_deletes: &str,
+        topic_configs: &[(&str, &str)],
+    ) -> Pipeline {
         let brokers = syncline_testkit::kafka_brokers();
         let topic = unique_name(name);
-        create_topic(&brokers, &topic, 3).await.expect("topic");
+        if topic_configs.is_empty() {
+            create_topic(&brokers, &topic, 3).await.expect("topic");
+        } else {
+            syncline_kafka::create_topic(
+                brokers.as_str(),
+                &topic,
+                &syncline_kafka::TopicSpec {
+                    partitions: 3,
+                    configs: topic_configs
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("topic");
+        }
         let es = es_devserver::start(es_devserver::Config::default())
             .await
             .expect("dev server");
@@ -191,12 +218,24 @@ impl Pipeline {
             "reconcile",
             "--truth",
             "postgres",
-            "--entity-type",
-            ENTITY,
             "--postgres-url",
             db_url,
             "--query",
             query,
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        args.extend(self.store_args());
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        args
+    }
+
+    /// `--entity-type`, `--topic`, both stores, `--json` and every sample.
+    pub fn store_args(&self) -> Vec<String> {
+        [
+            "--entity-type",
+            ENTITY,
             "--topic",
             &self.topic,
             "--es-url",
@@ -213,9 +252,16 @@ impl Pipeline {
         ]
         .iter()
         .map(|s| (*s).to_owned())
-        .collect();
+        .collect()
+    }
+
+    /// `reconcile --truth topic` (the pipeline's topic) against both stores, as JSON.
+    pub fn reconcile_topic(&self, extra: &[&str]) -> (Option<i32>, Value, String) {
+        let mut args: Vec<String> = vec!["reconcile".into(), "--truth".into(), "topic".into()];
+        args.extend(self.store_args());
         args.extend(extra.iter().map(|s| (*s).to_owned()));
-        args
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        parse(self.ctl(&args))
     }
 
     /// `reconcile --truth postgres` against both stores, as JSON, with `extra` flags.
