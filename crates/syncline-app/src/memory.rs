@@ -1,4 +1,4 @@
-//! Process-wide memory settings for the consumer binaries.
+//! Process-wide memory settings for the service binaries.
 
 /// Cap glibc's malloc at `arenas` arenas, unless `MALLOC_ARENA_MAX` is set (the operator's
 /// choice wins). Call first thing in `main`.

@@ -196,8 +196,13 @@ pub fn set_script() -> &'static Script {
     &SET
 }
 
-/// How change events change cached values.
+/// How change events change cached values. With the `serde` feature it reads and writes
+/// as `"invalidate"` / `"refresh"`; with the `clap` feature it is a flag value
+/// (`--redis-mode refresh`) whose `--help` lists both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Mode {
     /// Delete the cached value; the next read loads it (default: never caches what nobody
     /// reads, and writes no document bytes to Redis).

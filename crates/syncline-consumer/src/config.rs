@@ -1,8 +1,9 @@
 //! The runtime's settings: defaults, (de)serialization and validation.
 //!
 //! Every setting has a default here; `cli::load` layers the TOML file's `[consumer]` table
-//! and then env vars / flags over it and calls [`RuntimeConfig::validate`], so a bad value
-//! is reported once, at start, naming the setting.
+//! and then env vars / flags over it ([`syncline_app::Layers`]) and calls
+//! [`RuntimeConfig::validate`], so a bad value is reported once, at start, naming the
+//! setting ([`ConfigError`], shared by every binary).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -18,49 +19,7 @@ const PROTECTED_KAFKA_KEYS: &[&str] = &[
     "bootstrap.servers",
 ];
 
-/// A setting with a bad value. Displays as
-/// "invalid setting `batch_max_events`: must be at least 1".
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid setting `{setting}`: {reason}")]
-pub struct ConfigError {
-    /// The setting's name as written in the `[consumer]` table (or the flag / file it came
-    /// from when the problem is not one setting).
-    pub setting: String,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
-impl ConfigError {
-    /// A new error for `setting`.
-    pub fn new(setting: impl Into<String>, reason: impl Into<String>) -> Self {
-        ConfigError {
-            setting: setting.into(),
-            reason: reason.into(),
-        }
-    }
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
-impl std::str::FromStr for LogFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "text" => Ok(LogFormat::Text),
-            "json" => Ok(LogFormat::Json),
-            other => Err(format!("expected `text` or `json`, got `{other}`")),
-        }
-    }
-}
+pub use syncline_app::{ConfigError, LogFormat};
 
 /// Everything the runtime needs to know. Deserialized from the `[consumer]` table of the
 /// TOML file (unknown keys are rejected); durations are humantime strings (`"50ms"`).
@@ -125,7 +84,7 @@ pub struct RuntimeConfig {
     /// e.g. a dead-letter topic on another cluster (`bootstrap.servers`), its own
     /// credentials, or `message.max.bytes`. TOML only (`[consumer.dlq_kafka]`).
     pub dlq_kafka: KafkaProperties,
-    /// Log format of `cli::init_tracing`.
+    /// Log format of [`syncline_app::init_tracing`].
     pub log_format: LogFormat,
 }
 

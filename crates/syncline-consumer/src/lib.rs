@@ -15,16 +15,20 @@
 //!   returning [`config::ConfigError`] ("invalid setting `batch_max_events`: must be at
 //!   least 1").
 //! * [`cli`]: [`cli::RuntimeArgs`] (clap `Args` to `#[command(flatten)]` into a binary's
-//!   parser; every flag also reads a `SYNCLINE_*` env var), [`cli::load`] /
-//!   [`cli::load_with_defaults`] (defaults < TOML file < env < flags, validated, plus the
-//!   sink's own TOML table deserialized), [`cli::init_tracing`].
+//!   parser; every flag also reads a `SYNCLINE_*` env var), [`cli::layers`] /
+//!   [`cli::runtime_config`] (defaults < TOML file < env < flags, validated, on
+//!   [`syncline_app::Layers`]; the sink layers and extracts its own table).
+//! * Everything around that, the same in every service binary (parsing, `--check-config`,
+//!   tracing, signals, exit codes, malloc arenas), is `syncline-app`'s
+//!   [`syncline_app::Service`]; [`shutdown`] and [`memory`] are its modules, re-exported.
 //! * [`metrics::Metrics`]: the registry behind `/metrics`; sinks add their own
 //!   [`metrics::Counter`]s / [`metrics::Gauge`]s with [`metrics::Metrics::counter`].
 //! * [`runtime::run`] / [`runtime::run_with_metrics`]: run until the
 //!   [`CancellationToken`](tokio_util::sync::CancellationToken) is cancelled, then return
 //!   `Ok(())` after a clean shutdown. [`shutdown::signal_token`] cancels on SIGINT/SIGTERM.
 //!
-//! A sink binary, in full:
+//! The runtime without the binary around it (a sink binary is a
+//! [`syncline_app::Service`] whose `run` does the same; see `syncline-redis-invalidator`):
 //!
 //! ```no_run
 //! # use syncline_consumer::{cli, config::RuntimeConfig, metrics::Metrics, runtime, shutdown, Outcome, Sink};
@@ -48,9 +52,10 @@
 //! async fn main() -> anyhow::Result<()> {
 //!     let args = <Args as clap::Parser>::parse();
 //!     let defaults = RuntimeConfig { group_id: "syncline-mine".into(), ..Default::default() };
-//!     let (config, settings): (RuntimeConfig, MySettings) =
-//!         cli::load_with_defaults(&args.runtime, "mine", defaults)?;
-//!     cli::init_tracing(config.log_format);
+//!     let layers = cli::layers(&args.runtime, "mine", &defaults)?;
+//!     let config = cli::runtime_config(&layers)?;
+//!     let settings: MySettings = layers.extract("mine")?;
+//!     syncline_app::init_tracing(config.log_format);
 //!     let metrics = Metrics::new();
 //!     let sink = MySink::new(settings, metrics.clone());
 //!     runtime::run_with_metrics(config, sink, metrics, shutdown::signal_token()).await?;
@@ -67,15 +72,15 @@ pub mod config;
 pub mod dlq;
 mod dlq_log;
 pub mod http;
-pub mod memory;
 pub mod metrics;
 pub mod offsets;
 mod rate;
 mod rebalance;
 pub mod retry;
 pub mod runtime;
-pub mod shutdown;
 pub mod sink;
+
+pub use syncline_app::{memory, shutdown};
 
 pub use config::{ConfigError, LogFormat, RuntimeConfig};
 pub use metrics::Metrics;

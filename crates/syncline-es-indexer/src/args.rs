@@ -2,13 +2,19 @@
 //! override the TOML file; what is not given keeps the file's value or the default.
 
 use std::path::PathBuf;
-use std::time::Duration;
+
+use serde::Serialize;
+use syncline_app::{HumanDuration, Layers};
 
 use crate::config::{parse_byte_size, ConfigError, DeleteMode, EsConfig};
+use crate::CONFIG_SECTION;
 
-/// The `[elasticsearch]` flags.
-#[derive(Clone, Default, clap::Args)]
+/// The `[elasticsearch]` flags. The field names are the table's keys: set flags are
+/// layered over the file by name ([`EsArgs::layer`]). The group id names the table, so a
+/// malformed flag is reported as `elasticsearch.<key>`.
+#[derive(Clone, Default, clap::Args, Serialize)]
 #[command(next_help_heading = "Elasticsearch")]
+#[group(id = "elasticsearch")]
 pub struct EsArgs {
     /// Elasticsearch URL, http or https (also read from ES_URL).
     #[arg(long = "es-url", env = "SYNCLINE_ES_URL", value_name = "URL")]
@@ -33,8 +39,8 @@ pub struct EsArgs {
     #[arg(long = "es-bulk-max-bytes", env = "SYNCLINE_ES_BULK_MAX_BYTES", value_parser = parse_byte_size)]
     pub bulk_max_bytes: Option<usize>,
     /// Timeout of one request (e.g. `30s`).
-    #[arg(long = "es-request-timeout", env = "SYNCLINE_ES_REQUEST_TIMEOUT", value_parser = humantime::parse_duration)]
-    pub request_timeout: Option<Duration>,
+    #[arg(long = "es-request-timeout", env = "SYNCLINE_ES_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<HumanDuration>,
     /// Basic-auth user.
     #[arg(long = "es-username", env = "SYNCLINE_ES_USERNAME")]
     pub username: Option<String>,
@@ -79,57 +85,30 @@ pub struct EsArgs {
 }
 
 impl EsArgs {
-    /// Layer these flags/env vars over `config` (from the file or defaults) and validate.
-    /// `ES_URL` counts when neither `--es-url` nor `SYNCLINE_ES_URL` is set.
-    pub fn apply(&self, mut config: EsConfig) -> Result<EsConfig, ConfigError> {
-        let es_url = std::env::var("ES_URL")
-            .ok()
-            .filter(|s| !s.trim().is_empty());
-        if let Some(url) = self.url.clone().or(es_url) {
-            config.url = url;
-        }
-        if let Some(v) = &self.index_prefix {
-            config.index_prefix = v.clone();
-        }
-        if let Some(v) = &self.mappings_dir {
-            config.mappings_dir = Some(v.clone());
-        }
-        if let Some(v) = self.delete_mode {
-            config.delete_mode = v;
-        }
-        if let Some(v) = self.bulk_max_actions {
-            config.bulk_max_actions = v;
-        }
-        if let Some(v) = self.bulk_max_bytes {
-            config.bulk_max_bytes = v;
-        }
-        if let Some(v) = self.request_timeout {
-            config.request_timeout = v;
-        }
-        if let Some(v) = &self.username {
-            config.username = Some(v.clone());
-        }
-        if let Some(v) = &self.password {
-            config.password = Some(v.clone());
-        }
-        if let Some(v) = &self.api_key {
-            config.api_key = Some(v.clone());
-        }
-        if let Some(v) = &self.ca_file {
-            config.ca_file = Some(v.clone());
-        }
-        if let Some(v) = &self.cert_file {
-            config.cert_file = Some(v.clone());
-        }
-        if let Some(v) = &self.key_file {
-            config.key_file = Some(v.clone());
-        }
-        if let Some(v) = self.create_indexes {
-            config.create_indexes = v;
-        }
-        config.validate()?;
-        Ok(config)
+    /// Add the `[elasticsearch]` layers above the file: `ES_URL` (below
+    /// `SYNCLINE_ES_URL` and `--es-url`), then these flags and env vars.
+    pub fn layer(&self, layers: Layers) -> Result<Layers, ConfigError> {
+        layers
+            .env_fallback(CONFIG_SECTION, "url", "ES_URL")
+            .flags(CONFIG_SECTION, self)
     }
+
+    /// Layer these flags/env vars over `config` (from the file or defaults) and validate.
+    /// For tools that read the indexer's file themselves (`syncline-ctl rebuild es`).
+    pub fn apply(&self, config: EsConfig) -> Result<EsConfig, ConfigError> {
+        let layers = self.layer(
+            Layers::new(syncline_consumer::cli::CONSUMER_SECTION)
+                .defaults(CONFIG_SECTION, &config)?,
+        )?;
+        extract(&layers)
+    }
+}
+
+/// The `[elasticsearch]` table of `layers`, validated; errors name `elasticsearch.<key>`.
+pub fn extract(layers: &Layers) -> Result<EsConfig, ConfigError> {
+    let es: EsConfig = layers.extract(CONFIG_SECTION)?;
+    es.validate().map_err(|e| e.in_table(CONFIG_SECTION))?;
+    Ok(es)
 }
 
 /// Shows no values: these flags carry credentials, and the effective configuration (with

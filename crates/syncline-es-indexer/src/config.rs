@@ -1,10 +1,11 @@
-//! The `[elasticsearch]` settings: defaults, the TOML shape, flag/env overrides and
-//! validation. Every invalid value stops startup with a message naming the setting.
+//! The `[elasticsearch]` settings: defaults, the TOML shape and validation (the flags are
+//! in [`crate::args`]). Every invalid value stops startup with a message naming the
+//! setting.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Default Elasticsearch address (the dev server or a local node).
 pub const DEFAULT_URL: &str = "http://127.0.0.1:9200";
@@ -18,7 +19,7 @@ pub const DEFAULT_BULK_MAX_BYTES: usize = 5 * 1024 * 1024;
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How a DELETE event is applied. See the crate README for why `tombstone` is the default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum DeleteMode {
     /// Index a tombstone document `{"_syncline_deleted": true}` with the event's external
@@ -43,8 +44,9 @@ impl DeleteMode {
 }
 
 /// The `[elasticsearch]` table. Field names are the TOML keys. `Debug` redacts the
-/// password, the API key and any password in the URL.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+/// password, the API key and any password in the URL. (`Serialize` only feeds the
+/// configuration layers; nothing prints it.)
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EsConfig {
     /// Base URL of Elasticsearch, `http://` or `https://` (TLS via rustls).
@@ -135,25 +137,9 @@ impl Default for EsConfig {
     }
 }
 
-/// An invalid `[elasticsearch]` setting.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid setting elasticsearch.{setting}: {reason}")]
-pub struct ConfigError {
-    /// The TOML key of the offending setting.
-    pub setting: &'static str,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
-impl ConfigError {
-    /// A new error for `setting`.
-    pub fn new(setting: &'static str, reason: impl Into<String>) -> Self {
-        ConfigError {
-            setting,
-            reason: reason.into(),
-        }
-    }
-}
+/// An invalid setting: the configuration error every binary shares. [`EsConfig::validate`]
+/// names the table's keys bare (`url`); the binary qualifies them (`elasticsearch.url`).
+pub use syncline_app::ConfigError;
 
 impl EsConfig {
     /// The mappings directory in effect.
@@ -165,23 +151,18 @@ impl EsConfig {
 
     /// Check every setting; the first invalid one is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        // Messages quote the URL redacted: it may hold a password.
+        let shown = redact_url(&self.url);
         let url = url::Url::parse(&self.url)
-            .map_err(|e| ConfigError::new("url", format!("{:?} is not a URL: {e}", self.url)))?;
+            .map_err(|e| ConfigError::new("url", format!("{shown:?} is not a URL: {e}")))?;
         if url.scheme() != "http" && url.scheme() != "https" {
             return Err(ConfigError::new(
                 "url",
-                format!(
-                    "{:?} must use http or https, not {:?}",
-                    self.url,
-                    url.scheme()
-                ),
+                format!("{shown:?} must use http or https, not {:?}", url.scheme()),
             ));
         }
         if url.host_str().is_none_or(str::is_empty) {
-            return Err(ConfigError::new(
-                "url",
-                format!("{:?} has no host", self.url),
-            ));
+            return Err(ConfigError::new("url", format!("{shown:?} has no host")));
         }
         validate_prefix(&self.index_prefix)?;
         if self.bulk_max_actions == 0 {
@@ -264,7 +245,7 @@ impl EsConfig {
             };
             return Err(ConfigError::new(
                 setting,
-                format!("needs an https:// url, got {}", self.url),
+                format!("needs an https:// url, got {shown}"),
             ));
         }
         if let Some(dir) = &self.mappings_dir {

@@ -1,13 +1,14 @@
 //! The relay's configuration: defaults < TOML file (`[outbox]`) < `SYNCLINE_*` env vars <
-//! flags, as the other binaries. All of it lives in this module.
+//! flags, layered by [`syncline_app::Layers`] as in the other binaries. All of it lives in
+//! this module.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
-use syncline_consumer::LogFormat;
+use serde::{Deserialize, Serialize};
+use syncline_app::{HumanDuration, Layers, LogFormat};
 use syncline_kafka::KafkaArgs;
 use syncline_pg::PgConfig;
 use syncline_producer::ProducerConfig;
@@ -20,27 +21,12 @@ pub const SECTION: &str = "outbox";
 /// Default `/metrics` address.
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9467";
 
-/// A setting that cannot work, named.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("invalid setting `{setting}`: {reason}")]
-pub struct ConfigError {
-    /// The setting (TOML key / flag name without dashes).
-    pub setting: String,
-    /// Why.
-    pub reason: String,
-}
+/// A setting that cannot work, named: the configuration error every binary shares.
+pub use syncline_app::ConfigError;
 
-impl ConfigError {
-    fn new(setting: &str, reason: impl Into<String>) -> Self {
-        ConfigError {
-            setting: setting.to_owned(),
-            reason: reason.into(),
-        }
-    }
-}
-
-/// Flags (each with its env var) shared by `run` and `migrate`.
-#[derive(Debug, Clone, Default, clap::Args)]
+/// Flags (each with its env var) shared by `run` and `migrate`. The field names are the
+/// `[outbox]` keys: set flags are layered over the file by name.
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
 pub struct OutboxArgs {
     /// TOML file with an `[outbox]` table (keys as the flags, with underscores).
     #[arg(
@@ -49,6 +35,7 @@ pub struct OutboxArgs {
         value_name = "FILE",
         global = true
     )]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// PostgreSQL URL or conninfo holding the outbox (`sslmode`, `sslrootcert`, `sslcert`,
     /// `sslkey` as in libpq).
@@ -81,14 +68,14 @@ pub struct OutboxArgs {
     #[arg(long, env = "SYNCLINE_OUTBOX_BATCHES_IN_FLIGHT", global = true)]
     pub batches_in_flight: Option<usize>,
     /// Fallback poll interval when no notification arrives (e.g. `500ms`).
-    #[arg(long, env = "SYNCLINE_OUTBOX_POLL_INTERVAL", value_parser = humantime::parse_duration, global = true)]
-    pub poll_interval: Option<Duration>,
+    #[arg(long, env = "SYNCLINE_OUTBOX_POLL_INTERVAL", global = true)]
+    pub poll_interval: Option<HumanDuration>,
     /// How often a standby tries to take over (e.g. `1s`).
-    #[arg(long, env = "SYNCLINE_OUTBOX_STANDBY_RETRY", value_parser = humantime::parse_duration, global = true)]
-    pub standby_retry: Option<Duration>,
+    #[arg(long, env = "SYNCLINE_OUTBOX_STANDBY_RETRY", global = true)]
+    pub standby_retry: Option<HumanDuration>,
     /// Producer linger (`linger.ms`), e.g. `5ms`.
-    #[arg(long, env = "SYNCLINE_PRODUCER_LINGER", value_parser = humantime::parse_duration, global = true)]
-    pub linger: Option<Duration>,
+    #[arg(long, env = "SYNCLINE_PRODUCER_LINGER", global = true)]
+    pub linger: Option<HumanDuration>,
     /// Largest accepted document in bytes; larger rows are quarantined.
     #[arg(long, env = "SYNCLINE_MAX_DOCUMENT_BYTES", global = true)]
     pub max_document_bytes: Option<usize>,
@@ -105,13 +92,21 @@ pub struct OutboxArgs {
     pub log_format: Option<LogFormat>,
     /// Kafka connection: `-X/--kafka key=value`, `SYNCLINE_KAFKA`, TLS/SASL flags.
     #[command(flatten)]
+    #[serde(skip)]
     pub kafka: KafkaArgs,
 }
 
-/// The `[outbox]` table of the TOML file.
+/// The librdkafka properties of the flags, layered into `[outbox] kafka` key by key.
+#[derive(Serialize)]
+struct KafkaLayer {
+    kafka: BTreeMap<String, String>,
+}
+
+/// The `[outbox]` table, from all layers. Unset settings keep the relay's and the
+/// producer's defaults ([`RelaySettings::new`], [`ProducerConfig::new`]).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileConfig {
+struct OutboxTable {
     database_url: Option<String>,
     brokers: Option<String>,
     topic: Option<String>,
@@ -184,81 +179,55 @@ fn parse_metrics_addr(s: &str) -> Result<Option<SocketAddr>, ConfigError> {
 
 /// Merge defaults < file < env/flags (clap already puts flags over env) and validate.
 pub fn load(args: &OutboxArgs) -> Result<OutboxConfig, ConfigError> {
-    let file: FileConfig = match &args.config {
-        None => FileConfig::default(),
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                ConfigError::new("config", format!("cannot read {}: {e}", path.display()))
-            })?;
-            let mut tables: BTreeMap<String, toml::Value> = toml::from_str(&text)
-                .map_err(|e| ConfigError::new("config", format!("{}: {e}", path.display())))?;
-            if let Some(other) = tables.keys().find(|k| *k != SECTION) {
-                return Err(ConfigError::new(
-                    "config",
-                    format!("{}: unknown table [{other}]", path.display()),
-                ));
-            }
-            match tables.remove(SECTION) {
-                None => FileConfig::default(),
-                Some(v) => v.try_into().map_err(|e: toml::de::Error| {
-                    ConfigError::new("config", format!("{}: [{SECTION}] {e}", path.display()))
-                })?,
-            }
-        }
-    };
-    let url = args
-        .database_url
-        .clone()
-        .or(file.database_url)
-        .ok_or_else(|| {
-            ConfigError::new(
-                "database_url",
-                "required (--database-url or SYNCLINE_DATABASE_URL)",
-            )
-        })?;
-    let database =
-        PgConfig::parse(&url).map_err(|e| ConfigError::new("database_url", e.to_string()))?;
-    let mut producer = ProducerConfig::new(
-        args.brokers
-            .clone()
-            .or(file.brokers)
-            .unwrap_or_else(|| "127.0.0.1:9092".into()),
-        args.topic
-            .clone()
-            .or(file.topic)
-            .unwrap_or_else(|| "changes".into()),
-    );
-    producer.client_id = "syncline-outbox".into();
-    if let Some(l) = args.linger.or(file.linger) {
-        producer.linger = l;
+    let mut layers = Layers::new(SECTION);
+    if let Some(path) = &args.config {
+        layers = layers.file(path, &[SECTION])?;
     }
-    if let Some(m) = args.max_document_bytes.or(file.max_document_bytes) {
-        producer.max_document_bytes = m;
-    }
-    let mut kafka = file.kafka;
-    let from_args = args
+    let kafka = args
         .kafka
         .properties()
         .map_err(|e| ConfigError::new(&e.setting, e.reason))?;
-    kafka.extend(from_args);
-    producer.extra = kafka.into();
+    let file: OutboxTable = layers
+        .flags(SECTION, args)?
+        .flags(SECTION, &KafkaLayer { kafka })?
+        .extract(SECTION)?;
+    let url = file.database_url.ok_or_else(|| {
+        ConfigError::new(
+            "database_url",
+            "required (--database-url or SYNCLINE_DATABASE_URL)",
+        )
+    })?;
+    let database =
+        PgConfig::parse(&url).map_err(|e| ConfigError::new("database_url", e.to_string()))?;
+    let mut producer = ProducerConfig::new(
+        file.brokers.unwrap_or_else(|| "127.0.0.1:9092".into()),
+        file.topic.unwrap_or_else(|| "changes".into()),
+    );
+    producer.client_id = "syncline-outbox".into();
+    if let Some(l) = file.linger {
+        producer.linger = l;
+    }
+    if let Some(m) = file.max_document_bytes {
+        producer.max_document_bytes = m;
+    }
+    producer.extra = file.kafka.into();
     producer
         .validate()
         .map_err(|e| ConfigError::new(&e.setting, e.reason))?;
     let mut relay = RelaySettings::new(database, producer);
-    if let Some(n) = args.batch_rows.or(file.batch_rows) {
+    if let Some(n) = file.batch_rows {
         relay.batch_rows = n;
     }
-    if let Some(n) = args.batch_bytes.or(file.batch_bytes) {
+    if let Some(n) = file.batch_bytes {
         relay.batch_bytes = n;
     }
-    if let Some(n) = args.batches_in_flight.or(file.batches_in_flight) {
+    if let Some(n) = file.batches_in_flight {
         relay.batches_in_flight = n;
     }
-    if let Some(d) = args.poll_interval.or(file.poll_interval) {
+    if let Some(d) = file.poll_interval {
         relay.poll_interval = d;
     }
-    if let Some(d) = args.standby_retry.or(file.standby_retry) {
+    if let Some(d) = file.standby_retry {
         relay.standby_retry = d;
     }
     if !(1..=100_000).contains(&relay.batch_rows) {
@@ -276,15 +245,11 @@ pub fn load(args: &OutboxArgs) -> Result<OutboxConfig, ConfigError> {
     if relay.standby_retry.is_zero() {
         return Err(ConfigError::new("standby_retry", "must be positive"));
     }
-    let metrics_addr = parse_metrics_addr(
-        args.metrics_addr
-            .as_deref()
-            .or(file.metrics_addr.as_deref())
-            .unwrap_or(DEFAULT_METRICS_ADDR),
-    )?;
+    let metrics_addr =
+        parse_metrics_addr(file.metrics_addr.as_deref().unwrap_or(DEFAULT_METRICS_ADDR))?;
     Ok(OutboxConfig {
         relay,
         metrics_addr,
-        log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+        log_format: file.log_format.unwrap_or_default(),
     })
 }

@@ -1,12 +1,14 @@
 //! The `[redis]` settings: TOML table, `SYNCLINE_REDIS_*` env vars and `--redis-*` flags
 //! (flags > env > file > defaults; `REDIS_URL` is honoured below `SYNCLINE_REDIS_URL`),
-//! validated into a [`SinkConfig`] before anything connects.
+//! layered by [`syncline_app::Layers`] and validated into a [`SinkConfig`] before
+//! anything connects.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use redis::{ConnectionInfo, IntoConnectionInfo};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use syncline_app::{HumanDuration, Layers};
 use syncline_cache::connect::LoadedTls;
 use syncline_cache::{KeyLayout, Mode, RedisTlsFiles, Ttls, DEFAULT_PREFIX};
 use syncline_consumer::ConfigError;
@@ -18,8 +20,9 @@ pub const SECTION: &str = "redis";
 pub const DEFAULT_GROUP_ID: &str = "syncline-redis-invalidator";
 
 /// The `[redis]` table as written in the file. Durations are humantime strings (`"1h"`).
-/// `Debug` redacts the password and the URL's userinfo password.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+/// `Debug` redacts the password and the URL's userinfo password. (`Serialize` only feeds
+/// the configuration layers; nothing prints it.)
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSettings {
     /// `redis://[user[:password]@]host[:port][/db]` or `rediss://...` (TLS).
@@ -31,7 +34,7 @@ pub struct RedisSettings {
     /// Prefix of every key (default `syncline:`).
     pub key_prefix: String,
     /// `invalidate` (delete cached values) or `refresh` (write the event's document).
-    pub mode: String,
+    pub mode: Mode,
     /// Lifetime of cached values written in `refresh` mode.
     #[serde(with = "humantime_serde")]
     pub cache_ttl: Duration,
@@ -83,7 +86,7 @@ impl Default for RedisSettings {
             username: None,
             password: None,
             key_prefix: DEFAULT_PREFIX.into(),
-            mode: Mode::Invalidate.as_str().into(),
+            mode: Mode::Invalidate,
             cache_ttl: ttls.cache_ttl(),
             guard_ttl: ttls.guard_ttl(),
             publish_channel: None,
@@ -96,8 +99,12 @@ impl Default for RedisSettings {
     }
 }
 
-/// Flags (each with a `SYNCLINE_REDIS_*` env var) overriding the `[redis]` table.
-#[derive(Clone, Default, clap::Args)]
+/// Flags (each with a `SYNCLINE_REDIS_*` env var) overriding the `[redis]` table. The
+/// field names are the table's keys: set flags are layered over the file by name
+/// ([`RedisArgs::layer`]). The group id names the table, so a malformed flag is reported
+/// as `redis.<key>`.
+#[derive(Clone, Default, clap::Args, Serialize)]
+#[group(id = "redis")]
 pub struct RedisArgs {
     /// Redis URL (`redis://` or `rediss://`; also read from REDIS_URL).
     #[arg(long = "redis-url", env = "SYNCLINE_REDIS_URL")]
@@ -115,24 +122,27 @@ pub struct RedisArgs {
     /// Key prefix (default `syncline:`).
     #[arg(long = "redis-key-prefix", env = "SYNCLINE_REDIS_KEY_PREFIX")]
     pub key_prefix: Option<String>,
-    /// `invalidate` or `refresh`.
-    #[arg(long = "redis-mode", env = "SYNCLINE_REDIS_MODE")]
-    pub mode: Option<String>,
+    /// How events change cached values.
+    #[arg(long = "redis-mode", env = "SYNCLINE_REDIS_MODE", value_enum)]
+    pub mode: Option<Mode>,
     /// Lifetime of cached values (e.g. `1h`).
-    #[arg(long = "redis-cache-ttl", env = "SYNCLINE_REDIS_CACHE_TTL", value_parser = humantime::parse_duration)]
-    pub cache_ttl: Option<Duration>,
+    #[arg(long = "redis-cache-ttl", env = "SYNCLINE_REDIS_CACHE_TTL")]
+    pub cache_ttl: Option<HumanDuration>,
     /// Lifetime of version guards (e.g. `7d`), >= the cache TTL.
-    #[arg(long = "redis-guard-ttl", env = "SYNCLINE_REDIS_GUARD_TTL", value_parser = humantime::parse_duration)]
-    pub guard_ttl: Option<Duration>,
+    #[arg(long = "redis-guard-ttl", env = "SYNCLINE_REDIS_GUARD_TTL")]
+    pub guard_ttl: Option<HumanDuration>,
     /// Channel for applied-event notices (off by default).
     #[arg(long = "redis-publish-channel", env = "SYNCLINE_REDIS_PUBLISH_CHANNEL")]
     pub publish_channel: Option<String>,
     /// Connect timeout (e.g. `5s`).
-    #[arg(long = "redis-connect-timeout", env = "SYNCLINE_REDIS_CONNECT_TIMEOUT", value_parser = humantime::parse_duration)]
-    pub connect_timeout: Option<Duration>,
+    #[arg(long = "redis-connect-timeout", env = "SYNCLINE_REDIS_CONNECT_TIMEOUT")]
+    pub connect_timeout: Option<HumanDuration>,
     /// Response timeout for one batch pipeline (e.g. `10s`).
-    #[arg(long = "redis-response-timeout", env = "SYNCLINE_REDIS_RESPONSE_TIMEOUT", value_parser = humantime::parse_duration)]
-    pub response_timeout: Option<Duration>,
+    #[arg(
+        long = "redis-response-timeout",
+        env = "SYNCLINE_REDIS_RESPONSE_TIMEOUT"
+    )]
+    pub response_timeout: Option<HumanDuration>,
     /// PEM CA file that signed the Redis server's certificate (`rediss://` only).
     #[arg(
         long = "redis-ca-file",
@@ -210,50 +220,20 @@ fn reason(e: syncline_cache::CacheError) -> String {
 }
 
 impl RedisSettings {
-    /// Overlay flags/env vars (and `REDIS_URL`, below `SYNCLINE_REDIS_URL`) on the file.
+    /// These settings with `args` (and `REDIS_URL`, below `SYNCLINE_REDIS_URL`) layered
+    /// over them. For tools that read the invalidator's file themselves.
+    pub fn with_args(&self, args: &RedisArgs) -> Result<RedisSettings, ConfigError> {
+        args.layer(Layers::new(syncline_consumer::cli::CONSUMER_SECTION).defaults(SECTION, self)?)?
+            .extract(SECTION)
+    }
+
+    /// [`RedisSettings::with_args`] in place, for callers without an error path
+    /// (`syncline-ctl rebuild redis`). The layering can only fail on a file path that is not
+    /// UTF-8; then the settings stay as they were and a warning says why.
     pub fn apply_args(&mut self, args: &RedisArgs) {
-        if let Some(url) = args.url.clone().or_else(|| {
-            std::env::var("REDIS_URL")
-                .ok()
-                .filter(|s| !s.trim().is_empty())
-        }) {
-            self.url = url;
-        }
-        if args.username.is_some() {
-            self.username = args.username.clone();
-        }
-        if args.password.is_some() {
-            self.password = args.password.clone();
-        }
-        if let Some(p) = &args.key_prefix {
-            self.key_prefix = p.clone();
-        }
-        if let Some(m) = &args.mode {
-            self.mode = m.clone();
-        }
-        if let Some(d) = args.cache_ttl {
-            self.cache_ttl = d;
-        }
-        if let Some(d) = args.guard_ttl {
-            self.guard_ttl = d;
-        }
-        if args.publish_channel.is_some() {
-            self.publish_channel = args.publish_channel.clone();
-        }
-        if let Some(d) = args.connect_timeout {
-            self.connect_timeout = d;
-        }
-        if let Some(d) = args.response_timeout {
-            self.response_timeout = d;
-        }
-        if args.ca_file.is_some() {
-            self.ca_file = args.ca_file.clone();
-        }
-        if args.cert_file.is_some() {
-            self.cert_file = args.cert_file.clone();
-        }
-        if args.key_file.is_some() {
-            self.key_file = args.key_file.clone();
+        match self.with_args(args) {
+            Ok(s) => *self = s,
+            Err(e) => tracing::warn!(error = %e, "redis flags not applied"),
         }
     }
 
@@ -285,7 +265,7 @@ impl RedisSettings {
         }
         let layout = KeyLayout::new(self.key_prefix.clone())
             .map_err(|e| invalid("key_prefix", reason(e)))?;
-        let mode: Mode = self.mode.parse().map_err(|e| invalid("mode", reason(e)))?;
+        let mode = self.mode;
         // Validate the cache TTL on its own first, so an error names the right setting.
         Ttls::new(self.cache_ttl, self.cache_ttl).map_err(|e| invalid("cache_ttl", reason(e)))?;
         let ttls = Ttls::new(self.cache_ttl, self.guard_ttl)
@@ -348,6 +328,16 @@ pub fn redact(url: &str) -> String {
     syncline_cache::connect::redact_url(url)
 }
 
+impl RedisArgs {
+    /// Add the `[redis]` layers above the file: `REDIS_URL` (below `SYNCLINE_REDIS_URL` and
+    /// `--redis-url`), then these flags and env vars.
+    pub fn layer(&self, layers: Layers) -> Result<Layers, ConfigError> {
+        layers
+            .env_fallback(SECTION, "url", "REDIS_URL")
+            .flags(SECTION, self)
+    }
+}
+
 /// Shows no values: these flags carry credentials, and the effective configuration (with
 /// secrets redacted) is what `--check-config` prints.
 impl std::fmt::Debug for RedisArgs {
@@ -396,11 +386,12 @@ mod tests {
             ..settings()
         };
         assert_eq!(setting_of(bad_url.validate()), "redis.url");
-        let bad_mode = RedisSettings {
-            mode: "write".into(),
-            ..settings()
-        };
-        assert_eq!(setting_of(bad_mode.validate()), "redis.mode");
+        let bad_mode = toml_from("mode = \"write\"");
+        assert!(
+            bad_mode.as_ref().is_err_and(|e| e.contains("`redis.mode`")),
+            "{:?}",
+            bad_mode.map(|s| s.mode)
+        );
         let bad_prefix = RedisSettings {
             key_prefix: "a{".into(),
             ..settings()
@@ -496,7 +487,7 @@ mod tests {
             "#,
         );
         let s = s.unwrap_or_default();
-        assert_eq!(s.mode, "refresh");
+        assert_eq!(s.mode, Mode::Refresh);
         assert_eq!(s.cache_ttl, Duration::from_secs(600));
         assert_eq!(s.guard_ttl, Duration::from_secs(2 * 86_400));
         assert_eq!(s.ca_file, Some(PathBuf::from("/etc/ssl/redis-ca.pem")));

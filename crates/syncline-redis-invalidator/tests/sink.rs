@@ -37,7 +37,7 @@ async fn sink(
     let settings = RedisSettings {
         url: url.to_owned(),
         key_prefix: layout.prefix().to_owned(),
-        mode: mode.as_str().to_owned(),
+        mode,
         publish_channel: channel.map(str::to_owned),
         connect_timeout: Duration::from_secs(2),
         response_timeout: Duration::from_secs(5),
