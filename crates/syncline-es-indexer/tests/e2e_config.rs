@@ -1,11 +1,13 @@
-//! Invalid settings stop the indexer at startup with a message naming the setting.
+//! Invalid settings stop the indexer at startup with exit code 2 and one line naming the
+//! setting, whichever layer (flag, env var, file) or check (parser, validation, mapping
+//! files) found them.
 
 use std::process::Command;
 
 /// (flags, env vars, text the error must contain)
 type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
 
-fn run(args: &[&str], envs: &[(&str, &str)]) -> (bool, String) {
+fn run(args: &[&str], envs: &[(&str, &str)]) -> (Option<i32>, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_syncline-es-indexer"));
     cmd.args(args);
     for (k, v) in envs {
@@ -15,7 +17,7 @@ fn run(args: &[&str], envs: &[(&str, &str)]) -> (bool, String) {
     cmd.env("SYNCLINE_BROKERS", "127.0.0.1:1");
     let out = cmd.output().expect("run syncline-es-indexer");
     (
-        out.status.success(),
+        out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
@@ -56,8 +58,9 @@ fn invalid_settings_fail_startup_naming_the_setting() {
         (vec!["--batch-max-events", "0"], vec![], "batch_max_events"),
     ];
     for (args, envs, needle) in cases {
-        let (ok, stderr) = run(&args, &envs);
-        assert!(!ok, "{args:?} {envs:?} should fail; stderr: {stderr}");
+        let (code, stderr) = run(&args, &envs);
+        assert_eq!(code, Some(2), "{args:?} {envs:?}: stderr: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
         assert!(
             stderr.contains(needle),
             "{args:?} {envs:?}: message should name {needle:?}: {stderr}"
