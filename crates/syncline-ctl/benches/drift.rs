@@ -27,8 +27,8 @@ use syncline_cache::KeyLayout;
 use syncline_testkit::drain::{env_or, load_average, watch_drain};
 use syncline_testkit::es_process::start_devserver_process;
 use syncline_testkit::{
-    consumer_kafka_env, create_topic_with_dlq, delete_topics, free_port, kafka_brokers,
-    redis_url, release_binary, unique_name, ChildGuard, ProcessStats, Table, TestDb,
+    consumer_kafka_env, create_topic_with_dlq, delete_topics, free_port, kafka_brokers, redis_url,
+    release_binary, unique_name, ChildGuard, ProcessStats, Table, TestDb,
 };
 
 const QUERY: &str = "SELECT id AS entity_id, version, doc AS document FROM product";
@@ -61,7 +61,11 @@ async fn measure(cmd: &mut Command) -> anyhow::Result<Finished> {
     let pid = child.id();
     let mut stats = ProcessStats::of_pid(pid)?;
     let status = loop {
-        if let Ok(s) = ProcessStats::of_pid(pid) {
+        // An exited, not yet reaped process reads as 0 RSS: keep the last real sample.
+        if let Some(s) = ProcessStats::of_pid(pid)
+            .ok()
+            .filter(|s| s.peak_rss_bytes > 0)
+        {
             stats = s;
         }
         if let Some(status) = child.try_wait()? {
@@ -169,7 +173,14 @@ async fn run() -> anyhow::Result<()> {
     let spawned = Instant::now();
     let mut indexer = ChildGuard::spawn(
         Command::new(&indexer_bin)
-            .args(["--brokers", &brokers, "--topic", &topic, "--group", &groups[0]])
+            .args([
+                "--brokers",
+                &brokers,
+                "--topic",
+                &topic,
+                "--group",
+                &groups[0],
+            ])
             .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
             .args(["--es-url", &es_url, "--es-index-prefix", &es_prefix])
             .env("SYNCLINE_KAFKA", &kafka)
@@ -190,7 +201,10 @@ async fn run() -> anyhow::Result<()> {
             .stdin(Stdio::null()),
     )?;
     let limit = Duration::from_secs(3600);
-    watch_drain(&brokers, &groups[0], &topic, records, &indexer, spawned, limit).await?;
+    watch_drain(
+        &brokers, &groups[0], &topic, records, &indexer, spawned, limit,
+    )
+    .await?;
     watch_drain(
         &brokers,
         &groups[1],
