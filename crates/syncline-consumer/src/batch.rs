@@ -81,6 +81,19 @@ impl Batch {
         });
     }
 
+    /// Empty it, keeping its buffers' capacity for the next batch.
+    pub fn clear(&mut self) {
+        self.records.clear();
+        self.arena.clear();
+        self.payload_bytes = 0;
+        self.started = None;
+    }
+
+    /// Bytes its buffers hold allocated.
+    fn capacity_bytes(&self) -> usize {
+        self.arena.capacity() + self.records.capacity() * std::mem::size_of::<Meta>()
+    }
+
     fn copy(&mut self, bytes: &[u8]) -> Range<usize> {
         let start = self.arena.len();
         self.arena.extend_from_slice(bytes);
@@ -172,6 +185,49 @@ impl Batch {
             groups,
             rejected,
             dropped,
+        }
+    }
+}
+
+/// Finished batches handed back for reuse, so the next batch fills buffers that are
+/// already allocated and mapped. A fresh arena per batch (about 1 MiB at the default
+/// size) meant growing it by doubling and the kernel zeroing new pages for every batch:
+/// about a tenth of the consumer's CPU in profiles (`memmove`, `malloc`, page faults).
+#[derive(Debug)]
+pub struct BatchPool {
+    free: parking_lot::Mutex<Vec<Batch>>,
+    /// Most batches kept (the in-flight limit plus the one being built covers the
+    /// steady state).
+    keep: usize,
+    /// A batch whose buffers grew beyond this is dropped rather than kept, so one
+    /// oversized batch does not pin its memory for the rest of the run.
+    max_bytes: usize,
+}
+
+impl BatchPool {
+    /// A pool keeping up to `keep` batches of at most `max_bytes` of buffers each.
+    pub fn new(keep: usize, max_bytes: usize) -> Self {
+        BatchPool {
+            free: parking_lot::Mutex::new(Vec::with_capacity(keep)),
+            keep,
+            max_bytes,
+        }
+    }
+
+    /// An empty batch, reusing a returned one's buffers when there is one.
+    pub fn take(&self) -> Batch {
+        self.free.lock().pop().unwrap_or_default()
+    }
+
+    /// Hand a finished batch back.
+    pub fn give(&self, mut batch: Batch) {
+        if batch.capacity_bytes() > self.max_bytes {
+            return;
+        }
+        batch.clear();
+        let mut free = self.free.lock();
+        if free.len() < self.keep {
+            free.push(batch);
         }
     }
 }

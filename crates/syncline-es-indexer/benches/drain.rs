@@ -2,10 +2,15 @@
 //!
 //! Scenarios (both by default; pick with `BENCH_SCENARIOS=drain` or `steady`):
 //!
-//! * **drain**: pre-fill a 6-partition topic with `BENCH_EVENTS` (1,000,000) events over
-//!   `BENCH_KEYS` (100,000) keys, `BENCH_DOC_BYTES` (1024) byte documents,
-//!   `BENCH_DELETE_RATIO` (0.1) deletes; start the indexer (release) and time until its
-//!   committed offsets reach the end of the topic.
+//! * **drain**: one workload (`BENCH_EVENTS` (1,050,000) events over `BENCH_KEYS`
+//!   (100,000) keys, `BENCH_DOC_BYTES` (1024) byte documents, `BENCH_DELETE_RATIO` (0.1)
+//!   deletes) written to two 6-partition topics, one by a typical non-Rust producer
+//!   (confluent-kafka from Python, no compression, linger 10 ms) and one by
+//!   `syncline-publish` (lz4). For each: the ceiling (a bare librdkafka reader of the topic,
+//!   default settings), then the indexer (release) timed from its process start until its
+//!   committed offsets reach the end, with CPU seconds per million events of the indexer,
+//!   the broker and the dev server, and the live-document count checked against the
+//!   workload's oracle.
 //! * **steady**: `BENCH_RATE` (5,000) events/s for `BENCH_SECONDS` (60) s against a
 //!   running indexer; end-to-end latency from publish to bulk acknowledgement.
 //!
@@ -36,10 +41,14 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 use syncline_event::{ChangeEvent, Limits, Op};
+use syncline_testkit::drain::{
+    both_publishers, broker_port, ceiling, fill_topics, load_average, pid_listening_on,
+    watch_drain, CpuWatch, DrainFigures, DrainSpec,
+};
 use syncline_testkit::{
-    committed_offsets, create_topic_with_dlq, delete_topics, end_offsets, free_port,
-    group_caught_up, histogram_quantile, metric_sums, publish_one_per_partition, publish_raw,
-    release_binary, scrape_metrics, unique_name, ChildGuard, ProcessStats, Table,
+    create_topic_with_dlq, delete_topics, free_port, group_caught_up, histogram_quantile,
+    metric_sums, publish_one_per_partition, release_binary, scrape_metrics, unique_name,
+    ChildGuard, ProcessStats, Table,
 };
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -133,110 +142,108 @@ fn document(rng: &mut rand::rngs::StdRng, id: &str, version: i64, bytes: usize) 
     format!("{},\"pad\":\"{filler}\"}}", &head[..head.len() - 1])
 }
 
-async fn drain(brokers: &str, es_url: &str) -> anyhow::Result<Table> {
-    let events: usize = env_or("BENCH_EVENTS", 1_000_000);
-    let keys: usize = env_or("BENCH_KEYS", 100_000);
-    let doc_bytes: usize = env_or("BENCH_DOC_BYTES", 1024);
-    let delete_ratio: f64 = env_or("BENCH_DELETE_RATIO", 0.1);
+/// Drain of one topic per kind of producer (see `syncline_testkit::drain`), each beside
+/// the bare reader's ceiling of the same topic, measured in the same run.
+async fn drain(brokers: &str, es_url: &str, devserver_pid: Option<u32>) -> anyhow::Result<Table> {
+    let spec = DrainSpec::from_env();
     let name = unique_name("bench-drain");
-    let topic = format!("{name}-events");
-    create_topic_with_dlq(brokers, &topic, 6).await?;
-
-    eprintln!("pre-filling {topic} with {events} events over {keys} keys ...");
-    let started = Instant::now();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-    let mut versions = vec![0i64; keys];
-    let limits = Limits::default();
-    let mut chunk = Vec::with_capacity(50_000);
-    for i in 0..events {
-        let k = rng.random_range(0..keys);
-        versions[k] += 1;
-        let id = format!("k{k:07}");
-        let e = if rng.random::<f64>() < delete_ratio {
-            ChangeEvent::new("product", &id, Op::Delete, versions[k], "bench", None)
-        } else {
-            let doc = document(&mut rng, &id, versions[k], doc_bytes);
-            ChangeEvent::new("product", &id, Op::Upsert, versions[k], "bench", Some(doc))
-        };
-        chunk.push((e.key().into_bytes(), syncline_event::encode(&e, &limits)?));
-        if chunk.len() == 50_000 || i + 1 == events {
-            publish_raw(brokers, &topic, std::mem::take(&mut chunk)).await?;
-        }
-    }
-    let end: i64 = end_offsets(brokers, &topic).await?.iter().sum();
     eprintln!(
-        "pre-filled {end} records in {:.1}s",
-        started.elapsed().as_secs_f64()
+        "[bench] workload: {} events over {} keys, {} B documents, {:.0}% deletes",
+        spec.events,
+        spec.keys,
+        spec.doc_bytes,
+        spec.delete_ratio * 100.0
     );
-
-    let group = format!("{name}-group");
-    let mut indexer = start_indexer(brokers, &topic, &group, es_url, &format!("{name}-"))?;
-    let pid = indexer.child.id();
-    let spawned = Instant::now();
-    let mut first_progress: Option<Instant> = None;
-    let mut stats = ProcessStats::of_pid(pid)?;
-    loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        if let Ok(s) = ProcessStats::of_pid(pid) {
-            stats = s;
-        }
-        let committed: i64 = committed_offsets(brokers, &group, &topic)
-            .await?
-            .iter()
-            .map(|c| c.unwrap_or(0))
-            .sum();
-        if committed >= end {
-            break;
-        }
-        if committed > 0 && first_progress.is_none() {
-            first_progress = Some(Instant::now());
-        }
-        if spawned.elapsed() > Duration::from_secs(3600) {
-            bail!("indexer did not drain within an hour ({committed}/{end})");
-        }
+    let (topics, oracle) = fill_topics(&spec, brokers, &name, both_publishers()?).await?;
+    let broker_pid = broker_port(brokers).and_then(pid_listening_on);
+    let mut t = Table::new(&DrainFigures::HEADER);
+    let mut publishing = Table::new(&["publisher", "events/s", "CPU s", "peak RSS MiB"]);
+    for (i, topic) in topics.iter().enumerate() {
+        publishing.row(&[
+            topic.publisher.label().to_owned(),
+            format!("{:.0}", topic.records as f64 / topic.publish.seconds),
+            format!("{:.1}", topic.publish.stats.cpu_seconds),
+            format!("{:.1}", topic.publish.stats.peak_rss_mib()),
+        ]);
+        let ceiling = ceiling(brokers, &topic.topic).await?;
+        let group = format!("{name}-group-{i}");
+        let prefix = format!("{name}-{i}-");
+        let watch = CpuWatch::start(&[("broker", broker_pid), ("store", devserver_pid)]);
+        let spawned = Instant::now();
+        let indexer = start_indexer(brokers, &topic.topic, &group, es_url, &prefix)?;
+        let run = watch_drain(
+            brokers,
+            &group,
+            &topic.topic,
+            topic.records,
+            &indexer.child,
+            spawned,
+            Duration::from_secs(3600),
+        )
+        .await?;
+        let others = watch.stop();
+        let m = scrape(indexer.metrics_port);
+        let mut indexer = indexer;
+        let _ = indexer.child.terminate();
+        let alias = format!("{prefix}product");
+        let end_state = check_end_state(es_url, &alias, oracle.live()).await;
+        eprintln!(
+            "[bench] {}: {} bulk requests, {:.0} stale (409), {:.0} coalesced away",
+            topic.publisher.label(),
+            m.get("syncline_es_bulk_requests_total")
+                .copied()
+                .unwrap_or(0.0),
+            m.get("syncline_es_bulk_items_conflict_total")
+                .copied()
+                .unwrap_or(0.0),
+            m.get("syncline_consumer_coalesced_total")
+                .copied()
+                .unwrap_or(0.0),
+        );
+        delete_indices_behind(es_url, &alias).await;
+        t.row(
+            &DrainFigures {
+                written_by: topic.publisher.label().to_owned(),
+                consumer: "syncline-es-indexer".to_owned(),
+                records: topic.records,
+                ceiling,
+                run,
+                others,
+                end_state,
+            }
+            .row(),
+        );
     }
-    let total = spawned.elapsed();
-    // None when the first commit and the end fell in the same poll (a tiny run): no rate.
-    let since_first = first_progress.map(|t| t.elapsed());
-    let m = scrape(indexer.metrics_port);
-    let _ = indexer.child.terminate();
-    // A steady run after this one must not share the broker and the store with a million
-    // leftover records and documents.
-    delete_topics(brokers, &[&topic, &format!("{topic}.dlq")]).await;
-    delete_indices_behind(es_url, &format!("{name}-product")).await;
-    let get = |k: &str| m.get(k).copied().unwrap_or(0.0);
-    let written = get("syncline_es_bulk_items_created_total")
-        + get("syncline_es_bulk_items_updated_total")
-        + get("syncline_es_bulk_items_deleted_total")
-        + get("syncline_es_bulk_items_not_found_total");
-    let mut t = Table::new(&[
-        "events",
-        "wall s (from spawn)",
-        "events/s (from spawn)",
-        "events/s (from first commit)",
-        "indexer CPU s",
-        "indexer peak RSS MiB",
-        "bulk requests",
-        "documents written",
-        "stale (409)",
-        "coalesced away",
-    ]);
-    t.row(&[
-        end.to_string(),
-        format!("{:.1}", total.as_secs_f64()),
-        format!("{:.0}", end as f64 / total.as_secs_f64()),
-        since_first.map_or_else(
-            || "- (drained within one poll)".to_owned(),
-            |d| format!("{:.0}", end as f64 / d.as_secs_f64()),
-        ),
-        format!("{:.1}", stats.cpu_seconds),
-        format!("{:.1}", stats.peak_rss_mib()),
-        format!("{:.0}", get("syncline_es_bulk_requests_total")),
-        format!("{written:.0}"),
-        format!("{:.0}", get("syncline_es_bulk_items_conflict_total")),
-        format!("{:.0}", get("syncline_consumer_coalesced_total")),
-    ]);
+    // A steady run after this one must not share the broker with a million leftover
+    // records.
+    for topic in &topics {
+        delete_topics(brokers, &[&topic.topic, &format!("{}.dlq", topic.topic)]).await;
+    }
+    println!(
+        "\n### publishing the drain workload (load {})\n\n{publishing}",
+        load_average()
+    );
     Ok(t)
+}
+
+/// Compare the index behind `alias` with the oracle: as many searchable documents as live
+/// entities (tombstones, kept for version guards, are filtered out by the alias).
+async fn check_end_state(es_url: &str, alias: &str, live: usize) -> String {
+    let http = reqwest::Client::new();
+    let _ = http.post(format!("{es_url}/{alias}/_refresh")).send().await;
+    let count = match http.get(format!("{es_url}/{alias}/_count")).send().await {
+        Ok(r) => r
+            .json::<Value>()
+            .await
+            .ok()
+            .and_then(|v| v["count"].as_u64()),
+        Err(_) => None,
+    };
+    match count {
+        Some(c) if c == live as u64 => format!("ok: {c} live documents"),
+        Some(c) => format!("DIFFERS: {c} live documents, oracle {live}"),
+        None => "cannot count".to_owned(),
+    }
 }
 
 /// Delete the concrete indices behind `alias`, best effort. By name, because Elasticsearch
@@ -459,7 +466,8 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async {
         let brokers = syncline_testkit::kafka_brokers();
-        let (es_url, _devserver) = start_devserver()?;
+        let (es_url, devserver) = start_devserver()?;
+        let devserver_pid = devserver.as_ref().map(ChildGuard::id);
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         while http.get(&es_url).send().await.is_err() {
@@ -470,7 +478,7 @@ fn main() -> anyhow::Result<()> {
         }
         let scenarios = std::env::var("BENCH_SCENARIOS").unwrap_or_else(|_| "drain,steady".into());
         if scenarios.contains("drain") {
-            let t = drain(&brokers, &es_url).await?;
+            let t = drain(&brokers, &es_url, devserver_pid).await?;
             println!(
                 "\n### drain (indexer's librdkafka properties: {})\n\n{t}",
                 kafka_props()

@@ -3,12 +3,19 @@
 //!
 //!     cargo bench -p syncline-redis-invalidator --bench drain -- [--events N] [--keys K]
 //!         [--partitions P] [--doc-bytes B] [--modes invalidate,refresh]
-//!         [--steady-rate R] [--steady-secs S] [--skip-drain] [--skip-steady]
+//!         [--steady-rate R] [--steady-secs S] [--skip-drain] [--skip-steady] [--storm N]
 //!
-//! Drain: N events (default 1,000,000 over 100,000 keys, 6 partitions, 1 KiB documents,
-//! 10% deletes) are published first; then the invalidator starts and the clock runs from
-//! its first consumed record until its committed offsets equal the end offsets. CPU
-//! seconds and peak RSS (VmHWM) are read from /proc for the spawned binary.
+//! Drain: one workload (default 1,000,000 events over 100,000 keys, 1 KiB documents, 10%
+//! deletes) written to two 6-partition topics, one by a typical non-Rust producer
+//! (confluent-kafka from Python, no compression, linger 10 ms) and one by
+//! `syncline-publish` (lz4); see `syncline_testkit::drain`. For each topic: the ceiling (a
+//! bare librdkafka reader, default settings), then the invalidator in each mode, timed from
+//! its process start until its committed offsets equal the end offsets, with CPU seconds
+//! per million events of the invalidator, the broker and redis-server, peak RSS, and every
+//! entity's version guard checked against the workload's oracle.
+//!
+//! Storm: N poison records (default 300,000; 0 skips it), every one dead-lettered; dead
+//! letters per second from process start, CPU, and the log's size at the default level.
 //!
 //! Steady: R events/s (default 5,000) for S seconds (default 60) with the invalidator's
 //! PUBLISH notices on; a subscriber computes, per notice, receive time minus the event's
@@ -41,6 +48,10 @@ use rdkafka::message::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use syncline_cache::KeyLayout;
 use syncline_event::{ChangeEvent, Limits, Op};
+use syncline_testkit::drain::{
+    both_publishers, broker_port, ceiling, fill_topics, load_average, pid_listening_on,
+    watch_drain, CpuWatch, DrainFigures, DrainOracle, DrainSpec,
+};
 use syncline_testkit::{
     create_topic, delete_topics, free_port, group_caught_up, histogram_quantile, metric_sum,
     publish_one_per_partition, publish_raw, scrape_metrics, unique_name, ChildGuard, ProcessStats,
@@ -57,6 +68,7 @@ struct Args {
     steady_secs: u64,
     drain: bool,
     steady: bool,
+    storm: u64,
     baseline: bool,
     kafka: String,
 }
@@ -77,6 +89,7 @@ fn parse_args() -> Args {
         steady_secs: 60,
         drain: true,
         steady: true,
+        storm: 300_000,
         baseline: false,
         kafka: String::new(),
     };
@@ -100,6 +113,7 @@ fn parse_args() -> Args {
             "--steady-secs" => a.steady_secs = num(&flag, value()),
             "--skip-drain" => a.drain = false,
             "--skip-steady" => a.steady = false,
+            "--storm" => a.storm = num(&flag, value()),
             "--baseline" => a.baseline = true,
             // Repeatable, one property each (never split on commas), like the binaries' -X.
             "--kafka" => {
@@ -188,104 +202,207 @@ async fn purge(prefix: &str) {
     }
 }
 
+/// The end state against the oracle: every entity's version guard at its last version.
+async fn check_guards(prefix: &str, oracle: &DrainOracle) -> String {
+    let Ok(layout) = KeyLayout::new(prefix) else {
+        return "bad prefix".to_owned();
+    };
+    let Ok(client) = redis::Client::open(syncline_testkit::redis_url()) else {
+        return "cannot open redis".to_owned();
+    };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return "cannot connect to redis".to_owned();
+    };
+    let entries: Vec<(&String, i64)> = oracle.last.iter().map(|(k, (v, _))| (k, *v)).collect();
+    let mut wrong = 0usize;
+    for chunk in entries.chunks(10_000) {
+        let mut pipe = redis::pipe();
+        for (id, _) in chunk {
+            pipe.get(layout.guard_key("product", id));
+        }
+        let got: Vec<Option<i64>> = match pipe.query_async(&mut conn).await {
+            Ok(g) => g,
+            Err(e) => return format!("guard read failed: {e}"),
+        };
+        wrong += chunk
+            .iter()
+            .zip(got)
+            .filter(|((_, v), g)| *g != Some(*v))
+            .count();
+    }
+    if wrong == 0 {
+        format!("ok: {} guards at their last version", entries.len())
+    } else {
+        format!("DIFFERS: {wrong} of {} guards", entries.len())
+    }
+}
+
+/// Drain of one topic per kind of producer (see `syncline_testkit::drain`), in each mode,
+/// each beside the bare reader's ceiling of the same topic, measured in the same run.
 async fn drain(a: &Args, brokers: &str) -> Table {
-    let topic = unique_name("redis-bench-drain");
+    let spec = DrainSpec {
+        events: a.events as usize,
+        keys: a.keys as usize,
+        doc_bytes: a.doc_bytes,
+        delete_ratio: 0.1,
+    };
+    let name = unique_name("redis-bench-drain");
+    let publishers = both_publishers().unwrap_or_else(|e| usage(&format!("publishers: {e}")));
+    let (topics, oracle) = fill_topics(&spec, brokers, &name, publishers)
+        .await
+        .unwrap_or_else(|e| usage(&format!("fill topics: {e}")));
+    let broker_pid = broker_port(brokers).and_then(pid_listening_on);
+    let redis_pid = syncline_testkit::redis_url()
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.trim_end_matches('/').parse().ok())
+        .and_then(pid_listening_on);
+    let mut table = Table::new(&DrainFigures::HEADER);
+    let mut publishing = Table::new(&["publisher", "events/s", "CPU s", "peak RSS MiB"]);
+    for topic in &topics {
+        publishing.row(&[
+            topic.publisher.label().to_owned(),
+            format!("{:.0}", topic.records as f64 / topic.publish.seconds),
+            format!("{:.1}", topic.publish.stats.cpu_seconds),
+            format!("{:.1}", topic.publish.stats.peak_rss_mib()),
+        ]);
+        let ceiling = ceiling(brokers, &topic.topic)
+            .await
+            .unwrap_or_else(|e| usage(&format!("bare reader: {e}")));
+        for mode in &a.modes {
+            let group = unique_name("redis-bench-group");
+            let prefix = format!("{}:", unique_name("bench"));
+            let watch = CpuWatch::start(&[("broker", broker_pid), ("store", redis_pid)]);
+            let spawned = Instant::now();
+            let mut inv = spawn(a, brokers, &topic.topic, &group, &prefix, mode, &[]);
+            let run = watch_drain(
+                brokers,
+                &group,
+                &topic.topic,
+                topic.records,
+                &inv.child,
+                spawned,
+                Duration::from_secs(3600),
+            )
+            .await
+            .unwrap_or_else(|e| usage(&format!("drain: {e}")));
+            let others = watch.stop();
+            let pipelines = scrape(inv.port, "syncline_redis_pipelines_total");
+            eprintln!(
+                "[bench] {} / {mode}: {pipelines:.0} pipelines",
+                topic.publisher.label()
+            );
+            inv.child.kill();
+            let end_state = check_guards(&prefix, &oracle).await;
+            purge(&prefix).await;
+            table.row(
+                &DrainFigures {
+                    written_by: topic.publisher.label().to_owned(),
+                    consumer: format!("syncline-redis-invalidator ({mode})"),
+                    records: topic.records,
+                    ceiling,
+                    run,
+                    others,
+                    end_state,
+                }
+                .row(),
+            );
+        }
+    }
+    for topic in &topics {
+        delete_topics(brokers, &[&topic.topic, &format!("{}.dlq", topic.topic)]).await;
+    }
+    println!(
+        "\n### Publishing the drain workload (load {})\n\n{publishing}",
+        load_average()
+    );
+    table
+}
+
+/// A poison storm: every record of the topic is garbage (no Avro single-object header), so
+/// every one is dead-lettered. Reports dead letters per second from process start, CPU,
+/// and how much the invalidator logged.
+async fn storm(a: &Args, brokers: &str) -> Table {
+    let topic = unique_name("redis-bench-storm");
     create_topic(brokers, &topic, a.partitions)
         .await
         .unwrap_or_else(|e| usage(&format!("topic: {e}")));
-    eprintln!("publishing {} events ...", a.events);
-    let limits = Limits::default();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-    let mut version = 0i64;
-    let chunk = 100_000u64;
-    let mut left = a.events;
+    create_topic(brokers, &format!("{topic}.dlq"), a.partitions)
+        .await
+        .unwrap_or_else(|e| usage(&format!("dlq topic: {e}")));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+    let mut left = a.storm;
     while left > 0 {
-        let n = left.min(chunk);
-        let mut records = Vec::with_capacity(n as usize);
-        for _ in 0..n {
-            version += 1;
-            let e = event(&mut rng, a.keys, version, a.doc_bytes);
-            let bytes = syncline_event::encode(&e, &limits)
-                .unwrap_or_else(|e| usage(&format!("encode: {e}")));
-            records.push((e.key().into_bytes(), bytes));
-        }
+        let n = left.min(100_000);
+        let records: Vec<(Vec<u8>, Vec<u8>)> = (0..n)
+            .map(|i| {
+                let key = format!("product:p{}", rng.random_range(0..a.keys)).into_bytes();
+                let payload: Vec<u8> = (0..200).map(|j| ((i + j) % 251) as u8).collect();
+                (key, payload)
+            })
+            .collect();
         publish_raw(brokers, &topic, records)
             .await
             .unwrap_or_else(|e| usage(&format!("publish: {e}")));
         left -= n;
     }
-    let mut table = Table::new(&[
-        "mode",
-        "events",
-        "seconds",
-        "events/s",
-        "CPU s",
-        "peak RSS MiB",
-        "pipelines",
-        "events/pipeline",
-        "mean pipeline ms",
-        "pipeline time / wall %",
-    ]);
-    for mode in &a.modes {
-        let group = unique_name("redis-bench-group");
-        let prefix = format!("{}:", unique_name("bench"));
-        let mut inv = spawn(a, brokers, &topic, &group, &prefix, mode, &[]);
-        // Clock starts at the first consumed record (group join time is not throughput):
-        // at the last poll that saw none, so the measured time can only be too long.
-        let mut started = None;
-        let wall = Instant::now();
-        let mut before = Instant::now();
-        loop {
-            let poll = if started.is_none() { 20 } else { 100 };
-            tokio::time::sleep(Duration::from_millis(poll)).await;
-            if started.is_none() {
-                if scrape(inv.port, "syncline_consumer_records_consumed_total") > 0.0 {
-                    started = Some(before);
-                } else {
-                    before = Instant::now();
-                    continue;
-                }
-            }
-            if group_caught_up(brokers, &group, &topic).await {
-                break;
-            }
-            if wall.elapsed() > Duration::from_secs(1800) {
-                usage("drain did not finish within 30 minutes");
-            }
-        }
-        let secs = started
-            .map_or(wall.elapsed(), |s| s.elapsed())
-            .as_secs_f64();
-        let stats = ProcessStats::of_pid(inv.child.id()).unwrap_or(ProcessStats {
-            cpu_seconds: 0.0,
-            peak_rss_bytes: 0,
-        });
-        let pipelines = scrape(inv.port, "syncline_redis_pipelines_total");
-        let pipeline_secs = scrape(
-            inv.port,
-            "syncline_redis_pipeline_duration_microseconds_total",
-        ) / 1e6;
-        let events_applied = scrape(inv.port, "syncline_redis_scripts_applied_total")
-            + scrape(inv.port, "syncline_redis_scripts_stale_total");
-        inv.child.kill();
-        purge(&prefix).await;
-        table.row(&[
-            mode.clone(),
-            a.events.to_string(),
-            format!("{secs:.1}"),
-            format!("{:.0}", a.events as f64 / secs),
-            format!("{:.1}", stats.cpu_seconds),
-            format!("{:.1}", stats.peak_rss_mib()),
-            format!("{pipelines:.0}"),
-            format!("{:.0}", events_applied / pipelines.max(1.0)),
-            format!("{:.1}", pipeline_secs * 1000.0 / pipelines.max(1.0)),
-            // Share of wall time with at least one pipeline outstanding would need a gauge;
-            // this is the sum of round trips over wall time (can exceed 100% with overlap).
-            format!("{:.0}", 100.0 * pipeline_secs / secs),
-        ]);
-    }
+    let log = tempfile::NamedTempFile::new().unwrap_or_else(|e| usage(&format!("log file: {e}")));
+    let log_file = log
+        .reopen()
+        .unwrap_or_else(|e| usage(&format!("log file: {e}")));
+    let group = unique_name("redis-bench-storm-g");
+    let prefix = format!("{}:", unique_name("bench"));
+    let spawned = Instant::now();
+    let port = free_port();
+    let child = ChildGuard::spawn(
+        Command::new(env!("CARGO_BIN_EXE_syncline-redis-invalidator"))
+            .env("SYNCLINE_BROKERS", brokers)
+            .env("SYNCLINE_TOPIC", &topic)
+            .env("SYNCLINE_GROUP_ID", &group)
+            .env("SYNCLINE_KAFKA", kafka_props(a))
+            .env("SYNCLINE_METRICS_ADDR", format!("127.0.0.1:{port}"))
+            .env("SYNCLINE_REDIS_URL", syncline_testkit::redis_url())
+            .env("SYNCLINE_REDIS_KEY_PREFIX", &prefix)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(log_file),
+    )
+    .unwrap_or_else(|e| usage(&format!("spawn: {e}")));
+    let run = watch_drain(
+        brokers,
+        &group,
+        &topic,
+        a.storm as i64,
+        &child,
+        spawned,
+        Duration::from_secs(3600),
+    )
+    .await
+    .unwrap_or_else(|e| usage(&format!("storm drain: {e}")));
+    let dead = scrape(port, "syncline_consumer_dead_letters_total");
+    drop(child);
+    let logged = std::fs::read_to_string(log.path()).unwrap_or_default();
     delete_topics(brokers, &[&topic, &format!("{topic}.dlq")]).await;
-    table
+    let mut t = Table::new(&[
+        "poison records",
+        "dead letters (metric)",
+        "dead letters/s (from process start)",
+        "CPU s",
+        "CPU s / M",
+        "peak RSS MiB",
+        "log lines",
+        "log bytes",
+    ]);
+    t.row(&[
+        a.storm.to_string(),
+        format!("{dead:.0}"),
+        format!("{:.0}", a.storm as f64 / run.seconds),
+        format!("{:.1}", run.stats.cpu_seconds),
+        format!("{:.2}", run.stats.cpu_seconds / a.storm as f64 * 1e6),
+        format!("{:.1}", run.stats.peak_rss_mib()),
+        logged.lines().count().to_string(),
+        logged.len().to_string(),
+    ]);
+    t
 }
 
 /// The plain consumer of `--baseline`: reads `topic` in its own group until `stop`, and
@@ -585,6 +702,10 @@ async fn main() {
             a.doc_bytes,
             kafka_props(&a)
         );
+    }
+    if a.storm > 0 {
+        let t = storm(&a, &brokers).await;
+        println!("\n### Poison storm: every record dead-lettered (default log level)\n\n{t}");
     }
     if a.steady {
         let t = steady(&a, &brokers).await;

@@ -214,7 +214,13 @@ pub fn publish(
             break status;
         }
         if let Ok(s) = ProcessStats::of_pid(pid) {
-            stats = Some(s);
+            // An exited, not yet reaped process still shows its CPU time but no longer
+            // its memory figures: keep the highest peak seen.
+            let peak = stats.map_or(0, |p| p.peak_rss_bytes).max(s.peak_rss_bytes);
+            stats = Some(ProcessStats {
+                peak_rss_bytes: peak,
+                ..s
+            });
         }
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -427,7 +433,10 @@ pub async fn watch_drain(
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
         if let Ok(s) = ProcessStats::of_pid(pid) {
-            stats = s;
+            stats = ProcessStats {
+                peak_rss_bytes: stats.peak_rss_bytes.max(s.peak_rss_bytes),
+                ..s
+            };
         }
         let committed: i64 = crate::kafka::committed_offsets(brokers, group, topic)
             .await
@@ -559,4 +568,84 @@ pub fn both_publishers() -> Result<Vec<Publisher>, BenchError> {
         Publisher::AnyProducer { python },
         Publisher::SynclinePublish { binary },
     ])
+}
+
+/// One consumer's drain of one topic, with the ceiling and the host's other processes
+/// measured in the same run.
+#[derive(Debug, Clone)]
+pub struct DrainFigures {
+    /// Which producer wrote the topic.
+    pub written_by: String,
+    /// Which consumer (and mode) drained it.
+    pub consumer: String,
+    /// Records in the topic.
+    pub records: i64,
+    /// The bare reader's run over the same topic.
+    pub ceiling: BareRead,
+    /// The consumer's run.
+    pub run: DrainRun,
+    /// CPU seconds of the broker and the store during the consumer's run.
+    pub others: Vec<(String, f64)>,
+    /// What the end-state check found ("ok: ..." or what differs).
+    pub end_state: String,
+}
+
+impl DrainFigures {
+    /// Column names of [`DrainFigures::row`].
+    pub const HEADER: [&'static str; 11] = [
+        "topic written by",
+        "consumer",
+        "events",
+        "ceiling: bare reader rec/s",
+        "events/s (from process start)",
+        "ratio to ceiling",
+        "consumer CPU s / M events",
+        "broker CPU s / M",
+        "store CPU s / M",
+        "consumer peak RSS MiB",
+        "end state",
+    ];
+
+    /// The figures as one table row.
+    pub fn row(&self) -> Vec<String> {
+        let n = self.records as f64;
+        let rate = n / self.run.seconds.max(1e-9);
+        let per_m = |cpu: f64| format!("{:.2}", cpu / n * 1e6);
+        let other = |label: &str| {
+            self.others
+                .iter()
+                .find(|(l, _)| l == label)
+                .map_or_else(|| "-".to_owned(), |(_, cpu)| per_m(*cpu))
+        };
+        vec![
+            self.written_by.clone(),
+            self.consumer.clone(),
+            self.records.to_string(),
+            format!("{:.0}", self.ceiling.rate()),
+            format!("{rate:.0}"),
+            format!("{:.2}", rate / self.ceiling.rate()),
+            per_m(self.run.stats.cpu_seconds),
+            other("broker"),
+            other("store"),
+            format!("{:.1}", self.run.stats.peak_rss_mib()),
+            self.end_state.clone(),
+        ]
+    }
+}
+
+/// The port of the first broker in a bootstrap list, for [`pid_listening_on`].
+pub fn broker_port(brokers: &str) -> Option<u16> {
+    brokers
+        .split(',')
+        .next()
+        .and_then(|b| b.rsplit_once(':'))
+        .and_then(|(_, p)| p.parse().ok())
+}
+
+/// [`bare_read`] on a blocking thread, with default settings.
+pub async fn ceiling(brokers: &str, topic: &str) -> Result<BareRead, BenchError> {
+    let (b, t) = (brokers.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || bare_read(&b, &t, &[]))
+        .await
+        .map_err(|e| BenchError::Timeout(format!("bare reader task: {e}")))?
 }

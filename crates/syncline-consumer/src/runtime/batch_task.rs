@@ -9,7 +9,7 @@ use syncline_event::{ChangeEvent, Limits};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::{Batch, Group, RecordRef};
+use crate::batch::{Batch, BatchPool, Group, RecordRef};
 use crate::dlq::{DeadLetter, DlqError, DlqWriter};
 use crate::metrics::Metrics;
 use crate::offsets::Shared;
@@ -59,6 +59,8 @@ pub(super) struct Work<S> {
     pub(super) abandon: CancellationToken,
     /// To the driver: which partitions to hold, which batch finished.
     pub(super) ctrl: mpsc::UnboundedSender<Control>,
+    /// Where finished batches go back for reuse by the driver.
+    pub(super) pool: BatchPool,
 }
 
 /// One batch, start to finish: decode, dead-letter rejects, coalesce, apply, retry,
@@ -80,6 +82,7 @@ pub(super) async fn process<S: Sink>(
     if finished.is_ok() {
         work.metrics.events_done(batch.timestamps(), now_ms());
     }
+    work.pool.give(batch);
     drop(permit);
     let _ = work.ctrl.send(Control::Finished { batch: id });
 }

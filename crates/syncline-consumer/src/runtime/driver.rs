@@ -320,7 +320,8 @@ impl<'a, S: Sink> Driver<'a, S> {
             return;
         };
         self.stalled_since = None;
-        let mut batch = std::mem::take(&mut self.building);
+        let fresh = self.work.pool.take();
+        let mut batch = std::mem::replace(&mut self.building, fresh);
         let mut redelivered: Vec<(i32, i64, i64)> = Vec::new();
         {
             // Register in delivery order; records of revoked assignments (and

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use batch_task::RETRIES_EXHAUSTED;
 
+use crate::batch::BatchPool;
 use crate::config::{ConfigError, RuntimeConfig};
 use crate::dlq::DlqWriter;
 use crate::metrics::Metrics;
@@ -147,6 +148,11 @@ pub async fn run_with_metrics<S: Sink>(
         max_attempts: config.retry_max_attempts,
         abandon: abandon.clone(),
         ctrl: ctrl_tx,
+        // Batches in flight plus the one being built; buffers up to twice a full batch.
+        pool: BatchPool::new(
+            config.max_in_flight_batches + 1,
+            config.batch_max_bytes.saturating_mul(2),
+        ),
     });
     let mut driver = driver::Driver::new(&config, work.clone(), shared.clone(), ctrl_rx);
 
