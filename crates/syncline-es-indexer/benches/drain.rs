@@ -42,7 +42,7 @@ use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 use syncline_event::{ChangeEvent, Limits, Op};
 use syncline_testkit::drain::{
-    both_publishers, broker_port, ceiling, fill_topics, load_average, pid_listening_on,
+    both_publishers, broker_port, ceiling, env_or, fill_topics, load_average, pid_listening_on,
     watch_drain, CpuWatch, DrainFigures, DrainSpec,
 };
 use syncline_testkit::{
@@ -50,13 +50,6 @@ use syncline_testkit::{
     metric_sums, publish_one_per_partition, release_binary, scrape_metrics, unique_name,
     ChildGuard, ProcessStats, Table,
 };
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(default)
-}
 
 /// The dev server as its own process (so its CPU is not counted as the indexer's).
 fn start_devserver() -> anyhow::Result<(String, Option<ChildGuard>)> {
