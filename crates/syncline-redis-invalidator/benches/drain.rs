@@ -378,7 +378,7 @@ async fn storm(a: &Args, brokers: &str) -> Table {
     )
     .await
     .unwrap_or_else(|e| usage(&format!("storm drain: {e}")));
-    let dead = scrape(port, "syncline_consumer_dead_letters_total");
+    let dead = scrape(port, "syncline_dead_letters_total");
     drop(child);
     let logged = std::fs::read_to_string(log.path()).unwrap_or_default();
     delete_topics(brokers, &[&topic, &format!("{topic}.dlq")]).await;
