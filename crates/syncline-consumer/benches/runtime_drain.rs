@@ -21,11 +21,11 @@ use syncline_consumer::runtime::consumer_config;
 use syncline_consumer::{run_with_metrics, Metrics, Outcome, Sink};
 use syncline_event::ChangeEvent;
 use syncline_testkit::drain::{
-    bare_read, both_publishers, fill_topics, load_average, pid_listening_on, CpuWatch, DrainSpec,
-    FilledTopic,
+    bare_read, both_publishers, ceiling, fill_topics, load_average, pid_listening_on, CpuWatch,
+    DrainSpec, FilledTopic,
 };
 use syncline_testkit::{
-    delete_topics, kafka_brokers, unique_name, wait_until, ProcessStats, Table,
+    delete_topics, end_offsets, kafka_brokers, unique_name, wait_until, ProcessStats, Table,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -181,11 +181,8 @@ async fn main() {
             format!("{:.1}", t.publish.stats.cpu_seconds),
             format!("{:.1}", t.publish.stats.peak_rss_mib()),
         ]);
-        let (b, topic) = (brokers.clone(), t.topic.clone());
-        let ceiling = tokio::task::spawn_blocking(move || bare_read(&b, &topic, &[]))
-            .await
-            .expect("task")
-            .expect("bare read");
+        let ceiling = ceiling(&brokers, &t.topic).await.expect("bare read");
+        let ends = end_offsets(&brokers, &t.topic).await.expect("end offsets");
         let (b, topic) = (brokers.clone(), t.topic.clone());
         let props: Vec<(String, String)> = fetch_props
             .iter()
@@ -196,7 +193,7 @@ async fn main() {
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
-            bare_read(&b, &topic, &p)
+            bare_read(&b, &topic, &ends, &p)
         })
         .await
         .expect("task")

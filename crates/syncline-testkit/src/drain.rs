@@ -262,12 +262,14 @@ impl BareRead {
 }
 
 /// The ceiling: a bare librdkafka reader (no group, no decode, no commit) of every
-/// partition of `topic` from the beginning to the end offsets captured at its start, with
+/// partition of `topic` from the beginning to `ends` (per partition, as
+/// [`crate::kafka::end_offsets`] gives them), with
 /// librdkafka's default settings plus `props`. Timed from client creation, the way the
 /// consumers are timed from process start.
 pub fn bare_read(
     brokers: &str,
     topic: &str,
+    ends: &[i64],
     props: &[(&str, &str)],
 ) -> Result<BareRead, BenchError> {
     let started = Instant::now();
@@ -280,20 +282,15 @@ pub fn bare_read(
         cc.set(*k, *v);
     }
     let consumer: BaseConsumer = cc.create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(30))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+    // The end offsets come from the caller (`syncline_kafka::end_offsets`, from fetch
+    // responses): Tansu answers the watermark query (ListOffsets) wrongly.
+    let mut ends: HashMap<i32, i64> = (0i32..)
+        .zip(ends.iter().copied())
+        .filter(|(_, end)| *end > 0)
         .collect();
-    let mut ends = HashMap::new();
     let mut tpl = TopicPartitionList::new();
-    for &p in &partitions {
-        let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(30))?;
-        if high > 0 {
-            ends.insert(p, high);
-            tpl.add_partition_offset(topic, p, Offset::Beginning)?;
-        }
+    for &p in ends.keys() {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
     }
     consumer.assign(&tpl)?;
     let mut records = 0u64;
@@ -644,8 +641,11 @@ pub fn broker_port(brokers: &str) -> Option<u16> {
 
 /// [`bare_read`] on a blocking thread, with default settings.
 pub async fn ceiling(brokers: &str, topic: &str) -> Result<BareRead, BenchError> {
+    let ends = crate::kafka::end_offsets(brokers, topic)
+        .await
+        .map_err(|e| BenchError::Timeout(format!("end offsets of {topic}: {e}")))?;
     let (b, t) = (brokers.to_owned(), topic.to_owned());
-    tokio::task::spawn_blocking(move || bare_read(&b, &t, &[]))
+    tokio::task::spawn_blocking(move || bare_read(&b, &t, &ends, &[]))
         .await
         .map_err(|e| BenchError::Timeout(format!("bare reader task: {e}")))?
 }
