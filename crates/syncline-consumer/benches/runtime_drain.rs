@@ -21,12 +21,10 @@ use syncline_consumer::runtime::consumer_config;
 use syncline_consumer::{run_with_metrics, Metrics, Outcome, Sink};
 use syncline_event::ChangeEvent;
 use syncline_testkit::drain::{
-    bare_read, both_publishers, ceiling, fill_topics, load_average, pid_listening_on, CpuWatch,
-    DrainSpec, FilledTopic,
+    bare_read, both_publishers, ceiling, delete_filled, fill_topics, load_average,
+    pid_listening_on, publishing_table, CpuWatch, DrainSpec, FilledTopic,
 };
-use syncline_testkit::{
-    delete_topics, end_offsets, kafka_brokers, unique_name, wait_until, ProcessStats, Table,
-};
+use syncline_testkit::{end_offsets, kafka_brokers, unique_name, wait_until, ProcessStats, Table};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Default)]
@@ -161,7 +159,6 @@ async fn main() {
         .filter_map(|k| runtime_props.get(k).map(|v| (*k, v)))
         .collect();
 
-    let mut publish = Table::new(&["publisher", "events", "events/s", "CPU s", "peak RSS MiB"]);
     let mut drain = Table::new(&[
         "topic written by",
         "bare reader, defaults (ceiling) rec/s",
@@ -174,13 +171,6 @@ async fn main() {
     ]);
     for t in &topics {
         let n = t.records as f64;
-        publish.row(&[
-            t.publisher.label().to_owned(),
-            t.records.to_string(),
-            format!("{:.0}", n / t.publish.seconds),
-            format!("{:.1}", t.publish.stats.cpu_seconds),
-            format!("{:.1}", t.publish.stats.peak_rss_mib()),
-        ]);
         let ceiling = ceiling(&brokers, &t.topic).await.expect("bare read");
         let ends = end_offsets(&brokers, &t.topic).await.expect("end offsets");
         let (b, topic) = (brokers.clone(), t.topic.clone());
@@ -213,9 +203,7 @@ async fn main() {
             format!("{:.2}", broker_cpu / n * 1e6),
         ]);
     }
-    for t in &topics {
-        delete_topics(&brokers, &[&t.topic, &format!("{}.dlq", t.topic)]).await;
-    }
+    delete_filled(&brokers, &topics).await;
     println!(
         "\nruntime_drain: {} events over {} keys, {} B documents, {:.0}% deletes; load {}",
         spec.events,
@@ -225,6 +213,9 @@ async fn main() {
         load_average()
     );
     println!("runtime fetch settings: {fetch_props:?}\n");
-    println!("Publishing (the same JSON Lines file)\n\n{publish}");
+    println!(
+        "Publishing (the same JSON Lines file)\n\n{}",
+        publishing_table(&topics)
+    );
     println!("Drain (counting sink)\n\n{drain}");
 }

@@ -42,13 +42,13 @@ use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 use syncline_event::{ChangeEvent, Limits, Op};
 use syncline_testkit::drain::{
-    both_publishers, broker_port, ceiling, env_or, fill_topics, load_average, pid_listening_on,
-    watch_drain, CpuWatch, DrainFigures, DrainSpec,
+    both_publishers, broker_port, ceiling, delete_filled, env_or, fill_topics, load_average,
+    pid_listening_on, publishing_table, watch_drain, CpuWatch, DrainFigures, DrainSpec,
 };
 use syncline_testkit::{
-    create_topic_with_dlq, delete_topics, free_port, group_caught_up, histogram_quantile,
-    metric_sums, publish_one_per_partition, release_binary, scrape_metrics, unique_name,
-    ChildGuard, ProcessStats, Table,
+    create_topic_with_dlq, free_port, group_caught_up, histogram_quantile, metric_sums,
+    publish_one_per_partition, release_binary, scrape_metrics, unique_name, ChildGuard,
+    ProcessStats, Table,
 };
 
 /// The dev server as its own process (so its CPU is not counted as the indexer's).
@@ -150,14 +150,7 @@ async fn drain(brokers: &str, es_url: &str, devserver_pid: Option<u32>) -> anyho
     let (topics, oracle) = fill_topics(&spec, brokers, &name, both_publishers()?).await?;
     let broker_pid = broker_port(brokers).and_then(pid_listening_on);
     let mut t = Table::new(&DrainFigures::HEADER);
-    let mut publishing = Table::new(&["publisher", "events/s", "CPU s", "peak RSS MiB"]);
     for (i, topic) in topics.iter().enumerate() {
-        publishing.row(&[
-            topic.publisher.label().to_owned(),
-            format!("{:.0}", topic.records as f64 / topic.publish.seconds),
-            format!("{:.1}", topic.publish.stats.cpu_seconds),
-            format!("{:.1}", topic.publish.stats.peak_rss_mib()),
-        ]);
         let ceiling = ceiling(brokers, &topic.topic).await?;
         let group = format!("{name}-group-{i}");
         let prefix = format!("{name}-{i}-");
@@ -209,12 +202,11 @@ async fn drain(brokers: &str, es_url: &str, devserver_pid: Option<u32>) -> anyho
     }
     // A steady run after this one must not share the broker with a million leftover
     // records.
-    for topic in &topics {
-        delete_topics(brokers, &[&topic.topic, &format!("{}.dlq", topic.topic)]).await;
-    }
+    delete_filled(brokers, &topics).await;
     println!(
-        "\n### publishing the drain workload (load {})\n\n{publishing}",
-        load_average()
+        "\n### publishing the drain workload (load {})\n\n{}",
+        load_average(),
+        publishing_table(&topics)
     );
     Ok(t)
 }

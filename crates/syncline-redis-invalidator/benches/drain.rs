@@ -49,8 +49,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use syncline_cache::KeyLayout;
 use syncline_event::{ChangeEvent, Limits, Op};
 use syncline_testkit::drain::{
-    both_publishers, broker_port, ceiling, fill_topics, load_average, pid_listening_on,
-    watch_drain, CpuWatch, DrainFigures, DrainOracle, DrainSpec,
+    both_publishers, broker_port, ceiling, delete_filled, fill_topics, load_average,
+    pid_listening_on, publishing_table, watch_drain, CpuWatch, DrainFigures, DrainOracle,
+    DrainSpec,
 };
 use syncline_testkit::{
     create_topic, delete_topics, free_port, group_caught_up, histogram_quantile, metric_sum,
@@ -257,14 +258,7 @@ async fn drain(a: &Args, brokers: &str) -> Table {
         .and_then(|(_, p)| p.trim_end_matches('/').parse().ok())
         .and_then(pid_listening_on);
     let mut table = Table::new(&DrainFigures::HEADER);
-    let mut publishing = Table::new(&["publisher", "events/s", "CPU s", "peak RSS MiB"]);
     for topic in &topics {
-        publishing.row(&[
-            topic.publisher.label().to_owned(),
-            format!("{:.0}", topic.records as f64 / topic.publish.seconds),
-            format!("{:.1}", topic.publish.stats.cpu_seconds),
-            format!("{:.1}", topic.publish.stats.peak_rss_mib()),
-        ]);
         let ceiling = ceiling(brokers, &topic.topic)
             .await
             .unwrap_or_else(|e| usage(&format!("bare reader: {e}")));
@@ -308,12 +302,11 @@ async fn drain(a: &Args, brokers: &str) -> Table {
             );
         }
     }
-    for topic in &topics {
-        delete_topics(brokers, &[&topic.topic, &format!("{}.dlq", topic.topic)]).await;
-    }
+    delete_filled(brokers, &topics).await;
     println!(
-        "\n### Publishing the drain workload (load {})\n\n{publishing}",
-        load_average()
+        "\n### Publishing the drain workload (load {})\n\n{}",
+        load_average(),
+        publishing_table(&topics)
     );
     table
 }

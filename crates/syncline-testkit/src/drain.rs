@@ -649,3 +649,30 @@ pub async fn ceiling(brokers: &str, topic: &str) -> Result<BareRead, BenchError>
         .await
         .map_err(|e| BenchError::Timeout(format!("bare reader task: {e}")))?
 }
+
+/// How each topic's publisher did: events/s, CPU seconds and peak RSS of the fill.
+pub fn publishing_table(topics: &[FilledTopic]) -> crate::measure::Table {
+    let mut t =
+        crate::measure::Table::new(&["publisher", "events", "events/s", "CPU s", "peak RSS MiB"]);
+    for topic in topics {
+        t.row(&[
+            topic.publisher.label().to_owned(),
+            topic.records.to_string(),
+            format!(
+                "{:.0}",
+                topic.records as f64 / topic.publish.seconds.max(1e-9)
+            ),
+            format!("{:.1}", topic.publish.stats.cpu_seconds),
+            format!("{:.1}", topic.publish.stats.peak_rss_mib()),
+        ]);
+    }
+    t
+}
+
+/// Delete every filled topic with its dead-letter topic, best effort.
+pub async fn delete_filled(brokers: &str, topics: &[FilledTopic]) {
+    for topic in topics {
+        crate::kafka::delete_topics(brokers, &[&topic.topic, &format!("{}.dlq", topic.topic)])
+            .await;
+    }
+}
