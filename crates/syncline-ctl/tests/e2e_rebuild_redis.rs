@@ -258,6 +258,37 @@ struct ReadStats {
     violations: Mutex<Vec<String>>,
 }
 
+/// After a refresh rebuild under live traffic: no read got a generation-0 entry after the
+/// switch (and some reads hit), the new generation is the topic's state (every entity at
+/// its last version, no ghost), and nothing is left in generation 0.
+async fn assert_refreshed_after_switch(
+    s: &Setup,
+    stats: &ReadStats,
+    db: &Db,
+    conn: &mut ConnectionManager,
+) {
+    let violations = stats.violations.lock().expect("violations").clone();
+    assert!(
+        violations.is_empty(),
+        "{} reads returned a generation-0 entry after the switch, first: {:#?}",
+        violations.len(),
+        &violations[..violations.len().min(5)]
+    );
+    assert!(stats.hits_after_switch.load(Ordering::Relaxed) > 0);
+    let cache = Cache::new(conn.clone(), s.layout.clone(), Ttls::default());
+    let db = db.lock().expect("db").clone();
+    for (id, v) in &db {
+        let e = cache.get(TYPE, id).await.expect("get");
+        let want = format!("{{\"id\":\"{id}\",\"v\":{v}}}");
+        assert_eq!(e.map(|e| (e.version, e.document)), Some((*v, want)), "{id}");
+    }
+    for i in 0..200 {
+        let ghost = cache.get(TYPE, &format!("ghost-{i}")).await.expect("get");
+        assert_eq!(ghost, None);
+    }
+    assert!(generation_keys(conn, &s.layout, 0).await.is_empty());
+}
+
 /// The test's generation-switch oracle shared with the readers: when the command was
 /// launched (before its switch) and when the test saw the switch (after it), in ms.
 #[derive(Default)]
@@ -650,27 +681,7 @@ async fn refresh_warms_the_next_generation_before_switching_to_it() {
         readers,
     )
     .await;
-    let violations = stats.violations.lock().expect("violations").clone();
-    assert!(
-        violations.is_empty(),
-        "{} reads returned a generation-0 entry after the switch, first: {:#?}",
-        violations.len(),
-        &violations[..violations.len().min(5)]
-    );
-    assert!(stats.hits_after_switch.load(Ordering::Relaxed) > 0);
-    // The new generation is the topic's state: every entity at its last version.
-    let cache = Cache::new(conn.clone(), s.layout.clone(), Ttls::default());
-    let db = db.lock().expect("db").clone();
-    for (id, v) in &db {
-        let e = cache.get(TYPE, id).await.expect("get");
-        let want = format!("{{\"id\":\"{id}\",\"v\":{v}}}");
-        assert_eq!(e.map(|e| (e.version, e.document)), Some((*v, want)), "{id}");
-    }
-    for i in 0..200 {
-        let ghost = cache.get(TYPE, &format!("ghost-{i}")).await.expect("get");
-        assert_eq!(ghost, None);
-    }
-    assert!(generation_keys(&mut conn, &s.layout, 0).await.is_empty());
+    assert_refreshed_after_switch(&s, &stats, &db, &mut conn).await;
     eprintln!(
         "published {published}, reads {}, hits after the switch {}",
         stats.reads.load(Ordering::Relaxed),
@@ -879,26 +890,7 @@ async fn refresh_rebuild_killed_while_warming_converges_on_rerun() {
         readers,
     )
     .await;
-    let violations = stats.violations.lock().expect("violations").clone();
-    assert!(
-        violations.is_empty(),
-        "{} reads returned a generation-0 entry after the switch, first: {:#?}",
-        violations.len(),
-        &violations[..violations.len().min(5)]
-    );
-    assert!(stats.hits_after_switch.load(Ordering::Relaxed) > 0);
-    let cache = Cache::new(conn.clone(), s.layout.clone(), Ttls::default());
-    let db = db.lock().expect("db").clone();
-    for (id, v) in &db {
-        let e = cache.get(TYPE, id).await.expect("get");
-        let want = format!("{{\"id\":\"{id}\",\"v\":{v}}}");
-        assert_eq!(e.map(|e| (e.version, e.document)), Some((*v, want)), "{id}");
-    }
-    for i in 0..200 {
-        let ghost = cache.get(TYPE, &format!("ghost-{i}")).await.expect("get");
-        assert_eq!(ghost, None);
-    }
-    assert!(generation_keys(&mut conn, &s.layout, 0).await.is_empty());
+    assert_refreshed_after_switch(&s, &stats, &db, &mut conn).await;
     let exists: bool = conn.exists(&state_key).await.expect("EXISTS");
     assert!(!exists, "the rebuild state must be gone after success");
     let _ = syncline_cache::admin::purge_prefix(&mut conn, &s.layout).await;
