@@ -55,6 +55,8 @@ pub struct BulkItem<'a> {
     pub update: Option<Value>,
     /// 1-based line number of the action line.
     pub line: usize,
+    /// `dynamic_templates`: the template (by name) for a new field at a path.
+    pub dynamic_templates: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Defaults from the URL (`/{index}/_bulk?routing=..&require_alias=..&pipeline=..`).
@@ -216,6 +218,7 @@ pub fn parse_bulk<'a>(data: &'a [u8], defaults: &BulkDefaults) -> EsResult<Vec<B
             source: None,
             update: None,
             line,
+            dynamic_templates: None,
         };
         let mut op_type: Option<String> = None;
         match params {
@@ -258,7 +261,29 @@ pub fn parse_bulk<'a>(data: &'a [u8], defaults: &BulkDefaults) -> EsResult<Vec<B
                         "require_data_stream" | "list_executed_pipelines" => {
                             bool_of(val)?;
                         }
-                        "_source" | "dynamic_templates" => {}
+                        "dynamic_templates" => {
+                            let Value::Object(m) = val else {
+                                return Err(malformed(
+                                    line,
+                                    format!(
+                                        "expected a map for field [{k}] but found [{}]",
+                                        crate::json::token_name(val)
+                                    ),
+                                ));
+                            };
+                            let mut named = std::collections::BTreeMap::new();
+                            for (path, name) in m {
+                                let Value::String(name) = name else {
+                                    return Err(malformed(
+                                        line,
+                                        format!("expected a string for the template of [{path}] in [{k}]"),
+                                    ));
+                                };
+                                named.insert(path.clone(), name.clone());
+                            }
+                            item.dynamic_templates = Some(named);
+                        }
+                        "_source" => {}
                         other => {
                             return Err(EsError::illegal_argument(format!(
                             "Action/metadata line [{line}] contains an unknown parameter [{other}]"

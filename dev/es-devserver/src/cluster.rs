@@ -384,6 +384,8 @@ pub struct Cluster {
     pub uuid: String,
     /// `cluster_name`.
     pub name: String,
+    /// Cluster settings (`PUT /_cluster/settings`).
+    pub settings: parking_lot::RwLock<crate::cluster_settings::Store>,
 }
 
 impl Cluster {
@@ -393,6 +395,7 @@ impl Cluster {
             meta: parking_lot::RwLock::new(Metadata::default()),
             uuid: crate::util::random_uuid(),
             name: name.to_string(),
+            settings: parking_lot::RwLock::new(crate::cluster_settings::Store::default()),
         }
     }
 }

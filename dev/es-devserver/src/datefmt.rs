@@ -179,6 +179,26 @@ fn compile(p: &str) -> Result<Vec<Tok>, String> {
     Ok(stack.pop().unwrap_or_default())
 }
 
+/// What round-up parsing adds to an ISO date for the time units it leaves out: the rest of
+/// the day after a bare date, of the hour after `THH`, of the minute after `THH:mm`, of the
+/// second after `THH:mm:ss` (a written fraction is exact).
+fn iso_round_up(s: &str) -> i64 {
+    let Some(time) = s.get(10..).filter(|t| !t.is_empty()) else {
+        return 86_399_999;
+    };
+    let time = time.get(1..).unwrap_or_default();
+    let end = time.find(['Z', '+', '-']).unwrap_or(time.len());
+    let clock = time.get(..end).unwrap_or_default();
+    if clock.contains(['.', ',']) {
+        return 0;
+    }
+    match clock.matches(':').count() {
+        0 => 3_599_999,
+        1 => 59_999,
+        _ => 999,
+    }
+}
+
 impl DateFormat {
     /// Parses a mapping's `format` (`name||pattern||...`).
     pub fn new(text: &str) -> Result<DateFormat, String> {
@@ -230,6 +250,7 @@ impl DateFormat {
 
     fn parse_with(&self, s: &str, round_up: bool) -> Option<i64> {
         self.alts.iter().find_map(|a| match a {
+            Alt::Iso if round_up => parse_date(s).map(|ms| ms + iso_round_up(s)),
             Alt::Iso => parse_date(s),
             Alt::EpochMillis => parse_epoch(s, 1),
             Alt::EpochSecond => parse_epoch(s, 1000),

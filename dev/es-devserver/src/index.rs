@@ -11,7 +11,7 @@ use parking_lot::RwLock;
 use serde_json::Value;
 
 use crate::error::{EsError, EsResult};
-use crate::mapping::{check_source, DynamicUpdate, Mapping};
+use crate::mapping::{check_source_with, DynamicUpdate, Mapping};
 use crate::settings::Effective;
 
 /// A stored document version.
@@ -281,6 +281,9 @@ pub struct IndexData {
     visible_count: u64,
     gc_deletes: Duration,
     refresh_interval: Option<Duration>,
+    /// The index settings that change document checking (kept here for re-checks under
+    /// the lock).
+    check_opts: crate::field_checks::CheckOpts,
 }
 
 /// An index.
@@ -309,6 +312,11 @@ pub struct Prepared {
     pub updates: Vec<DynamicUpdate>,
     /// The mapping generation the check ran against.
     pub mapping_gen: u64,
+    /// The document's `dynamic_templates` (bulk items), for a check again under the lock.
+    pub named: Option<Arc<BTreeMap<String, String>>>,
+    /// The check failed against a mapping that earlier items of the same bulk request
+    /// are about to extend: check again under the lock, against their mapping.
+    pub recheck: bool,
 }
 
 /// A single write to apply under the index lock.
@@ -348,6 +356,7 @@ impl Index {
             visible_count: 0,
             gc_deletes: eff.gc_deletes,
             refresh_interval: eff.refresh_interval,
+            check_opts: eff.check,
         };
         Index {
             name: name.to_string(),
@@ -385,15 +394,17 @@ impl Index {
 
     /// Checks a source against the current mapping without holding the index lock.
     pub fn prepare(&self, source: &[u8], id: &str) -> EsResult<Prepared> {
-        let (mapping, mapping_gen) = {
+        let (mapping, mapping_gen, opts) = {
             let d = self.data.read();
-            (d.mapping.clone(), d.mapping_gen)
+            (d.mapping.clone(), d.mapping_gen, d.check_opts)
         };
-        let updates = check_source(&mapping, source, id)?;
+        let updates = check_source_with(&mapping, &opts, None, source, id)?;
         self.meta.read().eff.doc_limits.check(&mapping, source)?;
         Ok(Prepared {
             updates,
             mapping_gen,
+            named: None,
+            recheck: false,
         })
     }
 
@@ -419,6 +430,7 @@ impl Index {
         let mut d = self.data.write();
         d.gc_deletes = eff.gc_deletes;
         d.refresh_interval = eff.refresh_interval;
+        d.check_opts = eff.check;
     }
 
     /// Refreshes if the refresh interval has passed since the first unrefreshed write
@@ -450,6 +462,11 @@ impl IndexData {
     /// The mapping.
     pub fn mapping(&self) -> &Arc<Mapping> {
         &self.mapping
+    }
+
+    /// The index settings that change document checking.
+    pub fn check_opts(&self) -> &crate::field_checks::CheckOpts {
+        &self.check_opts
     }
 
     /// Replaces the mapping (after a successful merge).
@@ -680,12 +697,18 @@ impl IndexData {
             WriteOp::Index {
                 source, prepared, ..
             } => {
-                if !prepared.updates.is_empty() {
-                    let updates = if prepared.mapping_gen == self.mapping_gen {
+                if !prepared.updates.is_empty() || prepared.recheck {
+                    let updates = if prepared.mapping_gen == self.mapping_gen && !prepared.recheck {
                         prepared.updates
                     } else {
                         // The mapping changed since the check: check again against it.
-                        check_source(&self.mapping, source.as_bytes(), id)?
+                        check_source_with(
+                            &self.mapping,
+                            &self.check_opts,
+                            prepared.named.as_deref(),
+                            source.as_bytes(),
+                            id,
+                        )?
                     };
                     if !updates.is_empty() {
                         let mut m = (*self.mapping).clone();
@@ -694,7 +717,13 @@ impl IndexData {
                             Err(_) => {
                                 // A concurrent document mapped a field differently: the
                                 // check against the current mapping reports the conflict.
-                                let again = check_source(&self.mapping, source.as_bytes(), id)?;
+                                let again = check_source_with(
+                                    &self.mapping,
+                                    &self.check_opts,
+                                    prepared.named.as_deref(),
+                                    source.as_bytes(),
+                                    id,
+                                )?;
                                 let mut m = (*self.mapping).clone();
                                 m.apply_updates(&again)?;
                                 self.set_mapping(m);

@@ -9,6 +9,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde_json::{Map, Value};
 
 use crate::error::{EsError, EsResult};
+use crate::field_checks::{self, CheckOpts};
 use crate::names::parse_date;
 
 /// The `dynamic` setting of an object.
@@ -83,6 +84,12 @@ pub enum Kind {
     Boolean,
     /// Date (epoch milliseconds).
     Date,
+    /// `date_nanos` (epoch nanoseconds).
+    DateNanos,
+    /// IP address (matched by its canonical text).
+    Ip,
+    /// A geo point (`geo_bounding_box`, `geo_distance`).
+    GeoPoint,
     /// A type this server stores but does not validate or search (geo, vectors, ...).
     Opaque,
 }
@@ -93,7 +100,8 @@ impl Kind {
             "object" => Kind::Object,
             "nested" => Kind::Nested,
             "text" | "match_only_text" | "search_as_you_type" | "semantic_text" => Kind::Text,
-            "keyword" | "constant_keyword" | "wildcard" | "version" | "ip" => Kind::Keyword,
+            "keyword" | "constant_keyword" | "wildcard" | "version" => Kind::Keyword,
+            "ip" => Kind::Ip,
             "long" => Kind::Long,
             "integer" => Kind::Integer,
             "short" => Kind::Short,
@@ -104,9 +112,10 @@ impl Kind {
             "half_float" => Kind::HalfFloat,
             "scaled_float" => Kind::ScaledFloat,
             "boolean" => Kind::Boolean,
-            "date" | "date_nanos" => Kind::Date,
-            "geo_point"
-            | "geo_shape"
+            "date" => Kind::Date,
+            "date_nanos" => Kind::DateNanos,
+            "geo_point" => Kind::GeoPoint,
+            "geo_shape"
             | "point"
             | "shape"
             | "binary"
@@ -201,6 +210,13 @@ impl Field {
             fields: BTreeMap::new(),
             params: Map::new(),
         }
+    }
+
+    /// `enabled: false` on an object: its content is stored, not parsed or indexed.
+    pub fn is_disabled(&self) -> bool {
+        self.params
+            .get("enabled")
+            .is_some_and(|v| v == &Value::Bool(false) || v == "false")
     }
 
     /// The type name as Elasticsearch reports it.
@@ -400,6 +416,10 @@ pub fn parse_mapping(v: &Value) -> EsResult<Mapping> {
                 mapping.numeric_detection =
                     Some(bool_param(val, "numeric_detection").map_err(wrap)?)
             }
+            "dynamic_templates" => {
+                crate::dyn_templates::parse(Some(val)).map_err(wrap)?;
+                mapping.other.insert(k.clone(), val.clone());
+            }
             other if ROOT_PARAMS.contains(&other) => {
                 mapping.other.insert(k.clone(), val.clone());
             }
@@ -509,13 +529,13 @@ fn parse_field(full: &str, def: &Value) -> EsResult<Field> {
         Kind::Object | Kind::Nested => OBJECT_PARAMS.to_vec(),
         Kind::Text => [COMMON_PARAMS, TEXT_PARAMS, &["type"]].concat(),
         Kind::Keyword => [COMMON_PARAMS, KEYWORD_PARAMS, &["type"]].concat(),
-        Kind::Date => [COMMON_PARAMS, DATE_PARAMS, &["type"]].concat(),
+        Kind::Date | Kind::DateNanos => [COMMON_PARAMS, DATE_PARAMS, &["type"]].concat(),
         Kind::Boolean => [COMMON_PARAMS, &["type"]].concat(),
-        Kind::Opaque => Vec::new(),
+        Kind::Opaque | Kind::GeoPoint => Vec::new(),
         _ => [COMMON_PARAMS, NUMERIC_PARAMS, &["type"]].concat(),
     };
     for (k, v) in m {
-        if kind != Kind::Opaque && !allowed.contains(&k.as_str()) {
+        if !matches!(kind, Kind::Opaque | Kind::GeoPoint) && !allowed.contains(&k.as_str()) {
             return Err(mapper_parsing(format!(
                 "unknown parameter [{k}] on mapper [{full}] of type [{}]",
                 type_name.as_deref().unwrap_or("object")
@@ -563,7 +583,7 @@ fn parse_field(full: &str, def: &Value) -> EsResult<Field> {
             }
         }
     }
-    if kind == Kind::Date {
+    if matches!(kind, Kind::Date | Kind::DateNanos) {
         if let Some(f) = field.params.get("format") {
             let text = f.as_str().map_or_else(|| f.to_string(), str::to_string);
             crate::datefmt::DateFormat::new(&text).map_err(|e| {
@@ -653,7 +673,7 @@ impl Mapping {
                 }
                 props = &mut entry.properties;
             }
-            let new_field = u.kind.field();
+            let new_field = u.field.clone().unwrap_or_else(|| u.kind.field());
             match props.get(last) {
                 Some(existing) => {
                     if existing.kind.is_object() != new_field.kind.is_object()
@@ -769,6 +789,10 @@ pub fn resolve_field<'m>(m: &'m Mapping, name: &str) -> FieldRef<'m> {
             };
         }
         if f.kind.is_object() {
+            if f.is_disabled() {
+                // Nothing under `enabled: false` is indexed.
+                return FieldRef::Unmapped;
+            }
             props = &f.properties;
             i += 1;
             continue;
@@ -821,6 +845,8 @@ pub enum NewKind {
     Object,
     /// Text with a `keyword` sub-field.
     Text,
+    /// A plain keyword (`index.mapping.dynamic_strings.auto_text: false`).
+    Keyword,
     /// Long.
     Long,
     /// Float.
@@ -829,6 +855,8 @@ pub enum NewKind {
     Boolean,
     /// Date.
     Date,
+    /// Made by a dynamic template: the field is the walker's (and the update's) own.
+    Templated(usize),
 }
 
 impl NewKind {
@@ -842,10 +870,12 @@ impl NewKind {
                 f.fields.insert("keyword".into(), kw);
                 f
             }
+            NewKind::Keyword => Field::leaf("keyword", Kind::Keyword),
             NewKind::Long => Field::leaf("long", Kind::Long),
             NewKind::Float => Field::leaf("float", Kind::Float),
             NewKind::Boolean => Field::leaf("boolean", Kind::Boolean),
             NewKind::Date => Field::leaf("date", Kind::Date),
+            NewKind::Templated(_) => Field::object(),
         }
     }
 
@@ -853,10 +883,12 @@ impl NewKind {
         match self {
             NewKind::Object => Kind::Object,
             NewKind::Text => Kind::Text,
+            NewKind::Keyword => Kind::Keyword,
             NewKind::Long => Kind::Long,
             NewKind::Float => Kind::Float,
             NewKind::Boolean => Kind::Boolean,
             NewKind::Date => Kind::Date,
+            NewKind::Templated(_) => Kind::Opaque,
         }
     }
 
@@ -864,10 +896,12 @@ impl NewKind {
         match self {
             NewKind::Object => "object",
             NewKind::Text => "text",
+            NewKind::Keyword => "keyword",
             NewKind::Long => "long",
             NewKind::Float => "float",
             NewKind::Boolean => "boolean",
             NewKind::Date => "date",
+            NewKind::Templated(_) => "object",
         }
     }
 }
@@ -879,6 +913,8 @@ pub struct DynamicUpdate {
     pub path: Vec<String>,
     /// Its kind.
     pub kind: NewKind,
+    /// The field a dynamic template made (else the kind's default field).
+    pub field: Option<Field>,
 }
 
 /// A scalar JSON value seen in a document.
@@ -932,7 +968,17 @@ fn scalar_mismatch(
         }
     };
     match kind {
-        Kind::Object | Kind::Nested | Kind::Text | Kind::Keyword | Kind::Opaque => None,
+        Kind::Object
+        | Kind::Nested
+        | Kind::Text
+        | Kind::Keyword
+        | Kind::Opaque
+        | Kind::GeoPoint => None,
+        Kind::Ip => match v {
+            Scalar::Null => None,
+            Scalar::S(s) => field_checks::ip_mismatch(s),
+            other => field_checks::ip_mismatch(&other.preview()),
+        },
         Kind::Boolean => match v {
             Scalar::Null | Scalar::Bool(_) => None,
             Scalar::S("true") | Scalar::S("false") | Scalar::S("") => None,
@@ -942,7 +988,9 @@ fn scalar_mismatch(
                 other.preview()
             )),
         },
-        Kind::Date if params.and_then(crate::datefmt::field_format).is_some() => {
+        Kind::Date | Kind::DateNanos
+            if params.and_then(crate::datefmt::field_format).is_some() =>
+        {
             // A custom format parses every value, numbers included (as their text).
             let df = params.and_then(crate::datefmt::field_format)?;
             let text = match v {
@@ -961,7 +1009,7 @@ fn scalar_mismatch(
                 )),
             }
         }
-        Kind::Date => match v {
+        Kind::Date | Kind::DateNanos => match v {
             Scalar::Null | Scalar::I(_) | Scalar::U(_) | Scalar::F(_) => None,
             Scalar::S(s) => {
                 if parse_date(s).is_some() || (!s.is_empty() && s.trim_start_matches('-').bytes().all(|b| b.is_ascii_digit()) && s.len() < 20) {
@@ -1039,10 +1087,20 @@ struct Pending {
     kind: &'static str,
     reason: String,
     cause: Option<EsError>,
+    /// Whether the reason gets the `[line:col]` of the parser (document parsing errors do,
+    /// mapping errors do not).
+    located: bool,
 }
 
 struct Walker<'m> {
     mapping: &'m Mapping,
+    opts: CheckOpts,
+    /// The mapping's dynamic templates.
+    templates: Vec<crate::dyn_templates::Template>,
+    /// The document's `dynamic_templates` (field path to template name).
+    named: Option<&'m BTreeMap<String, String>>,
+    /// Fields dynamic templates made for this document (`NewKind::Templated`).
+    made: Vec<Field>,
     id: &'m str,
     updates: Vec<DynamicUpdate>,
     error: Option<Pending>,
@@ -1099,9 +1157,57 @@ impl<'m> Walker<'m> {
                 kind,
                 reason,
                 cause,
+                located: true,
             });
         }
         E::custom("mapping")
+    }
+
+    /// A mapping error (no `[line:col]`), such as a field name over the length limit.
+    fn mapping_error<E: de::Error>(&mut self, kind: &'static str, reason: String) -> E {
+        if self.error.is_none() {
+            self.error = Some(Pending {
+                kind,
+                reason,
+                cause: None,
+                located: false,
+            });
+        }
+        E::custom("mapping")
+    }
+
+    /// Checks a scalar against a mapped leaf field: its type's rules, `date_nanos`'s range,
+    /// and `ignore_malformed`.
+    fn check_leaf<E: de::Error>(&mut self, f: &Field, path: &str, v: Scalar<'_>) -> Result<(), E> {
+        let mut cause = scalar_mismatch(f.kind, Some(&f.params), v);
+        if cause.is_none() && f.type_str() == "date_nanos" {
+            cause = date_nanos_of(&f.params, v).and_then(field_checks::date_nanos_mismatch);
+        }
+        match cause {
+            None => Ok(()),
+            Some(_) if field_checks::ignores_malformed(f.type_str(), &f.params, &self.opts) => {
+                Ok(())
+            }
+            Some(cause) => Err(self.field_error(path, f.type_str(), v.preview(), cause)),
+        }
+    }
+
+    /// Whether a new field's name fits `index.mapping.field_name_length.limit`: `Ok(true)`
+    /// to add it, `Ok(false)` to leave it out (with `ignore_dynamic_beyond_limit`).
+    fn name_fits<E: de::Error>(&mut self, key: &str) -> Result<bool, E> {
+        match self.opts.field_name_limit {
+            Some(limit) if key.chars().count() as u64 > limit => {
+                if self.opts.ignore_long_dynamic_names {
+                    Ok(false)
+                } else {
+                    Err(self.mapping_error(
+                        "illegal_argument_exception",
+                        field_checks::long_name_message(key, limit),
+                    ))
+                }
+            }
+            _ => Ok(true),
+        }
     }
 
     fn field_error<E: de::Error>(
@@ -1131,10 +1237,80 @@ impl<'m> Walker<'m> {
         self.fail("strict_dynamic_mapping_exception", reason, None)
     }
 
+    /// The field a dynamic template makes for a new field: `None` without a template,
+    /// `Some(None)` for a `runtime` template (not indexed), or the error of a template the
+    /// document names but the mapping does not have.
+    fn template_field<E: de::Error>(
+        &mut self,
+        path: &str,
+        key: &str,
+        ty: crate::dyn_templates::DynType,
+    ) -> Result<Option<Option<Field>>, E> {
+        if self.templates.is_empty() && self.named.is_none() {
+            return Ok(None);
+        }
+        let found = crate::dyn_templates::find(&self.templates, self.named, path, key, ty);
+        match found {
+            Err(msg) => Err(self.fail(
+                "document_parsing_exception",
+                format!("failed to parse: {msg}"),
+                Some(EsError::illegal_argument(msg.clone())),
+            )),
+            Ok(None) => Ok(None),
+            Ok(Some(t)) if t.runtime => Ok(Some(None)),
+            Ok(Some(t)) => {
+                let def = t.field_definition(key, ty);
+                match parse_field(path, &def) {
+                    Ok(f) => Ok(Some(Some(f))),
+                    Err(e) => Err(self.fail(
+                        "document_parsing_exception",
+                        format!("failed to parse: {}", e.reason),
+                        Some(e),
+                    )),
+                }
+            }
+        }
+    }
+
+    fn add_templated(&mut self, path: &str, field: Field) {
+        let i = self.made.len();
+        self.made.push(field.clone());
+        self.updates.push(DynamicUpdate {
+            path: path.split('.').map(str::to_string).collect(),
+            kind: NewKind::Templated(i),
+            field: Some(field),
+        });
+    }
+
+    /// A new object at `path` (under `dynamic: true`), through a template if one applies.
+    fn new_object<E: de::Error>(&mut self, path: &str, key: &str) -> Result<NewObj, E> {
+        if !self.name_fits(key)? {
+            return Ok(NewObj::Skip);
+        }
+        match self.template_field(path, key, crate::dyn_templates::DynType::Object)? {
+            None => {
+                self.add(path, NewKind::Object);
+                Ok(NewObj::Object(Dynamic::True))
+            }
+            Some(None) => Ok(NewObj::Skip),
+            Some(Some(f)) => {
+                let i = self.made.len();
+                let outcome = if f.kind.is_object() {
+                    NewObj::Object(f.dynamic.unwrap_or(Dynamic::True))
+                } else {
+                    NewObj::Leaf(i)
+                };
+                self.add_templated(path, f);
+                Ok(outcome)
+            }
+        }
+    }
+
     fn add(&mut self, path: &str, kind: NewKind) {
         self.updates.push(DynamicUpdate {
             path: path.split('.').map(str::to_string).collect(),
             kind,
+            field: None,
         });
     }
 
@@ -1160,8 +1336,10 @@ impl<'m> Walker<'m> {
                 }
                 if self.mapping.date_detection != Some(false) && parse_date(s).is_some() {
                     Some(NewKind::Date)
-                } else {
+                } else if self.opts.auto_text {
                     Some(NewKind::Text)
+                } else {
+                    Some(NewKind::Keyword)
                 }
             }
         }
@@ -1185,10 +1363,22 @@ impl<'m> Walker<'m> {
                     );
                     return Err(self.fail("document_parsing_exception", reason, None));
                 }
-                if let Some(cause) = scalar_mismatch(f.kind, Some(&f.params), v) {
-                    return Err(self.field_error(path, f.type_str(), v.preview(), cause));
+                self.check_leaf(f, path, v)
+            }
+            Target::Pending(NewKind::Templated(i), _) => {
+                let Some(f) = self.made.get(i).cloned() else {
+                    return Ok(());
+                };
+                if f.kind.is_object() {
+                    if matches!(v, Scalar::Null) {
+                        return Ok(());
+                    }
+                    let reason = format!(
+                        "object mapping for [{path}] tried to parse field [{key}] as object, but found a concrete value"
+                    );
+                    return Err(self.fail("document_parsing_exception", reason, None));
                 }
-                Ok(())
+                self.check_leaf(&f, path, v)
             }
             Target::Pending(k, _) => {
                 if k == NewKind::Object {
@@ -1207,8 +1397,25 @@ impl<'m> Walker<'m> {
             }
             Target::Unmapped(d) => match d {
                 Dynamic::True => {
-                    if let Some(k) = self.new_kind_for(v) {
-                        self.add(path, k);
+                    let Some(k) = self.new_kind_for(v) else {
+                        return Ok(());
+                    };
+                    if !self.name_fits(key)? {
+                        return Ok(());
+                    }
+                    match self.template_field(path, key, dyn_type_of(k))? {
+                        None => self.add(path, k),
+                        Some(None) => {}
+                        Some(Some(f)) => {
+                            if f.kind.is_object() {
+                                let reason = format!(
+                                    "object mapping for [{path}] tried to parse field [{key}] as object, but found a concrete value"
+                                );
+                                return Err(self.fail("document_parsing_exception", reason, None));
+                            }
+                            self.check_leaf(&f, path, v)?;
+                            self.add_templated(path, f);
+                        }
                     }
                     Ok(())
                 }
@@ -1337,6 +1544,8 @@ impl<'de> Visitor<'de> for ObjSeed<'_, '_> {
             let mut path = self.path.clone();
             let mut parts = key.split('.').peekable();
             let mut skip = false;
+            // The value was read while walking the key (a template made a leaf of a part).
+            let mut consumed = false;
             let mut last = "";
             while let Some(part) = parts.next() {
                 if part.is_empty() {
@@ -1368,23 +1577,68 @@ impl<'de> Visitor<'de> for ObjSeed<'_, '_> {
                         return Err(w.fail("document_parsing_exception", reason, None));
                     }
                     Target::Pending(NewKind::Object, d) => node = Node::New(d),
+                    Target::Pending(NewKind::Templated(i), d)
+                        if w.made.get(i).is_some_and(|f| f.kind.is_object()) =>
+                    {
+                        node = Node::New(w.made.get(i).and_then(|f| f.dynamic).unwrap_or(d));
+                    }
                     Target::Pending(k, _) => {
+                        let type_name = match k {
+                            NewKind::Templated(i) => w
+                                .made
+                                .get(i)
+                                .map_or("object".to_string(), |f| f.type_str().to_string()),
+                            other => other.type_name().to_string(),
+                        };
                         let reason = format!(
-                            "Could not dynamically add mapping for field [{key}]. Existing mapping for [{path}] must be of type object but found [{}].",
-                            k.type_name()
+                            "Could not dynamically add mapping for field [{key}]. Existing mapping for [{path}] must be of type object but found [{type_name}]."
                         );
                         return Err(w.fail("document_parsing_exception", reason, None));
                     }
-                    Target::Unmapped(Dynamic::True) => {
-                        w.add(&path, NewKind::Object);
-                        node = Node::New(Dynamic::True);
-                    }
+                    Target::Unmapped(Dynamic::True) => match w.new_object(&path, part)? {
+                        NewObj::Object(d) => node = Node::New(d),
+                        NewObj::Skip => {
+                            skip = true;
+                            break;
+                        }
+                        NewObj::Leaf(i) => {
+                            // A template made a leaf of what the dotted key makes an object:
+                            // the value is the object `{rest: value}`.
+                            let rest: Vec<&str> = parts.collect();
+                            let value: Value = map.next_value()?;
+                            consumed = true;
+                            let Some(f) = w.made.get(i).cloned() else {
+                                break;
+                            };
+                            if matches!(f.kind, Kind::Opaque | Kind::GeoPoint) {
+                                break;
+                            }
+                            let mut obj = value;
+                            for p in rest.iter().rev() {
+                                let mut m = Map::new();
+                                m.insert((*p).to_string(), obj);
+                                obj = Value::Object(m);
+                            }
+                            let preview: String =
+                                field_checks::java_preview(&obj).chars().take(20).collect();
+                            let cause = format!("Can't get text on a START_OBJECT at {path}");
+                            // Elasticsearch reports this one without a parser location.
+                            let e = w.field_error::<A::Error>(&path, f.type_str(), preview, cause);
+                            if let Some(p) = w.error.as_mut() {
+                                p.located = false;
+                            }
+                            return Err(e);
+                        }
+                    },
                     Target::Unmapped(Dynamic::Strict) => return Err(w.strict_error(&path, part)),
                     Target::Unmapped(_) => {
                         skip = true;
                         break;
                     }
                 }
+            }
+            if consumed {
+                continue;
             }
             if skip {
                 map.next_value::<IgnoredAny>()?;
@@ -1422,15 +1676,14 @@ impl LeafSeed<'_, '_, '_> {
     }
 
     fn check<E: de::Error>(self, v: Scalar<'_>) -> Result<(), E> {
-        match scalar_mismatch(self.field.kind, Some(&self.field.params), v) {
-            None => Ok(()),
-            Some(cause) => {
-                let path = self.path();
-                Err(self
-                    .w
-                    .field_error(&path, self.field.type_str(), v.preview(), cause))
-            }
+        // The path is built only when the value does not fit.
+        if scalar_mismatch(self.field.kind, Some(&self.field.params), v).is_none()
+            && self.field.type_str() != "date_nanos"
+        {
+            return Ok(());
         }
+        let path = self.path();
+        self.w.check_leaf(self.field, &path, v)
     }
 }
 
@@ -1581,24 +1834,52 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_, '_> {
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
         let w = self.w;
         let node = match self.target {
+            // `enabled: false`: the object is kept in `_source` and not parsed at all.
+            Target::Field(f, _) if f.kind.is_object() && f.is_disabled() => {
+                drain_map(map)?;
+                return Ok(());
+            }
             Target::Field(f, d) if f.kind.is_object() => Node::Mapped(&f.properties, d),
-            Target::Field(f, _) if f.kind == Kind::Opaque => {
+            Target::Field(f, _) if matches!(f.kind, Kind::Opaque | Kind::GeoPoint) => {
                 drain_map(map)?;
                 return Ok(());
             }
             Target::Field(f, _) => {
+                // `ignore_malformed` does not cover objects.
+                let preview = object_preview(map)?;
                 let cause = format!("Can't get text on a START_OBJECT at {}", self.path);
-                return Err(w.field_error(self.path, f.type_str(), "{...}".into(), cause));
+                return Err(w.field_error(self.path, f.type_str(), preview, cause));
             }
             Target::Pending(NewKind::Object, d) => Node::New(d),
+            Target::Pending(NewKind::Templated(i), d) => {
+                let Some(f) = w.made.get(i).cloned() else {
+                    drain_map(map)?;
+                    return Ok(());
+                };
+                if f.kind.is_object() {
+                    Node::New(f.dynamic.unwrap_or(d))
+                } else {
+                    return templated_leaf_object(w, &f, self.path, map);
+                }
+            }
             Target::Pending(k, _) => {
                 let cause = format!("Can't get text on a START_OBJECT at {}", self.path);
                 return Err(w.field_error(self.path, k.type_name(), "{...}".into(), cause));
             }
-            Target::Unmapped(Dynamic::True) => {
-                w.add(self.path, NewKind::Object);
-                Node::New(Dynamic::True)
-            }
+            Target::Unmapped(Dynamic::True) => match w.new_object(self.path, self.key)? {
+                NewObj::Object(d) => Node::New(d),
+                NewObj::Skip => {
+                    drain_map(map)?;
+                    return Ok(());
+                }
+                NewObj::Leaf(i) => {
+                    let Some(f) = w.made.get(i).cloned() else {
+                        drain_map(map)?;
+                        return Ok(());
+                    };
+                    return templated_leaf_object(w, &f, self.path, map);
+                }
+            },
             Target::Unmapped(Dynamic::Strict) => return Err(w.strict_error(self.path, self.key)),
             Target::Unmapped(_) => {
                 drain_map(map)?;
@@ -1614,17 +1895,100 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_, '_> {
     }
 }
 
+/// What a new object field became.
+enum NewObj {
+    /// An object (with its `dynamic`).
+    Object(Dynamic),
+    /// Left out of the mapping.
+    Skip,
+    /// A leaf a dynamic template made (index into the walker's fields).
+    Leaf(usize),
+}
+
+fn dyn_type_of(k: NewKind) -> crate::dyn_templates::DynType {
+    use crate::dyn_templates::DynType;
+    match k {
+        NewKind::Text | NewKind::Keyword => DynType::String,
+        NewKind::Long => DynType::Long,
+        NewKind::Float => DynType::Double,
+        NewKind::Boolean => DynType::Boolean,
+        NewKind::Date => DynType::Date,
+        NewKind::Object | NewKind::Templated(_) => DynType::Object,
+    }
+}
+
+/// An object value for a leaf field a template made: stored for types that take objects
+/// (`geo_point`, `flattened`, ...), an error otherwise.
+fn templated_leaf_object<'de, A: MapAccess<'de>>(
+    w: &mut Walker<'_>,
+    f: &Field,
+    path: &str,
+    map: A,
+) -> Result<(), A::Error> {
+    if matches!(f.kind, Kind::Opaque | Kind::GeoPoint) {
+        return drain_map(map);
+    }
+    let preview = object_preview(map)?;
+    let cause = format!("Can't get text on a START_OBJECT at {path}");
+    Err(w.field_error(path, f.type_str(), preview, cause))
+}
+
 fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
     while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
     Ok(())
+}
+
+/// Reads the rest of an object for an error's value preview (`{object=wow}`).
+fn object_preview<'de, A: MapAccess<'de>>(mut map: A) -> Result<String, A::Error> {
+    let mut m = Map::new();
+    while let Some((k, v)) = map.next_entry::<String, Value>()? {
+        m.insert(k, v);
+    }
+    Ok(field_checks::java_preview(&Value::Object(m))
+        .chars()
+        .take(20)
+        .collect())
+}
+
+/// A `date_nanos` value in nanoseconds since the epoch (`None` when it does not parse).
+fn date_nanos_of(params: &Map<String, Value>, v: Scalar<'_>) -> Option<i128> {
+    let text = match v {
+        Scalar::S(s) => s.to_string(),
+        Scalar::I(i) => return Some(i128::from(i) * 1_000_000),
+        Scalar::U(u) => return Some(i128::from(u) * 1_000_000),
+        Scalar::F(f) => return Some((f * 1e6) as i128),
+        Scalar::Null | Scalar::Bool(_) => return None,
+    };
+    let ms = match crate::datefmt::field_format(params) {
+        Some(df) => df.parse(&text)?,
+        None => parse_date(&text).or_else(|| text.parse::<i64>().ok())?,
+    };
+    Some(i128::from(ms) * 1_000_000 + i128::from(field_checks::sub_millis_nanos(&text)))
 }
 
 /// Checks a document source against a mapping. Returns the dynamic mapping updates it
 /// needs, or the error Elasticsearch reports (`document_parsing_exception`,
 /// `strict_dynamic_mapping_exception`).
 pub fn check_source(mapping: &Mapping, source: &[u8], id: &str) -> EsResult<Vec<DynamicUpdate>> {
+    check_source_with(mapping, &CheckOpts::default(), None, source, id)
+}
+
+/// [`check_source`] with the index's checking options.
+pub fn check_source_with(
+    mapping: &Mapping,
+    opts: &CheckOpts,
+    named: Option<&BTreeMap<String, String>>,
+    source: &[u8],
+    id: &str,
+) -> EsResult<Vec<DynamicUpdate>> {
+    let templates =
+        crate::dyn_templates::parse(mapping.other.get("dynamic_templates")).unwrap_or_default();
     let mut w = Walker {
         mapping,
+        opts: *opts,
+        templates,
+        named,
+        made: Vec::new(),
         id,
         updates: Vec::new(),
         error: None,
@@ -1649,6 +2013,13 @@ pub fn check_source(mapping: &Mapping, source: &[u8], id: &str) -> EsResult<Vec<
         Err(e) => {
             let (line, col) = (e.line().max(1), e.column().max(1));
             match w.error.take() {
+                Some(p) if !p.located => {
+                    let mut err = EsError::new(400, p.kind, p.reason);
+                    if let Some(c) = p.cause {
+                        err = err.caused_by(c);
+                    }
+                    Err(err)
+                }
                 Some(p) => {
                     let mut err = EsError::new(400, p.kind, format!("[{line}:{col}] {}", p.reason));
                     if let Some(c) = p.cause {

@@ -421,6 +421,24 @@ fn add_units(ms: i64, n: i64, unit: u8) -> Option<i64> {
 
 /// Evaluates date math (`now-7d/d`, `2022-12-31||/d`, `2022-12-31||+1M`) to epoch millis.
 pub fn eval_date_math(expr: &str, now: i64) -> Option<i64> {
+    eval_date_math_with(expr, now, false)
+}
+
+/// Date math as the upper end of what it names, the way Elasticsearch parses `lte` and
+/// `gt` range bounds: `/d` rounds to the last millisecond of the day, and a date without
+/// a time (or with a partial one) ends at the last millisecond it covers.
+pub fn eval_date_math_round_up(expr: &str, now: i64) -> Option<i64> {
+    eval_date_math_with(expr, now, true)
+}
+
+fn eval_date_math_with(expr: &str, now: i64, round_up: bool) -> Option<i64> {
+    let plain = |s: &str| {
+        if round_up {
+            crate::datefmt::DateFormat::default_format().parse_round_up(s)
+        } else {
+            parse_date(s).or_else(|| s.parse::<i64>().ok())
+        }
+    };
     let (mut t, ops) = if let Some(rest) = expr.strip_prefix("now") {
         (now, rest)
     } else if let Some((anchor, ops)) = expr.split_once("||") {
@@ -429,7 +447,7 @@ pub fn eval_date_math(expr: &str, now: i64) -> Option<i64> {
             ops,
         )
     } else {
-        return parse_date(expr).or_else(|| expr.parse::<i64>().ok());
+        return plain(expr);
     };
     let b = ops.as_bytes();
     let mut i = 0;
@@ -441,6 +459,9 @@ pub fn eval_date_math(expr: &str, now: i64) -> Option<i64> {
                 let unit = *b.get(i)?;
                 i += 1;
                 t = round_down(t, unit)?;
+                if round_up {
+                    t = add_units(t, 1, unit)?.checked_sub(1)?;
+                }
             }
             b'+' | b'-' => {
                 let start = i;

@@ -185,6 +185,8 @@ pub(crate) enum Api {
     DevReset,
     DevDump,
     OpenPit,
+    PutClusterSettings,
+    GetClusterSettings,
     ClosePit,
     CloseIndex,
     OpenIndex,
@@ -365,6 +367,26 @@ const ROUTES: &[Route] = &[
             "wait_for_no_relocating_shards",
             "wait_for_no_initializing_shards",
             "wait_for_status",
+            "wait_for_relocating_shards",
+            "return_200_for_cluster_health_timeout",
+        ],
+    },
+    Route {
+        methods: &[M::PUT],
+        pattern: "/_cluster/settings",
+        api: Api::PutClusterSettings,
+        params: &["flat_settings", "master_timeout", "timeout"],
+    },
+    Route {
+        methods: &[M::GET],
+        pattern: "/_cluster/settings",
+        api: Api::GetClusterSettings,
+        params: &[
+            "flat_settings",
+            "include_defaults",
+            "master_timeout",
+            "timeout",
+            "local",
         ],
     },
     Route {
@@ -383,6 +405,8 @@ const ROUTES: &[Route] = &[
             "wait_for_no_relocating_shards",
             "wait_for_no_initializing_shards",
             "wait_for_status",
+            "wait_for_relocating_shards",
+            "return_200_for_cluster_health_timeout",
         ],
     },
     Route {
@@ -1099,6 +1123,33 @@ fn split_path(path: &str) -> Result<Vec<String>, EsError> {
 }
 
 impl Node {
+    /// `action.destructive_requires_name`: the cluster setting, else the start flag.
+    pub fn destructive_requires_name(&self) -> bool {
+        match self
+            .cluster
+            .settings
+            .read()
+            .get("action.destructive_requires_name")
+        {
+            Some(v) => v == "true",
+            None => self.config.destructive_requires_name,
+        }
+    }
+
+    /// `action.auto_create_index`: whether a write may create the index `name`.
+    pub fn check_auto_create(&self, name: &str) -> EsResult<()> {
+        let raw = self
+            .cluster
+            .settings
+            .read()
+            .get("action.auto_create_index")
+            .map(str::to_string);
+        match raw {
+            None => Ok(()),
+            Some(raw) => crate::cluster_settings::AutoCreate::parse(&raw)?.check(&raw, name),
+        }
+    }
+
     /// A node with the given configuration.
     pub fn new(config: Config) -> Node {
         Node {

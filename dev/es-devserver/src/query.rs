@@ -11,8 +11,15 @@ use crate::json::{token_name, values_at};
 use crate::mapping::{resolve_field, FieldRef, Kind, Mapping};
 use crate::names::{eval_date_math, glob_match, now_millis, parse_date};
 
+mod bm25;
 mod full_text;
+mod geo_query;
+mod query_string;
+mod regexp;
+pub(crate) use bm25::with_stats;
 pub use full_text::{FuzzyOpts, MultiKind, TextOpts};
+pub use query_string::{QsOpts, QsQuery};
+pub use regexp::{Flags as RegexpFlags, Regex};
 
 /// `minimum_should_match`.
 #[derive(Debug, Clone, PartialEq)]
@@ -199,6 +206,32 @@ pub enum Query {
         value: String,
         /// Case-insensitive.
         case_insensitive: bool,
+        /// Boost.
+        boost: f32,
+    },
+    /// `regexp` (Lucene's regular expression syntax, whole terms).
+    Regexp {
+        /// Field.
+        field: String,
+        /// The expression.
+        value: String,
+        /// Optional operators.
+        flags: RegexpFlags,
+        /// Case-insensitive.
+        case_insensitive: bool,
+        /// Boost.
+        boost: f32,
+    },
+    /// `query_string` / `q=` (Lucene's classic syntax).
+    QueryString(Box<QsQuery>),
+    /// `geo_bounding_box` / `geo_distance`.
+    Geo {
+        /// Field.
+        field: String,
+        /// The box or circle.
+        area: geo_query::Area,
+        /// `ignore_unmapped`.
+        ignore_unmapped: bool,
         /// Boost.
         boost: f32,
     },
@@ -414,7 +447,17 @@ fn parse_named(name: &str, body: &Value) -> EsResult<Query> {
                 Value::Object(o) => {
                     let mut and = false;
                     let mut msm = None;
+                    let mut fuzzy = TextOpts::default();
                     for (k, v) in o {
+                        if !phrase
+                            && matches!(
+                                k.as_str(),
+                                "fuzziness" | "prefix_length" | "fuzzy_transpositions"
+                            )
+                        {
+                            fuzzy.accept(k, v)?;
+                            continue;
+                        }
                         match k.as_str() {
                             "query"
                             | "boost"
@@ -441,6 +484,21 @@ fn parse_named(name: &str, body: &Value) -> EsResult<Query> {
                         .get("query")
                         .cloned()
                         .ok_or_else(|| EsError::parsing("No text specified for text query"))?;
+                    if fuzzy.active_fuzzy().is_some() {
+                        // `fuzziness`: compiled like a one-field `multi_match`.
+                        if let Some(a) = o.get("analyzer") {
+                            fuzzy.accept("analyzer", a)?;
+                        }
+                        return Ok(Query::MultiMatch {
+                            fields: vec![field.clone()],
+                            query: value_text(&query),
+                            kind: MultiKind::BestFields,
+                            opts: fuzzy,
+                            and,
+                            msm,
+                            boost: boost_of(o)?,
+                        });
+                    }
                     Ok(Query::Match {
                         field: field.clone(),
                         query,
@@ -484,15 +542,20 @@ fn parse_named(name: &str, body: &Value) -> EsResult<Query> {
                     .map(str::to_string)
                     .collect()
             });
-            let and = m
+            let mut opts =
+                QsOpts::new(fields.unwrap_or_else(|| vec![df.unwrap_or("*").to_string()]));
+            opts.and = m
                 .get("default_operator")
                 .and_then(Value::as_str)
                 .is_some_and(|o| o.eq_ignore_ascii_case("and"));
-            Ok(query_string(
-                q,
-                fields.unwrap_or_else(|| vec![df.unwrap_or("*").to_string()]),
-                and,
-            ))
+            opts.lenient = m.get("lenient").map(|v| bool_of(Some(v)));
+            opts.fuzziness = m.get("fuzziness").cloned();
+            opts.boost = boost_of(m)?;
+            Ok(if name == "query_string" {
+                query_string(q, opts)
+            } else {
+                simple_query_string(q, opts)
+            })
         }
         "range" => {
             let (field, val, _) = single_field(name, body)?;
@@ -637,6 +700,9 @@ fn parse_named(name: &str, body: &Value) -> EsResult<Query> {
                 }
             })
         }
+        "regexp" => parse_regexp(body),
+        "geo_bounding_box" => geo_query::parse_bounding_box(body),
+        "geo_distance" => geo_query::parse_distance(body),
         "constant_score" => {
             let m = body
                 .as_object()
@@ -659,70 +725,81 @@ fn parse_named(name: &str, body: &Value) -> EsResult<Query> {
     }
 }
 
-/// A minimal `query_string` / `q=` parser: whitespace-separated terms, each `field:value`
-/// or `value` (searched in the default fields), `*` for everything.
-pub fn query_string(q: &str, default_fields: Vec<String>, and: bool) -> Query {
-    let q = q.trim();
-    if q.is_empty() || q == "*" || q == "*:*" {
-        return Query::MatchAll(1.0);
-    }
-    let mut clauses = Vec::new();
-    for term in q.split_whitespace() {
-        if term.eq_ignore_ascii_case("AND") || term.eq_ignore_ascii_case("OR") {
-            continue;
+fn parse_regexp(body: &Value) -> EsResult<Query> {
+    let (field, val, _) = single_field("regexp", body)?;
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match val {
+        Value::Object(o) => {
+            let mut flags = RegexpFlags::ALL;
+            for (k, v) in o {
+                match k.as_str() {
+                    "value"
+                    | "boost"
+                    | "_name"
+                    | "case_insensitive"
+                    | "max_determinized_states"
+                    | "rewrite" => {}
+                    "flags" => {
+                        flags = RegexpFlags::parse(&text(v)).map_err(EsError::illegal_argument)?
+                    }
+                    "flags_value" => flags = RegexpFlags::from_bits(v.as_i64().unwrap_or(0xffff)),
+                    other => {
+                        return Err(EsError::parsing(format!(
+                            "[regexp] query does not support [{other}]"
+                        )))
+                    }
+                }
+            }
+            let value = o
+                .get("value")
+                .map(text)
+                .ok_or_else(|| EsError::illegal_argument("value cannot be null"))?;
+            Ok(Query::Regexp {
+                field: field.clone(),
+                value,
+                flags,
+                case_insensitive: bool_of(o.get("case_insensitive")),
+                boost: boost_of(o)?,
+            })
         }
-        let (field, value) = match term.split_once(':') {
-            Some((f, v)) if !f.is_empty() => (Some(f), v.trim_matches('"')),
-            _ => (None, term.trim_matches('"')),
-        };
-        let clause = match field {
-            Some(f) if value == "*" => Query::Exists(f.to_string(), 1.0),
-            // Wildcard terms are normalized (lowercased) as query_string does by default.
-            Some(f) if value.contains(['*', '?']) => Query::Wildcard {
-                field: f.to_string(),
-                value: value.to_lowercase(),
-                case_insensitive: false,
-                boost: 1.0,
-            },
-            Some(f) => Query::Match {
-                field: f.to_string(),
-                query: Value::from(value),
-                and: false,
-                msm: None,
-                phrase: false,
-                boost: 1.0,
-            },
-            None => Query::MultiMatch {
-                fields: default_fields.clone(),
-                query: value.to_string(),
-                kind: MultiKind::BestFields,
-                opts: TextOpts::default(),
-                and: false,
-                msm: None,
-                boost: 1.0,
-            },
-        };
-        clauses.push(clause);
-    }
-    if and {
-        Query::Bool {
-            must: clauses,
-            filter: vec![],
-            should: vec![],
-            must_not: vec![],
-            msm: None,
+        Value::Null => Err(EsError::illegal_argument("value cannot be null")),
+        other => Ok(Query::Regexp {
+            field: field.clone(),
+            value: text(other),
+            flags: RegexpFlags::ALL,
+            case_insensitive: false,
             boost: 1.0,
-        }
-    } else {
-        Query::Bool {
-            must: vec![],
-            filter: vec![],
-            should: clauses,
-            must_not: vec![],
-            msm: None,
-            boost: 1.0,
-        }
+        }),
     }
+}
+
+/// `query_string` / `q=`: see [`query_string::parse`].
+pub fn query_string(q: &str, opts: QsOpts) -> Query {
+    query_string::parse(q, opts)
+}
+
+/// `simple_query_string`: the same syntax, lenient, and text it cannot parse is searched as
+/// plain terms instead of failing.
+fn simple_query_string(q: &str, mut opts: QsOpts) -> Query {
+    opts.lenient = Some(opts.lenient.unwrap_or(true));
+    let parsed = query_string::parse(q, opts.clone());
+    if matches!(&parsed, Query::QueryString(qs) if qs.is_valid()) {
+        return parsed;
+    }
+    let escaped: String = q
+        .chars()
+        .flat_map(|c| {
+            let special = "+-!()[]{}^~\":\\/*?&|".contains(c);
+            special
+                .then_some('\\')
+                .into_iter()
+                .chain(std::iter::once(c))
+        })
+        .collect();
+    query_string::parse(&escaped, opts)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -827,6 +904,12 @@ pub fn doc_keys(kind: Kind, field_params: &Map<String, Value>, v: &Value) -> Vec
             }
             vec![Key::S(s)]
         }
+        Kind::Ip => match v {
+            Value::String(s) => crate::field_checks::canonical_ip(s)
+                .map(|c| vec![Key::S(c)])
+                .unwrap_or_default(),
+            _ => vec![],
+        },
         Kind::Text => match v {
             Value::String(s) => tokenize(s).into_iter().map(Key::S).collect(),
             Value::Number(n) => tokenize(&n.to_string()).into_iter().map(Key::S).collect(),
@@ -888,7 +971,20 @@ pub fn doc_keys(kind: Kind, field_params: &Map<String, Value>, v: &Value) -> Vec
                 .unwrap_or_default(),
             _ => vec![],
         },
-        Kind::Object | Kind::Nested | Kind::Opaque => vec![],
+        Kind::DateNanos => doc_keys(Kind::Date, field_params, v)
+            .into_iter()
+            .map(|k| match (k, v) {
+                (Key::I(ms), Value::String(s)) => {
+                    Key::I(crate::date_nanos::from_millis(ms, Some(s)))
+                }
+                (Key::I(ms), Value::Number(n)) => Key::I(
+                    crate::date_nanos::from_epoch_millis(&n.to_string())
+                        .unwrap_or_else(|| crate::date_nanos::from_millis(ms, None)),
+                ),
+                (other, _) => other,
+            })
+            .collect(),
+        Kind::Object | Kind::Nested | Kind::Opaque | Kind::GeoPoint => vec![],
     }
 }
 
@@ -914,6 +1010,13 @@ fn query_keys(kind: Kind, v: &Value, field: &str, ctx: &Ctx<'_>) -> EsResult<Vec
     };
     match kind {
         Kind::Keyword => Ok(doc_keys(kind, &Map::new(), v)),
+        Kind::Ip => {
+            let text = value_text(v);
+            match crate::field_checks::canonical_ip(&text) {
+                Some(c) => Ok(vec![Key::S(c)]),
+                None => Err(fail(format!("'{text}' is not an IP string literal."))),
+            }
+        }
         Kind::Text => Ok(match v {
             Value::String(s) => vec![Key::S(s.clone())],
             other => vec![Key::S(other.to_string())],
@@ -947,7 +1050,14 @@ fn query_keys(kind: Kind, v: &Value, field: &str, ctx: &Ctx<'_>) -> EsResult<Vec
             ))),
         },
         Kind::Date => date_key(v, field, ctx).map(|k| vec![k]),
-        Kind::Object | Kind::Nested | Kind::Opaque => Err(shard_error(
+        Kind::DateNanos => date_key(v, field, ctx).map(|k| match k {
+            Key::I(ms) => vec![Key::I(crate::date_nanos::from_millis(
+                ms,
+                Some(&value_text(v)),
+            ))],
+            other => vec![other],
+        }),
+        Kind::Object | Kind::Nested | Kind::Opaque | Kind::GeoPoint => Err(shard_error(
             ctx.index,
             ctx.uuid,
             format!("Can only use term queries on keyword, text and numeric fields - not on [{field}] which is of type [{}]", kind_type(kind)),
@@ -960,6 +1070,7 @@ fn kind_type(k: Kind) -> &'static str {
     match k {
         Kind::Object => "object",
         Kind::Nested => "nested",
+        Kind::GeoPoint => "geo_point",
         _ => "opaque",
     }
 }
@@ -1011,7 +1122,12 @@ fn date_bound(
         if let Some((anchor, math)) = text.as_deref().and_then(|t| t.split_once("||")) {
             if let Some(ms) = df.parse(anchor) {
                 let expr = format!("{}||{math}", crate::names::format_date(ms));
-                if let Some(r) = eval_date_math(&expr, now_millis()) {
+                let r = if round_up {
+                    crate::names::eval_date_math_round_up(&expr, now_millis())
+                } else {
+                    eval_date_math(&expr, now_millis())
+                };
+                if let Some(r) = r {
                     return Ok(Key::I(r));
                 }
             }
@@ -1040,6 +1156,9 @@ fn date_bound(
             Err(fail())
         }
         Value::Number(n) => n.as_i64().map(Key::I).ok_or_else(fail),
+        Value::String(s) if round_up => crate::names::eval_date_math_round_up(s, now_millis())
+            .map(Key::I)
+            .ok_or_else(fail),
         Value::String(s) => eval_date_math(s, now_millis()).map(Key::I).ok_or_else(fail),
         _ => Err(fail()),
     }
@@ -1057,6 +1176,26 @@ pub struct Ctx<'a> {
     pub uuid: &'a str,
     /// Mapping.
     pub mapping: &'a Mapping,
+    /// The index's query limits.
+    pub limits: Limits,
+}
+
+/// Index settings that bound or relax queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// `index.max_regex_length` (default 1000).
+    pub max_regex_length: usize,
+    /// `index.query_string.lenient` (default `false`).
+    pub query_string_lenient: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_regex_length: 1000,
+            query_string_lenient: false,
+        }
+    }
 }
 
 /// Where a compiled clause reads its values.
@@ -1085,6 +1224,8 @@ pub(crate) enum Compiled {
         keys: Vec<Key>,
         ci: bool,
         boost: f32,
+        /// BM25 statistics (a single term on a text or keyword field).
+        stats: Option<std::sync::Arc<bm25::Bm25>>,
     },
     /// Analyzed text tokens (match on text).
     Tokens {
@@ -1093,6 +1234,8 @@ pub(crate) enum Compiled {
         required: usize,
         phrase: bool,
         boost: f32,
+        /// BM25 statistics of the tokens (set before documents are scored).
+        stats: Option<std::sync::Arc<bm25::Bm25>>,
     },
     /// Range.
     Range {
@@ -1107,6 +1250,18 @@ pub(crate) enum Compiled {
     Fuzzy {
         src: Source,
         term: crate::fuzzy::FuzzyTerm,
+        boost: f32,
+    },
+    /// Points of a `geo_point` field in an area.
+    Geo {
+        path: String,
+        area: geo_query::Area,
+        boost: f32,
+    },
+    /// A Lucene regular expression on string values.
+    Regexp {
+        src: Source,
+        re: std::sync::Arc<Regex>,
         boost: f32,
     },
     /// Prefix / wildcard on string values.
@@ -1166,6 +1321,7 @@ pub(crate) fn compile(q: &Query, ctx: &Ctx<'_>) -> EsResult<Compiled> {
             keys: ids.iter().map(|s| Key::S(s.clone())).collect(),
             ci: false,
             boost: *boost,
+            stats: None,
         },
         Query::Terms {
             field,
@@ -1188,6 +1344,7 @@ pub(crate) fn compile(q: &Query, ctx: &Ctx<'_>) -> EsResult<Compiled> {
                     keys,
                     ci: *case_insensitive,
                     boost: *boost,
+                    stats: None,
                 }
             } else {
                 Compiled::Exact {
@@ -1195,6 +1352,7 @@ pub(crate) fn compile(q: &Query, ctx: &Ctx<'_>) -> EsResult<Compiled> {
                     keys,
                     ci: *case_insensitive,
                     boost: *boost,
+                    stats: None,
                 }
             }
         }
@@ -1279,6 +1437,25 @@ pub(crate) fn compile(q: &Query, ctx: &Ctx<'_>) -> EsResult<Compiled> {
                         date_bound(v, field, ctx, format.as_ref(), lower != inclusive)?,
                         inclusive,
                     )),
+                    Kind::DateNanos => {
+                        let round_up = lower != inclusive;
+                        let exact = date_bound(v, field, ctx, format.as_ref(), false)?;
+                        let bound = date_bound(v, field, ctx, format.as_ref(), round_up)?;
+                        match (exact, bound) {
+                            // Rounded up to the end of a unit: its last nanosecond.
+                            (Key::I(e), Key::I(b)) if b != e => Some((
+                                Key::I(
+                                    crate::date_nanos::from_millis(b, None).saturating_add(999_999),
+                                ),
+                                inclusive,
+                            )),
+                            (_, Key::I(b)) => Some((
+                                Key::I(crate::date_nanos::from_millis(b, Some(&value_text(v)))),
+                                inclusive,
+                            )),
+                            (_, other) => Some((other, inclusive)),
+                        }
+                    }
                     Kind::Text | Kind::Keyword => Some((Key::S(value_text(v)), inclusive)),
                     _ => query_keys(kind, v, field, ctx)?
                         .into_iter()
@@ -1385,11 +1562,90 @@ pub(crate) fn compile(q: &Query, ctx: &Ctx<'_>) -> EsResult<Compiled> {
             },
             None => Compiled::None,
         },
+        Query::Regexp {
+            field,
+            value,
+            flags,
+            case_insensitive,
+            boost,
+        } => compile_regexp(ctx, field, value, *flags, *case_insensitive, *boost)?,
+        Query::QueryString(qs) => query_string::compile_qs(qs, ctx)?,
+        Query::Geo {
+            field,
+            area,
+            ignore_unmapped,
+            boost,
+        } => geo_query::compile_geo(ctx, field, *area, *ignore_unmapped, *boost)?,
         Query::ConstantScore(inner, boost) => {
             Compiled::Const(Box::new(compile(inner, ctx)?), *boost)
         }
         Query::Named(name, inner) => Compiled::Named(name.clone(), Box::new(compile(inner, ctx)?)),
     })
+}
+
+fn compile_regexp(
+    ctx: &Ctx<'_>,
+    field: &str,
+    value: &str,
+    flags: RegexpFlags,
+    ci: bool,
+    boost: f32,
+) -> EsResult<Compiled> {
+    let fail = |msg: String| {
+        shard_error(
+            ctx.index,
+            ctx.uuid,
+            format!("failed to create query: {msg}"),
+            Some(msg),
+        )
+    };
+    check_regex_length(ctx, value)?;
+    let Some(src) = source_of(ctx, field) else {
+        return Ok(Compiled::None);
+    };
+    let kind = src_kind(&src);
+    if !matches!(kind, Kind::Text | Kind::Keyword) {
+        return Err(shard_error(
+            ctx.index,
+            ctx.uuid,
+            format!(
+                "Can only use regexp queries on keyword and text fields - not on [{field}] which is of type [{}]",
+                field_type_name(ctx, field)
+            ),
+            None,
+        ));
+    }
+    let re = Regex::new(value, flags, ci).map_err(fail)?;
+    Ok(Compiled::Regexp {
+        src,
+        re: std::sync::Arc::new(re),
+        boost,
+    })
+}
+
+/// `index.max_regex_length` (Java counts UTF-16 units).
+fn check_regex_length(ctx: &Ctx<'_>, value: &str) -> EsResult<()> {
+    let len = value.encode_utf16().count();
+    if len <= ctx.limits.max_regex_length {
+        return Ok(());
+    }
+    let msg = format!(
+        "The length of regex [{len}] used in the Regexp Query request has exceeded the allowed maximum of [{}]. This maximum can be set by changing the [index.max_regex_length] index level setting.",
+        ctx.limits.max_regex_length
+    );
+    Err(shard_error(
+        ctx.index,
+        ctx.uuid,
+        format!("failed to create query: {msg}"),
+        Some(msg),
+    ))
+}
+
+fn field_type_name(ctx: &Ctx<'_>, field: &str) -> String {
+    match resolve_field(ctx.mapping, field) {
+        FieldRef::Field { field: f, .. } => f.type_str().to_string(),
+        _ => "keyword".to_string(),
+    }
 }
 
 fn expand_fields(m: &Mapping, patterns: &[String]) -> Vec<String> {
@@ -1439,6 +1695,7 @@ fn compile_match(
             required,
             phrase,
             boost,
+            stats: None,
         });
     }
     let keys = query_keys(kind, query, field, ctx)?;
@@ -1447,6 +1704,7 @@ fn compile_match(
         keys,
         ci: false,
         boost,
+        stats: None,
     })
 }
 
@@ -1512,6 +1770,7 @@ impl<'a> DocView<'a> {
             index: self.index,
             uuid: "",
             mapping,
+            limits: Limits::default(),
         };
         source_of(&ctx, field).map(|s| self.keys(&s))
     }
@@ -1547,6 +1806,7 @@ pub(crate) fn eval(c: &Compiled, d: &DocView<'_>) -> Option<f32> {
             keys,
             ci,
             boost,
+            stats,
         } => {
             let doc = d.keys(src);
             let hits = doc
@@ -1557,6 +1817,11 @@ pub(crate) fn eval(c: &Compiled, d: &DocView<'_>) -> Option<f32> {
                 None
             } else if matches!(src, Source::Id | Source::Index) {
                 Some(*boost)
+            } else if let Some(s) = stats {
+                let idf = s.idf.first().copied().unwrap_or(0.0);
+                // Keywords count a value once; text counts occurrences.
+                let freq = if s.norms { hits as f32 } else { 1.0 };
+                Some(boost * s.term_score(idf, freq, doc.len()))
             } else {
                 Some(boost * tf_score(hits))
             }
@@ -1567,8 +1832,10 @@ pub(crate) fn eval(c: &Compiled, d: &DocView<'_>) -> Option<f32> {
             required,
             phrase,
             boost,
+            stats,
         } => {
             let doc = d.keys(src);
+            let dl = doc.len();
             if *phrase {
                 let doc_tokens: Vec<&str> = doc
                     .iter()
@@ -1585,22 +1852,32 @@ pub(crate) fn eval(c: &Compiled, d: &DocView<'_>) -> Option<f32> {
                     .windows(n.max(1))
                     .filter(|w| w.iter().zip(tokens.iter()).all(|(a, b)| *a == b.as_str()))
                     .count();
-                return if found > 0 {
-                    Some(boost * tf_score(found) * n as f32)
-                } else {
+                return if found == 0 {
                     None
+                } else if let Some(s) = stats {
+                    // A phrase scores with the sum of its terms' idf.
+                    let idf: f32 = s.idf.iter().sum();
+                    Some(boost * s.term_score(idf, found as f32, dl))
+                } else {
+                    Some(boost * tf_score(found) * n as f32)
                 };
             }
             let mut matched = 0;
             let mut score = 0.0;
-            for t in tokens {
+            for (i, t) in tokens.iter().enumerate() {
                 let tf = doc
                     .iter()
                     .filter(|k| matches!(k, Key::S(s) if s == t))
                     .count();
                 if tf > 0 {
                     matched += 1;
-                    score += tf_score(tf);
+                    score += match stats {
+                        Some(s) => {
+                            let idf = s.idf.get(i).copied().unwrap_or(0.0);
+                            s.term_score(idf, tf as f32, dl)
+                        }
+                        None => tf_score(tf),
+                    };
                 }
             }
             if matched >= *required && matched > 0 {
@@ -1655,7 +1932,7 @@ pub(crate) fn eval(c: &Compiled, d: &DocView<'_>) -> Option<f32> {
                             Value::Null => false,
                             _ => true,
                         })
-                    } else if matches!(kind, Kind::Opaque) {
+                    } else if matches!(kind, Kind::Opaque | Kind::GeoPoint) {
                         vals.iter().any(|v| !v.is_null())
                     } else if *kind == Kind::Text {
                         // Text exists even when it analyzes to no token (`""`), as in
@@ -1669,6 +1946,15 @@ pub(crate) fn eval(c: &Compiled, d: &DocView<'_>) -> Option<f32> {
                 }
             };
             present.then_some(*boost)
+        }
+        Compiled::Geo { path, area, boost } => crate::geo::points_at(d.parsed(), path)
+            .into_iter()
+            .any(|p| area.contains(p))
+            .then_some(*boost),
+        Compiled::Regexp { src, re, boost } => {
+            let doc = d.keys(src);
+            let ok = doc.iter().any(|k| matches!(k, Key::S(s) if re.is_match(s)));
+            ok.then_some(*boost)
         }
         Compiled::Pattern {
             src,
@@ -1798,6 +2084,7 @@ mod tests {
             index: "i",
             uuid: "u",
             mapping: &m,
+            limits: Limits::default(),
         };
         let c = compile(&q, &ctx).ok()?;
         let src = doc.to_string();

@@ -190,6 +190,13 @@ pub struct Effective {
     pub routing: crate::routing::ShardRouting,
     /// Per-document limits (nested and array objects, tokens).
     pub doc_limits: crate::doc_limits::DocLimits,
+    /// How documents are checked and mapped (dynamic strings, `ignore_malformed`, field
+    /// name length).
+    pub check: crate::field_checks::CheckOpts,
+    /// `index.max_regex_length`, `index.query_string.lenient`.
+    pub query_limits: crate::query::Limits,
+    /// `index.max_rescore_window` (default 10,000).
+    pub max_rescore_window: u64,
 }
 
 fn str_of(v: Option<&Value>) -> Option<&str> {
@@ -293,7 +300,22 @@ pub fn effective(flat: &BTreeMap<String, Value>) -> EsResult<Effective> {
         .transpose()?;
     let routing = crate::routing::ShardRouting::new(shards, routing_shards, partition_size)?;
     let doc_limits = crate::doc_limits::DocLimits::from_settings(flat)?;
+    let check = check_opts(flat)?;
+    let query_limits = crate::query::Limits {
+        max_regex_length: match str_of(flat.get("index.max_regex_length")) {
+            Some(v) => parse_int_setting("index.max_regex_length", v, 1)? as usize,
+            None => 1000,
+        },
+        query_string_lenient: bool_setting(flat, "index.query_string.lenient", false)?,
+    };
+    let max_rescore_window = match str_of(flat.get("index.max_rescore_window")) {
+        Some(v) => u64::from(parse_int_setting("index.max_rescore_window", v, 1)?),
+        None => max_result_window,
+    };
     Ok(Effective {
+        check,
+        query_limits,
+        max_rescore_window,
         doc_limits,
         routing,
         shards,
@@ -303,6 +325,54 @@ pub fn effective(flat: &BTreeMap<String, Value>) -> EsResult<Effective> {
         max_result_window,
         max_docvalue_fields,
         hidden,
+    })
+}
+
+fn bool_setting(flat: &BTreeMap<String, Value>, key: &str, default: bool) -> EsResult<bool> {
+    match str_of(flat.get(key)) {
+        Some(v) => parse_bool_setting(key, v),
+        None => Ok(default),
+    }
+}
+
+fn check_opts(flat: &BTreeMap<String, Value>) -> EsResult<crate::field_checks::CheckOpts> {
+    const LIMIT: &str = "index.mapping.field_name_length.limit";
+    let field_name_limit = match str_of(flat.get(LIMIT)) {
+        None => None,
+        Some(v) => {
+            let n: i64 = v.trim().parse().map_err(|_| {
+                EsError::illegal_argument(format!(
+                    "Failed to parse value [{v}] for setting [{LIMIT}]"
+                ))
+            })?;
+            if n < 1 {
+                return Err(EsError::illegal_argument(format!(
+                    "Failed to parse value [{v}] for setting [{LIMIT}] must be >= 1"
+                )));
+            }
+            Some(n.unsigned_abs())
+        }
+    };
+    if let Some(mode) = str_of(flat.get("index.mapping.source.mode")) {
+        if !matches!(
+            mode.to_ascii_lowercase().as_str(),
+            "stored" | "synthetic" | "disabled"
+        ) {
+            return Err(EsError::illegal_argument(format!(
+                "No enum constant org.elasticsearch.index.mapper.SourceFieldMapper.Mode.{}",
+                mode.to_uppercase()
+            )));
+        }
+    }
+    Ok(crate::field_checks::CheckOpts {
+        auto_text: bool_setting(flat, "index.mapping.dynamic_strings.auto_text", true)?,
+        ignore_malformed: bool_setting(flat, "index.mapping.ignore_malformed", false)?,
+        field_name_limit,
+        ignore_long_dynamic_names: bool_setting(
+            flat,
+            "index.mapping.field_name_length.ignore_dynamic_beyond_limit",
+            false,
+        )?,
     })
 }
 
@@ -354,6 +424,8 @@ const DYNAMIC: &[&str] = &[
     "index.mapping.total_tokens_per_document.limit",
     "index.mapping.tokens_per_field.limit",
     "index.mapping.field_name_length.limit",
+    "index.mapping.field_name_length.ignore_dynamic_beyond_limit",
+    "index.mapping.dynamic_strings.auto_text",
     "index.mapping.dimension_fields.limit",
     "index.mapping.ignore_malformed",
     "index.mapping.coerce",
@@ -394,6 +466,7 @@ const STATIC: &[&str] = &[
     "index.number_of_routing_shards",
     "index.codec",
     "index.mode",
+    "index.mapping.source.mode",
     "index.routing_partition_size",
     "index.soft_deletes.enabled",
     "index.load_fixed_bitset_filters_eagerly",

@@ -81,3 +81,72 @@ async fn bounds_use_the_query_format_and_round_up() {
     );
     es.stop().await;
 }
+
+/// In the default format too, `lte` and `gt` bounds take the end of what they leave out:
+/// `lte: 2024-01-15` holds the whole day, `gt: 2024-01-15T10` starts after 10:59:59.999, and
+/// date math rounding (`||/M`) rounds to the end of the month.
+#[tokio::test]
+async fn default_format_bounds_round_up() {
+    let es = Es::start().await;
+    es.ok(
+        "PUT",
+        "/d",
+        Some(json!({"mappings": {"properties": {"t": {"type": "date"}}}})),
+    )
+    .await;
+    for (id, t) in [
+        ("1", "2024-01-15T00:00:00Z"),
+        ("2", "2024-01-15T10:30:00Z"),
+        ("3", "2024-01-15T23:59:59.999Z"),
+        ("4", "2024-01-31T12:00:00Z"),
+        ("5", "2024-02-01T00:00:00Z"),
+    ] {
+        es.ok("PUT", &format!("/d/_doc/{id}"), Some(json!({"t": t})))
+            .await;
+    }
+    es.ok("POST", "/d/_refresh", None).await;
+    let found = |range: serde_json::Value| {
+        let es = &es;
+        async move {
+            let v = es
+                .ok(
+                    "POST",
+                    "/d/_search",
+                    Some(json!({"query": {"range": {"t": range}}})),
+                )
+                .await;
+            let mut got = ids(&v);
+            got.sort();
+            got
+        }
+    };
+    assert_eq!(
+        found(json!({"lte": "2024-01-15"})).await,
+        vec!["1", "2", "3"]
+    );
+    assert_eq!(
+        found(json!({"lt": "2024-01-15"})).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        found(json!({"gte": "2024-01-15"})).await,
+        vec!["1", "2", "3", "4", "5"]
+    );
+    assert_eq!(
+        found(json!({"gt": "2024-01-15T10"})).await,
+        vec!["3", "4", "5"]
+    );
+    assert_eq!(
+        found(json!({"gt": "2024-01-15T10:30:00"})).await,
+        vec!["3", "4", "5"]
+    );
+    assert_eq!(
+        found(json!({"lte": "2024-01-01||/M"})).await,
+        vec!["1", "2", "3", "4"]
+    );
+    assert_eq!(
+        found(json!({"gte": "2024-01-15||/M", "lt": "2024-02-01"})).await,
+        vec!["1", "2", "3", "4"]
+    );
+    es.stop().await;
+}

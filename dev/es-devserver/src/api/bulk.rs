@@ -10,7 +10,7 @@ use crate::bulk::{parse_bulk, Action, BulkDefaults, BulkItem};
 use crate::error::{EsError, EsResult};
 use crate::index::{Index, IndexData, Prepared, VersionType, WriteOp, WriteOutcome, WriteResult};
 use crate::json::{write_i64, write_key, write_str};
-use crate::mapping::{check_source, Mapping};
+use crate::mapping::{check_source_with, Mapping};
 use crate::node::{Node, Req, Resp};
 
 enum Outcome {
@@ -94,7 +94,8 @@ pub(crate) fn bulk(node: &Node, req: &Req) -> EsResult<Resp> {
     let now = Instant::now();
     let mut targets: HashMap<(String, bool, bool), Result<(Arc<Index>, Option<String>), EsError>> =
         HashMap::new();
-    let mut mappings: Vec<(Arc<Index>, Arc<Mapping>, u64)> = Vec::new();
+    // Each index's mapping snapshot, and whether earlier items add fields to it.
+    let mut mappings: Vec<(Arc<Index>, Arc<Mapping>, u64, bool)> = Vec::new();
     let mut planned: Vec<Option<Planned<'_>>> = Vec::with_capacity(items.len());
     for item in items {
         let name = item.index.clone().unwrap_or_default();
@@ -127,25 +128,57 @@ pub(crate) fn bulk(node: &Node, req: &Req) -> EsResult<Resp> {
                 id = Some(crate::util::auto_id());
             }
             let doc_id = id.clone().unwrap_or_default();
-            let (mapping, gen) = match mappings.iter().find(|(i, _, _)| Arc::ptr_eq(i, index)) {
-                Some((_, m, g)) => (m.clone(), *g),
+            let slot = match mappings
+                .iter()
+                .position(|(i, _, _, _)| Arc::ptr_eq(i, index))
+            {
+                Some(p) => p,
                 None => {
                     let (m, g) = index.mapping_snapshot();
-                    mappings.push((index.clone(), m.clone(), g));
-                    (m, g)
+                    mappings.push((index.clone(), m, g, false));
+                    mappings.len() - 1
                 }
             };
-            prepared = Some(item.source.map_or_else(
+            let (mapping, gen, extended) = mappings
+                .get(slot)
+                .map(|(_, m, g, d)| (m.clone(), *g, *d))
+                .unwrap_or_else(|| {
+                    let (m, g) = index.mapping_snapshot();
+                    (m, g, false)
+                });
+            let result = item.source.map_or_else(
                 || Err(EsError::validation(&["source is missing".to_string()])),
                 |s| {
-                    let updates = check_source(&mapping, s, &doc_id)?;
-                    index.meta.read().eff.doc_limits.check(&mapping, s)?;
-                    Ok(Prepared {
-                        updates,
-                        mapping_gen: gen,
-                    })
+                    let opts = index.meta.read().eff.check;
+                    let named = item.dynamic_templates.clone().map(Arc::new);
+                    match check_source_with(&mapping, &opts, named.as_deref(), s, &doc_id) {
+                        Ok(updates) => {
+                            index.meta.read().eff.doc_limits.check(&mapping, s)?;
+                            Ok(Prepared {
+                                updates,
+                                mapping_gen: gen,
+                                named,
+                                recheck: false,
+                            })
+                        }
+                        // Earlier items map new fields first (as Elasticsearch applies
+                        // items in order): decide under the lock.
+                        Err(_) if extended => Ok(Prepared {
+                            updates: Vec::new(),
+                            mapping_gen: gen,
+                            named,
+                            recheck: true,
+                        }),
+                        Err(e) => Err(e),
+                    }
                 },
-            ));
+            );
+            if result.as_ref().is_ok_and(|p| !p.updates.is_empty()) {
+                if let Some(m) = mappings.get_mut(slot) {
+                    m.3 = true;
+                }
+            }
+            prepared = Some(result);
         }
         planned.push(Some(Planned {
             item,

@@ -1,11 +1,12 @@
-//! Cluster-level APIs: info, health, nodes, capabilities and a few `_cat` tables.
+//! Cluster-level APIs: info, nodes, capabilities and a few `_cat` tables (health is in
+//! [`super::health`]).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{json, Map, Value};
 
 use crate::cluster::ResolveOpts;
-use crate::error::{EsError, EsResult};
+use crate::error::EsResult;
 use crate::node::{Node, Req, Resp, LUCENE_VERSION, NODE_ID, VERSION};
 
 const BUILD_HASH: &str = "0000000000000000000000000000000000000000";
@@ -32,160 +33,6 @@ pub(crate) fn info(node: &Node, _req: &Req) -> EsResult<Resp> {
             "tagline": "You Know, for Search"
         }),
     ))
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Status {
-    Green,
-    Yellow,
-    Red,
-}
-
-impl Status {
-    fn name(self) -> &'static str {
-        match self {
-            Status::Green => "green",
-            Status::Yellow => "yellow",
-            Status::Red => "red",
-        }
-    }
-}
-
-struct HealthState {
-    status: Status,
-    body: Value,
-}
-
-fn compute_health(node: &Node, expr: Option<&str>, level: &str, timed_out: bool) -> HealthState {
-    let meta = node.cluster.meta.read();
-    let (resolved, missing) = match expr {
-        None => (
-            meta.resolve("", &ResolveOpts::strict_expand_open())
-                .unwrap_or_default(),
-            false,
-        ),
-        Some(e) => match meta.resolve(e, &ResolveOpts::strict_expand_open()) {
-            Ok(r) => (r, false),
-            Err(_) => (Vec::new(), true),
-        },
-    };
-    let all: Vec<_> = meta.indices.values().map(|e| e.index.clone()).collect();
-    let scope: Vec<_> = if expr.is_some() {
-        resolved.iter().map(|r| r.index.clone()).collect()
-    } else {
-        all
-    };
-    let mut primaries = 0u64;
-    let mut unassigned = 0u64;
-    let mut status = Status::Green;
-    let mut indices = Map::new();
-    for idx in &scope {
-        let shards = u64::from(idx.shards());
-        let replicas = u64::from(idx.replicas());
-        primaries += shards;
-        unassigned += shards * replicas;
-        let st = if replicas > 0 {
-            Status::Yellow
-        } else {
-            Status::Green
-        };
-        status = status.max(st);
-        indices.insert(
-            idx.name.clone(),
-            json!({
-                "status": st.name(),
-                "number_of_shards": shards,
-                "number_of_replicas": replicas,
-                "active_primary_shards": shards,
-                "active_shards": shards,
-                "relocating_shards": 0,
-                "initializing_shards": 0,
-                "unassigned_shards": shards * replicas,
-                "unassigned_primary_shards": 0
-            }),
-        );
-    }
-    if missing {
-        status = Status::Red;
-    }
-    let pct = if primaries + unassigned == 0 {
-        100.0
-    } else {
-        primaries as f64 * 100.0 / (primaries + unassigned) as f64
-    };
-    let mut body = json!({
-        "cluster_name": node.cluster.name,
-        "status": status.name(),
-        "timed_out": timed_out,
-        "number_of_nodes": 1,
-        "number_of_data_nodes": 1,
-        "active_primary_shards": primaries,
-        "active_shards": primaries,
-        "relocating_shards": 0,
-        "initializing_shards": 0,
-        "unassigned_shards": unassigned,
-        "unassigned_primary_shards": 0,
-        "delayed_unassigned_shards": 0,
-        "number_of_pending_tasks": 0,
-        "number_of_in_flight_fetch": 0,
-        "task_max_waiting_in_queue_millis": 0,
-        "active_shards_percent_as_number": pct
-    });
-    if level == "indices" || level == "shards" {
-        if let Value::Object(m) = &mut body {
-            m.insert("indices".into(), Value::Object(indices));
-        }
-    }
-    HealthState { status, body }
-}
-
-/// `GET /_cluster/health[/{index}]`.
-pub(crate) async fn health(node: &Node, req: &Req) -> EsResult<Resp> {
-    let wanted = match req.params.get("wait_for_status") {
-        None => None,
-        Some("green") => Some(Status::Green),
-        Some("yellow") => Some(Status::Yellow),
-        Some("red") => Some(Status::Red),
-        Some(other) => {
-            return Err(EsError::illegal_argument(format!(
-                "unknown cluster health status [{other}]"
-            )))
-        }
-    };
-    let level = req.params.get("level").unwrap_or("cluster").to_string();
-    if !matches!(level.as_str(), "cluster" | "indices" | "shards") {
-        return Err(EsError::illegal_argument(format!(
-            "No enum constant org.elasticsearch.cluster.health.ClusterHealthRequest.Level.{}",
-            level.to_uppercase()
-        )));
-    }
-    let timeout = req
-        .params
-        .time_opt("timeout")?
-        .unwrap_or(Duration::from_secs(30));
-    let expr = req.part("index").map(str::to_string);
-    let waits = wanted.is_some()
-        || req.params.has("wait_for_nodes")
-        || req.params.has("wait_for_active_shards")
-        || expr.is_some();
-    let deadline = Instant::now()
-        .checked_add(timeout)
-        .unwrap_or_else(Instant::now);
-    loop {
-        let h = compute_health(node, expr.as_deref(), &level, false);
-        let ok = match wanted {
-            Some(w) => h.status <= w,
-            None => h.status != Status::Red,
-        };
-        if ok || !waits {
-            return Ok(Resp::json(200, &h.body));
-        }
-        if Instant::now() >= deadline {
-            let h = compute_health(node, expr.as_deref(), &level, true);
-            return Ok(Resp::json(408, &h.body));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// `GET /_nodes`.
@@ -338,13 +185,8 @@ pub(crate) fn cat_indices(node: &Node, req: &Req) -> EsResult<Resp> {
         .iter()
         .map(|r| {
             let d = r.index.data.read();
-            let health = if r.index.replicas() == 0 {
-                "green"
-            } else {
-                "yellow"
-            };
             vec![
-                health.to_string(),
+                super::health::index_status(&r.index).name().to_string(),
                 if r.index.is_closed() { "close" } else { "open" }.to_string(),
                 r.name.clone(),
                 r.index.uuid.clone(),
@@ -375,11 +217,10 @@ pub(crate) fn cat_indices(node: &Node, req: &Req) -> EsResult<Resp> {
 
 /// `GET /_cat/health`.
 pub(crate) fn cat_health(node: &Node, req: &Req) -> EsResult<Resp> {
-    let h = compute_health(node, None, "cluster", false);
+    let h = super::health::cluster_summary(node);
     let now = crate::names::now_millis();
     let g = |k: &str| {
-        h.body
-            .get(k)
+        h.get(k)
             .map(|v| v.to_string().trim_matches('"').to_string())
             .unwrap_or_default()
     };

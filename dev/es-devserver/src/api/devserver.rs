@@ -60,6 +60,7 @@ pub(crate) fn delete_faults(node: &Node) -> EsResult<Resp> {
 
 pub(crate) fn reset(node: &Node) -> EsResult<Resp> {
     node.cluster.meta.write().indices.clear();
+    *node.cluster.settings.write() = crate::cluster_settings::Store::default();
     node.pits.clear();
     node.faults.set_rules(Vec::new());
     node.faults.reset_stats();

@@ -324,7 +324,13 @@ pub(crate) fn apply_update_locked(
             )
         }
     };
-    let updates = crate::mapping::check_source(data.mapping(), new_source.as_bytes(), id)?;
+    let updates = crate::mapping::check_source_with(
+        data.mapping(),
+        data.check_opts(),
+        None,
+        new_source.as_bytes(),
+        id,
+    )?;
     index
         .meta
         .read()
@@ -334,6 +340,8 @@ pub(crate) fn apply_update_locked(
     let prepared = crate::index::Prepared {
         updates,
         mapping_gen: u64::MAX,
+        named: None,
+        recheck: false,
     };
     let v = Versioning {
         version: None,

@@ -24,6 +24,9 @@ pub(crate) fn create_index(
     body: Option<&Value>,
     auto: bool,
 ) -> EsResult<Arc<Index>> {
+    if auto && !node.cluster.meta.read().indices.contains_key(name) {
+        node.check_auto_create(name)?;
+    }
     validate_index_name(name)?;
     let mut flat = BTreeMap::new();
     let mut mapping = crate::mapping::Mapping::default();
@@ -56,6 +59,7 @@ pub(crate) fn create_index(
     }
     settings::check_known(&flat)?;
     let eff = settings::effective(&flat)?;
+    crate::field_checks::check_mapping_names(&mapping, eff.check.field_name_limit)?;
     let hidden = eff.hidden;
     let mut meta = node.cluster.meta.write();
     if let Some(existing) = meta.indices.get(name) {
@@ -132,9 +136,7 @@ fn delete_opts(req: &Req) -> EsResult<ResolveOpts> {
 /// `DELETE /{index}`.
 pub(crate) fn delete(node: &Node, req: &Req) -> EsResult<Resp> {
     let expr = req.part("index").unwrap_or_default();
-    if node.config.destructive_requires_name
-        && expr.split(',').any(|p| p.contains('*') || p == "_all")
-    {
+    if node.destructive_requires_name() && expr.split(',').any(|p| p.contains('*') || p == "_all") {
         return Err(EsError::illegal_argument(
             "Wildcard expressions or all indices are not allowed",
         ));
@@ -190,7 +192,20 @@ pub(crate) fn full_settings(index: &Index) -> BTreeMap<String, Value> {
 }
 
 fn settings_json(index: &Index, flat_settings: bool, filter: Option<&[String]>) -> Value {
-    let mut flat = full_settings(index);
+    shape_settings(full_settings(index), flat_settings, filter)
+}
+
+/// `defaults` of `include_defaults=true`: the settings the index leaves at their default.
+fn defaults_json(index: &Index, flat_settings: bool, filter: Option<&[String]>) -> Value {
+    let defaults = crate::settings_defaults::defaults_for(&full_settings(index));
+    shape_settings(defaults, flat_settings, filter)
+}
+
+fn shape_settings(
+    mut flat: BTreeMap<String, Value>,
+    flat_settings: bool,
+    filter: Option<&[String]>,
+) -> Value {
     if let Some(patterns) = filter {
         flat.retain(|k, _| {
             patterns.iter().any(|p| {
@@ -219,6 +234,7 @@ pub(crate) fn get(node: &Node, req: &Req) -> EsResult<Resp> {
     let resolved = resolve(node, req, ResolveOpts::strict_expand_open())?;
     let flat_settings = req.params.bool_or("flat_settings", false)?;
     let features = req.params.list("features");
+    let include_defaults = req.params.bool_or("include_defaults", false)?;
     let want = |f: &str| features.as_ref().is_none_or(|fs| fs.iter().any(|x| x == f));
     let meta = node.cluster.meta.read();
     let mut out = Map::new();
@@ -238,6 +254,12 @@ pub(crate) fn get(node: &Node, req: &Req) -> EsResult<Resp> {
                 "settings".into(),
                 settings_json(&r.index, flat_settings, None),
             );
+            if include_defaults {
+                m.insert(
+                    "defaults".into(),
+                    defaults_json(&r.index, flat_settings, None),
+                );
+            }
         }
         out.insert(r.name.clone(), Value::Object(m));
     }
@@ -279,7 +301,7 @@ pub(crate) fn refresh(node: &Node, req: &Req) -> EsResult<Resp> {
 /// `POST /{index}/_close`.
 pub(crate) fn close(node: &Node, req: &Req) -> EsResult<Resp> {
     let expr = req.part("index").unwrap_or("");
-    if node.config.destructive_requires_name
+    if node.destructive_requires_name()
         && (expr.is_empty() || expr == "_all" || expr.split(',').any(crate::names::is_wildcard))
     {
         return Err(EsError::illegal_argument(
@@ -361,6 +383,8 @@ pub(crate) fn put_mapping(node: &Node, req: &Req) -> EsResult<Resp> {
     for r in &resolved {
         let mut m = (*r.index.mapping()).clone();
         m.merge(&update)?;
+        let limit = r.index.meta.read().eff.check.field_name_limit;
+        crate::field_checks::check_mapping_names(&m, limit)?;
         merged.push(m);
     }
     for (r, m) in resolved.iter().zip(merged) {
@@ -380,12 +404,20 @@ pub(crate) fn get_settings(node: &Node, req: &Req) -> EsResult<Resp> {
     let names: Option<Vec<String>> = req
         .part("name")
         .map(|n| n.split(',').map(str::to_string).collect());
+    let include_defaults = req.params.bool_or("include_defaults", false)?;
     let mut out = Map::new();
     for r in resolved {
-        out.insert(
-            r.name.clone(),
-            json!({"settings": settings_json(&r.index, flat_settings, names.as_deref())}),
-        );
+        let mut entry =
+            json!({"settings": settings_json(&r.index, flat_settings, names.as_deref())});
+        if include_defaults {
+            if let Value::Object(m) = &mut entry {
+                m.insert(
+                    "defaults".into(),
+                    defaults_json(&r.index, flat_settings, names.as_deref()),
+                );
+            }
+        }
+        out.insert(r.name.clone(), entry);
     }
     Ok(Resp::json(200, &Value::Object(out)))
 }
@@ -530,11 +562,7 @@ pub(crate) fn stats(node: &Node, req: &Req) -> EsResult<Resp> {
         let shards = u64::from(r.index.shards());
         total_shards += shards * (1 + u64::from(r.index.replicas()));
         ok_shards += shards;
-        let health = if r.index.replicas() == 0 {
-            "green"
-        } else {
-            "yellow"
-        };
+        let health = super::health::index_status(&r.index).name();
         indices.insert(
             r.name.clone(),
             json!({"uuid": r.index.uuid, "health": health, "status": "open", "primaries": s.clone(), "total": s}),

@@ -3,10 +3,13 @@
 pub(crate) mod aliases;
 pub(crate) mod bulk;
 pub(crate) mod cluster;
+pub(crate) mod cluster_settings;
 pub(crate) mod devserver;
 pub(crate) mod docs;
+pub(crate) mod health;
 pub(crate) mod indices;
 mod indices_boost;
+mod rescore;
 pub(crate) mod search;
 
 use std::sync::Arc;
@@ -21,7 +24,9 @@ use crate::node::{Api, Node, Req, Resp};
 pub(crate) async fn dispatch(node: &Node, api: Api, req: &Req) -> EsResult<Resp> {
     match api {
         Api::Info => cluster::info(node, req),
-        Api::Health => cluster::health(node, req).await,
+        Api::Health => health::health(node, req).await,
+        Api::PutClusterSettings => cluster_settings::put(node, req),
+        Api::GetClusterSettings => cluster_settings::get(node, req),
         Api::Nodes => cluster::nodes(node, req),
         Api::Capabilities => cluster::capabilities(node, req),
         Api::CatIndices => cluster::cat_indices(node, req),

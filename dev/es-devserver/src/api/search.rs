@@ -12,7 +12,10 @@ use crate::index::StoredDoc;
 use crate::json::{token_name, Obj, Out};
 use crate::mapping::{resolve_field, FieldRef, Kind};
 use crate::node::{Node, Req, Resp};
-use crate::query::{compile, eval, parse_query, query_string, Compiled, Ctx, DocView, Key, Query};
+use crate::query::{
+    compile, eval, parse_query, query_string, with_stats, Compiled, Ctx, DocView, Key, QsOpts,
+    Query,
+};
 use crate::source_filter::SourceFilter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +67,8 @@ struct SearchReq {
     indices_boost: Vec<(String, f32)>,
     /// `size=-1` in the URL: the default size, with Elasticsearch's deprecation warning.
     size_unset_warning: bool,
+    /// `rescore`, in order.
+    rescore: Vec<super::rescore::Rescorer>,
 }
 
 fn unknown_key(k: &str, v: &Value) -> EsError {
@@ -220,7 +225,6 @@ const UNSUPPORTED: &[&str] = &[
     "highlight",
     "suggest",
     "collapse",
-    "rescore",
     "script_fields",
     "knn",
     "runtime_mappings",
@@ -326,6 +330,7 @@ fn parse_search(req: &Req) -> EsResult<SearchReq> {
         pit: None,
         indices_boost: Vec::new(),
         size_unset_warning: false,
+        rescore: Vec::new(),
     };
     let mut stored_fields: Option<Vec<String>> = None;
     if let Some(body) = req.json_body()? {
@@ -339,6 +344,7 @@ fn parse_search(req: &Req) -> EsResult<SearchReq> {
             match k.as_str() {
                 "query" => s.query = Some(parse_query(v)?),
                 "post_filter" => s.post_filter = Some(parse_query(v)?),
+                "rescore" => s.rescore = super::rescore::parse(v)?,
                 "from" => s.from = int_of(v, k)?,
                 "size" => s.size = int_of(v, k)?,
                 "sort" => parse_sort_entry(v, &mut s.sort)?,
@@ -388,7 +394,10 @@ fn parse_search(req: &Req) -> EsResult<SearchReq> {
         let and = p
             .get("default_operator")
             .is_some_and(|o| o.eq_ignore_ascii_case("and"));
-        s.query = Some(query_string(q, vec![df], and));
+        let mut opts = QsOpts::new(vec![df]);
+        opts.and = and;
+        opts.lenient = p.bool_opt("lenient")?;
+        s.query = Some(query_string(q, opts));
     }
     if let Some(f) = p.i32_opt("from")? {
         s.from = f;
@@ -566,6 +575,7 @@ fn prepare(
             index: &r.name,
             uuid: &r.index.uuid,
             mapping: &mapping,
+            limits: r.index.meta.read().eff.query_limits,
         };
         let eq = effective_query(q, &r.access)?;
         let compiled = compile(&eq, &ctx).map_err(|e| wrap_shard(e, &r.name))?;
@@ -576,6 +586,87 @@ fn prepare(
         out.push(Prepared { r, compiled, post });
     }
     Ok(out)
+}
+
+/// Applies the rescorers in order: per shard, the top `window_size` hits by score.
+fn apply_rescore(s: &SearchReq, prepared: &[Prepared], hits: &mut [Hit]) -> EsResult<()> {
+    for rescorer in &s.rescore {
+        let mut compiled = Vec::new();
+        for p in prepared {
+            let mapping = p.r.index.mapping();
+            let ctx = Ctx {
+                index: &p.r.name,
+                uuid: &p.r.index.uuid,
+                mapping: &mapping,
+                limits: p.r.index.meta.read().eff.query_limits,
+            };
+            let c = compile(&rescorer.query, &ctx).map_err(|e| wrap_shard(e, &p.r.name))?;
+            let snapshot = p.r.index.data.read().snapshot();
+            compiled.push(with_stats(&c, &snapshot, &p.r.name));
+        }
+        // Each hit's shard, then its rank by first-pass score within the shard.
+        let shard_of = |h: &Hit| -> (usize, u32) {
+            let shard = prepared.get(h.index_pos).map_or(0, |p| {
+                p.r.index
+                    .meta
+                    .read()
+                    .eff
+                    .routing
+                    .shard(&h.id, h.doc.routing.as_deref())
+            });
+            (h.index_pos, shard)
+        };
+        let mut order: Vec<usize> = (0..hits.len()).collect();
+        let keys: Vec<(usize, u32)> = hits.iter().map(shard_of).collect();
+        let rank_of = |i: usize| {
+            let h = hits.get(i);
+            (
+                keys.get(i).copied().unwrap_or((0, 0)),
+                h.map_or(0.0, |h| h.score),
+                h.map_or(0, |h| h.doc.seq_no),
+            )
+        };
+        order.sort_by(|&a, &b| {
+            let (ka, sa, qa) = rank_of(a);
+            let (kb, sb, qb) = rank_of(b);
+            ka.cmp(&kb)
+                .then(sb.partial_cmp(&sa).unwrap_or(Ordering::Equal))
+                .then(qa.cmp(&qb))
+        });
+        let mut rank = 0usize;
+        let mut group: Option<(usize, u32)> = None;
+        for i in order {
+            let key = keys.get(i).copied().unwrap_or((0, 0));
+            if group != Some(key) {
+                group = Some(key);
+                rank = 0;
+            }
+            let Some(h) = hits.get_mut(i) else { continue };
+            h.score = if rank < rescorer.window {
+                let index = prepared.get(h.index_pos).map_or("", |p| p.r.name.as_str());
+                let view = DocView::new(&h.id, index, h.doc.routing.as_deref(), &h.doc.source);
+                let second = compiled.get(h.index_pos).and_then(|c| eval(c, &view));
+                rescorer.combine(h.score, second)
+            } else {
+                rescorer.outside(h.score)
+            };
+            rank += 1;
+        }
+    }
+    // A `_score` sort reads the new scores.
+    for h in hits.iter_mut() {
+        for (i, spec) in s.sort.iter().enumerate() {
+            if spec.field == "_score" {
+                if let Some(k) = h.sort.get_mut(i) {
+                    *k = Key::F(f64::from(h.score));
+                }
+                if let Some(j) = h.sort_json.get_mut(i) {
+                    *j = json!(h.score);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn wrap_shard(e: EsError, index: &str) -> EsError {
@@ -661,6 +752,12 @@ fn check_sort_field(spec: &SortSpec, p: &Prepared) -> EsResult<()> {
                     &p.r.name,
                 ));
             }
+            if field.kind == Kind::GeoPoint {
+                return Err(shard_err(
+                    "can't sort on geo_point field without using specific sorting feature, like geo_distance"
+                        .to_string(),
+                ));
+            }
             if matches!(field.kind, Kind::Object | Kind::Nested | Kind::Opaque) {
                 return Err(shard_err(format!("No mapping found for [{}] in order to sort on", spec.field)));
             }
@@ -670,9 +767,14 @@ fn check_sort_field(spec: &SortSpec, p: &Prepared) -> EsResult<()> {
 }
 
 fn missing_sort_value(spec: &SortSpec, mapping: &crate::mapping::Mapping) -> (Option<Key>, Value) {
+    // `integer`, `short` and `byte` sort as 32-bit integers (8.19): their missing value is
+    // Integer.MAX_VALUE / MIN_VALUE, the other numbers' Long's.
+    let mut int32 = false;
     let numeric = match resolve_field(mapping, &spec.field) {
         FieldRef::Field { field, .. } => {
-            field.kind.is_numeric() || matches!(field.kind, Kind::Date | Kind::Boolean)
+            int32 = matches!(field.kind, Kind::Integer | Kind::Short | Kind::Byte);
+            field.kind.is_numeric()
+                || matches!(field.kind, Kind::Date | Kind::DateNanos | Kind::Boolean)
         }
         _ => spec
             .unmapped_type
@@ -692,7 +794,12 @@ fn missing_sort_value(spec: &SortSpec, mapping: &crate::mapping::Mapping) -> (Op
     // Missing values sort last (or first) regardless of direction.
     let high = first == spec.desc;
     if numeric {
-        let v = if high { i64::MAX } else { i64::MIN };
+        let v = match (high, int32) {
+            (true, true) => i64::from(i32::MAX),
+            (false, true) => i64::from(i32::MIN),
+            (true, false) => i64::MAX,
+            (false, false) => i64::MIN,
+        };
         (Some(Key::I(v)), Value::from(v))
     } else {
         (None, Value::Null)
@@ -701,6 +808,18 @@ fn missing_sort_value(spec: &SortSpec, mapping: &crate::mapping::Mapping) -> (Op
 
 fn format_dv(k: &Key, kind: Kind, format: Option<&str>) -> Value {
     match (kind, format) {
+        (Kind::DateNanos, None | Some("strict_date_optional_time_nanos")) => match k {
+            Key::I(n) => Value::from(crate::date_nanos::format_iso(*n)),
+            other => other.to_json(),
+        },
+        (Kind::DateNanos, Some("epoch_millis")) => match k {
+            Key::I(n) => Value::from(crate::date_nanos::format_epoch_millis(*n)),
+            other => other.to_json(),
+        },
+        (Kind::DateNanos, Some(fmt)) => match (k, crate::datefmt::DateFormat::new(fmt)) {
+            (Key::I(n), Ok(df)) => Value::from(df.format(crate::date_nanos::to_millis(*n))),
+            (other, _) => other.to_json(),
+        },
         (Kind::Date, None) => match k {
             Key::I(ms) => Value::from(crate::names::format_date(*ms)),
             other => other.to_json(),
@@ -750,12 +869,16 @@ fn docvalue_json(
         for name in names {
             // Dates print in the field's own format unless the request names one.
             let field_fmt = match resolve_field(mapping, &name) {
-                FieldRef::Field { field, .. } if field.kind == Kind::Date => field
-                    .params
-                    .get("format")
-                    .and_then(Value::as_str)
-                    .filter(|t| *t != crate::datefmt::DEFAULT)
-                    .map(str::to_string),
+                FieldRef::Field { field, .. }
+                    if matches!(field.kind, Kind::Date | Kind::DateNanos) =>
+                {
+                    field
+                        .params
+                        .get("format")
+                        .and_then(Value::as_str)
+                        .filter(|t| *t != crate::datefmt::DEFAULT)
+                        .map(str::to_string)
+                }
                 _ => None,
             };
             let f = &DvField {
@@ -777,7 +900,7 @@ fn docvalue_json(
                     .into_iter()
                     .filter(|v| !v.is_null())
                     .flat_map(|v| match field.kind {
-                        Kind::Keyword | Kind::Date => {
+                        Kind::Keyword | Kind::Date | Kind::DateNanos => {
                             crate::query::doc_keys(field.kind, &field.params, v)
                                 .iter()
                                 .map(|k| format_dv(k, field.kind, f.format.as_deref()))
@@ -880,10 +1003,17 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
             .stats
             .query_total
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (window, max_dv) = {
+        let (window, max_dv, max_rescore) = {
             let m = r.index.meta.read();
-            (m.eff.max_result_window, m.eff.max_docvalue_fields)
+            (
+                m.eff.max_result_window,
+                m.eff.max_docvalue_fields,
+                m.eff.max_rescore_window,
+            )
         };
+        let sorted = s.sort.iter().any(|x| x.field != "_score");
+        super::rescore::validate(&s.rescore, max_rescore, sorted)
+            .map_err(|e| EsError::search_phase(e, &r.name))?;
         if s.docvalue_fields.len() as u64 > max_dv {
             return Err(EsError::search_phase(
                 EsError::illegal_argument(format!(
@@ -922,6 +1052,8 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
     let sort_by_score = s.sort.is_empty() || s.sort.iter().any(|x| x.field == "_score");
     let mut hits: Vec<Hit> = Vec::new();
     let mut total: u64 = 0;
+    // Each index's query with its collection statistics (for named query scores too).
+    let mut scored: Vec<Compiled> = Vec::with_capacity(prepared.len());
     for (pos, p) in prepared.iter().enumerate() {
         let mapping = p.r.index.mapping();
         let snapshot = match pit.as_ref().and_then(|x| x.indices.get(pos)) {
@@ -930,9 +1062,11 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
         };
         // The index boost multiplies the query score, so min_score sees the boosted score.
         let index_boost = index_boosts.get(&p.r.name).copied().unwrap_or(1.0);
+        let compiled = with_stats(&p.compiled, &snapshot, &p.r.name);
+        scored.push(compiled.clone());
         for (id, doc) in snapshot {
             let view = DocView::new(&id, &p.r.name, doc.routing.as_deref(), &doc.source);
-            let Some(score) = eval(&p.compiled, &view).map(|sc| sc * index_boost) else {
+            let Some(score) = eval(&compiled, &view).map(|sc| sc * index_boost) else {
                 continue;
             };
             if let Some(post) = &p.post {
@@ -973,7 +1107,9 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
                             };
                             sort_json.push(match (&k, kind, &spec.format) {
                                 (Key::B(b), _, _) => json!(i64::from(*b)),
-                                (_, Kind::Date, Some(f)) => format_dv(&k, kind, Some(f)),
+                                (_, Kind::Date | Kind::DateNanos, Some(f)) => {
+                                    format_dv(&k, kind, Some(f))
+                                }
                                 _ => k.to_json(),
                             });
                             sort.push(k);
@@ -984,7 +1120,7 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
                             // A formatted date sort prints a missing value as null.
                             let formatted_date = spec.format.is_some()
                                 && spec.missing_value.is_none()
-                                && matches!(resolve_field(&mapping, &spec.field), FieldRef::Field { field, .. } if field.kind == Kind::Date);
+                                && matches!(resolve_field(&mapping, &spec.field), FieldRef::Field { field, .. } if matches!(field.kind, Kind::Date | Kind::DateNanos));
                             sort_json.push(if formatted_date { Value::Null } else { j });
                         }
                     },
@@ -1055,6 +1191,9 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
             .cmp(&b.index_pos)
             .then(a.doc.seq_no.cmp(&b.doc.seq_no))
     };
+    if !s.rescore.is_empty() {
+        apply_rescore(&s, &prepared, &mut hits)?;
+    }
     hits.sort_by(cmp_hits);
     if let Some(after) = &s.search_after {
         if after.len() != s.sort.len() {
@@ -1139,7 +1278,8 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
             m.val("sort", Value::Array(h.sort_json.clone()));
         }
         let mut named = Vec::new();
-        for c in std::iter::once(&p.compiled).chain(p.post.as_ref()) {
+        let query = scored.get(h.index_pos).unwrap_or(&p.compiled);
+        for c in std::iter::once(query).chain(p.post.as_ref()) {
             crate::query::matched_queries(c, &view, &mut named);
         }
         if !named.is_empty() {
@@ -1243,7 +1383,10 @@ pub(crate) fn count(node: &Node, req: &Req) -> EsResult<Resp> {
             .params
             .get("default_operator")
             .is_some_and(|o| o.eq_ignore_ascii_case("and"));
-        query = Some(query_string(q, vec![df], and));
+        let mut opts = QsOpts::new(vec![df]);
+        opts.and = and;
+        opts.lenient = req.params.bool_opt("lenient")?;
+        query = Some(query_string(q, opts));
     }
     let min_score = match req.params.get("min_score") {
         Some(v) => Some(v.parse::<f32>().map_err(|_| {
@@ -1276,9 +1419,10 @@ pub(crate) fn count(node: &Node, req: &Req) -> EsResult<Resp> {
             continue;
         }
         let snapshot = p.r.index.data.read().snapshot();
+        let compiled = with_stats(&p.compiled, &snapshot, &p.r.name);
         for (id, doc) in snapshot {
             let view = DocView::new(&id, &p.r.name, doc.routing.as_deref(), &doc.source);
-            if let Some(score) = eval(&p.compiled, &view) {
+            if let Some(score) = eval(&compiled, &view) {
                 if min_score.is_none_or(|m| score >= m) {
                     count += 1;
                 }

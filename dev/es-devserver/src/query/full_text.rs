@@ -362,6 +362,48 @@ pub(super) fn compile_bool_prefix(
     })
 }
 
+/// `match` with `fuzziness` on a text or keyword field: each term of the text (the whole
+/// text for a keyword) matches the indexed terms within the allowed edits.
+pub(super) fn compile_fuzzy_match(
+    ctx: &Ctx<'_>,
+    field: &str,
+    query: &str,
+    opts: &TextOpts,
+    and: bool,
+    msm: Option<&Msm>,
+    boost: f32,
+) -> EsResult<Compiled> {
+    let analyzer = opts.analyzer("match", ctx)?;
+    let Some(src) = source_of(ctx, field) else {
+        return Ok(Compiled::None);
+    };
+    let terms = match src_kind(&src) {
+        Kind::Text => analyzer.terms(query),
+        _ => vec![query.to_string()],
+    };
+    if terms.is_empty() {
+        return Ok(Compiled::None);
+    }
+    let should: Vec<Compiled> = terms
+        .iter()
+        .map(|t| term_clause(&src, t, opts.active_fuzzy()))
+        .collect();
+    let n = should.len();
+    let required = if and {
+        n
+    } else {
+        msm.map_or(1, |m| m.required(n)).max(1)
+    };
+    Ok(Compiled::Bool {
+        must: vec![],
+        filter: vec![],
+        should,
+        must_not: vec![],
+        required,
+        boost,
+    })
+}
+
 /// One term of the query text: an exact term, or a fuzzy one when fuzziness allows edits.
 fn term_clause(src: &Source, term: &str, fuzzy: Option<&FuzzyOpts>) -> Compiled {
     match fuzzy {
@@ -375,6 +417,7 @@ fn term_clause(src: &Source, term: &str, fuzzy: Option<&FuzzyOpts>) -> Compiled 
             keys: vec![Key::S(term.to_string())],
             ci: false,
             boost: 1.0,
+            stats: None,
         },
     }
 }
@@ -404,6 +447,9 @@ pub(super) fn compile_multi_match(
             // Prefixes only exist on strings; other fields are left out, as with `lenient`.
             MultiKind::BoolPrefix if !text_like => continue,
             MultiKind::BoolPrefix => compile_bool_prefix(ctx, &f, query, opts, and, msm, b)?,
+            _ if text_like && kind != MultiKind::Phrase && opts.active_fuzzy().is_some() => {
+                compile_fuzzy_match(ctx, &f, query, opts, and, msm, b)?
+            }
             _ => {
                 // Lenient: numeric fields only take part when the text is a number.
                 if !text_like && query.trim().parse::<f64>().is_err() {
