@@ -61,13 +61,7 @@ async fn measure(cmd: &mut Command) -> anyhow::Result<Finished> {
     let pid = child.id();
     let mut stats = ProcessStats::of_pid(pid)?;
     let status = loop {
-        // An exited, not yet reaped process reads as 0 RSS: keep the last real sample.
-        if let Some(s) = ProcessStats::of_pid(pid)
-            .ok()
-            .filter(|s| s.peak_rss_bytes > 0)
-        {
-            stats = s;
-        }
+        stats = stats.resample(pid);
         if let Some(status) = child.try_wait()? {
             break status;
         }

@@ -208,20 +208,15 @@ pub fn publish(
         .spawn()
         .map_err(io_err(format!("start {}", publisher.label())))?;
     let pid = child.id();
-    let mut stats = ProcessStats::of_pid(pid).ok();
+    let mut stats = ProcessStats {
+        cpu_seconds: 0.0,
+        peak_rss_bytes: 0,
+    };
     let status = loop {
         if let Some(status) = child.try_wait().map_err(io_err("wait for the publisher"))? {
             break status;
         }
-        if let Ok(s) = ProcessStats::of_pid(pid) {
-            // An exited, not yet reaped process still shows its CPU time but no longer
-            // its memory figures: keep the highest peak seen.
-            let peak = stats.map_or(0, |p| p.peak_rss_bytes).max(s.peak_rss_bytes);
-            stats = Some(ProcessStats {
-                peak_rss_bytes: peak,
-                ..s
-            });
-        }
+        stats = stats.resample(pid);
         std::thread::sleep(Duration::from_millis(50));
     };
     let seconds = started.elapsed().as_secs_f64();
@@ -231,13 +226,7 @@ pub fn publish(
             publisher.label()
         )));
     }
-    Ok(RunReport {
-        seconds,
-        stats: stats.unwrap_or(ProcessStats {
-            cpu_seconds: 0.0,
-            peak_rss_bytes: 0,
-        }),
-    })
+    Ok(RunReport { seconds, stats })
 }
 
 /// The repository root (two levels above this crate), where `tests/python` lives.
@@ -429,12 +418,7 @@ pub async fn watch_drain(
     let mut stats = ProcessStats::of_pid(pid).map_err(io_err("read the consumer's stats"))?;
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        if let Ok(s) = ProcessStats::of_pid(pid) {
-            stats = ProcessStats {
-                peak_rss_bytes: stats.peak_rss_bytes.max(s.peak_rss_bytes),
-                ..s
-            };
-        }
+        stats = stats.resample(pid);
         let committed: i64 = crate::kafka::committed_offsets(brokers, group, topic)
             .await
             .map_err(|e| BenchError::Timeout(format!("committed offsets of {group}: {e}")))?

@@ -57,6 +57,19 @@ impl ProcessStats {
         })
     }
 
+    /// This reading updated from a fresh one of `pid`: CPU from the fresh reading, peak
+    /// RSS the higher of the two, because an exited but not yet reaped process still shows
+    /// its CPU time but no memory figures. Unchanged when `pid` cannot be read.
+    pub fn resample(self, pid: u32) -> Self {
+        match Self::of_pid(pid) {
+            Ok(s) => ProcessStats {
+                peak_rss_bytes: self.peak_rss_bytes.max(s.peak_rss_bytes),
+                ..s
+            },
+            Err(_) => self,
+        }
+    }
+
     /// Peak RSS in MiB.
     pub fn peak_rss_mib(&self) -> f64 {
         self.peak_rss_bytes as f64 / (1024.0 * 1024.0)
