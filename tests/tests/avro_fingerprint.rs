@@ -4,6 +4,9 @@
 //! header, and for schemas that exercise the spec's harder rules (namespaces, nested named
 //! types, fixed, logical types, attributes that must be stripped).
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 #[path = "support/python.rs"]
 mod python;
 

@@ -3,6 +3,9 @@
 //! Dockerfile, every command names a binary the workspace builds, and every published port
 //! binds 127.0.0.1.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 

@@ -4,6 +4,9 @@
 //! running `syncline-es-indexer`, `syncline-redis-invalidator` or `syncline-outbox`.
 //! Labelled families are declared before their first sample, so idle processes suffice.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 #[path = "support/pipeline.rs"]
 mod pipeline;
 

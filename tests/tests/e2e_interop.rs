@@ -8,6 +8,9 @@
 //! Python wrote back to the event it came from, and fastavro decodes records Syncline
 //! encoded, re-encoding them to the same bytes.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 #[path = "support/pipeline.rs"]
 mod pipeline;
 #[path = "support/python.rs"]

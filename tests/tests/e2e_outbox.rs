@@ -6,6 +6,9 @@
 //!
 //! Every wait polls observable state with a deadline; no sleep decides an outcome.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 #[path = "support/pipeline.rs"]
 mod pipeline;
 

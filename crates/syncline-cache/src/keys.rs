@@ -170,9 +170,10 @@ impl KeyLayout {
             return false;
         };
         let (entity_type, tail) = rest.split_at(colon);
-        let type_ok = !entity_type.is_empty()
-            && entity_type.len() <= 64
-            && (entity_type[0].is_ascii_lowercase() || entity_type[0].is_ascii_digit())
+        let type_ok = entity_type.len() <= 64
+            && entity_type
+                .first()
+                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
             && entity_type
                 .iter()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-'));

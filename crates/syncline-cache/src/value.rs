@@ -32,14 +32,14 @@ pub fn decode(key: &str, raw: &[u8]) -> Result<Entry, CacheError> {
         key: key.to_owned(),
         reason: reason.to_owned(),
     };
-    let nl = raw
-        .iter()
-        .position(|b| *b == b'\n')
+    let mut parts = raw.splitn(2, |b| *b == b'\n');
+    let head = parts.next().unwrap_or_default();
+    let document = parts
+        .next()
         .ok_or_else(|| malformed("no newline after the version"))?;
-    let (head, rest) = raw.split_at(nl);
     let version =
         parse_version(head).ok_or_else(|| malformed("version is not a decimal i64 >= 0"))?;
-    let document = std::str::from_utf8(&rest[1..])
+    let document = std::str::from_utf8(document)
         .map_err(|_| malformed("document is not UTF-8"))?
         .to_owned();
     Ok(Entry { version, document })

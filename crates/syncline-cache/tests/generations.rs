@@ -3,6 +3,9 @@
 //! events and search results, a load that spans a switch is not stored, and the old
 //! generation's keys can be unlinked while the new one's stay.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use std::convert::Infallible;

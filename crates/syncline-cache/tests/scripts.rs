@@ -1,5 +1,8 @@
 //! The Lua scripts against a real Redis: version-guard semantics, TTLs, value format.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use std::time::Duration;

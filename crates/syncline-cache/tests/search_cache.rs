@@ -1,5 +1,8 @@
 //! Search-result caching against a real Redis: tag bumps retire exactly their results.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use std::time::Duration;

@@ -12,6 +12,9 @@
 //! `BENCH_DOC_BYTES` (1024), `BENCH_DELETE_RATIO` (0.1). Fails only if a drain is
 //! incomplete.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

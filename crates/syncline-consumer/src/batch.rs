@@ -271,12 +271,11 @@ pub fn check(
         ));
     };
     let event = syncline_event::decode(payload, limits)?;
+    // The key is exactly `entity_type:entity_id`.
     let matches = key.is_some_and(|k| {
-        let (t, id) = (event.entity_type.as_bytes(), event.entity_id.as_bytes());
-        k.len() == t.len() + 1 + id.len()
-            && k.starts_with(t)
-            && k[t.len()] == b':'
-            && k.ends_with(id)
+        k.strip_prefix(event.entity_type.as_bytes())
+            .and_then(|rest| rest.strip_prefix(b":"))
+            .is_some_and(|id| id == event.entity_id.as_bytes())
     });
     if !matches {
         let shown = key.map_or_else(
@@ -320,6 +319,9 @@ pub struct Prepared {
 /// Keep one event per `entity_type:entity_id`: the highest version; on equal versions the
 /// first one received (they describe the same state). Returns the groups in order of each
 /// key's first appearance and the number of records dropped.
+// Every index below is a record's position (< n) or a group id handed out by `best.push`:
+// plain indexing keeps this per-batch loop allocation-free and readable.
+#[allow(clippy::indexing_slicing)]
 pub fn coalesce(events: Vec<(ChangeEvent, usize)>) -> (Vec<Group>, usize) {
     // Pass 1 borrows the ids to find each key's winner without allocating per record;
     // pass 2 moves the winning events out.

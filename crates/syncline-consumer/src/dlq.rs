@@ -324,7 +324,8 @@ fn truncate(s: &str, max: usize) -> &str {
     while end > 0 && !s.is_char_boundary(end) {
         end -= 1;
     }
-    &s[..end]
+    // `end` is a char boundary within `s`, so this always splits.
+    s.split_at_checked(end).map_or("", |(head, _)| head)
 }
 
 #[cfg(test)]

@@ -2,6 +2,9 @@
 //! commits made while the consumer runs are counted when the broker accepts them, and the
 //! idle ticks after the topic is drained (nothing new to commit) are not commits.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use std::time::Duration;

@@ -2,6 +2,9 @@
 //! that name the setting, and the sink's own table. (nextest runs each test in its own
 //! process, so setting env vars here cannot leak into other tests.)
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use std::io::Write as _;
 use std::time::Duration;
 

@@ -2,6 +2,9 @@
 //! duplicates, deletes) on a 4-partition topic converges to the oracle, offsets are
 //! committed to the end, and cancelling the token returns `Ok`.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use std::time::Duration;

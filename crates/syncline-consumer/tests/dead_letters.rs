@@ -2,6 +2,9 @@
 //! payload and the documented headers; every valid event is applied; offsets are
 //! committed to the end.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use std::collections::HashMap;

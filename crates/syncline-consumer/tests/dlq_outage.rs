@@ -3,6 +3,9 @@
 //! that cannot be written pauses the partition (memory stays bounded, nothing is committed
 //! past the poison record), fails readiness, and once it works again nothing is lost.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use std::collections::HashMap;

@@ -2,6 +2,9 @@
 //! (its partitions move to the second with incremental, cooperative rebalancing). The
 //! store still converges to the oracle and the group commits to the end.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use std::time::Duration;

@@ -1,5 +1,8 @@
 //! The operational endpoints over a real TCP connection.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use std::time::Duration;
 
 use syncline_consumer::http;

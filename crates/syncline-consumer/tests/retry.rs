@@ -2,6 +2,9 @@
 //! no sampled committed offset passes a record whose change the sink does not yet hold,
 //! and the end state equals the oracle.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use std::collections::HashMap;

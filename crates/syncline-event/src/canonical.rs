@@ -61,9 +61,16 @@ pub fn crc64_avro(bytes: &[u8]) -> u64 {
     });
     let mut fp = EMPTY;
     for &b in bytes {
-        fp = (fp >> 8) ^ table[((fp ^ u64::from(b)) & 0xff) as usize];
+        // Truncating to the low byte is the algorithm's `& 0xff`.
+        fp = (fp >> 8) ^ entry(table, (fp as u8) ^ b);
     }
     fp
+}
+
+/// The table's entry for a byte.
+#[allow(clippy::indexing_slicing)] // a u8 always indexes a 256-entry table
+fn entry(table: &[u64; 256], byte: u8) -> u64 {
+    table[usize::from(byte)]
 }
 
 /// The spec fingerprint of a schema: CRC-64-AVRO of its Parsing Canonical Form. This is

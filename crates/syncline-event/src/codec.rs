@@ -224,12 +224,11 @@ impl SchemaRegistry {
         bytes: &[u8],
         limits: &Limits,
     ) -> Result<ChangeEvent, DecodeError> {
-        let fp = header_fingerprint(bytes)?;
+        let (fp, mut body) = split_header(bytes)?;
         let writer = self
             .writers
             .get(&fp)
             .ok_or(DecodeError::UnknownFingerprint(fp))?;
-        let mut body = &bytes[HEADER_LEN..];
         let value = apache_avro::from_avro_datum(writer, &mut body, Some(&self.reader))
             .map_err(|e| DecodeError::Malformed(e.to_string()))?;
         if !body.is_empty() {
@@ -253,12 +252,12 @@ impl SchemaRegistry {
 
     /// Decode and validate one record. Never panics, whatever the input.
     pub fn decode(&self, bytes: &[u8], limits: &Limits) -> Result<ChangeEvent, DecodeError> {
-        let fp = header_fingerprint(bytes)?;
+        let (fp, body) = split_header(bytes)?;
         let current = fp == self.reader_fingerprint || fp == self.reader_legacy_fingerprint;
         if !(self.direct && current) {
             return self.decode_resolving(bytes, limits);
         }
-        let event = binary::read(&bytes[HEADER_LEN..]).map_err(|e| match e {
+        let event = binary::read(body).map_err(|e| match e {
             BodyError::Malformed(why) => DecodeError::Malformed(why),
             BodyError::Trailing(n) => DecodeError::TrailingBytes(n),
         })?;
@@ -267,16 +266,22 @@ impl SchemaRegistry {
     }
 }
 
-/// The writer fingerprint from a single-object header, after checking the magic bytes.
-fn header_fingerprint(bytes: &[u8]) -> Result<u64, DecodeError> {
-    if bytes.len() >= 2 && bytes[..2] != MAGIC {
-        return Err(DecodeError::BadMagic(bytes[0], bytes[1]));
+/// The writer fingerprint from a single-object header, after checking the magic bytes,
+/// and the body after the header.
+fn split_header(bytes: &[u8]) -> Result<(u64, &[u8]), DecodeError> {
+    if let [a, b, ..] = *bytes {
+        if [a, b] != MAGIC {
+            return Err(DecodeError::BadMagic(a, b));
+        }
     }
-    let fp: [u8; 8] = bytes
-        .get(2..HEADER_LEN)
+    let (header, body) = bytes
+        .split_at_checked(HEADER_LEN)
+        .ok_or(DecodeError::TooShort(bytes.len()))?;
+    let fp: [u8; 8] = header
+        .get(2..)
         .and_then(|s| s.try_into().ok())
         .ok_or(DecodeError::TooShort(bytes.len()))?;
-    Ok(u64::from_le_bytes(fp))
+    Ok((u64::from_le_bytes(fp), body))
 }
 
 /// Encode with the built-in registry.

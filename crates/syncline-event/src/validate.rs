@@ -57,13 +57,12 @@ pub enum ValidationError {
 
 /// Is `s` a valid entity type?
 pub fn is_valid_entity_type(s: &str) -> bool {
-    let b = s.as_bytes();
-    if b.is_empty() || b.len() > 64 {
+    let Some((first, rest)) = s.as_bytes().split_first() else {
         return false;
-    }
-    let first_ok = b[0].is_ascii_lowercase() || b[0].is_ascii_digit();
-    first_ok
-        && b[1..]
+    };
+    s.len() <= 64
+        && (first.is_ascii_lowercase() || first.is_ascii_digit())
+        && rest
             .iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
 }

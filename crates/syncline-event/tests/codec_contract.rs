@@ -2,6 +2,9 @@
 //! older schema decode under the current reader, and every kind of bad input is a typed
 //! error, never a panic.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use std::collections::BTreeMap;
 
 use apache_avro::types::Value;

@@ -9,7 +9,13 @@
 //!    own committed transaction, from 4 connections; p50/p99 commit-to-acknowledgement from
 //!    the relay's `syncline_outbox_commit_to_ack_seconds` histogram (steady phase only).
 //! 3. The relay's peak RSS and CPU seconds.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Test code: a panic is the failure report.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,6 +1,12 @@
 //! `syncline_producer::outbox::emit` inside a service's transaction, published by the relay:
 //! what comes out of Kafka is the event that went in, field for field.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Test code: a panic is the failure report.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::time::Duration;
 

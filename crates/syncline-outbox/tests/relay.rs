@@ -1,5 +1,11 @@
 //! The relay in-process against a real PostgreSQL (the test kit's) and the real broker.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Test code: a panic is the failure report.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -465,8 +465,8 @@ fn split_url(s: &str) -> Result<Split, PgError> {
         Some(i) => main.split_at(i),
         None => (main, ""),
     };
-    let (userinfo, hosts) = match authority.rfind('@') {
-        Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => (Some(userinfo), hosts),
         None => (None, authority),
     };
     let mut password = None;

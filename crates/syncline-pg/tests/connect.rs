@@ -1,6 +1,12 @@
 //! Connections to a real PostgreSQL (the test kit's server): sslmode behaviour and errors
 //! that never show the password.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Test code: a panic is the failure report.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use syncline_pg::{PgConfig, PgError};
 use syncline_testkit::postgres::{admin_url, url_with_db};

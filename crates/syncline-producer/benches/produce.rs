@@ -9,6 +9,8 @@
 //! for the run and deleted afterwards (unless `--keep-topic`). Unset flags use the
 //! library's defaults, so a bare run measures what services get.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 #![allow(missing_docs)]
 
 use std::time::{Duration, Instant};

@@ -45,10 +45,9 @@ pub fn parse_line(line: &str, default_source: &str) -> Result<ChangeEvent, Strin
     let input: InputEvent = serde_json::from_str(line).map_err(|e| {
         let text = e.to_string();
         // serde_json appends " at line L column C"; within one line only the column helps.
-        let reason = match text.rfind(" at line ") {
-            Some(i) => &text[..i],
-            None => text.as_str(),
-        };
+        let reason = text
+            .rsplit_once(" at line ")
+            .map_or(text.as_str(), |(reason, _)| reason);
         format!("invalid JSON at column {}: {reason}", e.column())
     })?;
     let document = input

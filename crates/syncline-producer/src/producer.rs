@@ -359,13 +359,14 @@ impl Producer {
             Some((i, _)) if *i <= index => {}
             _ => first_error = Some((index, error)),
         };
-        let mut window: VecDeque<(usize, PendingDelivery)> =
+        // Each event's delivery slot travels with its pending delivery.
+        let mut window: VecDeque<(usize, &mut Option<Delivery>, PendingDelivery)> =
             VecDeque::with_capacity(max_in_flight.min(total));
-        for (index, event) in events.iter().enumerate() {
+        for ((index, event), slot) in events.iter().enumerate().zip(deliveries.iter_mut()) {
             if window.len() >= max_in_flight {
-                if let Some((i, pending)) = window.pop_front() {
+                if let Some((i, done, pending)) = window.pop_front() {
                     match pending.await {
-                        Ok(d) => deliveries[i] = Some(d),
+                        Ok(d) => *done = Some(d),
                         Err(e) => {
                             record_error(i, e);
                             break;
@@ -374,16 +375,16 @@ impl Producer {
                 }
             }
             match self.send_with_traceparent(event, traceparent).await {
-                Ok(p) => window.push_back((index, p)),
+                Ok(p) => window.push_back((index, slot, p)),
                 Err(e) => {
                     record_error(index, e);
                     break;
                 }
             }
         }
-        for (i, pending) in window {
+        for (i, done, pending) in window {
             match pending.await {
-                Ok(d) => deliveries[i] = Some(d),
+                Ok(d) => *done = Some(d),
                 Err(e) => record_error(i, e),
             }
         }

@@ -63,11 +63,11 @@ impl TraceParent {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    use std::fmt::Write as _;
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
+        // Writing to a String cannot fail.
+        let _ = write!(s, "{b:02x}");
     }
     s
 }
@@ -83,8 +83,11 @@ fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
         _ => None, // the spec allows lowercase only
     };
     let mut out = [0u8; N];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = (digit(b[2 * i])? << 4) | digit(b[2 * i + 1])?;
+    for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+        let &[high, low] = pair else {
+            return None;
+        };
+        *o = (digit(high)? << 4) | digit(low)?;
     }
     Some(out)
 }

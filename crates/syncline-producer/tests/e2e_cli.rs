@@ -1,5 +1,7 @@
 //! `syncline-publish` end to end: the real binary against the real broker.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 #![allow(missing_docs)]
 
 mod common;

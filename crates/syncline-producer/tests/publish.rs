@@ -1,6 +1,8 @@
 //! The producer library against the real broker (`KAFKA_BROKERS`, default 127.0.0.1:9092;
 //! `scripts/stack up` starts one).
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 #![allow(missing_docs)]
 
 mod common;

@@ -6,6 +6,10 @@
 //! [`redis_url`]); nothing mocks a wire protocol. Names from [`unique_name`] keep parallel
 //! tests and leftovers of earlier runs apart.
 
+// Test support: a panic is the failure report (a missing tool or temp dir is a broken test
+// machine, and the test should fail right there, saying so).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 pub mod drain;
 pub mod env;
 pub mod es_process;

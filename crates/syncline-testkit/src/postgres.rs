@@ -7,9 +7,6 @@
 //! `$TMPDIR/syncline-testkit-pg` and starts on port [`PRIVATE_PORT`] (Debian's `postgresql`
 //! package is installed when missing). That cluster is left running for later tests and
 //! runs, the way `scripts/stack` leaves Redis running.
-// Test support: a machine without a usable PostgreSQL is a broken test machine, and the
-// test should fail right there with that message.
-#![allow(clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,8 +1,5 @@
 //! A private `redis-server` for tests that stop, kill or restart Redis: those must never
 //! touch the shared instance other tests and other runs use (docs/decisions.md, "Tests").
-// Test support: a missing `redis-server` or temp dir is a broken test machine, and the
-// test should fail right there with that message.
-#![allow(clippy::expect_used, clippy::panic)]
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;

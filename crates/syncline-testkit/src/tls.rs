@@ -2,9 +2,6 @@
 //! (so no key is ever committed): a CA, a server certificate for `127.0.0.1`/`localhost`
 //! signed by it, a client certificate signed by it, and a second, unrelated CA to play the
 //! "wrong CA" in tests.
-// Test support: a missing `openssl` binary or temp dir is a broken test machine, and the
-// test should fail right there with that message.
-#![allow(clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

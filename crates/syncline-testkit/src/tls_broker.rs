@@ -6,8 +6,6 @@
 //!
 //! Why stunnel: this Tansu build accepts `--cert` but serves plain TCP regardless (checked
 //! with `openssl s_client`), so TLS has to be put in front of it.
-// Test support: missing tools are a broken test machine; fail right there, saying so.
-#![allow(clippy::expect_used, clippy::panic)]
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

@@ -8,6 +8,9 @@
 //! `cargo bench -p es-devserver --bench bulk`; `BENCH_DOCS` (default 500000) and
 //! `BENCH_CONNECTIONS` (default 4) adjust the run; `ES_DEVSERVER_BIN` picks another binary.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use std::io::Write as _;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};

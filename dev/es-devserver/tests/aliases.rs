@@ -1,6 +1,9 @@
 //! Alias behaviour: the assertions of the suite's `indices.get_alias/10_basic.yml` (skipped
 //! there because its setup needs security), atomic `_aliases`, filters, write indices.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use es_devserver::Config;
 use serde_json::{json, Value};
 

@@ -1,6 +1,9 @@
 //! Alias details held against Elasticsearch 8.14+: routing precedence, `must_exist`,
 //! per-action results, `-` exclusions.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use common::Es;

@@ -2,6 +2,9 @@
 //! factor of its legacy similarity, field lengths as Lucene norms), so `min_score` and
 //! rankings agree with it.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use common::{ids, Es};

@@ -2,6 +2,9 @@
 //! YAML tests leave out: keyword fields, unknown analyzers and types, `prefix_length` with
 //! fuzziness, non-string fields and per-field boosts.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use common::{ids, Es};

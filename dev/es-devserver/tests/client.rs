@@ -1,6 +1,9 @@
 //! The official `elasticsearch` client works against the dev server unchanged: index, get,
 //! bulk and search through an alias, external versioning, and the product header.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use elasticsearch::http::transport::Transport;
 use elasticsearch::http::StatusCode;
 use elasticsearch::indices::{IndicesCreateParts, IndicesGetParts, IndicesRefreshParts};

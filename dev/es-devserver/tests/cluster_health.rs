@@ -2,6 +2,9 @@
 //! `timed_out: true` in 8.x), closed indices counted, `level=indices|shards`, the health of
 //! named indices and the parameter errors.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use std::time::{Duration, Instant};

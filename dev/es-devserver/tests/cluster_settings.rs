@@ -2,6 +2,9 @@
 //! settings the server acts on (`action.destructive_requires_name`,
 //! `action.auto_create_index`).
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use common::Es;

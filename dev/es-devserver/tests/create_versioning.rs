@@ -1,5 +1,8 @@
 //! Create operations report only their first validation problem, as Elasticsearch does.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use common::Es;

@@ -1,6 +1,9 @@
 //! Date fields with custom and named `format`s: documents are accepted, searched by range,
 //! and dates print in the field's format.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use common::{ids, Es};

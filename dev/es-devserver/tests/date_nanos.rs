@@ -1,6 +1,9 @@
 //! `date_nanos` at nanosecond precision: sort values (nanoseconds, or formatted), ranges
 //! between two instants of the same millisecond, the `fields` output, and rounding of `lte`.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use common::{ids, Es};

@@ -1,6 +1,9 @@
 //! Per-document limits (`index.mapping.*.limit`) on the paths the official YAML leaves out:
 //! partial updates, bulk updates, and raising a limit on an open index.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use common::Es;

@@ -1,6 +1,9 @@
 //! `index.max_docvalue_fields_search`: the default of 100, a setting changed on an open
 //! index, and the error checked before any field is read.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use common::Es;

@@ -1,6 +1,9 @@
 //! Dynamic templates (mapping conditions and the per-item `dynamic_templates` of `_bulk`),
 //! and `geo_point` fields with `geo_bounding_box` and `geo_distance`.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use common::{ids, Es};

@@ -1,5 +1,8 @@
 //! `exists` on metadata fields and on text that analyzes to nothing.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use common::Es;

@@ -1,6 +1,9 @@
 //! Delete tombstones are kept for `index.gc_deletes` and affect external versioning as in
 //! Elasticsearch: a delete at v5 blocks re-indexing at v3 until the tombstone expires.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use std::time::Duration;
 
 use es_devserver::Config;

@@ -1,6 +1,9 @@
 //! `indices_boost`: edges the official YAML leaves out — the removed object form, bad
 //! entries, and `min_score` comparing against the boosted score.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use common::Es;

@@ -2,6 +2,9 @@
 //! bulk parser and through the node's request handling; random JSON goes to the document,
 //! search and index APIs. Every answer must be a well-formed Elasticsearch response.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use std::sync::OnceLock;
 
 use bytes::Bytes;

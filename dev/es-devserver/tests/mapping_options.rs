@@ -2,6 +2,9 @@
 //! `include_defaults`, `enabled: false` objects, the `date_nanos` range, `ip` validation
 //! with `ignore_malformed`, and `index.mapping.field_name_length.limit`.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use common::Es;

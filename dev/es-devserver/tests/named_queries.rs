@@ -1,6 +1,9 @@
 //! Named queries (`_name`) on the edges the official YAML leaves out: names nested in
 //! `must_not`/`filter`/`constant_score`, names in `post_filter`, and hits without any.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use common::Es;

@@ -1,6 +1,9 @@
 //! `_close` / `_open`: a closed index keeps its documents but refuses reads and writes with
 //! `index_closed_exception`; wildcards skip it unless `expand_wildcards` says otherwise.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use common::{ids, Es};

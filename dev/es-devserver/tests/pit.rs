@@ -1,6 +1,9 @@
 //! Point in time: a frozen view for paging with `search_after` and the `_shard_doc`
 //! tiebreaker (what `syncline-ctl reconcile` pages through).
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use common::{ids, Es};

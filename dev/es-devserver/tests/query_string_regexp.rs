@@ -2,6 +2,9 @@
 //! with Lucene's classic syntax: operators, groups, phrases, wildcards, `/regex/`, ranges,
 //! `_exists_`, fuzzy terms, boosts and `lenient`; `match` with `fuzziness`.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use common::{ids, Es};

@@ -2,6 +2,9 @@
 //! both queries, the others `query_weight` times theirs; `index.max_rescore_window`; no
 //! rescoring with a field sort.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use common::{ids, Es};

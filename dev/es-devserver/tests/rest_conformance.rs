@@ -9,6 +9,9 @@
 //! The language is described in the suite's `FRAMEWORK.asciidoc`; `api/*.json` maps each
 //! `do:` action to an HTTP method and path.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;

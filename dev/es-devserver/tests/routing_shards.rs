@@ -3,6 +3,9 @@
 //! covers alias `index_routing`, the conflicting-routing error, one-shard indices, the
 //! layout settings' validation, and `_routing` kept as doc values (left out of responses).
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use common::Es;

@@ -1,6 +1,9 @@
 //! Index settings validation: unknown settings are refused, static settings only change on a
 //! closed index (or with `reopen=true`), `auto_expand_replicas` on one node.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use common::Es;

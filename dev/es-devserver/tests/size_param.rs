@@ -1,6 +1,9 @@
 //! `size=-1` in the URL is read as unset (the default 10 hits) with Elasticsearch's
 //! deprecation warning; other negative sizes, and -1 in the body, stay errors.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use common::Es;

@@ -1,6 +1,9 @@
 //! `format` on a date field's sort values: values print in that format, a missing value
 //! prints as null, and sorting itself still follows the dates; the missing values of numbers.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use common::Es;

@@ -1,5 +1,8 @@
 //! `_source` on the update API returns the updated document in a `get` object.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use common::Es;

@@ -52,10 +52,15 @@ impl PartitionOffsets {
 
     /// Mark a registered record done. Unknown offsets are ignored (returns `false`).
     pub fn complete(&mut self, offset: i64) -> bool {
-        let Ok(i) = self.pending.binary_search_by_key(&offset, |(o, _)| *o) else {
+        let Some(entry) = self
+            .pending
+            .binary_search_by_key(&offset, |(o, _)| *o)
+            .ok()
+            .and_then(|i| self.pending.get_mut(i))
+        else {
             return false;
         };
-        self.pending[i].1 = true;
+        entry.1 = true;
         while let Some(&(o, true)) = self.pending.front() {
             self.done_next = Some(o + 1);
             self.pending.pop_front();
