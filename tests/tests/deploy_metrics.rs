@@ -1,8 +1,9 @@
 //! What `deploy/` ships refers only to metrics the binaries serve: every `syncline_*` name
 //! in the Prometheus alert rules (`deploy/prometheus/alerts.yml`) and the Grafana
 //! dashboard (`deploy/grafana/*.json`) is declared (`# TYPE`) on the `/metrics` of a
-//! running `syncline-es-indexer`, `syncline-redis-invalidator` or `syncline-outbox`.
-//! Labelled families are declared before their first sample, so idle processes suffice.
+//! running `syncline-es-indexer`, `syncline-redis-invalidator` or `syncline-outbox`
+//! (OpenMetrics text: a counter's `# TYPE` names the family without `_total`). Labelled
+//! families are declared before their first sample, so idle processes suffice.
 
 // Test code: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -50,7 +51,9 @@ fn referenced(text: &str) -> BTreeSet<String> {
     out
 }
 
-/// Metric families declared on a `/metrics` page, with histograms' series names.
+/// Metric families declared on a `/metrics` page (OpenMetrics text), with the series
+/// names PromQL sees: a counter family `x` is served as `x_total`, a histogram's as
+/// `x_bucket`, `x_sum` and `x_count`.
 fn declared(page: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for line in page.lines() {
@@ -59,14 +62,35 @@ fn declared(page: &str) -> BTreeSet<String> {
             (words.next(), words.next(), words.next(), words.next())
         {
             out.insert(name.to_owned());
-            if kind == "histogram" {
-                for suffix in ["_bucket", "_sum", "_count"] {
-                    out.insert(format!("{name}{suffix}"));
-                }
+            let suffixes: &[&str] = match kind {
+                "counter" => &["_total"],
+                "histogram" => &["_bucket", "_sum", "_count"],
+                _ => &[],
+            };
+            for suffix in suffixes {
+                out.insert(format!("{name}{suffix}"));
             }
         }
     }
     out
+}
+
+#[test]
+fn openmetrics_counters_and_histograms_declare_their_series() {
+    let page = "# TYPE a counter\na_total 1\n# TYPE h_seconds histogram\n# UNIT h_seconds seconds\n# TYPE g gauge\n# EOF\n";
+    let names: Vec<String> = declared(page).into_iter().collect();
+    assert_eq!(
+        names,
+        [
+            "a",
+            "a_total",
+            "g",
+            "h_seconds",
+            "h_seconds_bucket",
+            "h_seconds_count",
+            "h_seconds_sum"
+        ]
+    );
 }
 
 /// `/metrics` of the process serving on `port`, once it answers with metric families.

@@ -108,7 +108,7 @@ impl Default for RuntimeConfig {
             commit_interval: Duration::from_secs(1),
             metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
             unready_after_retrying: Duration::from_secs(60),
-            unready_after_dead_letters: crate::metrics::DEFAULT_DEAD_LETTER_ALARM,
+            unready_after_dead_letters: crate::health::DEFAULT_DEAD_LETTER_ALARM,
             max_document_bytes: 1024 * 1024,
             kafka: KafkaProperties::default(),
             dlq_kafka: KafkaProperties::default(),

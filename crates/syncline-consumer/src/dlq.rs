@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::batch::RecordRef;
 use crate::config::RuntimeConfig;
 use crate::dlq_log::DlqLog;
+use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::retry::Backoff;
 
@@ -73,6 +74,7 @@ pub struct DlqWriter {
     group: String,
     backoff: Backoff,
     metrics: Metrics,
+    health: Health,
     log: DlqLog,
 }
 
@@ -91,6 +93,7 @@ impl DlqWriter {
     pub fn new(
         config: &RuntimeConfig,
         metrics: Metrics,
+        health: Health,
     ) -> Result<Self, rdkafka::error::KafkaError> {
         let mut cc = ClientConfig::new();
         cc.set("bootstrap.servers", &config.brokers)
@@ -117,6 +120,7 @@ impl DlqWriter {
                 max: config.retry_max_backoff,
             },
             metrics,
+            health,
             log: DlqLog::default(),
         })
     }
@@ -191,6 +195,7 @@ impl DlqWriter {
                 match result {
                     Ok(()) => {
                         self.metrics.dead_lettered(dl.class);
+                        self.health.dead_lettered(dl.class);
                         self.log.written(dl, truncated, &self.topic);
                     }
                     Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge))

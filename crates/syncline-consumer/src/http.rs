@@ -1,9 +1,11 @@
-//! `/metrics` (Prometheus text), `/healthz` (the process serves requests) and `/readyz`
+//! `/metrics` (OpenMetrics text), `/healthz` (the process serves requests) and `/readyz`
 //! (partitions assigned and the sink not stuck in a retry loop for longer than
 //! `unready_after_retrying`).
 //!
 //! [`serve_with`] is the server itself, for any binary: it takes what `/metrics` renders
-//! and what `/readyz` answers as closures (the outbox relay serves its own metrics with it).
+//! and what `/readyz` answers as closures (the outbox relay serves its own metrics with it);
+//! `render` must return OpenMetrics text (what a prometheus-client registry encodes), the
+//! content type `/metrics` declares.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,28 +16,29 @@ use axum::Router;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
+use crate::health::Health;
+use crate::metrics::{Metrics, CONTENT_TYPE};
 
 /// Bind `addr` and serve the endpoints until `stop` is cancelled. Returns the bound
 /// address (useful with port 0) and the server task.
 pub async fn serve(
     addr: SocketAddr,
     metrics: Metrics,
+    health: Health,
     unready_after: Duration,
     stop: CancellationToken,
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
-    let ready = metrics.clone();
     serve_with(
         addr,
         move || metrics.render(),
-        move || ready.readiness(unready_after).map(|()| "ready".to_owned()),
+        move || health.readiness(unready_after).map(|()| "ready".to_owned()),
         stop,
     )
     .await
 }
 
 /// Bind `addr` and serve until `stop` is cancelled: `/metrics` answers `render()` as
-/// Prometheus text, `/healthz` answers `ok`, `/readyz` answers 200 with `ready()`'s `Ok`
+/// OpenMetrics text ([`CONTENT_TYPE`]), `/healthz` answers `ok`, `/readyz` answers 200 with `ready()`'s `Ok`
 /// text or 503 with `not ready: ` and its `Err` text (each followed by a newline).
 /// Returns the bound address (useful with port 0) and the server task.
 pub async fn serve_with<R, Q>(
@@ -55,15 +58,7 @@ where
             "/metrics",
             get(move || {
                 let body = render();
-                async move {
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
-                        body,
-                    )
-                }
+                async move { ([(header::CONTENT_TYPE, CONTENT_TYPE)], body) }
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }))

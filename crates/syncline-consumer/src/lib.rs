@@ -21,9 +21,12 @@
 //! * Everything around that, the same in every service binary (parsing, `--check-config`,
 //!   tracing, signals, exit codes, malloc arenas), is `syncline-app`'s
 //!   [`syncline_app::Service`]; [`shutdown`] and [`memory`] are its modules, re-exported.
-//! * [`metrics::Metrics`]: the registry behind `/metrics`; sinks add their own
-//!   [`metrics::Counter`]s / [`metrics::Gauge`]s with [`metrics::Metrics::counter`].
-//! * [`runtime::run`] / [`runtime::run_with_metrics`]: run until the
+//! * [`metrics::Metrics`]: the [`prometheus_client`] registry behind `/metrics`; sinks
+//!   register their own metrics on it with [`metrics::Metrics::register`] (or
+//!   [`metrics::Metrics::counter`] / [`metrics::Metrics::gauge`]).
+//! * [`health::Health`]: what `/readyz` answers (partitions assigned, no batch retrying
+//!   for long, the dead-letter alarm quiet), apart from the metrics.
+//! * [`runtime::run`] / [`runtime::run_with_metrics`] / [`runtime::run_with`]: run until the
 //!   [`CancellationToken`](tokio_util::sync::CancellationToken) is cancelled, then return
 //!   `Ok(())` after a clean shutdown. [`shutdown::signal_token`] cancels on SIGINT/SIGTERM.
 //!
@@ -71,6 +74,7 @@ pub mod cli;
 pub mod config;
 pub mod dlq;
 mod dlq_log;
+pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod offsets;
@@ -83,6 +87,7 @@ pub mod sink;
 pub use syncline_app::{memory, shutdown};
 
 pub use config::{ConfigError, LogFormat, RuntimeConfig};
+pub use health::Health;
 pub use metrics::Metrics;
-pub use runtime::{run, run_with_metrics, RuntimeError};
+pub use runtime::{run, run_with, run_with_metrics, RuntimeError};
 pub use sink::{Outcome, Sink};

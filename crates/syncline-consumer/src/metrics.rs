@@ -1,107 +1,151 @@
-//! A small Prometheus registry, written by hand: a handful of atomics the hot path bumps
-//! without locks, rendered in the text exposition format on `/metrics`.
+//! The runtime's metrics, on a [`prometheus_client`] registry of their own (no global
+//! registry: tests and `syncline-ctl rebuild` run several runtimes in one process), served
+//! on `/metrics` in the OpenMetrics text format.
 //!
-//! Sinks register their own counters and gauges with [`Metrics::counter`] /
-//! [`Metrics::gauge`]; create the [`Metrics`] first, hand a clone to the sink, and pass it
-//! to `runtime::run_with_metrics`.
+//! The hot path touches atomics only: counters and gauges are prometheus-client's
+//! (atomics), latencies go to [`TimeHistogram`] (atomic buckets; prometheus-client's own
+//! histogram takes a mutex per observation), and labelled series the runtime bumps often
+//! are resolved once. Readiness lives in [`crate::health::Health`], not here.
+//!
+//! Sinks register their own metrics on the same registry with [`Metrics::register`] (any
+//! prometheus-client metric), [`Metrics::counter`] or [`Metrics::gauge`]: create the
+//! [`Metrics`] first, hand it to the sink, and pass it to `runtime::run_with_metrics`.
+//!
+//! Names: prometheus-client appends `_total` to counters and the unit to metrics
+//! registered with one, so `register("x", .., Counter)` serves `x_total` and
+//! `register_with_unit("x_duration", .., Unit::Seconds, ..)` serves `x_duration_seconds`.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet,
+};
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::{Metric, Registry, Unit};
 
-/// Default of [`Metrics::set_dead_letter_alarm`]: this many dead letters in a row, with
-/// nothing applied in between, fail readiness.
-pub const DEFAULT_DEAD_LETTER_ALARM: u64 = 1000;
+pub use prometheus_client;
+pub use prometheus_client::metrics::counter::Counter;
+pub use prometheus_client::metrics::family::Family;
+pub use prometheus_client::metrics::gauge::Gauge;
 
-/// The "every record is dead-lettered" error is logged at most this often.
-const DEAD_LETTER_ALARM_LOG_EVERY: Duration = Duration::from_secs(60);
+/// `Content-Type` of what [`Metrics::render`] returns (and `/metrics` serves).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Upper bounds (seconds) of the latency histograms.
-const LATENCY_BUCKETS: [f64; 15] = [
+pub const LATENCY_BUCKETS: [f64; 15] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
-/// A monotonically increasing counter. Cheap to clone; clones share the value.
-#[derive(Debug, Clone, Default)]
-pub struct Counter(Arc<AtomicU64>);
-
-impl Counter {
-    /// Add one.
-    pub fn inc(&self) {
-        self.add(1);
-    }
-    /// Add `n`.
-    pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-    /// Current value.
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
+/// A histogram of durations, exported in seconds, whose observations are atomic adds:
+/// one to the bucket, one to the sum. Cheap to clone; clones share the counts.
+///
+/// The sum is kept in whole microseconds (an integer add instead of a compare-and-swap
+/// loop on a float); that resolution is far below the smallest bucket.
+#[derive(Debug, Clone)]
+pub struct TimeHistogram {
+    inner: Arc<HistogramInner>,
 }
 
-/// A value that goes up and down. Cheap to clone; clones share the value.
-#[derive(Debug, Clone, Default)]
-pub struct Gauge(Arc<AtomicI64>);
-
-impl Gauge {
-    /// Set the value.
-    pub fn set(&self, v: i64) {
-        self.0.store(v, Ordering::Relaxed);
-    }
-    /// Add `d` (may be negative).
-    pub fn add(&self, d: i64) {
-        self.0.fetch_add(d, Ordering::Relaxed);
-    }
-    /// Current value.
-    pub fn get(&self) -> i64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-#[derive(Debug, Default)]
-struct Histogram {
-    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
-    count: AtomicU64,
+#[derive(Debug)]
+struct HistogramInner {
+    /// Upper bounds in seconds, ascending and finite.
+    bounds: Box<[f64]>,
+    /// Non-cumulative counts: one per bound, then the `+Inf` bucket.
+    buckets: Box<[AtomicU64]>,
     sum_micros: AtomicU64,
 }
 
-impl Histogram {
-    fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        // Non-cumulative per bucket; rendering accumulates.
-        if let Some(i) = LATENCY_BUCKETS.iter().position(|b| secs <= *b) {
-            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+impl TimeHistogram {
+    /// A histogram with these upper bounds (seconds). Bounds that are not finite are
+    /// dropped and the rest sorted; `+Inf` is always the last bucket.
+    pub fn new(bounds: &[f64]) -> Self {
+        let mut bounds: Vec<f64> = bounds.iter().copied().filter(|b| b.is_finite()).collect();
+        bounds.sort_by(f64::total_cmp);
+        bounds.dedup();
+        let buckets = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
+        TimeHistogram {
+            inner: Arc::new(HistogramInner {
+                bounds: bounds.into_boxed_slice(),
+                buckets,
+                sum_micros: AtomicU64::new(0),
+            }),
         }
-        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A histogram with [`LATENCY_BUCKETS`].
+    pub fn latency() -> Self {
+        Self::new(&LATENCY_BUCKETS)
+    }
+
+    /// Record one duration.
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        // The first bucket whose bound is >= secs (Prometheus' `le`); past the last bound
+        // that is the `+Inf` bucket.
+        let i = self.inner.bounds.partition_point(|b| *b < secs);
+        if let Some(bucket) = self.inner.buckets.get(i) {
+            bucket.fetch_add(1, Ordering::Relaxed);
+        }
         let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+        self.inner.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.inner
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Sum of the observations, in seconds.
+    pub fn sum_seconds(&self) -> f64 {
+        self.inner.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
     }
 }
 
-/// Age of a record with Kafka timestamp `timestamp_ms` at `now_ms` (0 if the clocks disagree).
-fn age(timestamp_ms: i64, now_ms: i64) -> Duration {
-    Duration::from_millis(u64::try_from(now_ms.saturating_sub(timestamp_ms)).unwrap_or(0))
+impl TypedMetric for TimeHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
 }
 
-fn render_histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
-    use std::fmt::Write as _;
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-    let mut cumulative = 0u64;
-    for (b, n) in LATENCY_BUCKETS.iter().zip(h.buckets.iter()) {
-        cumulative += n.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
+impl EncodeMetric for TimeHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let bounds = self.inner.bounds.iter().copied().chain([f64::INFINITY]);
+        // One read of each bucket; the count is their sum, so `_count` always equals the
+        // `+Inf` bucket even while observations race the scrape.
+        let buckets: Vec<(f64, u64)> = bounds
+            .zip(self.inner.buckets.iter().map(|b| b.load(Ordering::Relaxed)))
+            .collect();
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        encoder.encode_histogram::<NoLabelSet>(self.sum_seconds(), count, &buckets, None)
     }
-    let count = h.count.load(Ordering::Relaxed);
-    let sum = h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-    let _ = writeln!(
-        out,
-        "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum}\n{name}_count {count}"
-    );
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// A metric whose `# HELP`/`# TYPE` are served even while it has no sample (an empty
+/// [`Family`] is otherwise left out), so dashboards, alert rules and the deploy test see
+/// labelled families on an idle process.
+#[derive(Debug, Clone)]
+pub struct Declared<M>(pub M);
+
+impl<M: EncodeMetric> EncodeMetric for Declared<M> {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
+    }
 }
 
 /// Per-partition positions, refreshed from librdkafka statistics and commits.
@@ -123,21 +167,56 @@ impl PartitionPosition {
     }
 }
 
-#[derive(Debug)]
-enum Kind {
-    Counter(Counter),
-    Gauge(Gauge),
+/// Label set `{class}` of the dead-letter counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabel {
+    class: String,
 }
 
+/// Renders the per-partition gauges from the owned partitions at scrape time: revoked
+/// partitions disappear with their entry, and both gauges come from one reading.
 #[derive(Debug)]
-struct Custom {
-    name: String,
-    help: String,
-    kind: Kind,
+struct PartitionGauges(Arc<Mutex<BTreeMap<i32, PartitionPosition>>>);
+
+impl Collector for PartitionGauges {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let parts = self.0.lock().clone();
+        type Value = fn(&PartitionPosition) -> i64;
+        let gauges: [(&str, &str, Value); 2] = [
+            (
+                "syncline_consumer_committed_offset",
+                "Last committed offset per assigned partition",
+                |p| p.committed,
+            ),
+            (
+                "syncline_consumer_lag",
+                "High watermark minus committed offset per assigned partition",
+                PartitionPosition::lag,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (p, pos) in &parts {
+                let labels = [("partition", p.to_string())];
+                metric.encode_family(&labels)?.encode_gauge(&value(pos))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The registry and the names registered on it.
+#[derive(Debug)]
+struct Registered {
+    registry: Registry,
+    /// Each registered metric by its served name, so that registering a name again
+    /// returns the same metric instead of a second family of that name.
+    by_name: HashMap<String, Box<dyn Any + Send + Sync>>,
 }
 
 #[derive(Debug)]
 struct Inner {
+    registered: Mutex<Registered>,
     consumed: Counter,
     applied: Counter,
     stale: Counter,
@@ -148,24 +227,19 @@ struct Inner {
     batches: Counter,
     offsets_dropped: Counter,
     in_flight: Gauge,
-    /// Records dead-lettered since the last one the sink applied or found stale.
-    dead_letter_streak: AtomicU64,
-    /// A streak this long fails readiness (0: never).
-    dead_letter_alarm: AtomicU64,
-    /// When the "everything is dead-lettered" error was last logged.
-    dead_letter_alarm_logged: Mutex<Option<Instant>>,
-    dead_lettered: Mutex<BTreeMap<String, u64>>,
-    latency: Histogram,
-    fetch_delay: Histogram,
-    event_delay: Histogram,
-    partitions: Mutex<BTreeMap<i32, PartitionPosition>>,
-    assigned: AtomicUsize,
-    retrying: Mutex<BTreeMap<u64, Instant>>,
-    custom: Mutex<Vec<Custom>>,
+    assigned: Gauge,
+    dead_letters: Family<ClassLabel, Counter>,
+    /// The dead-letter counter of each class seen, resolved once (and listed by
+    /// [`Metrics::snapshot`], which a `Family` cannot do).
+    dead_letter_classes: Mutex<BTreeMap<String, Counter>>,
+    latency: TimeHistogram,
+    fetch_delay: TimeHistogram,
+    event_delay: TimeHistogram,
+    partitions: Arc<Mutex<BTreeMap<i32, PartitionPosition>>>,
 }
 
-/// The runtime's metrics and health state, shared by the runtime, the sink and the HTTP
-/// endpoints. Cheap to clone.
+/// The runtime's metrics, shared by the runtime, the sink and the HTTP endpoint. Cheap to
+/// clone; clones share the registry.
 #[derive(Debug, Clone)]
 pub struct Metrics {
     inner: Arc<Inner>,
@@ -210,73 +284,192 @@ impl Snapshot {
 }
 
 impl Metrics {
-    /// An empty registry.
+    /// A registry with the runtime's metrics, all zero.
     pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let counter = |registry: &mut Registry, name: &str, help: &str| {
+            let c = Counter::default();
+            registry.register(name, help, c.clone());
+            c
+        };
+        let r = &mut registry;
+        let consumed = counter(
+            r,
+            "syncline_consumer_records_consumed",
+            "Records received from Kafka",
+        );
+        let applied = counter(
+            r,
+            "syncline_consumer_events_applied",
+            "Events the sink applied",
+        );
+        let stale = counter(
+            r,
+            "syncline_consumer_events_stale",
+            "Events the sink already had (same or newer version)",
+        );
+        let retries = counter(
+            r,
+            "syncline_consumer_retries",
+            "Event retries after a transient sink failure",
+        );
+        let coalesced = counter(
+            r,
+            "syncline_consumer_coalesced",
+            "Records dropped by coalescing (superseded or duplicate versions)",
+        );
+        let commits = counter(
+            r,
+            "syncline_consumer_commits",
+            "Offset commits the group coordinator accepted",
+        );
+        let commit_failures = counter(
+            r,
+            "syncline_consumer_commit_failures",
+            "Offset commits that failed: refused by the group coordinator, or not sent",
+        );
+        let batches = counter(r, "syncline_consumer_batches", "Batches handed to the sink");
+        let offsets_dropped = counter(
+            r,
+            "syncline_consumer_offsets_dropped",
+            "Records dropped because an offset at or above theirs was already registered in the same assignment (redeliveries)",
+        );
+        let dead_letters = Family::<ClassLabel, Counter>::default();
+        r.register(
+            "syncline_dead_letters",
+            "Records written to the dead-letter topic, by error class",
+            Declared(dead_letters.clone()),
+        );
+        let in_flight = Gauge::default();
+        r.register(
+            "syncline_consumer_in_flight_batches",
+            "Batches being applied or retried",
+            in_flight.clone(),
+        );
+        let assigned = Gauge::default();
+        r.register(
+            "syncline_consumer_assigned_partitions",
+            "Partitions assigned to this instance",
+            assigned.clone(),
+        );
+        let histogram = |registry: &mut Registry, name: &str, help: &str| {
+            let h = TimeHistogram::latency();
+            registry.register_with_unit(name, help, Unit::Seconds, h.clone());
+            h
+        };
+        let latency = histogram(
+            r,
+            "syncline_consumer_batch_duration",
+            "Time from handing a batch to the sink until all its records are done (incl. retries)",
+        );
+        let fetch_delay = histogram(
+            r,
+            "syncline_consumer_fetch_delay",
+            "Time from a record's Kafka timestamp until this consumer read it (broker and fetch)",
+        );
+        let event_delay = histogram(
+            r,
+            "syncline_consumer_event_delay",
+            "Time from a record's Kafka timestamp until its event was done (end-to-end freshness)",
+        );
+        let partitions = Arc::new(Mutex::new(BTreeMap::new()));
+        r.register_collector(Box::new(PartitionGauges(partitions.clone())));
         Metrics {
             inner: Arc::new(Inner {
-                consumed: Counter::default(),
-                applied: Counter::default(),
-                stale: Counter::default(),
-                retries: Counter::default(),
-                coalesced: Counter::default(),
-                commits: Counter::default(),
-                commit_failures: Counter::default(),
-                batches: Counter::default(),
-                offsets_dropped: Counter::default(),
-                in_flight: Gauge::default(),
-                dead_letter_streak: AtomicU64::new(0),
-                dead_letter_alarm: AtomicU64::new(DEFAULT_DEAD_LETTER_ALARM),
-                dead_letter_alarm_logged: Mutex::new(None),
-                dead_lettered: Mutex::new(BTreeMap::new()),
-                latency: Histogram::default(),
-                fetch_delay: Histogram::default(),
-                event_delay: Histogram::default(),
-                partitions: Mutex::new(BTreeMap::new()),
-                assigned: AtomicUsize::new(0),
-                retrying: Mutex::new(BTreeMap::new()),
-                custom: Mutex::new(Vec::new()),
+                registered: Mutex::new(Registered {
+                    registry,
+                    by_name: HashMap::new(),
+                }),
+                consumed,
+                applied,
+                stale,
+                retries,
+                coalesced,
+                commits,
+                commit_failures,
+                batches,
+                offsets_dropped,
+                in_flight,
+                assigned,
+                dead_letters,
+                dead_letter_classes: Mutex::new(BTreeMap::new()),
+                latency,
+                fetch_delay,
+                event_delay,
+                partitions,
             }),
         }
     }
 
-    /// Register (or look up) a sink counter. `name` should follow Prometheus conventions
-    /// (`syncline_es_bulk_requests_total`); registering a name twice returns the same
-    /// counter.
-    pub fn counter(&self, name: &str, help: &str) -> Counter {
-        let mut custom = self.inner.custom.lock();
-        if let Some(Custom {
-            kind: Kind::Counter(c),
-            ..
-        }) = custom.iter().find(|c| c.name == name)
-        {
-            return c.clone();
+    /// Register a sink's metric (any prometheus-client metric, e.g. a [`Family`] of
+    /// counters) under `name`, and return the handle to update. prometheus-client adds
+    /// the suffixes: a counter's `_total` (so `name` must not end with it) and nothing
+    /// else; `help` gets a final full stop (one already there is not doubled).
+    ///
+    /// Registering a name again returns the metric registered first (two sinks built on
+    /// one registry share their series). If that one has another type, `metric` is
+    /// returned unregistered (its values are not served) and the clash is logged: a bug
+    /// in the caller, which must not take the process down.
+    pub fn register<M>(&self, name: &str, help: &str, metric: M) -> M
+    where
+        M: Metric + Clone,
+    {
+        self.register_inner(name, help, None, metric)
+    }
+
+    /// [`Metrics::register`] with a unit, which prometheus-client appends to the name
+    /// (`register_with_unit("x_duration", .., Unit::Seconds, ..)` serves
+    /// `x_duration_seconds`).
+    pub fn register_with_unit<M>(&self, name: &str, help: &str, unit: Unit, metric: M) -> M
+    where
+        M: Metric + Clone,
+    {
+        self.register_inner(name, help, Some(unit), metric)
+    }
+
+    fn register_inner<M>(&self, name: &str, help: &str, unit: Option<Unit>, metric: M) -> M
+    where
+        M: Metric + Clone,
+    {
+        // prometheus-client appends a full stop to every help text.
+        let help = help.strip_suffix('.').unwrap_or(help);
+        let served = match &unit {
+            Some(u) => format!("{name}_{}", u.as_str()),
+            None => name.to_owned(),
+        };
+        let mut reg = self.inner.registered.lock();
+        if let Some(existing) = reg.by_name.get(&served) {
+            return match existing.downcast_ref::<M>() {
+                Some(m) => m.clone(),
+                None => {
+                    tracing::error!(
+                        name = %served,
+                        "a metric of this name but another type is registered already; this one is not served"
+                    );
+                    metric
+                }
+            };
         }
-        let c = Counter::default();
-        custom.push(Custom {
-            name: name.to_owned(),
-            help: help.to_owned(),
-            kind: Kind::Counter(c.clone()),
-        });
-        c
+        reg.by_name.insert(served, Box::new(metric.clone()));
+        match unit {
+            Some(u) => reg
+                .registry
+                .register_with_unit(name, help, u, metric.clone()),
+            None => reg.registry.register(name, help, metric.clone()),
+        }
+        metric
+    }
+
+    /// Register (or look up) a sink counter. `name` may end with `_total` (the served
+    /// name always does; the suffix is not doubled).
+    pub fn counter(&self, name: &str, help: &str) -> Counter {
+        let name = name.strip_suffix("_total").unwrap_or(name);
+        self.register(name, help, Counter::default())
     }
 
     /// Register (or look up) a sink gauge.
     pub fn gauge(&self, name: &str, help: &str) -> Gauge {
-        let mut custom = self.inner.custom.lock();
-        if let Some(Custom {
-            kind: Kind::Gauge(g),
-            ..
-        }) = custom.iter().find(|c| c.name == name)
-        {
-            return g.clone();
-        }
-        let g = Gauge::default();
-        custom.push(Custom {
-            name: name.to_owned(),
-            help: help.to_owned(),
-            kind: Kind::Gauge(g.clone()),
-        });
-        g
+        self.register(name, help, Gauge::default())
     }
 
     /// Counter values now.
@@ -291,7 +484,12 @@ impl Metrics {
             commits: i.commits.get(),
             commit_failures: i.commit_failures.get(),
             batches: i.batches.get(),
-            dead_lettered: i.dead_lettered.lock().clone(),
+            dead_lettered: i
+                .dead_letter_classes
+                .lock()
+                .iter()
+                .map(|(class, c)| (class.clone(), c.get()))
+                .collect(),
             in_flight: i.in_flight.get(),
         }
     }
@@ -301,50 +499,45 @@ impl Metrics {
         self.inner.partitions.lock().clone()
     }
 
+    /// Number of partitions this instance owns (the `assigned_partitions` gauge).
+    pub fn assigned_partitions(&self) -> usize {
+        usize::try_from(self.inner.assigned.get()).unwrap_or(0)
+    }
+
+    /// The OpenMetrics text exposition of every registered metric, ending in `# EOF`
+    /// (served as [`CONTENT_TYPE`]).
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(8192);
+        let reg = self.inner.registered.lock();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &reg.registry) {
+            // Writing into a String cannot fail; a metric's encoder could, and a partial
+            // page would be misread, so serve an empty one and say why.
+            tracing::error!(error = %e, "encoding the metrics failed");
+            out.clear();
+            out.push_str("# EOF\n");
+        }
+        out
+    }
+
     // ---- updates used by the runtime -------------------------------------------------
 
     pub(crate) fn consumed(&self, n: u64) {
-        self.inner.consumed.add(n);
+        self.inner.consumed.inc_by(n);
     }
     pub(crate) fn applied(&self, n: u64) {
-        self.inner.applied.add(n);
-        if n > 0 {
-            self.inner.dead_letter_streak.store(0, Ordering::Relaxed);
-        }
+        self.inner.applied.inc_by(n);
     }
     pub(crate) fn stale(&self, n: u64) {
-        self.inner.stale.add(n);
-        if n > 0 {
-            self.inner.dead_letter_streak.store(0, Ordering::Relaxed);
-        }
+        self.inner.stale.inc_by(n);
     }
     pub(crate) fn offsets_dropped(&self, n: u64) {
-        self.inner.offsets_dropped.add(n);
-    }
-
-    /// Fail readiness once `n` records in a row were dead-lettered with none applied or
-    /// found stale in between (0 turns the check off). A group that dead-letters
-    /// everything (a schema mistake, a producer bug) otherwise looks healthy: its lag is
-    /// zero because dead letters are committed.
-    pub fn set_dead_letter_alarm(&self, n: u64) {
-        self.inner.dead_letter_alarm.store(n, Ordering::Relaxed);
-    }
-
-    /// Records dead-lettered since the sink last applied (or found stale) one.
-    pub fn dead_letter_streak(&self) -> u64 {
-        self.inner.dead_letter_streak.load(Ordering::Relaxed)
-    }
-
-    fn dead_letter_alarm_firing(&self) -> Option<u64> {
-        let alarm = self.inner.dead_letter_alarm.load(Ordering::Relaxed);
-        let streak = self.dead_letter_streak();
-        (alarm > 0 && streak >= alarm).then_some(streak)
+        self.inner.offsets_dropped.inc_by(n);
     }
     pub(crate) fn retries(&self, n: u64) {
-        self.inner.retries.add(n);
+        self.inner.retries.inc_by(n);
     }
     pub(crate) fn coalesced(&self, n: u64) {
-        self.inner.coalesced.add(n);
+        self.inner.coalesced.inc_by(n);
     }
     pub(crate) fn commit_ok(&self) {
         self.inner.commits.inc();
@@ -354,10 +547,10 @@ impl Metrics {
     }
     pub(crate) fn batch_started(&self) {
         self.inner.batches.inc();
-        self.inner.in_flight.add(1);
+        self.inner.in_flight.inc();
     }
     pub(crate) fn batch_finished(&self, latency: Duration) {
-        self.inner.in_flight.add(-1);
+        self.inner.in_flight.dec();
         self.inner.latency.observe(latency);
     }
     /// A record with this Kafka timestamp (ms since the epoch) was just read.
@@ -371,26 +564,16 @@ impl Metrics {
         }
     }
     pub(crate) fn dead_lettered(&self, class: &str) {
-        *self
-            .inner
-            .dead_lettered
-            .lock()
-            .entry(class.to_owned())
-            .or_insert(0) += 1;
-        self.inner
-            .dead_letter_streak
-            .fetch_add(1, Ordering::Relaxed);
-        if let Some(streak) = self.dead_letter_alarm_firing() {
-            let mut logged = self.inner.dead_letter_alarm_logged.lock();
-            if logged.is_none_or(|t| t.elapsed() >= DEAD_LETTER_ALARM_LOG_EVERY) {
-                *logged = Some(Instant::now());
-                tracing::error!(
-                    streak, last_class = class,
-                    "every one of the last {streak} records was dead-lettered and none applied: \
-                     check the producers' schema and the dead-letter topic (readiness fails until a record is applied)"
-                );
-            }
+        let mut classes = self.inner.dead_letter_classes.lock();
+        if let Some(c) = classes.get(class) {
+            c.inc();
+            return;
         }
+        let c = self.inner.dead_letters.get_or_create_owned(&ClassLabel {
+            class: class.to_owned(),
+        });
+        c.inc();
+        classes.insert(class.to_owned(), c);
     }
     pub(crate) fn set_committed(&self, partition: i32, offset: i64) {
         // Only owned partitions: a late commit callback must not resurrect a revoked one.
@@ -417,197 +600,28 @@ impl Metrics {
         self.inner.partitions.lock().remove(&partition);
     }
     pub(crate) fn set_assigned(&self, n: usize) {
-        self.inner.assigned.store(n, Ordering::Relaxed);
-    }
-    pub(crate) fn retrying_started(&self, batch: u64) {
         self.inner
-            .retrying
-            .lock()
-            .entry(batch)
-            .or_insert_with(Instant::now);
-    }
-    pub(crate) fn retrying_finished(&self, batch: u64) {
-        self.inner.retrying.lock().remove(&batch);
-    }
-
-    // ---- health ----------------------------------------------------------------------
-
-    /// Number of partitions this instance owns.
-    pub fn assigned_partitions(&self) -> usize {
-        self.inner.assigned.load(Ordering::Relaxed)
-    }
-
-    /// How long the oldest batch still in a retry loop has been retrying.
-    pub fn retrying_for(&self) -> Option<Duration> {
-        self.inner
-            .retrying
-            .lock()
-            .values()
-            .min()
-            .map(|since| since.elapsed())
-    }
-
-    /// `/readyz`: `Ok` when partitions are assigned and no batch has been retrying for
-    /// longer than `unready_after`; otherwise the reason.
-    pub fn readiness(&self, unready_after: Duration) -> Result<(), String> {
-        if self.assigned_partitions() == 0 {
-            return Err("no partitions assigned".into());
-        }
-        if let Some(d) = self.retrying_for() {
-            if d > unready_after {
-                return Err(format!(
-                    "the sink or the dead-letter topic has been failing (retrying) for {}s",
-                    d.as_secs()
-                ));
-            }
-        }
-        if let Some(streak) = self.dead_letter_alarm_firing() {
-            return Err(format!(
-                "every one of the last {streak} records was dead-lettered and none applied"
-            ));
-        }
-        Ok(())
-    }
-
-    // ---- exposition ------------------------------------------------------------------
-
-    /// The Prometheus text exposition (version 0.0.4) of every metric.
-    pub fn render(&self) -> String {
-        let i = &self.inner;
-        let mut out = String::with_capacity(4096);
-        let counters: [(&str, &str, &Counter); 9] = [
-            (
-                "syncline_consumer_records_consumed_total",
-                "Records received from Kafka.",
-                &i.consumed,
-            ),
-            (
-                "syncline_consumer_events_applied_total",
-                "Events the sink applied.",
-                &i.applied,
-            ),
-            (
-                "syncline_consumer_events_stale_total",
-                "Events the sink already had (same or newer version).",
-                &i.stale,
-            ),
-            (
-                "syncline_consumer_retries_total",
-                "Event retries after a transient sink failure.",
-                &i.retries,
-            ),
-            (
-                "syncline_consumer_coalesced_total",
-                "Records dropped by coalescing (superseded or duplicate versions).",
-                &i.coalesced,
-            ),
-            (
-                "syncline_consumer_commits_total",
-                "Offset commits the group coordinator accepted.",
-                &i.commits,
-            ),
-            (
-                "syncline_consumer_commit_failures_total",
-                "Offset commits that failed: refused by the group coordinator, or not sent.",
-                &i.commit_failures,
-            ),
-            (
-                "syncline_consumer_batches_total",
-                "Batches handed to the sink.",
-                &i.batches,
-            ),
-            (
-                "syncline_consumer_offsets_dropped_total",
-                "Records dropped because an offset at or above theirs was already registered in the same assignment (redeliveries).",
-                &i.offsets_dropped,
-            ),
-        ];
-        for (name, help, c) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                c.get()
-            );
-        }
-        let name = "syncline_dead_letters_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Records written to the dead-letter topic, by error class.\n# TYPE {name} counter"
-        );
-        for (class, n) in i.dead_lettered.lock().iter() {
-            let _ = writeln!(out, "{name}{{class=\"{}\"}} {n}", escape(class));
-        }
-        let name = "syncline_consumer_in_flight_batches";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Batches being applied or retried.\n# TYPE {name} gauge\n{name} {}",
-            i.in_flight.get()
-        );
-        let name = "syncline_consumer_assigned_partitions";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Partitions assigned to this instance.\n# TYPE {name} gauge\n{name} {}",
-            self.assigned_partitions()
-        );
-        render_histogram(
-            &mut out,
-            "syncline_consumer_batch_duration_seconds",
-            "Time from handing a batch to the sink until all its records are done (incl. retries).",
-            &i.latency,
-        );
-        render_histogram(
-            &mut out,
-            "syncline_consumer_fetch_delay_seconds",
-            "Time from a record's Kafka timestamp until this consumer read it (broker and fetch).",
-            &i.fetch_delay,
-        );
-        render_histogram(
-            &mut out,
-            "syncline_consumer_event_delay_seconds",
-            "Time from a record's Kafka timestamp until its event was done (end-to-end freshness).",
-            &i.event_delay,
-        );
-        let parts = i.partitions.lock().clone();
-        let name = "syncline_consumer_committed_offset";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Last committed offset per assigned partition.\n# TYPE {name} gauge"
-        );
-        for (p, pos) in &parts {
-            let _ = writeln!(out, "{name}{{partition=\"{p}\"}} {}", pos.committed);
-        }
-        let name = "syncline_consumer_lag";
-        let _ = writeln!(out, "# HELP {name} High watermark minus committed offset per assigned partition.\n# TYPE {name} gauge");
-        for (p, pos) in &parts {
-            let _ = writeln!(out, "{name}{{partition=\"{p}\"}} {}", pos.lag());
-        }
-        for c in i.custom.lock().iter() {
-            let (kind, value) = match &c.kind {
-                Kind::Counter(x) => ("counter", x.get() as i128),
-                Kind::Gauge(x) => ("gauge", i128::from(x.get())),
-            };
-            let _ = writeln!(
-                out,
-                "# HELP {} {}\n# TYPE {} {kind}\n{} {value}",
-                c.name, c.help, c.name, c.name
-            );
-        }
-        out
+            .assigned
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 }
 
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// Age of a record with Kafka timestamp `timestamp_ms` at `now_ms` (0 if the clocks disagree).
+fn age(timestamp_ms: i64, now_ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(now_ms.saturating_sub(timestamp_ms)).unwrap_or(0))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The sample lines of `text` (no comments), for exact matching.
+    fn samples(text: &str) -> Vec<&str> {
+        text.lines().filter(|l| !l.starts_with('#')).collect()
+    }
+
     #[test]
-    fn renders_counters_classes_histogram_and_custom() {
+    fn renders_openmetrics_with_counters_classes_histograms_and_partitions() {
         let m = Metrics::new();
         m.consumed(3);
         m.dead_lettered("bad_magic");
@@ -620,63 +634,135 @@ mod tests {
         m.partition_assigned(2);
         m.set_committed(2, 10);
         m.set_high_watermark(2, 15);
-        let c = m.counter("syncline_test_total", "A test counter.");
-        c.add(5);
-        assert_eq!(m.counter("syncline_test_total", "again").get(), 5);
         let text = m.render();
-        assert!(text.contains("syncline_consumer_records_consumed_total 3"));
-        assert!(text.contains("syncline_dead_letters_total{class=\"bad_magic\"} 2"));
-        assert!(text.contains("syncline_consumer_batch_duration_seconds_bucket{le=\"0.005\"} 1"));
-        assert!(text.contains("syncline_consumer_batch_duration_seconds_count 1"));
-        assert!(text.contains("syncline_consumer_fetch_delay_seconds_bucket{le=\"0.0025\"} 0"));
-        assert!(text.contains("syncline_consumer_fetch_delay_seconds_bucket{le=\"0.005\"} 1"));
-        assert!(text.contains("syncline_consumer_event_delay_seconds_bucket{le=\"0.01\"} 2"));
-        assert!(text.contains("syncline_consumer_event_delay_seconds_bucket{le=\"0.05\"} 3"));
-        assert!(text.contains("syncline_consumer_event_delay_seconds_bucket{le=\"0.25\"} 3"));
-        assert!(text.contains("syncline_consumer_event_delay_seconds_bucket{le=\"0.5\"} 4"));
-        assert!(text.contains("syncline_consumer_event_delay_seconds_sum 0.34"));
-        assert!(text.contains("syncline_consumer_lag{partition=\"2\"} 5"));
-        assert!(text.contains("syncline_test_total 5"));
+        let s = samples(&text);
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert!(text.contains("# TYPE syncline_consumer_records_consumed counter\n"));
+        assert!(
+            s.contains(&"syncline_consumer_records_consumed_total 3"),
+            "{text}"
+        );
+        assert!(s.contains(&"syncline_dead_letters_total{class=\"bad_magic\"} 2"));
+        assert!(text.contains("# TYPE syncline_consumer_batch_duration_seconds histogram\n"));
+        assert!(text.contains("# UNIT syncline_consumer_batch_duration_seconds seconds\n"));
+        assert!(s.contains(&"syncline_consumer_batch_duration_seconds_bucket{le=\"0.0025\"} 0"));
+        assert!(s.contains(&"syncline_consumer_batch_duration_seconds_bucket{le=\"0.005\"} 1"));
+        assert!(s.contains(&"syncline_consumer_batch_duration_seconds_bucket{le=\"+Inf\"} 1"));
+        assert!(s.contains(&"syncline_consumer_batch_duration_seconds_count 1"));
+        assert!(s.contains(&"syncline_consumer_fetch_delay_seconds_bucket{le=\"0.0025\"} 0"));
+        assert!(s.contains(&"syncline_consumer_fetch_delay_seconds_bucket{le=\"0.005\"} 1"));
+        assert!(s.contains(&"syncline_consumer_event_delay_seconds_bucket{le=\"0.01\"} 2"));
+        assert!(s.contains(&"syncline_consumer_event_delay_seconds_bucket{le=\"0.05\"} 3"));
+        assert!(s.contains(&"syncline_consumer_event_delay_seconds_bucket{le=\"0.25\"} 3"));
+        assert!(s.contains(&"syncline_consumer_event_delay_seconds_bucket{le=\"0.5\"} 4"));
+        assert!(
+            s.contains(&"syncline_consumer_event_delay_seconds_sum 0.34"),
+            "{text}"
+        );
+        assert!(s.contains(&"syncline_consumer_lag{partition=\"2\"} 5"));
+        assert!(s.contains(&"syncline_consumer_committed_offset{partition=\"2\"} 10"));
+        assert!(s.contains(&"syncline_consumer_in_flight_batches 0"));
         assert_eq!(m.snapshot().dead_lettered_total(), 2);
+        // A revoked partition's series go with it.
+        m.partition_revoked(2);
+        assert!(!m.render().contains("partition=\"2\""));
     }
 
     #[test]
-    fn a_group_that_dead_letters_everything_is_not_ready() {
+    fn every_bucket_bound_is_served_once_in_order() {
         let m = Metrics::new();
-        m.partition_assigned(0);
-        m.set_assigned(1);
-        m.set_dead_letter_alarm(3);
-        m.offsets_dropped(2);
-        assert!(m
-            .render()
-            .contains("syncline_consumer_offsets_dropped_total 2"));
-        m.dead_lettered("unknown_schema");
-        m.dead_lettered("unknown_schema");
-        assert!(m.readiness(Duration::from_secs(60)).is_ok());
-        m.dead_lettered("unknown_schema");
-        let why = m.readiness(Duration::from_secs(60)).unwrap_err();
-        assert!(why.contains("dead-lettered"), "{why}");
-        // One applied record ends the streak.
-        m.applied(1);
-        assert!(m.readiness(Duration::from_secs(60)).is_ok());
-        assert_eq!(m.dead_letter_streak(), 0);
-        // 0 turns the check off.
-        m.set_dead_letter_alarm(0);
-        for _ in 0..5 {
-            m.dead_lettered("bad_magic");
+        let text = m.render();
+        let les: Vec<&str> = samples(&text)
+            .into_iter()
+            .filter_map(|l| l.strip_prefix("syncline_consumer_event_delay_seconds_bucket{le=\""))
+            .filter_map(|l| l.split('"').next())
+            .collect();
+        let mut want: Vec<String> = LATENCY_BUCKETS.iter().map(|b| b.to_string()).collect();
+        want.push("+Inf".into());
+        let les: Vec<f64> = les
+            .iter()
+            .map(|l| {
+                if *l == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    l.parse().unwrap()
+                }
+            })
+            .collect();
+        let want: Vec<f64> = want
+            .iter()
+            .map(|l| {
+                if l == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    l.parse().unwrap()
+                }
+            })
+            .collect();
+        assert_eq!(les, want);
+    }
+
+    #[test]
+    fn idle_registry_declares_labelled_families() {
+        let text = Metrics::new().render();
+        for family in [
+            "# TYPE syncline_dead_letters counter",
+            "# TYPE syncline_consumer_lag gauge",
+            "# TYPE syncline_consumer_committed_offset gauge",
+            "# TYPE syncline_consumer_assigned_partitions gauge",
+        ] {
+            assert!(text.contains(family), "{family} missing:\n{text}");
         }
-        assert!(m.readiness(Duration::from_secs(60)).is_ok());
+        assert!(!text.contains("syncline_dead_letters_total{"), "{text}");
     }
 
     #[test]
-    fn readiness_needs_partitions_and_no_long_retry() {
+    fn sink_metrics_register_once_per_name() {
         let m = Metrics::new();
-        assert!(m.readiness(Duration::from_secs(60)).is_err());
-        m.set_assigned(1);
-        assert!(m.readiness(Duration::from_secs(60)).is_ok());
-        m.retrying_started(7);
-        assert!(m.readiness(Duration::ZERO).is_err());
-        m.retrying_finished(7);
-        assert!(m.readiness(Duration::ZERO).is_ok());
+        let c = m.counter("syncline_test_total", "A test counter");
+        c.inc_by(5);
+        assert_eq!(m.counter("syncline_test", "again").get(), 5);
+        let g = m.gauge("syncline_test_level", "A test gauge");
+        g.set(-2);
+        // Another type under a taken name: a working handle, not served.
+        let clash = m.gauge("syncline_test", "clash");
+        clash.set(9);
+        let family = m.register(
+            "syncline_test_results",
+            "Results",
+            Family::<[(&'static str, &'static str); 1], Counter>::default(),
+        );
+        family.get_or_create(&[("result", "ok")]).inc();
+        let h = m.register_with_unit(
+            "syncline_test_duration",
+            "Durations",
+            Unit::Seconds,
+            TimeHistogram::new(&[0.1, 1.0, f64::NAN]),
+        );
+        h.observe(Duration::from_millis(200));
+        h.observe(Duration::from_secs(5));
+        let text = m.render();
+        let s = samples(&text);
+        assert!(s.contains(&"syncline_test_total 5"), "{text}");
+        assert_eq!(text.matches("# TYPE syncline_test ").count(), 1, "{text}");
+        assert!(s.contains(&"syncline_test_level -2"));
+        assert!(s.contains(&"syncline_test_results_total{result=\"ok\"} 1"));
+        assert!(s.contains(&"syncline_test_duration_seconds_bucket{le=\"0.1\"} 0"));
+        assert!(
+            s.contains(&"syncline_test_duration_seconds_bucket{le=\"1.0\"} 1"),
+            "{text}"
+        );
+        assert!(s.contains(&"syncline_test_duration_seconds_bucket{le=\"+Inf\"} 2"));
+        assert!(s.contains(&"syncline_test_duration_seconds_sum 5.2"));
+        assert_eq!(h.count(), 2);
+    }
+
+    #[test]
+    fn registries_are_independent() {
+        let (a, b) = (Metrics::new(), Metrics::new());
+        a.consumed(1);
+        a.counter("syncline_only_in_a", "x").inc();
+        assert_eq!(b.snapshot().consumed, 0);
+        assert!(!b.render().contains("syncline_only_in_a"));
     }
 }

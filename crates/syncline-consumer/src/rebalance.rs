@@ -82,6 +82,7 @@ impl ConsumerContext for RuntimeContext {
                         })
                         .collect();
                     self.shared.metrics.set_assigned(book.len());
+                    self.shared.health.set_assigned(book.len());
                     positions
                 };
                 self.shared.generation.fetch_add(1, Ordering::AcqRel);
@@ -114,6 +115,7 @@ impl ConsumerContext for RuntimeContext {
                     self.shared.metrics.partition_assigned(*p);
                 }
                 self.shared.metrics.set_assigned(book.len());
+                self.shared.health.set_assigned(book.len());
             }
             self.shared.generation.fetch_add(1, Ordering::AcqRel);
             let protocol = match consumer.rebalance_protocol() {

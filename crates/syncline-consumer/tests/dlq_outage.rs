@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::{test_config, wait_committed_to_end, Plan, Shared, TestSink};
 use rdkafka::message::{Headers, Message};
 use syncline_consumer::dlq::{HEADER_CLASS, HEADER_OFFSET, HEADER_PARTITION, HEADER_TRUNCATED};
-use syncline_consumer::{run_with_metrics, Metrics};
+use syncline_consumer::{run_with, run_with_metrics, Health, Metrics};
 use syncline_event::{encode, ChangeEvent, Limits, Op};
 use syncline_testkit::{
     committed_offsets, create_topic_with_dlq, free_port, kafka_brokers, publish_raw, read_all,
@@ -138,18 +138,20 @@ async fn an_unwritable_dead_letter_topic_pauses_and_fails_readiness_and_loses_no
     config
         .dlq_kafka
         .insert("message.timeout.ms".into(), "1000".into());
-    let run = tokio::spawn(run_with_metrics(
+    let health = Health::new();
+    let run = tokio::spawn(run_with(
         config.clone(),
         Shared(sink.clone()),
         metrics.clone(),
+        health.clone(),
         token.clone(),
     ));
 
     // Readiness fails, naming the cause.
     let why = wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
-        let m = metrics.clone();
+        let h = health.clone();
         async move {
-            match m.readiness(Duration::from_millis(500)) {
+            match h.readiness(Duration::from_millis(500)) {
                 Err(why) if why.contains("dead-letter") => Ok(why),
                 other => Err(format!("{other:?}")),
             }
@@ -187,12 +189,13 @@ async fn an_unwritable_dead_letter_topic_pauses_and_fails_readiness_and_loses_no
     // The dead-letter topic works again: a restart writes the dead letter and drains.
     let mut healthy = config;
     healthy.dlq_kafka = Default::default();
-    let metrics = Metrics::new();
+    let health = Health::new();
     let token = CancellationToken::new();
-    let run = tokio::spawn(run_with_metrics(
+    let run = tokio::spawn(run_with(
         healthy,
         Shared(sink.clone()),
-        metrics.clone(),
+        Metrics::new(),
+        health.clone(),
         token.clone(),
     ));
     wait_committed_to_end(&group, &topic, Duration::from_secs(120)).await;
@@ -207,7 +210,7 @@ async fn an_unwritable_dead_letter_topic_pauses_and_fails_readiness_and_loses_no
     .expect("read dlq");
     assert_eq!(dead.len(), 1, "exactly one dead letter");
     assert_eq!(headers(&dead[0])[HEADER_CLASS], "bad_magic");
-    assert!(metrics.readiness(Duration::from_secs(60)).is_ok());
+    assert!(health.readiness(Duration::from_secs(60)).is_ok());
     token.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(60), run).await;
 }

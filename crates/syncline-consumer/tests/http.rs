@@ -6,11 +6,12 @@
 use std::time::Duration;
 
 use syncline_consumer::http;
-use syncline_consumer::Metrics;
+use syncline_consumer::{Health, Metrics};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+/// Status, headers and body of `GET path`.
+async fn get_full(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
         .await
@@ -22,7 +23,12 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .expect("status line");
-    let body = buf.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    let (head, body) = buf.split_once("\r\n\r\n").unwrap_or((&buf, ""));
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let (status, _, body) = get_full(addr, path).await;
     (status, body)
 }
 
@@ -30,11 +36,12 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
 async fn metrics_healthz_and_readyz() {
     let metrics = Metrics::new();
     let sink_counter = metrics.counter("syncline_test_requests_total", "Requests a sink made.");
-    sink_counter.add(3);
+    sink_counter.inc_by(3);
     let stop = CancellationToken::new();
     let (addr, task) = http::serve(
         "127.0.0.1:0".parse().expect("addr"),
         metrics.clone(),
+        Health::new(),
         Duration::from_secs(60),
         stop.clone(),
     )
@@ -49,13 +56,21 @@ async fn metrics_healthz_and_readyz() {
     assert_eq!(status, 503);
     assert!(body.contains("no partitions assigned"), "{body}");
 
-    let (status, body) = get(addr, "/metrics").await;
+    let (status, head, body) = get_full(addr, "/metrics").await;
     assert_eq!(status, 200);
     assert!(
-        body.contains("# TYPE syncline_consumer_records_consumed_total counter"),
+        head.contains("content-type: application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        "{head}"
+    );
+    assert!(
+        body.contains("# TYPE syncline_consumer_records_consumed counter"),
         "{body}"
     );
-    assert!(body.contains("syncline_test_requests_total 3"), "{body}");
+    assert!(
+        body.contains("\nsyncline_test_requests_total 3\n"),
+        "{body}"
+    );
+    assert!(body.ends_with("# EOF\n"), "{body}");
 
     let (status, _) = get(addr, "/nope").await;
     assert_eq!(status, 404);

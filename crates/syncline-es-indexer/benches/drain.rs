@@ -105,6 +105,8 @@ fn start_indexer(
                 "--es-index-prefix",
                 prefix,
             ])
+/// Each metric summed over its label sets, and each labelled series under its full name
+/// (`syncline_es_bulk_items_total{result="conflict"}`).
             .args(
                 std::env::var("BENCH_INDEXER_ARGS")
                     .unwrap_or_default()
@@ -122,7 +124,17 @@ fn start_indexer(
 
 /// The indexer's metrics, each name summed over its labels.
 fn scrape(port: u16) -> HashMap<String, f64> {
-    metric_sums(&scrape_metrics(port))
+    let text = scrape_metrics(port);
+    let mut m = metric_sums(&text);
+    m.extend(
+        text.lines()
+            .filter(|l| !l.starts_with('#') && l.contains('{'))
+            .filter_map(|l| {
+                let (series, value) = l.rsplit_once(' ')?;
+                Some((series.to_owned(), value.parse().ok()?))
+            }),
+    );
+    m
 }
 
 fn document(rng: &mut rand::rngs::StdRng, id: &str, version: i64, bytes: usize) -> String {
@@ -179,7 +191,7 @@ async fn drain(brokers: &str, es_url: &str, devserver_pid: Option<u32>) -> anyho
             m.get("syncline_es_bulk_requests_total")
                 .copied()
                 .unwrap_or(0.0),
-            m.get("syncline_es_bulk_items_conflict_total")
+            m.get("syncline_es_bulk_items_total{result=\"conflict\"}")
                 .copied()
                 .unwrap_or(0.0),
             m.get("syncline_consumer_coalesced_total")

@@ -1,9 +1,16 @@
-//! The relay's metrics and the `/metrics` `/healthz` `/readyz` server.
+//! The relay's metrics (a prometheus-client registry of its own, served as OpenMetrics
+//! text) and the `/metrics` `/healthz` `/readyz` server.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+use syncline_consumer::metrics::{Declared, TimeHistogram};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -40,206 +47,215 @@ impl Stage {
     }
 }
 
+/// A counter of seconds (a float, added to atomically).
+type SecondsCounter = Counter<f64, AtomicU64>;
+/// A gauge holding a float.
+type FloatGauge = Gauge<f64, AtomicU64>;
+
 /// Counters and gauges of one relay; cheap to clone (shared).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Metrics(Arc<Inner>);
 
-#[derive(Default)]
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 struct Inner {
-    published: AtomicU64,
-    quarantined: AtomicU64,
-    publish_failures: AtomicU64,
-    batches: AtomicU64,
-    gaps: AtomicU64,
-    stage_us: [AtomicU64; Stage::ALL.len()],
-    pending: AtomicU64,
-    oldest_age_ms: AtomicU64,
-    published_per_second_milli: AtomicU64,
-    active: AtomicU64,
-    connected: AtomicU64,
-    takeovers: AtomicU64,
-    delay_buckets: [AtomicU64; DELAY_BUCKETS.len()],
-    delay_count: AtomicU64,
-    delay_sum_us: AtomicU64,
+    registry: Registry,
+    published: Counter,
+    quarantined: Counter,
+    publish_failures: Counter,
+    batches: Counter,
+    gaps: Counter,
+    /// `syncline_outbox_stage_seconds_total{stage}`, one handle per [`Stage::ALL`] entry.
+    stages: [SecondsCounter; Stage::ALL.len()],
+    pending: Gauge,
+    oldest_age: FloatGauge,
+    published_per_second: FloatGauge,
+    active: Gauge,
+    connected: Gauge,
+    takeovers: Counter,
+    commit_to_ack: TimeHistogram,
 }
 
 impl Metrics {
     /// New, all zero.
     pub fn new() -> Self {
-        Self::default()
+        let mut r = Registry::default();
+        let counter = |r: &mut Registry, name: &str, help: &str| {
+            let c = Counter::default();
+            r.register(name, help, c.clone());
+            c
+        };
+        let gauge = |r: &mut Registry, name: &str, help: &str| {
+            let g = Gauge::default();
+            r.register(name, help, g.clone());
+            g
+        };
+        let published = counter(
+            &mut r,
+            "syncline_outbox_published",
+            "Rows published, acknowledged by the broker and deleted",
+        );
+        let published_per_second = FloatGauge::default();
+        r.register(
+            "syncline_outbox_published_per_second",
+            "Rows published per second over the last measurement window",
+            published_per_second.clone(),
+        );
+        let quarantined = counter(
+            &mut r,
+            "syncline_outbox_quarantined",
+            "Rows moved to the quarantine table",
+        );
+        let publish_failures = counter(
+            &mut r,
+            "syncline_outbox_publish_failures",
+            "Rows whose publication failed transiently (left in the outbox, retried)",
+        );
+        let batches = counter(
+            &mut r,
+            "syncline_outbox_batches",
+            "Batches read from the outbox",
+        );
+        let gaps = counter(
+            &mut r,
+            "syncline_outbox_gaps",
+            "Reads that found a row committed below rows in flight (the pipeline was drained and the head read again)",
+        );
+        let pending = gauge(
+            &mut r,
+            "syncline_outbox_rows_pending",
+            "Rows in the outbox table (last count by the active relay)",
+        );
+        let oldest_age = FloatGauge::default();
+        r.register_with_unit(
+            "syncline_outbox_oldest_pending_age",
+            "Age of the oldest row in the outbox (0 when empty)",
+            Unit::Seconds,
+            oldest_age.clone(),
+        );
+        let active = gauge(
+            &mut r,
+            "syncline_outbox_active",
+            "1 while this relay holds the outbox lock and publishes, 0 on standby",
+        );
+        let connected = gauge(
+            &mut r,
+            "syncline_outbox_connected",
+            "1 while this relay has a PostgreSQL connection",
+        );
+        let takeovers = counter(
+            &mut r,
+            "syncline_outbox_takeovers",
+            "Times this relay became the active one",
+        );
+        let stage_family = Family::<[(&'static str, &'static str); 1], SecondsCounter>::default();
+        r.register_with_unit(
+            "syncline_outbox_stage",
+            "Time of the relay's loop by stage (read, send, wait for acknowledgements, delete)",
+            Unit::Seconds,
+            Declared(stage_family.clone()),
+        );
+        // Resolved once: the loop adds to them on every batch.
+        let stages = Stage::ALL.map(|s| stage_family.get_or_create_owned(&[("stage", s.label())]));
+        let commit_to_ack = TimeHistogram::new(&DELAY_BUCKETS);
+        r.register_with_unit(
+            "syncline_outbox_commit_to_ack",
+            "From the row's occurred_at to the broker's acknowledgement",
+            Unit::Seconds,
+            commit_to_ack.clone(),
+        );
+        Metrics(Arc::new(Inner {
+            registry: r,
+            published,
+            quarantined,
+            publish_failures,
+            batches,
+            gaps,
+            stages,
+            pending,
+            oldest_age,
+            published_per_second,
+            active,
+            connected,
+            takeovers,
+            commit_to_ack,
+        }))
     }
 
     /// Rows published and acknowledged (and then deleted).
     pub fn published(&self) -> u64 {
-        self.0.published.load(Ordering::Relaxed)
+        self.0.published.get()
     }
 
     /// Rows moved to the quarantine table.
     pub fn quarantined(&self) -> u64 {
-        self.0.quarantined.load(Ordering::Relaxed)
+        self.0.quarantined.get()
     }
 
     /// Whether this relay holds the outbox lock.
     pub fn is_active(&self) -> bool {
-        self.0.active.load(Ordering::Relaxed) == 1
+        self.0.active.get() == 1
     }
 
     /// Whether this relay has a PostgreSQL connection.
     pub fn is_connected(&self) -> bool {
-        self.0.connected.load(Ordering::Relaxed) == 1
+        self.0.connected.get() == 1
     }
 
     pub(crate) fn add_published(&self, n: u64) {
-        self.0.published.fetch_add(n, Ordering::Relaxed);
+        self.0.published.inc_by(n);
     }
     pub(crate) fn add_quarantined(&self, n: u64) {
-        self.0.quarantined.fetch_add(n, Ordering::Relaxed);
+        self.0.quarantined.inc_by(n);
     }
     pub(crate) fn add_publish_failures(&self, n: u64) {
-        self.0.publish_failures.fetch_add(n, Ordering::Relaxed);
+        self.0.publish_failures.inc_by(n);
     }
     pub(crate) fn add_batch(&self) {
-        self.0.batches.fetch_add(1, Ordering::Relaxed);
+        self.0.batches.inc();
     }
     pub(crate) fn add_gap(&self) {
-        self.0.gaps.fetch_add(1, Ordering::Relaxed);
+        self.0.gaps.inc();
     }
-    pub(crate) fn add_stage(&self, stage: Stage, took: std::time::Duration) {
-        self.0.stage_us[stage as usize].fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    pub(crate) fn add_stage(&self, stage: Stage, took: Duration) {
+        if let Some(c) = self.0.stages.get(stage as usize) {
+            c.inc_by(took.as_secs_f64());
+        }
     }
     pub(crate) fn set_pending(&self, rows: u64, oldest_age_ms: u64) {
-        self.0.pending.store(rows, Ordering::Relaxed);
-        self.0.oldest_age_ms.store(oldest_age_ms, Ordering::Relaxed);
+        self.0.pending.set(i64::try_from(rows).unwrap_or(i64::MAX));
+        self.0.oldest_age.set(oldest_age_ms as f64 / 1000.0);
     }
     pub(crate) fn set_rate(&self, per_second: f64) {
-        self.0
-            .published_per_second_milli
-            .store((per_second * 1000.0) as u64, Ordering::Relaxed);
+        self.0.published_per_second.set(per_second);
     }
     pub(crate) fn set_active(&self, active: bool) {
-        let was = self.0.active.swap(u64::from(active), Ordering::Relaxed);
+        let was = self.0.active.set(i64::from(active));
         if active && was == 0 {
-            self.0.takeovers.fetch_add(1, Ordering::Relaxed);
+            self.0.takeovers.inc();
         }
     }
     pub(crate) fn set_connected(&self, connected: bool) {
-        self.0
-            .connected
-            .store(u64::from(connected), Ordering::Relaxed);
+        self.0.connected.set(i64::from(connected));
     }
     pub(crate) fn observe_delay(&self, seconds: f64) {
-        let s = seconds.max(0.0);
-        for (i, b) in DELAY_BUCKETS.iter().enumerate() {
-            if s <= *b {
-                self.0.delay_buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.0.delay_count.fetch_add(1, Ordering::Relaxed);
-        self.0
-            .delay_sum_us
-            .fetch_add((s * 1e6) as u64, Ordering::Relaxed);
+        // A producer clock ahead of ours gives a negative delay: counted as 0.
+        let d = Duration::try_from_secs_f64(seconds.max(0.0)).unwrap_or(Duration::MAX);
+        self.0.commit_to_ack.observe(d);
     }
 
-    /// Prometheus text exposition.
+    /// OpenMetrics text exposition, ending in `# EOF`.
     pub fn render(&self) -> String {
-        let i = &self.0;
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-            ));
-        };
-        metric(
-            "syncline_outbox_published_total",
-            "counter",
-            "Rows published, acknowledged by the broker and deleted.",
-            g(&i.published).to_string(),
-        );
-        metric(
-            "syncline_outbox_published_per_second",
-            "gauge",
-            "Rows published per second over the last measurement window.",
-            format!("{:.3}", g(&i.published_per_second_milli) as f64 / 1000.0),
-        );
-        metric(
-            "syncline_outbox_quarantined_total",
-            "counter",
-            "Rows moved to the quarantine table.",
-            g(&i.quarantined).to_string(),
-        );
-        metric(
-            "syncline_outbox_publish_failures_total",
-            "counter",
-            "Rows whose publication failed transiently (left in the outbox, retried).",
-            g(&i.publish_failures).to_string(),
-        );
-        metric(
-            "syncline_outbox_batches_total",
-            "counter",
-            "Batches read from the outbox.",
-            g(&i.batches).to_string(),
-        );
-        metric(
-            "syncline_outbox_gaps_total",
-            "counter",
-            "Reads that found a row committed below rows in flight (the pipeline was drained and the head read again).",
-            g(&i.gaps).to_string(),
-        );
-        metric(
-            "syncline_outbox_rows_pending",
-            "gauge",
-            "Rows in the outbox table (last count by the active relay).",
-            g(&i.pending).to_string(),
-        );
-        metric(
-            "syncline_outbox_oldest_pending_age_seconds",
-            "gauge",
-            "Age of the oldest row in the outbox (0 when empty).",
-            format!("{:.3}", g(&i.oldest_age_ms) as f64 / 1000.0),
-        );
-        metric(
-            "syncline_outbox_active",
-            "gauge",
-            "1 while this relay holds the outbox lock and publishes, 0 on standby.",
-            g(&i.active).to_string(),
-        );
-        metric(
-            "syncline_outbox_connected",
-            "gauge",
-            "1 while this relay has a PostgreSQL connection.",
-            g(&i.connected).to_string(),
-        );
-        metric(
-            "syncline_outbox_takeovers_total",
-            "counter",
-            "Times this relay became the active one.",
-            g(&i.takeovers).to_string(),
-        );
-        let name = "syncline_outbox_stage_seconds_total";
-        out.push_str(&format!(
-            "# HELP {name} Time of the relay's loop by stage (read, send, wait for acknowledgements, delete).\n# TYPE {name} counter\n"
-        ));
-        for stage in Stage::ALL {
-            out.push_str(&format!(
-                "{name}{{stage=\"{}\"}} {:.6}\n",
-                stage.label(),
-                g(&i.stage_us[stage as usize]) as f64 / 1e6
-            ));
+        let mut out = String::with_capacity(4096);
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.0.registry) {
+            tracing::error!(error = %e, "encoding the metrics failed");
+            out.clear();
+            out.push_str("# EOF\n");
         }
-        let name = "syncline_outbox_commit_to_ack_seconds";
-        out.push_str(&format!(
-            "# HELP {name} From the row's occurred_at to the broker's acknowledgement.\n# TYPE {name} histogram\n"
-        ));
-        for (b, c) in DELAY_BUCKETS.iter().zip(i.delay_buckets.iter()) {
-            out.push_str(&format!("{name}_bucket{{le=\"{b}\"}} {}\n", g(c)));
-        }
-        let count = g(&i.delay_count);
-        out.push_str(&format!("{name}_bucket{{le=\"+Inf\"}} {count}\n"));
-        out.push_str(&format!(
-            "{name}_sum {:.6}\n{name}_count {count}\n",
-            g(&i.delay_sum_us) as f64 / 1e6
-        ));
         out
     }
 }
@@ -275,5 +291,47 @@ impl Metrics {
         } else {
             Err("no PostgreSQL connection".to_owned())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_series_in_openmetrics() {
+        let m = Metrics::new();
+        let idle = m.render();
+        assert!(
+            idle.contains("# TYPE syncline_outbox_stage_seconds counter\n"),
+            "{idle}"
+        );
+        m.add_published(3);
+        m.add_stage(Stage::Read, Duration::from_millis(1500));
+        m.set_pending(7, 2500);
+        m.set_active(true);
+        m.set_active(true);
+        m.set_connected(true);
+        m.observe_delay(0.004);
+        m.observe_delay(-1.0);
+        let text = m.render();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        for want in [
+            "syncline_outbox_published_total 3",
+            "syncline_outbox_stage_seconds_total{stage=\"read\"} 1.5",
+            "syncline_outbox_stage_seconds_total{stage=\"wait\"} 0.0",
+            "syncline_outbox_rows_pending 7",
+            "syncline_outbox_oldest_pending_age_seconds 2.5",
+            "syncline_outbox_active 1",
+            "syncline_outbox_takeovers_total 1",
+            "syncline_outbox_commit_to_ack_seconds_bucket{le=\"0.001\"} 1",
+            "syncline_outbox_commit_to_ack_seconds_bucket{le=\"0.005\"} 2",
+            "syncline_outbox_commit_to_ack_seconds_bucket{le=\"+Inf\"} 2",
+            "syncline_outbox_commit_to_ack_seconds_count 2",
+        ] {
+            assert!(lines.contains(&want), "{want} missing:\n{text}");
+        }
+        assert_eq!(m.readiness(), Ok("ready (active)".to_owned()));
     }
 }

@@ -40,7 +40,7 @@ use syncline_cache::{
     ApplyOutcome,
 };
 use syncline_consumer::{
-    metrics::{Counter, Gauge},
+    metrics::{prometheus_client::registry::Unit, Counter, Gauge, TimeHistogram},
     Metrics, Outcome, Sink,
 };
 use syncline_event::ChangeEvent;
@@ -96,7 +96,14 @@ impl SinkError {
     }
 }
 
-/// The sink's own counters, registered in the runtime's `/metrics`.
+/// Upper bounds (seconds) of the pipeline round-trip histogram: a pipeline of a batch
+/// takes well under a millisecond to a few milliseconds on a healthy server; the response
+/// timeout bounds the rest.
+pub const PIPELINE_DURATION_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// The sink's own metrics, registered in the runtime's `/metrics`.
 #[derive(Debug, Clone)]
 pub struct SinkMetrics {
     /// Events whose APPLY script changed Redis.
@@ -111,10 +118,8 @@ pub struct SinkMetrics {
     pub pipeline_failures: Counter,
     /// Error replies to individual commands (LOADING, READONLY, OOM, ...), NOSCRIPT excluded.
     pub error_replies: Counter,
-    /// Sum of pipeline round-trip times in microseconds (divide by `pipelines`).
-    pub pipeline_micros: Counter,
-    /// Round-trip time of the latest pipeline in microseconds.
-    pub pipeline_micros_last: Gauge,
+    /// Pipeline round-trip times, in seconds.
+    pub pipeline_duration: TimeHistogram,
     /// Times the APPLY script was (re)loaded after NOSCRIPT.
     pub script_reloads: Counter,
     /// The key prefix generation the sink writes.
@@ -151,13 +156,11 @@ impl SinkMetrics {
                 "syncline_redis_error_replies_total",
                 "Error replies to single commands (LOADING, READONLY, OOM, ...).",
             ),
-            pipeline_micros: metrics.counter(
-                "syncline_redis_pipeline_duration_microseconds_total",
-                "Sum of pipeline round-trip times in microseconds.",
-            ),
-            pipeline_micros_last: metrics.gauge(
-                "syncline_redis_pipeline_duration_microseconds_last",
-                "Round-trip time of the latest pipeline in microseconds.",
+            pipeline_duration: metrics.register_with_unit(
+                "syncline_redis_pipeline_duration",
+                "Round-trip time of pipelines that Redis answered in full",
+                Unit::Seconds,
+                TimeHistogram::new(&PIPELINE_DURATION_BUCKETS),
             ),
             script_reloads: metrics.counter(
                 "syncline_redis_script_reloads_total",
@@ -412,7 +415,7 @@ impl RedisSink {
             let tags = batch[i].invalidate.len();
             let tag_replies = &replies[tag_reply..tag_reply + tags];
             tag_reply += tags;
-            self.metrics.tag_bumps.add(tags as u64);
+            self.metrics.tag_bumps.inc_by(tags as u64);
             if let Some(reason) = tag_replies.iter().find_map(error_reply) {
                 self.metrics.error_replies.inc();
                 out.push(Outcome::Retry { reason });
@@ -472,11 +475,7 @@ impl RedisSink {
                     break;
                 }
             };
-            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-            self.metrics.pipeline_micros.add(micros);
-            self.metrics
-                .pipeline_micros_last
-                .set(i64::try_from(micros).unwrap_or(i64::MAX));
+            self.metrics.pipeline_duration.observe(started.elapsed());
 
             let mut missing_script = Vec::new();
             let mut moved = Vec::new();

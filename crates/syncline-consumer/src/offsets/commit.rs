@@ -179,7 +179,7 @@ mod tests {
     use crate::metrics::Metrics;
 
     fn shared() -> Shared {
-        Shared::new("t".into(), Metrics::new())
+        Shared::new("t".into(), Metrics::new(), crate::health::Health::new())
     }
 
     #[test]

@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 
 pub use book::{Assigned, OffsetBook, PartitionOffsets, Registration};
 
+use crate::health::Health;
 use crate::metrics::Metrics;
 
 /// State shared by the consumer loop, the batch tasks and the callbacks.
@@ -25,19 +26,22 @@ pub struct Shared {
     pub book: Mutex<OffsetBook>,
     /// Bumped on every assignment change, so the consumer loop notices cheaply.
     pub generation: AtomicU64,
-    /// Metrics and health.
+    /// Metrics.
     pub metrics: Metrics,
+    /// Readiness.
+    pub health: Health,
     /// The source topic.
     pub topic: String,
 }
 
 impl Shared {
     /// Fresh state for `topic`.
-    pub fn new(topic: String, metrics: Metrics) -> Self {
+    pub fn new(topic: String, metrics: Metrics, health: Health) -> Self {
         Shared {
             book: Mutex::new(OffsetBook::default()),
             generation: AtomicU64::new(0),
             metrics,
+            health,
             topic,
         }
     }

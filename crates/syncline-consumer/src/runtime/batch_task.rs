@@ -77,7 +77,7 @@ pub(super) async fn process<S: Sink>(
     if finished.is_err() {
         tracing::debug!(batch = id, "batch abandoned");
     }
-    work.metrics.retrying_finished(id);
+    work.shared.health.retrying_finished(id);
     work.metrics.batch_finished(started.elapsed());
     if finished.is_ok() {
         work.metrics.events_done(batch.timestamps(), now_ms());
@@ -116,7 +116,7 @@ fn hold_partitions<S: Sink>(work: &Work<S>, id: u64, held: impl Iterator<Item = 
         batch: id,
         partitions,
     });
-    work.metrics.retrying_started(id);
+    work.shared.health.retrying_started(id);
 }
 
 /// Dead-letter records of `batch` (index, class, reason) together. The first time the
@@ -231,6 +231,7 @@ async fn run_batch<S: Sink>(work: &Work<S>, batch: &Batch, id: u64) -> Result<()
         }
         work.metrics.applied(applied);
         work.metrics.stale(stale);
+        work.shared.health.progressed(applied + stale);
         let items = sink_rejects
             .iter()
             .map(|(i, c, r)| (*i, c.as_str(), r.as_str()));

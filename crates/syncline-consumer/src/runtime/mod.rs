@@ -22,6 +22,7 @@ pub use batch_task::RETRIES_EXHAUSTED;
 use crate::batch::BatchPool;
 use crate::config::{ConfigError, RuntimeConfig};
 use crate::dlq::DlqWriter;
+use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::offsets::Shared;
 use crate::rate::RateLimits;
@@ -92,21 +93,38 @@ pub fn consumer_config(config: &RuntimeConfig) -> ClientConfig {
 }
 
 /// Run `sink` until `shutdown` is cancelled, recording into `metrics` (which the sink may
-/// also hold to register its own counters). Returns `Ok` after a clean shutdown: in-flight
-/// work finished or abandoned within `shutdown_timeout`, complete offsets committed, the
-/// group left.
+/// also hold to register its own metrics), with a fresh [`Health`]. Returns `Ok` after a
+/// clean shutdown: in-flight work finished or abandoned within `shutdown_timeout`,
+/// complete offsets committed, the group left.
 pub async fn run_with_metrics<S: Sink>(
     config: RuntimeConfig,
     sink: S,
     metrics: Metrics,
     shutdown: CancellationToken,
 ) -> Result<(), RuntimeError> {
+    run_with(config, sink, metrics, Health::new(), shutdown).await
+}
+
+/// [`run_with_metrics`], reporting readiness into `health` (for a caller that watches
+/// what `/readyz` would answer). `health`'s dead-letter alarm is set from
+/// `config.unready_after_dead_letters`.
+pub async fn run_with<S: Sink>(
+    config: RuntimeConfig,
+    sink: S,
+    metrics: Metrics,
+    health: Health,
+    shutdown: CancellationToken,
+) -> Result<(), RuntimeError> {
     config.validate()?;
-    metrics.set_dead_letter_alarm(config.unready_after_dead_letters);
-    let shared = Arc::new(Shared::new(config.topic.clone(), metrics.clone()));
+    health.set_dead_letter_alarm(config.unready_after_dead_letters);
+    let shared = Arc::new(Shared::new(
+        config.topic.clone(),
+        metrics.clone(),
+        health.clone(),
+    ));
     let consumer: StreamConsumer<RuntimeContext> =
         consumer_config(&config).create_with_context(RuntimeContext::new(shared.clone()))?;
-    let dlq = DlqWriter::new(&config, metrics.clone())?;
+    let dlq = DlqWriter::new(&config, metrics.clone(), health.clone())?;
 
     let http_stop = CancellationToken::new();
     let http = match config.metrics_addr {
@@ -114,6 +132,7 @@ pub async fn run_with_metrics<S: Sink>(
             crate::http::serve(
                 addr,
                 metrics.clone(),
+                health.clone(),
                 config.unready_after_retrying,
                 http_stop.clone(),
             )
