@@ -306,6 +306,15 @@ async fn run() -> anyhow::Result<()> {
          (seeded {seeded} each)",
         reconcile.code, found.0, found.1
     );
+    let ph = &report["phase_seconds"];
+    println!(
+        "reconcile phases: es walk {:.1} s, redis walk {:.1} s (side by side), truth and merge \
+         {:.1} s, re-check {:.1} s",
+        ph["es_walk"].as_f64().unwrap_or(0.0),
+        ph["redis_walk"].as_f64().unwrap_or(0.0),
+        ph["truth_merge"].as_f64().unwrap_or(0.0),
+        ph["recheck"].as_f64().unwrap_or(0.0)
+    );
     println!("host after: {}", uptime());
     if found != (seeded as u64, seeded as u64) {
         bail!("reconcile found {found:?}, seeded {seeded} in each store");

@@ -23,10 +23,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use syncline_cache::KeyLayout;
 use syncline_testkit::drain::{self, bare_read, env_or, fill_topics, watch_drain, DrainSpec};
 use syncline_testkit::es_process::start_devserver_process;
 use syncline_testkit::{
-    consumer_kafka_env, consumer_kafka_props, delete_topics, free_port, kafka_brokers,
+    consumer_kafka_env, consumer_kafka_props, delete_topics, free_port, kafka_brokers, redis_url,
     release_binary, unique_name, ChildGuard, ProcessStats, Table,
 };
 
@@ -116,41 +117,27 @@ async fn run() -> anyhow::Result<()> {
     let indexer_rate = records as f64 / drained.seconds;
     eprintln!("indexer drain: {indexer_rate:.0} events/s from spawn");
 
-    let log_dir = tempfile::tempdir()?;
-    let log_path = log_dir.path().join("rebuild.log");
-    let log = std::fs::File::create(&log_path)?;
-    let started = Instant::now();
-    let mut rebuild = ChildGuard::spawn(
+    let rebuild = run_to_exit(
         Command::new(env!("CARGO_BIN_EXE_syncline-ctl"))
             .args(["--brokers", &brokers, "rebuild", "es"])
             .args(["--entity-type", "product", "--topic", &topic])
             .args(["--live-group", &group, "--delete-old"])
             .args(["--es-url", &es_url, "--es-index-prefix", &prefix])
             .env("SYNCLINE_KAFKA", consumer_kafka_env(""))
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log),
+            .env("RUST_LOG", "warn"),
     )
-    .context("start syncline-ctl")?;
-    let pid = rebuild.id();
-    let mut stats = ProcessStats::of_pid(pid)?;
-    let status = loop {
-        stats = stats.resample(pid);
-        if let Some(status) = rebuild.try_wait()? {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(3600) {
-            bail!("the rebuild did not finish within an hour");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let rebuild_secs = started.elapsed().as_secs_f64();
-    if !status.success() {
-        let err = std::fs::read_to_string(&log_path).unwrap_or_default();
-        bail!("rebuild es failed ({status}): {err}");
-    }
+    .await
+    .context("rebuild es")?;
+    let (rebuild_secs, stats) = (rebuild.seconds, rebuild.stats);
     let rebuild_rate = records as f64 / rebuild_secs;
+    let phases = rebuild.phases;
+
+    // `rebuild redis` in refresh mode beside the invalidator draining the same topic.
+    let redis_rows = if env_or("BENCH_REDIS", 1u8) == 1 {
+        Some(redis_scenario(&brokers, &name, &topic, records).await?)
+    } else {
+        None
+    };
 
     delete_topics(&brokers, &[&topic, &format!("{topic}.dlq")]).await;
     println!(
@@ -182,14 +169,168 @@ async fn run() -> anyhow::Result<()> {
         format!("{:.1}", stats.cpu_seconds),
         format!("{:.1}", stats.peak_rss_mib()),
     ]);
+    if let Some(r) = &redis_rows {
+        t.row(&[
+            "syncline-redis-invalidator (refresh) drain into a fresh prefix (ceiling)".to_owned(),
+            format!("{:.1}", r.drain.seconds),
+            format!("{:.0}", records as f64 / r.drain.seconds),
+            format!("{:.1}", r.drain.stats.cpu_seconds),
+            format!("{:.1}", r.drain.stats.peak_rss_mib()),
+        ]);
+        t.row(&[
+            "syncline-ctl rebuild redis, refresh (spawn to exit)".to_owned(),
+            format!("{:.1}", r.rebuild.seconds),
+            format!("{:.0}", records as f64 / r.rebuild.seconds),
+            format!("{:.1}", r.rebuild.stats.cpu_seconds),
+            format!("{:.1}", r.rebuild.stats.peak_rss_mib()),
+        ]);
+    }
     println!("{t}");
     println!(
-        "rebuild / indexer drain: {:.2}; rebuild / bare read: {:.2}",
+        "rebuild es / indexer drain: {:.2}; rebuild es / bare read: {:.2}",
         rebuild_rate / indexer_rate,
         rebuild_rate / bare.rate()
     );
+    for line in &phases {
+        println!("rebuild es {line}");
+    }
+    if let Some(r) = &redis_rows {
+        println!(
+            "rebuild redis / invalidator drain: {:.2}",
+            r.drain.seconds / r.rebuild.seconds
+        );
+        for line in &r.rebuild.phases {
+            println!("rebuild redis {line}");
+        }
+    }
     println!("host after: {}", uptime());
     Ok(())
+}
+
+/// A process run to its exit.
+struct Exited {
+    seconds: f64,
+    stats: ProcessStats,
+    /// Its stderr lines with its own timing ("phases: ...", cleanup).
+    phases: Vec<String>,
+}
+
+/// Run `cmd` to its exit (stdin and stdout closed, stderr kept), sampling its CPU and
+/// peak RSS; fails with its stderr unless it exits 0.
+async fn run_to_exit(cmd: &mut Command) -> anyhow::Result<Exited> {
+    let log_dir = tempfile::tempdir()?;
+    let log_path = log_dir.path().join("stderr.log");
+    let log = std::fs::File::create(&log_path)?;
+    let started = Instant::now();
+    let mut child = ChildGuard::spawn(cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log))
+        .with_context(|| format!("start {cmd:?}"))?;
+    let pid = child.id();
+    let mut stats = ProcessStats::of_pid(pid)?;
+    let status = loop {
+        stats = stats.resample(pid);
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(3600) {
+            bail!("still running after an hour");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let err = std::fs::read_to_string(&log_path).unwrap_or_default();
+    if !status.success() {
+        bail!("exited with {status}: {err}");
+    }
+    let phases = err
+        .lines()
+        .filter(|l| l.contains("phases:") || l.contains("; done"))
+        .map(str::to_owned)
+        .collect();
+    Ok(Exited {
+        seconds,
+        stats,
+        phases,
+    })
+}
+
+/// The Redis figures: the invalidator's drain and the rebuild's run.
+struct RedisRows {
+    drain: drain::DrainRun,
+    rebuild: Exited,
+}
+
+/// The invalidator (refresh mode) drains `topic` into a fresh prefix; then, with it
+/// stopped, `rebuild redis` warms the prefix's next generation from the same topic,
+/// switches and unlinks the old generation (unthrottled here: the bench measures the
+/// replay, not the operator's pacing). The prefix is purged afterwards.
+async fn redis_scenario(
+    brokers: &str,
+    name: &str,
+    topic: &str,
+    records: i64,
+) -> anyhow::Result<RedisRows> {
+    let redis = redis_url();
+    let prefix = format!("{name}:");
+    let group = format!("{name}-invalidator");
+    let invalidator_bin = release_binary(
+        "syncline-redis-invalidator",
+        "syncline-redis-invalidator",
+        "SYNCLINE_REDIS_INVALIDATOR_BIN",
+    )?;
+    let spawned = Instant::now();
+    let mut invalidator = ChildGuard::spawn(
+        Command::new(&invalidator_bin)
+            .args(["--metrics-addr", "off"])
+            .env("SYNCLINE_BROKERS", brokers)
+            .env("SYNCLINE_TOPIC", topic)
+            .env("SYNCLINE_GROUP_ID", &group)
+            .env("SYNCLINE_KAFKA", consumer_kafka_env(""))
+            .env("SYNCLINE_REDIS_URL", &redis)
+            .env("SYNCLINE_REDIS_KEY_PREFIX", &prefix)
+            .env("SYNCLINE_REDIS_MODE", "refresh")
+            .env_remove("SYNCLINE_CONFIG")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null()),
+    )
+    .with_context(|| format!("start {}", invalidator_bin.display()))?;
+    let drain = watch_drain(
+        brokers,
+        &group,
+        topic,
+        records,
+        &invalidator,
+        spawned,
+        Duration::from_secs(3600),
+    )
+    .await?;
+    let _ = invalidator.terminate();
+    eprintln!(
+        "invalidator drain (refresh): {:.0} events/s from spawn",
+        records as f64 / drain.seconds
+    );
+    let rebuild = run_to_exit(
+        Command::new(env!("CARGO_BIN_EXE_syncline-ctl"))
+            .args(["--brokers", brokers, "rebuild", "redis"])
+            .args(["--topic", topic, "--live-group", &group])
+            .args(["--keys-per-second", "10000000", "--scan-count", "10000"])
+            .env("SYNCLINE_KAFKA", consumer_kafka_env(""))
+            .env("SYNCLINE_REDIS_URL", &redis)
+            .env("SYNCLINE_REDIS_KEY_PREFIX", &prefix)
+            .env("SYNCLINE_REDIS_MODE", "refresh")
+            .env_remove("SYNCLINE_CONFIG")
+            .env("RUST_LOG", "warn"),
+    )
+    .await
+    .context("rebuild redis");
+    let layout = KeyLayout::new(prefix.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut r = redis::Client::open(redis.as_str())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let _ = syncline_cache::admin::purge_prefix(&mut r, &layout).await;
+    Ok(RedisRows {
+        drain,
+        rebuild: rebuild?,
+    })
 }
 
 /// `uptime`'s line (load averages), else `/proc/loadavg`.

@@ -31,7 +31,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde_json::{json, Map, Value};
@@ -140,10 +140,13 @@ struct Ctx<'a> {
     definitions: IndexDefinitions,
     runtime: RuntimeConfig,
     args: &'a EsRebuildArgs,
+    /// When the command started (the setup phase of the timing line).
+    started: Instant,
 }
 
 /// Run `syncline-ctl rebuild es`.
 pub async fn run(conn: &Connection, args: EsRebuildArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
     syncline_consumer::memory::limit_malloc_arenas(2);
     init_logging();
     let defaults = RuntimeConfig {
@@ -177,6 +180,7 @@ pub async fn run(conn: &Connection, args: EsRebuildArgs) -> anyhow::Result<ExitC
         definitions,
         runtime,
         args: &args,
+        started,
     };
 
     let types = ctx.entity_types().await?;
@@ -397,11 +401,17 @@ impl Ctx<'_> {
             "{}: replaying {topic} into {} with group {group}",
             plan.alias, new.index
         );
+        // Where the time goes, printed at the end (the bench reads it too).
+        let mut phases = Phases {
+            setup: self.started.elapsed(),
+            ..Phases::default()
+        };
 
         if let Stage::Filling { .. } = plan.stage {
             let mut p = Progress::new(&format!("{} fill", plan.alias));
-            replay.wait_for(self.conn, &ends, &mut p).await?;
+            phases.fill = replay.wait_for(self.conn, &ends, &mut p).await?;
             p.finish();
+            let catch_up_started = Instant::now();
             for round in 1..=MAX_CATCH_UP_ROUNDS {
                 let ends = crate::end_offsets(self.conn, &topic).await?;
                 let mut p = Progress::new(&format!("{} catch-up {round}", plan.alias));
@@ -411,16 +421,22 @@ impl Ctx<'_> {
                     break;
                 }
             }
+            phases.catch_up = catch_up_started.elapsed();
+            let swap_started = Instant::now();
             self.swap(&plan, &new).await?;
+            phases.swap = swap_started.elapsed();
         }
 
         // Overlap: past everything the live indexer can have written to the old index.
+        let overlap_started = Instant::now();
         let ends = crate::end_offsets(self.conn, &topic).await?;
         let live = replay::committed(self.conn, &self.args.live_group, &topic, ends.len()).await?;
         let targets = replay::max_offsets(&ends, &live);
         let mut p = Progress::new(&format!("{} overlap", plan.alias));
         replay.wait_for(self.conn, &targets, &mut p).await?;
         p.finish();
+        phases.overlap = overlap_started.elapsed();
+        let finish_started = Instant::now();
         let dead = replay.metrics.snapshot().dead_lettered_total();
         replay.stop().await?;
         if dead > 0 {
@@ -432,6 +448,8 @@ impl Ctx<'_> {
             );
         }
         self.clean_up(&plan, &new, &group).await?;
+        phases.finish = finish_started.elapsed();
+        eprintln!("{}: {phases}", plan.alias);
         let docs = self.api.count(&new.index).await.unwrap_or(0);
         println!(
             "{}: rebuilt into {} ({docs} documents including tombstones); alias {} -> {}",
@@ -604,6 +622,39 @@ pub(super) fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// How long each step of one alias's rebuild took (zero for steps a resumed run skips).
+#[derive(Debug, Default)]
+struct Phases {
+    /// From the command's start to the replay's start: history check, index creation.
+    setup: Duration,
+    /// Replaying up to the end offsets read at the start.
+    fill: Duration,
+    /// Chasing the end offsets until a round is short.
+    catch_up: Duration,
+    /// Restoring settings, refreshing, waiting for the index, moving the alias.
+    swap: Duration,
+    /// Replaying past what the live indexer may have written to the old index.
+    overlap: Duration,
+    /// Stopping the replay and cleaning up.
+    finish: Duration,
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "phases: setup {:.1} s, fill {:.1} s, catch-up {:.1} s, swap {:.1} s, \
+             overlap {:.1} s, stop and clean-up {:.1} s",
+            self.setup.as_secs_f64(),
+            self.fill.as_secs_f64(),
+            self.catch_up.as_secs_f64(),
+            self.swap.as_secs_f64(),
+            self.overlap.as_secs_f64(),
+            self.finish.as_secs_f64()
+        )
+    }
 }
 
 /// Flatten nested settings (`{"index":{"number_of_shards":1}}`, `{"number_of_shards":1}`)

@@ -469,11 +469,14 @@ impl Ctx<'_> {
             "{prefix}: replaying {topic} into generation {} with group {group}",
             state.to
         );
+        // Where the time goes (printed once the replay stops; the bench reads it too).
+        let (mut warm, mut catch_up) = (Duration::ZERO, Duration::ZERO);
         if state.phase == Phase::Warming {
             let ends = crate::end_offsets(self.conn, &topic).await?;
             let mut p = Progress::new(&format!("{prefix} warm"));
-            replay.wait_for(self.conn, &ends, &mut p).await?;
+            warm = replay.wait_for(self.conn, &ends, &mut p).await?;
             p.finish();
+            let catch_up_started = Instant::now();
             for round in 1..=MAX_CATCH_UP_ROUNDS {
                 let ends = crate::end_offsets(self.conn, &topic).await?;
                 let mut p = Progress::new(&format!("{prefix} catch-up {round}"));
@@ -483,6 +486,7 @@ impl Ctx<'_> {
                     break;
                 }
             }
+            catch_up = catch_up_started.elapsed();
             let script = redis::Script::new(SWITCH_LUA);
             let _: i64 = script
                 .key(self.layout().generation_key())
@@ -502,6 +506,7 @@ impl Ctx<'_> {
         }
         // Until the switch the live invalidator wrote the old generation only; everything
         // it can have written there lies below these offsets.
+        let overlap_started = Instant::now();
         let ends = crate::end_offsets(self.conn, &topic).await?;
         let live = replay::committed(self.conn, &self.args.live_group, &topic, ends.len()).await?;
         let targets = replay::max_offsets(&ends, &live);
@@ -510,6 +515,12 @@ impl Ctx<'_> {
         p.finish();
         let dead = replay.metrics.snapshot().dead_lettered_total();
         replay.stop().await?;
+        eprintln!(
+            "{prefix}: phases: warm {:.1} s, catch-up {:.1} s, overlap and stop {:.1} s",
+            warm.as_secs_f64(),
+            catch_up.as_secs_f64(),
+            overlap_started.elapsed().as_secs_f64()
+        );
         if dead > 0 {
             eprintln!(
                 "warning: {dead} events were dead-lettered by this run of the warm-up (see the \

@@ -7,9 +7,12 @@
 //! would put decoding and bulk building on one core), and is stopped through its
 //! cancellation token, so it commits what it finished and leaves the group cleanly.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::{Offset, TopicPartitionList};
 use syncline_consumer::runtime::{run_with_metrics, RuntimeError};
 use syncline_consumer::{Metrics, RuntimeConfig};
 use syncline_kafka::Connection;
@@ -27,6 +30,64 @@ pub struct Replay {
     pub group: String,
     /// Its topic.
     pub topic: String,
+    /// Reads the group's committed offsets while waiting (made on first use).
+    progress_reader: Option<CommittedReader>,
+}
+
+/// How long one committed-offsets request may take.
+const OFFSETS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One group's committed offsets on one topic, read through one client for the whole
+/// replay. A client per poll (four a second) cost a connection, a metadata request and a
+/// coordinator lookup each time: broker and CPU time the replay itself needs.
+struct CommittedReader {
+    consumer: Arc<BaseConsumer>,
+    topic: String,
+}
+
+impl CommittedReader {
+    fn new(conn: &Connection, group: &str, topic: &str) -> anyhow::Result<CommittedReader> {
+        let mut cfg = conn.client_config();
+        // Never joins the group nor commits: it only reads what the group committed.
+        cfg.set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false");
+        let consumer: BaseConsumer = cfg
+            .create()
+            .with_context(|| format!("cannot create a consumer for {}", conn.brokers))?;
+        Ok(CommittedReader {
+            consumer: Arc::new(consumer),
+            topic: topic.to_owned(),
+        })
+    }
+
+    /// Committed offsets of partitions `0..n`, `None` as 0.
+    async fn read(&self, n: usize) -> anyhow::Result<Vec<i64>> {
+        let (consumer, topic) = (self.consumer.clone(), self.topic.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut tpl = TopicPartitionList::new();
+            for p in 0..n {
+                tpl.add_partition(&topic, i32::try_from(p).context("partition number")?);
+            }
+            let got = consumer
+                .committed_offsets(tpl, OFFSETS_TIMEOUT)
+                .context("cannot read the replay's committed offsets")?;
+            Ok((0..n)
+                .map(|p| {
+                    let offset = i32::try_from(p)
+                        .ok()
+                        .and_then(|p| got.find_partition(&topic, p))
+                        .map(|e| e.offset());
+                    match offset {
+                        Some(Offset::Offset(o)) => o,
+                        _ => 0,
+                    }
+                })
+                .collect())
+        })
+        .await
+        .map_err(|e| anyhow!("reading committed offsets: {e}"))?
+    }
 }
 
 impl Replay {
@@ -62,6 +123,7 @@ impl Replay {
             metrics,
             group,
             topic,
+            progress_reader: None,
         })
     }
 
@@ -108,14 +170,20 @@ impl Replay {
         progress: &mut Progress,
     ) -> anyhow::Result<Duration> {
         let started = Instant::now();
+        let reader = match self.progress_reader.take() {
+            Some(r) => r,
+            None => CommittedReader::new(conn, &self.group, &self.topic)?,
+        };
         loop {
             self.check_running()?;
-            let committed = committed(conn, &self.group, &self.topic, targets.len()).await?;
+            let committed = reader.read(targets.len()).await?;
             progress.update(
                 done_towards(&committed, targets),
                 remaining(&committed, targets),
             );
             if reached(&committed, targets) {
+                // Kept for the next phase's wait.
+                self.progress_reader = Some(reader);
                 return Ok(started.elapsed());
             }
             tokio::time::sleep(Duration::from_millis(250)).await;

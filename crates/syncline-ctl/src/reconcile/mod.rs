@@ -3,9 +3,10 @@
 //!
 //! One run, for one entity type:
 //!
-//! 1. the stores are read first: the concrete index behind the alias, walked with a point
-//!    in time (tombstones included), and the Redis entities holding a cached value (`SCAN`
-//!    and pipelined `MGET`s); both walks are sorted by entity id on disk ([`spill`]);
+//! 1. the stores are read first, side by side: the concrete index behind the alias,
+//!    walked with a point in time (tombstones included), and the Redis entities holding a
+//!    cached value (`SCAN` and pipelined `MGET`s); both walks are sorted by entity id on
+//!    disk ([`spill`]);
 //! 2. the truth is streamed in batches in entity id order (PostgreSQL cursor sorted by the
 //!    server, or the topic's latest record per key sorted on disk) and merged with the two
 //!    sorted walks; per batch the Redis guards are read with pipelined `MGET`s and each
@@ -19,8 +20,13 @@
 //! 4. `--repair` publishes corrective events through the topic with the normal producer
 //!    (never writing a store directly), at a version that wins: see `docs/reconcile.md`.
 //!
-//! Memory: one truth batch, one sort chunk per walk (`--sort-chunk` records) and the
-//! candidates, i.e. proportional to the drift found, not to the number of entities.
+//! Memory: two truth batches (the one being merged and the next, fetched meanwhile),
+//! one sort chunk per walk (`--sort-chunk` records) and the candidates, i.e.
+//! proportional to the drift found, not to the number of entities.
+//!
+//! Time: the walks wait on servers, not on this process, so waits overlap: the two store
+//! walks run side by side, and the truth's next batch is fetched while the current one's
+//! Redis guards are read.
 //!
 //! Reading the stores before the truth matters: anything the pipeline delivers during
 //! the walk makes a store newer than what was read, never older than the truth read
@@ -273,6 +279,22 @@ pub struct Report {
     pub repair: Option<RepairReport>,
     /// Seconds the run took.
     pub duration_seconds: f64,
+    /// Where those seconds went.
+    pub phase_seconds: PhaseSeconds,
+}
+
+/// Seconds of each phase of a run. The two store walks run side by side, so the run
+/// took about the longer of them plus the merge and the re-check.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct PhaseSeconds {
+    /// Walking Elasticsearch (refresh and point-in-time pages) into its sorter.
+    pub es_walk: f64,
+    /// Walking Redis (`SCAN` and value reads) into its sorter.
+    pub redis_walk: f64,
+    /// Sorting the walks, streaming the truth and merging (Redis guard reads included).
+    pub truth_merge: f64,
+    /// The grace period and the re-check of the candidates.
+    pub recheck: f64,
 }
 
 /// A drifted entity: its id, the truth now, and per store the kind and the store's version.
@@ -369,17 +391,20 @@ pub async fn reconcile_once(conn: &Connection, a: &ReconcileArgs) -> anyhow::Res
         bail!("--repair needs the query to return a `document` column");
     }
 
-    // 1. The stores first (see the module docs for why), sorted by id on disk.
-    let mut es_sorter: Sorter<EsDoc> = Sorter::new(a.sort_chunk);
-    let mut es_walked = 0;
-    if let Some((es, index)) = &st.es {
-        if !index.is_empty() {
+    // 1. The stores first (see the module docs for why), sorted by id on disk. The two
+    //    walks wait on different servers, so they run side by side.
+    let Stores { es, redis, .. } = &mut st;
+    let es_walk = async {
+        let walk_started = Instant::now();
+        let mut sorter: Sorter<EsDoc> = Sorter::new(a.sort_chunk);
+        let mut walked = 0;
+        if let Some((es, index)) = es.as_ref().filter(|(_, index)| !index.is_empty()) {
             es.refresh(index).await?;
             let mut failed = None;
-            es_walked = es
+            walked = es
                 .walk(index, |id, d| {
                     if failed.is_none() {
-                        failed = es_sorter.push(id, d).err();
+                        failed = sorter.push(id, d).err();
                     }
                 })
                 .await?;
@@ -387,12 +412,21 @@ pub async fn reconcile_once(conn: &Connection, a: &ReconcileArgs) -> anyhow::Res
                 bail!("sorting the Elasticsearch walk on disk: {e}");
             }
         }
-    }
-    let mut redis_sorter: Sorter<i64> = Sorter::new(a.sort_chunk);
-    let mut redis_walked = 0;
-    if let Some(r) = &mut st.redis {
-        redis_walked = r.cached_entities(&a.entity_type, &mut redis_sorter).await?;
-    }
+        Ok::<_, anyhow::Error>((sorter, walked, walk_started.elapsed()))
+    };
+    let redis_walk = async {
+        let walk_started = Instant::now();
+        let mut sorter: Sorter<i64> = Sorter::new(a.sort_chunk);
+        let mut walked = 0;
+        if let Some(r) = redis.as_mut() {
+            walked = r.cached_entities(&a.entity_type, &mut sorter).await?;
+        }
+        Ok::<_, anyhow::Error>((sorter, walked, walk_started.elapsed()))
+    };
+    let (es_walk, redis_walk) = tokio::join!(es_walk, redis_walk);
+    let (es_sorter, es_walked, es_walk_time) = es_walk?;
+    let (redis_sorter, redis_walked, redis_walk_time) = redis_walk?;
+    let merge_started = Instant::now();
     let mut es_docs = Cursor::new(
         es_sorter
             .finish()
@@ -408,19 +442,22 @@ pub async fn reconcile_once(conn: &Connection, a: &ReconcileArgs) -> anyhow::Res
     let keep_rows = truth.needs_walked_rows();
     let mut truth_entities = 0u64;
     let mut last_id: Option<String> = None;
-    loop {
-        let batch = truth.next_batch().await?;
-        if batch.is_empty() {
-            break;
-        }
+    let mut batch = truth.next_batch().await?;
+    while !batch.is_empty() {
         truth_entities += batch.len() as u64;
-        let redis_entries = match &mut st.redis {
-            Some(r) => {
-                let ids: Vec<&str> = batch.iter().map(|t| t.entity_id.as_str()).collect();
-                Some(r.entries(&a.entity_type, &ids).await?)
+        // The truth's next batch is fetched while this one's Redis guards are read: two
+        // round trips to two servers at once instead of one after the other.
+        let redis_reads = async {
+            match &mut st.redis {
+                Some(r) => {
+                    let ids: Vec<&str> = batch.iter().map(|t| t.entity_id.as_str()).collect();
+                    r.entries(&a.entity_type, &ids).await.map(Some)
+                }
+                None => Ok(None),
             }
-            None => None,
         };
+        let (next, redis_entries) = tokio::join!(truth.next_batch(), redis_reads);
+        let (next, redis_entries) = (next?, redis_entries?);
         for (i, t) in batch.iter().enumerate() {
             let id = t.entity_id.as_str();
             if let Some(prev) = &last_id {
@@ -459,6 +496,7 @@ pub async fn reconcile_once(conn: &Connection, a: &ReconcileArgs) -> anyhow::Res
                 }
             }
         }
+        batch = next;
     }
     // What is left in the stores is absent from the truth.
     while let Some((id, d)) = es_docs.next_below(None)? {
@@ -470,7 +508,10 @@ pub async fn reconcile_once(conn: &Connection, a: &ReconcileArgs) -> anyhow::Res
         candidates.insert(id, seen(None));
     }
 
+    let merge_time = merge_started.elapsed();
+
     // 3. Re-check.
+    let recheck_started = Instant::now();
     if !candidates.is_empty() && !a.grace.is_zero() {
         tokio::time::sleep(a.grace).await;
     }
@@ -546,6 +587,8 @@ pub async fn reconcile_once(conn: &Connection, a: &ReconcileArgs) -> anyhow::Res
         drifted.push((id.clone(), t.cloned(), found));
     }
 
+    let recheck_time = recheck_started.elapsed();
+
     let repair = if a.repair && !drifted.is_empty() {
         Some(repair(conn, a, &drifted, &now_es, &now_redis).await?)
     } else if a.repair {
@@ -570,6 +613,12 @@ pub async fn reconcile_once(conn: &Connection, a: &ReconcileArgs) -> anyhow::Res
         stores,
         repair,
         duration_seconds: started.elapsed().as_secs_f64(),
+        phase_seconds: PhaseSeconds {
+            es_walk: es_walk_time.as_secs_f64(),
+            redis_walk: redis_walk_time.as_secs_f64(),
+            truth_merge: merge_time.as_secs_f64(),
+            recheck: recheck_time.as_secs_f64(),
+        },
     })
 }
 
@@ -672,6 +721,12 @@ pub fn print_report(r: &Report) {
         },
         r.truth_entities,
         r.duration_seconds
+    );
+    let ph = &r.phase_seconds;
+    println!(
+        "  phases: es walk {:.1} s, redis walk {:.1} s (side by side), truth and merge {:.1} s, \
+         re-check {:.1} s",
+        ph.es_walk, ph.redis_walk, ph.truth_merge, ph.recheck
     );
     for s in &r.stores {
         println!(

@@ -14,8 +14,10 @@ use super::spill::{Payload, Sorter};
 /// The tombstone marker the indexer writes in `tombstone` delete mode.
 const TOMBSTONE_FIELD: &str = "_syncline_deleted";
 
-/// Documents per search page of the walk.
-const PAGE: usize = 5_000;
+/// Documents per search page of the walk: Elasticsearch's default
+/// `index.max_result_window`, the largest page an index allows unless told otherwise.
+/// Every page is a round trip and a search on the server, so fewer is faster.
+const PAGE: usize = 10_000;
 
 /// One document's state in Elasticsearch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,7 +199,7 @@ impl EsStore {
                 if let Some(a) = &after {
                     body["search_after"] = a.clone();
                 }
-                let (s, b) = self
+                let (s, mut b) = self
                     .call(reqwest::Method::POST, "/_search", Some(&body))
                     .await?;
                 if s != 200 {
@@ -206,7 +208,10 @@ impl EsStore {
                 if let Some(id) = b["pit_id"].as_str() {
                     pit = id.to_owned();
                 }
-                let hits = b["hits"]["hits"].as_array().cloned().unwrap_or_default();
+                let hits = match b["hits"]["hits"].take() {
+                    Value::Array(hits) => hits,
+                    _ => Vec::new(),
+                };
                 if hits.is_empty() {
                     return Ok(n);
                 }
@@ -301,7 +306,7 @@ pub struct RedisStore {
 /// One `MGET`'s answer.
 type Raw = Vec<Option<Vec<u8>>>;
 
-/// Keys per `MGET`, and `MGET`s per pipelined round trip.
+/// Keys per `MGET` (a pipeline carries as many as one call needs).
 const MGET_KEYS: usize = 1_000;
 
 fn parse_version(raw: &[u8]) -> Option<i64> {
@@ -350,9 +355,22 @@ impl RedisStore {
         ids: &[&str],
     ) -> anyhow::Result<Vec<RedisEntry>> {
         let generation = self.generation().await?;
-        let mut out = Vec::with_capacity(ids.len());
+        self.entries_in(generation, entity_type, ids).await
+    }
+
+    /// [`RedisStore::entries`] in `generation`: two `MGET`s (guards, values) per
+    /// [`MGET_KEYS`] ids, all in one pipelined round trip.
+    async fn entries_in(
+        &mut self,
+        generation: u64,
+        entity_type: &str,
+        ids: &[&str],
+    ) -> anyhow::Result<Vec<RedisEntry>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
         for chunk in ids.chunks(MGET_KEYS) {
-            let mut pipe = redis::pipe();
             let mut guards = redis::cmd("MGET");
             let mut values = redis::cmd("MGET");
             for id in chunk {
@@ -360,17 +378,29 @@ impl RedisStore {
                 values.arg(self.layout.cache_key_in(generation, entity_type, id));
             }
             pipe.add_command(guards).add_command(values);
-            // The values are fetched whole; in `invalidate` mode few entities have one.
-            let (g, v): (Raw, Raw) = pipe
-                .query_async(&mut self.conn)
-                .await
-                .map_err(|e| anyhow!("Redis at {}: {e}", self.redacted))?;
+        }
+        // The values are fetched whole; in `invalidate` mode few entities have one.
+        let answers: Vec<Raw> = pipe
+            .query_async(&mut self.conn)
+            .await
+            .map_err(|e| anyhow!("Redis at {}: {e}", self.redacted))?;
+        let mut out = Vec::with_capacity(ids.len());
+        let mut answers = answers.into_iter();
+        while let (Some(g), Some(v)) = (answers.next(), answers.next()) {
             for (g, v) in g.into_iter().zip(v) {
                 out.push(RedisEntry {
                     guard: g.as_deref().and_then(parse_version),
                     cached: v.as_deref().and_then(cached_version),
                 });
             }
+        }
+        if out.len() != ids.len() {
+            bail!(
+                "Redis at {}: {} answers to {} keys",
+                self.redacted,
+                out.len(),
+                ids.len()
+            );
         }
         Ok(out)
     }
@@ -416,7 +446,7 @@ impl RedisStore {
                 })
                 .collect();
             let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-            let entries = self.entries(entity_type, &refs).await?;
+            let entries = self.entries_in(generation, entity_type, &refs).await?;
             for (id, e) in ids.into_iter().zip(entries) {
                 if let Some(v) = e.cached {
                     out.push(id, v).context("sorting Redis entries on disk")?;

@@ -52,6 +52,8 @@ pub struct PgQuery {
     cfg: PgConfig,
     client: Client,
     wrapped: String,
+    /// `wrapped` without the document: what reconcile's walk reads.
+    wrapped_versions: String,
     has_document: bool,
     fetch_rows: usize,
     open: bool,
@@ -135,10 +137,13 @@ impl PgQuery {
         };
         let wrapped =
             format!("SELECT q.entity_id::text, q.version::bigint, {doc} FROM ({query}) AS q");
+        let wrapped_versions =
+            format!("SELECT q.entity_id::text, q.version::bigint, NULL::text FROM ({query}) AS q");
         Ok(PgQuery {
             cfg,
             client,
             wrapped,
+            wrapped_versions,
             has_document,
             fetch_rows: fetch_rows.max(1),
             open: false,
@@ -146,8 +151,12 @@ impl PgQuery {
         })
     }
 
-    /// Have the server return the rows in ascending entity id byte order (`COLLATE "C"`,
-    /// the order of Rust strings), as reconcile's merge needs.
+    /// Reconcile's walk: the server returns the rows in ascending entity id byte order
+    /// (`COLLATE "C"`, the order of Rust strings), as the merge needs, and without their
+    /// documents. The walk compares versions only; a repair takes its document from
+    /// [`PgQuery::lookup`], which still reads it. Leaving the documents out spares the
+    /// server converting and sorting them (a sort of ids and versions fits in memory
+    /// where one carrying every document spills to disk) and the client receiving them.
     pub fn in_id_order(mut self) -> PgQuery {
         self.ordered = true;
         self
@@ -186,10 +195,14 @@ impl PgQuery {
             } else {
                 ""
             };
+            let select = if self.ordered {
+                &self.wrapped_versions
+            } else {
+                &self.wrapped
+            };
             let sql = format!(
                 "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
-                 DECLARE {CURSOR} NO SCROLL CURSOR FOR {}{order}",
-                self.wrapped
+                 DECLARE {CURSOR} NO SCROLL CURSOR FOR {select}{order}"
             );
             self.client
                 .batch_execute(&sql)

@@ -1050,22 +1050,60 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
         }
     }
     let sort_by_score = s.sort.is_empty() || s.sort.iter().any(|x| x.field == "_score");
+    let early_after = s
+        .search_after
+        .as_ref()
+        .filter(|a| s.rescore.is_empty() && a.len() == s.sort.len());
     let mut hits: Vec<Hit> = Vec::new();
     let mut total: u64 = 0;
     // Each index's query with its collection statistics (for named query scores too).
     let mut scored: Vec<Compiled> = Vec::with_capacity(prepared.len());
+    // A point-in-time walk sorted by `_shard_doc` alone, without totals (how clients page
+    // through a whole index): a capture is in `_seq_no` order, which is `_shard_doc`
+    // order, so a page starts right after `search_after` and ends once `from + size` hits
+    // are found. Elasticsearch answers such pages without visiting the rest of the index;
+    // visiting all of it for every page made a walk quadratic in the index size.
+    let walk_page = pit.is_some()
+        && matches!(s.sort.as_slice(), [only] if only.field == "_shard_doc" && !only.desc)
+        && s.rescore.is_empty()
+        && matches!(s.track_total, TrackTotal::Off)
+        && s.terminate_after.is_none()
+        && !s.track_scores;
+    let walk_after = match s.search_after.as_deref() {
+        Some([v]) if walk_page => v.as_i64(),
+        _ => None,
+    };
+    let walk_wanted = usize::try_from(s.from.saturating_add(s.size)).unwrap_or(usize::MAX);
     for (pos, p) in prepared.iter().enumerate() {
+        if walk_page && hits.len() >= walk_wanted {
+            break;
+        }
         let mapping = p.r.index.mapping();
-        let snapshot = match pit.as_ref().and_then(|x| x.indices.get(pos)) {
-            Some(frozen) => frozen.docs.clone(),
-            None => p.r.index.data.read().snapshot(),
-        };
+        // A point in time's capture is read in place: copying its pointers for every page
+        // of a walk cost as much as the page itself on a large index.
+        let current;
+        let snapshot: &[(Arc<str>, Arc<StoredDoc>)] =
+            match pit.as_ref().and_then(|x| x.indices.get(pos)) {
+                Some(frozen) => &frozen.docs,
+                None => {
+                    current = p.r.index.data.read().snapshot();
+                    &current
+                }
+            };
         // The index boost multiplies the query score, so min_score sees the boosted score.
         let index_boost = index_boosts.get(&p.r.name).copied().unwrap_or(1.0);
-        let compiled = with_stats(&p.compiled, &snapshot, &p.r.name);
+        let compiled = with_stats(&p.compiled, snapshot, &p.r.name);
         scored.push(compiled.clone());
-        for (id, doc) in snapshot {
-            let view = DocView::new(&id, &p.r.name, doc.routing.as_deref(), &doc.source);
+        let shard_doc = |seq_no: i64| ((pos as i64) << 32).saturating_add(seq_no);
+        let first = match walk_after {
+            Some(after) => snapshot.partition_point(|(_, d)| shard_doc(d.seq_no) <= after),
+            None => 0,
+        };
+        for (id, doc) in snapshot.get(first..).unwrap_or_default() {
+            if walk_page && hits.len() >= walk_wanted {
+                break;
+            }
+            let view = DocView::new(id, &p.r.name, doc.routing.as_deref(), &doc.source);
             let Some(score) = eval(&compiled, &view).map(|sc| sc * index_boost) else {
                 continue;
             };
@@ -1095,7 +1133,7 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
                     "_shard_doc" => {
                         // Like Elasticsearch's (shard index << 32 | doc id): unique across
                         // the point in time's indices, stable for its lifetime.
-                        let v = ((pos as i64) << 32).saturating_add(doc.seq_no);
+                        let v = shard_doc(doc.seq_no);
                         sort.push(Key::I(v));
                         sort_json.push(json!(v));
                     }
@@ -1126,14 +1164,19 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
                     },
                 }
             }
-            hits.push(Hit {
-                index_pos: pos,
-                id,
-                doc,
-                score,
-                sort,
-                sort_json,
-            });
+            // Hits at or before `search_after` are dropped here rather than after sorting
+            // every hit: a walk page by page over a large index would otherwise hold and
+            // sort the whole index for each page (rescoring needs them all, so not then).
+            if early_after.is_none_or(|after| is_after(&s.sort, &sort_json, after)) {
+                hits.push(Hit {
+                    index_pos: pos,
+                    id: id.clone(),
+                    doc: doc.clone(),
+                    score,
+                    sort,
+                    sort_json,
+                });
+            }
             if let Some(t) = s.terminate_after {
                 if t > 0 && total >= t {
                     break;
@@ -1194,7 +1237,6 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
     if !s.rescore.is_empty() {
         apply_rescore(&s, &prepared, &mut hits)?;
     }
-    hits.sort_by(cmp_hits);
     if let Some(after) = &s.search_after {
         if after.len() != s.sort.len() {
             return Err(EsError::illegal_argument(format!(
@@ -1203,21 +1245,9 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
                 s.sort.len()
             )));
         }
-        hits.retain(|h| {
-            for (i, spec) in s.sort.iter().enumerate() {
-                let (Some(hv), Some(av)) = (h.sort_json.get(i), after.get(i)) else {
-                    return false;
-                };
-                let o = cmp_json(hv, av);
-                let o = if spec.desc { o.reverse() } else { o };
-                match o {
-                    Ordering::Greater => return true,
-                    Ordering::Less => return false,
-                    Ordering::Equal => continue,
-                }
-            }
-            false
-        });
+        if early_after.is_none() {
+            hits.retain(|h| is_after(&s.sort, &h.sort_json, after));
+        }
     }
     let max_score = if sort_by_score || s.track_scores {
         hits.iter()
@@ -1228,6 +1258,19 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
     };
     let from = usize::try_from(s.from).unwrap_or(usize::MAX);
     let size = usize::try_from(s.size).unwrap_or(0);
+    // Only `from + size` hits can be returned: select those, then sort just them
+    // (`cmp_hits` breaks every tie, so the page is the one a full sort gives).
+    let keep = from.saturating_add(size);
+    if keep < hits.len() {
+        match keep.checked_sub(1) {
+            Some(last) => {
+                hits.select_nth_unstable_by(last, cmp_hits);
+                hits.truncate(keep);
+            }
+            None => hits.clear(),
+        }
+    }
+    hits.sort_by(cmp_hits);
     let named_scores = req.params.bool_or("include_named_queries_score", false)?;
     let mut out_hits = Vec::new();
     for h in hits.iter().skip(from).take(size) {
@@ -1335,6 +1378,23 @@ pub(crate) fn search(node: &Node, req: &Req) -> EsResult<Resp> {
     } else {
         resp
     })
+}
+
+/// Does a hit with these sort values come after `after` (`search_after`) in `sort`'s order?
+fn is_after(sort: &[SortSpec], values: &[Value], after: &[Value]) -> bool {
+    for (i, spec) in sort.iter().enumerate() {
+        let (Some(hv), Some(av)) = (values.get(i), after.get(i)) else {
+            return false;
+        };
+        let o = cmp_json(hv, av);
+        let o = if spec.desc { o.reverse() } else { o };
+        match o {
+            Ordering::Greater => return true,
+            Ordering::Less => return false,
+            Ordering::Equal => continue,
+        }
+    }
+    false
 }
 
 fn cmp_json(a: &Value, b: &Value) -> Ordering {
