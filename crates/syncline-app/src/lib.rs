@@ -9,8 +9,8 @@
 //! * argument parsing, with malformed flags reported on one line naming the setting;
 //! * the layered configuration, defaults < TOML file < env vars < flags ([`Layers`], on
 //!   `figment`), and the one configuration error type [`ConfigError`];
-//! * `--check-config` ([`CommonArgs`]): validate, print the effective settings with
-//!   secrets redacted, exit;
+//! * `--check-config` ([`CommonArgs`]): validate, print the effective settings as TOML
+//!   with secrets redacted ([`EffectiveConfig`]), exit;
 //! * tracing ([`logging`]);
 //! * signals ([`shutdown`]) and exit codes:
 //!
@@ -22,6 +22,7 @@
 //! | 130 / 143 | a second SIGINT / SIGTERM cut the graceful shutdown short |
 
 pub mod duration;
+pub mod effective;
 pub mod error;
 pub mod layers;
 pub mod logging;
@@ -30,7 +31,8 @@ pub mod service;
 pub mod shutdown;
 
 pub use duration::HumanDuration;
+pub use effective::{EffectiveConfig, Redact, RenderError, REDACTED};
 pub use error::ConfigError;
 pub use layers::Layers;
-pub use logging::{init_tracing, LogFormat};
+pub use logging::{init_tracing, init_tracing_with, LogFormat};
 pub use service::{main, CommonArgs, Service};

@@ -25,15 +25,27 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
-/// Install the global `tracing` subscriber: `RUST_LOG` filter (default `info`), text or
-/// JSON lines on stderr (stdout stays free for `--check-config` and command output).
-/// Calling it twice is harmless (the second call does nothing).
+/// The filter when `RUST_LOG` is unset, for the service binaries.
+pub const DEFAULT_FILTER: &str = "info";
+
+/// Install the global `tracing` subscriber: `RUST_LOG` filter (default
+/// [`DEFAULT_FILTER`]), text or JSON lines on stderr (stdout stays free for
+/// `--check-config` and command output). Calling it twice is harmless (the second call
+/// does nothing).
 pub fn init_tracing(format: LogFormat) {
+    init_tracing_with(format, DEFAULT_FILTER);
+}
+
+/// [`init_tracing`] with another filter for when `RUST_LOG` is unset (directives such as
+/// `warn,rdkafka::client=off`), for tools whose defaults differ from a service's.
+pub fn init_tracing_with(format: LogFormat, default_filter: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    // Err only when a subscriber is already installed: the first one stays.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

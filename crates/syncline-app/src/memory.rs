@@ -1,7 +1,11 @@
 //! Process-wide memory settings for the service binaries.
 
-/// Cap glibc's malloc at `arenas` arenas, unless `MALLOC_ARENA_MAX` is set (the operator's
-/// choice wins). Call first thing in `main`.
+/// How many malloc arenas every Syncline process uses (services and `syncline-ctl`).
+pub const ARENAS: u8 = 2;
+
+/// Cap glibc's malloc at [`ARENAS`] arenas, unless `MALLOC_ARENA_MAX` is set (the
+/// operator's choice wins). Call first thing in `main`, before any thread allocates:
+/// arenas are created lazily, under contention.
 ///
 /// Why: glibc gives each thread that meets contention its own arena (up to 8 per core),
 /// and the consumer's threads (tokio workers, librdkafka's broker threads) allocate and
@@ -9,11 +13,11 @@
 /// arenas: in the 1,000,000-event Redis drain the peak RSS was 119 MiB with glibc's
 /// default and 90 MiB with two arenas, at the same throughput. Returns whether the limit
 /// was applied (never on non-glibc targets, where this does nothing).
-pub fn limit_malloc_arenas(arenas: u8) -> bool {
+pub fn cap_arenas() -> bool {
     if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
         return false;
     }
-    set_arena_max(i32::from(arenas.max(1)))
+    set_arena_max(i32::from(ARENAS))
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

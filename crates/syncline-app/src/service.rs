@@ -8,7 +8,7 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, Parser};
 use tokio_util::sync::CancellationToken;
 
-use crate::{logging, memory, shutdown, ConfigError, LogFormat};
+use crate::{logging, memory, shutdown, ConfigError, EffectiveConfig, LogFormat, RenderError};
 
 /// Exit code after a clean shutdown (or a successful `--check-config`).
 pub const EXIT_OK: u8 = 0;
@@ -40,8 +40,9 @@ pub trait Service {
     /// anywhere here: `--check-config` calls it too.
     fn load(args: &Self::Args) -> Result<Self::Config, ConfigError>;
 
-    /// The effective settings for `--check-config`, every secret redacted.
-    fn describe(config: &Self::Config) -> String;
+    /// The effective settings for `--check-config`: one table per table of the binary's
+    /// file, added with [`EffectiveConfig::table`] (which redacts them).
+    fn effective(config: &Self::Config) -> Result<EffectiveConfig, RenderError>;
 
     /// The log format the configuration asks for.
     fn log_format(config: &Self::Config) -> LogFormat;
@@ -59,18 +60,17 @@ pub trait Service {
 
 /// The whole `main` of a service binary:
 ///
-/// 1. cap glibc's malloc arenas at 2 ([`memory::limit_malloc_arenas`]);
+/// 1. cap glibc's malloc arenas ([`memory::cap_arenas`]);
 /// 2. parse the command line; a malformed one exits with 2 and one line naming the flag
 ///    (and its TOML key when the flag belongs to a table: see [`CommonArgs`]);
 /// 3. [`Service::load`]; an invalid setting exits with 2 and one line naming it;
-/// 4. `--check-config`: print [`Service::describe`] to stdout and exit 0;
+/// 4. `--check-config`: print [`Service::effective`] as TOML to stdout and exit 0;
 /// 5. install tracing ([`logging::init_tracing`]) and a Tokio runtime;
 /// 6. [`Service::run`] with a token cancelled by the first SIGINT/SIGTERM; a second one
 ///    ends the process at once with 130/143 ([`shutdown::signal_token`]);
 /// 7. exit 0 after a clean shutdown, 1 when running failed, 2 for a [`ConfigError`].
 pub fn main<S: Service>() -> ExitCode {
-    // Before any thread allocates: arenas are created lazily, under contention.
-    memory::limit_malloc_arenas(2);
+    memory::cap_arenas();
     let args = match S::Args::try_parse() {
         Ok(a) => a,
         Err(e) => return usage_error::<S::Args>(&e),
@@ -83,12 +83,16 @@ pub fn main<S: Service>() -> ExitCode {
         }
     };
     if S::common(&args).check_config {
-        let text = S::describe(&config);
-        print!("{text}");
-        if !text.ends_with('\n') {
-            println!();
-        }
-        return ExitCode::from(EXIT_OK);
+        return match S::effective(&config) {
+            Ok(effective) => {
+                print!("{}", effective.to_toml());
+                ExitCode::from(EXIT_OK)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_FAILED)
+            }
+        };
     }
     logging::init_tracing(S::log_format(&config));
     let name = S::Args::command().get_name().to_owned();

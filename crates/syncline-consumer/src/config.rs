@@ -117,6 +117,18 @@ impl Default for RuntimeConfig {
     }
 }
 
+/// For `--check-config`: the librdkafka properties' secrets ([`syncline_kafka::is_secret`])
+/// are the only secrets of the `[consumer]` table.
+impl syncline_app::Redact for RuntimeConfig {
+    fn redacted(&self) -> Self {
+        RuntimeConfig {
+            kafka: KafkaProperties(self.kafka.redacted()),
+            dlq_kafka: KafkaProperties(self.dlq_kafka.redacted()),
+            ..self.clone()
+        }
+    }
+}
+
 impl RuntimeConfig {
     /// The dead-letter topic: the configured one or `<topic>.dlq`.
     pub fn dlq_topic(&self) -> String {

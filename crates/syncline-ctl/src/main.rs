@@ -56,6 +56,12 @@ enum Command {
     Dlq(dlq::DlqArgs),
 }
 
+/// The log filter when `RUST_LOG` is unset: warnings and errors (a rebuild's retries and
+/// dead letters) on stderr, stdout staying the command's output. librdkafka's own log is
+/// off: the end-offset reader reaches the end of every partition on purpose, which
+/// librdkafka reports as an error.
+const LOG_FILTER: &str = "warn,rdkafka::client=off";
+
 /// What a command's `run` returns: `Ok(code)` for a completed command (0 or 1).
 type Outcome = anyhow::Result<ExitCode>;
 
@@ -109,7 +115,10 @@ async fn run(cli: Cli) -> Outcome {
 }
 
 fn main() -> ExitCode {
+    // The same process setup as the service binaries, from the same place.
+    syncline_app::memory::cap_arenas();
     let cli = Cli::parse();
+    syncline_app::init_tracing_with(syncline_app::LogFormat::Text, LOG_FILTER);
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -44,8 +44,8 @@ impl DeleteMode {
 }
 
 /// The `[elasticsearch]` table. Field names are the TOML keys. `Debug` redacts the
-/// password, the API key and any password in the URL. (`Serialize` only feeds the
-/// configuration layers; nothing prints it.)
+/// password, the API key and any password in the URL; so does [`syncline_app::Redact`],
+/// through which `--check-config` prints it.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EsConfig {
@@ -104,15 +104,18 @@ impl std::fmt::Debug for EsConfig {
 }
 
 /// `url` with the password of any `user:password@` replaced, for output.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("[redacted]"));
-            u.to_string()
+pub use syncline_app::effective::redact_url;
+
+/// For `--check-config`: the password, the API key and the URL's password.
+impl syncline_app::Redact for EsConfig {
+    fn redacted(&self) -> Self {
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| syncline_app::REDACTED.to_owned());
+        EsConfig {
+            url: redact_url(&self.url),
+            password: hidden(&self.password),
+            api_key: hidden(&self.api_key),
+            ..self.clone()
         }
-        Ok(_) => url.to_owned(),
-        // Unparseable: show only the scheme, in case the rest holds a secret.
-        Err(_) => format!("{}://…", url.split("://").next().unwrap_or("")),
     }
 }
 

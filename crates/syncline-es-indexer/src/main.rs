@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use syncline_app::{CommonArgs, ConfigError, LogFormat, Service};
+use syncline_app::{CommonArgs, ConfigError, EffectiveConfig, LogFormat, RenderError, Service};
 use syncline_consumer::config::RuntimeConfig;
 use syncline_consumer::{cli, runtime, Metrics};
 use syncline_es_indexer::args::{self, EsArgs};
@@ -79,8 +79,10 @@ impl Service for Indexer {
         })
     }
 
-    fn describe(c: &Config) -> String {
-        format!("{:#?}\n{:#?}\n", c.runtime, c.es)
+    fn effective(c: &Config) -> Result<EffectiveConfig, RenderError> {
+        EffectiveConfig::new()
+            .table(cli::CONSUMER_SECTION, &c.runtime)?
+            .table(CONFIG_SECTION, &c.es)
     }
 
     fn log_format(c: &Config) -> LogFormat {

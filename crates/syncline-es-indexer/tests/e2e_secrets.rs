@@ -48,12 +48,17 @@ fn check_config_redacts_and_keeps_commas() {
     assert!(out.status.success(), "{stderr}");
     assert_clean("--check-config", &format!("{stdout}{stderr}"));
     assert!(stdout.contains("[redacted]"), "{stdout}");
-    // One property each, never split on the comma.
-    assert!(stdout.contains("\"debug\": \"consumer,cgrp\""), "{stdout}");
+    // One property each, never split on the comma, in the TOML the file is written in.
     assert!(
-        stdout.contains("\"client.id\": \"syncline,secrets-test\""),
+        stdout.contains("[consumer.kafka]\n") && stdout.contains("\ndebug = \"consumer,cgrp\"\n"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("\n\"client.id\" = \"syncline,secrets-test\"\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\n[elasticsearch]\n"), "{stdout}");
+    assert!(stdout.contains("\npassword = \"[redacted]\"\n"), "{stdout}");
 
     // An API key (instead of user/password) in the TOML file.
     let dir = tempfile::tempdir().expect("tempdir");

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use syncline_app::{HumanDuration, Layers, LogFormat};
-use syncline_kafka::KafkaArgs;
+use syncline_app::{EffectiveConfig, HumanDuration, Layers, LogFormat, Redact, RenderError};
+use syncline_kafka::{KafkaArgs, KafkaProperties};
 use syncline_pg::PgConfig;
 use syncline_producer::ProducerConfig;
 
@@ -138,33 +138,64 @@ pub struct OutboxConfig {
 }
 
 impl OutboxConfig {
-    /// The effective settings for `--check-config`, secrets redacted.
-    pub fn describe(&self) -> String {
+    /// The effective settings for `--check-config`: the `[outbox]` table as resolved.
+    pub fn effective(&self) -> Result<EffectiveConfig, RenderError> {
         let r = &self.relay;
         let p = &r.producer;
-        let kafka: BTreeMap<&str, &str> = p
-            .extra
-            .iter()
-            .map(|(k, v)| (k.as_str(), syncline_kafka::redact(k, v)))
-            .collect();
-        format!(
-            "database_url = {}\nbrokers = {}\ntopic = {}\nbatch_rows = {}\nbatch_bytes = {}\n\
-             batches_in_flight = {}\npoll_interval = {:?}\nstandby_retry = {:?}\nlinger = {:?}\nmax_document_bytes = {}\n\
-             metrics_addr = {}\nlog_format = {:?}\nkafka = {:?}\n",
-            r.database.redacted(),
-            p.brokers,
-            p.topic,
-            r.batch_rows,
-            r.batch_bytes,
-            r.batches_in_flight,
-            r.poll_interval,
-            r.standby_retry,
-            p.linger,
-            p.max_document_bytes,
-            syncline_consumer::cli::describe_metrics_addr(self.metrics_addr),
-            self.log_format,
-            kafka,
-        )
+        let table = EffectiveOutbox {
+            database_url: r.database.clone(),
+            brokers: p.brokers.clone(),
+            topic: p.topic.clone(),
+            batch_rows: r.batch_rows,
+            batch_bytes: r.batch_bytes,
+            batches_in_flight: r.batches_in_flight,
+            poll_interval: r.poll_interval,
+            standby_retry: r.standby_retry,
+            linger: p.linger,
+            max_document_bytes: p.max_document_bytes,
+            metrics_addr: syncline_consumer::cli::describe_metrics_addr(self.metrics_addr),
+            log_format: self.log_format,
+            kafka: p.extra.clone(),
+        };
+        EffectiveConfig::new().table(SECTION, &table)
+    }
+}
+
+/// The `[outbox]` table as resolved, keyed as in the file, for `--check-config`.
+#[derive(Clone, Serialize)]
+struct EffectiveOutbox {
+    #[serde(serialize_with = "redacted_database")]
+    database_url: PgConfig,
+    brokers: String,
+    topic: String,
+    batch_rows: i64,
+    batch_bytes: i64,
+    batches_in_flight: usize,
+    #[serde(with = "humantime_serde")]
+    poll_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    standby_retry: Duration,
+    #[serde(with = "humantime_serde")]
+    linger: Duration,
+    max_document_bytes: usize,
+    metrics_addr: String,
+    log_format: LogFormat,
+    kafka: KafkaProperties,
+}
+
+/// The database is shown only as [`PgConfig::redacted`] (password masked), whatever the
+/// copy: [`PgConfig`] has no unredacted text form.
+fn redacted_database<S: serde::Serializer>(db: &PgConfig, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(db.redacted())
+}
+
+/// The secret librdkafka properties; the database URL always serializes redacted.
+impl Redact for EffectiveOutbox {
+    fn redacted(&self) -> Self {
+        EffectiveOutbox {
+            kafka: KafkaProperties(self.kafka.redacted()),
+            ..self.clone()
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use syncline_app::{CommonArgs, ConfigError, LogFormat, Service};
+use syncline_app::{CommonArgs, ConfigError, EffectiveConfig, LogFormat, RenderError, Service};
 use syncline_outbox::{OutboxArgs, OutboxConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -47,8 +47,8 @@ impl Service for Relay {
         syncline_outbox::load(&args.outbox)
     }
 
-    fn describe(config: &OutboxConfig) -> String {
-        config.describe()
+    fn effective(config: &OutboxConfig) -> Result<EffectiveConfig, RenderError> {
+        config.effective()
     }
 
     fn log_format(config: &OutboxConfig) -> LogFormat {

@@ -1,5 +1,11 @@
 //! `syncline-outbox` configuration: layering, `--check-config` redaction, exit code 2.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Test code: a panic is the failure report.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::process::{Command, Output};
 
@@ -52,12 +58,35 @@ fn check_config_redacts_secrets_and_layers_file_env_flags() {
     let out = text(&o);
     assert!(o.status.success(), "{out}");
     assert!(!out.contains("planted"), "{out}");
-    assert!(out.contains("postgres://app:***@db:5432/shop"), "{out}");
-    assert!(out.contains("topic = from-flag"), "{out}");
-    assert!(out.contains("brokers = env:9092"), "{out}");
-    assert!(out.contains("batch_rows = 77"), "{out}");
+    assert!(out.starts_with("[outbox]\n"), "{out}");
+    assert!(
+        out.contains("\ndatabase_url = \"postgres://app:***@db:5432/shop"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\n\"sasl.password\" = \"[redacted]\"\n"),
+        "{out}"
+    );
+    assert!(out.contains("\ntopic = \"from-flag\"\n"), "{out}");
+    assert!(out.contains("\nbrokers = \"env:9092\"\n"), "{out}");
+    assert!(out.contains("\nbatch_rows = 77\n"), "{out}");
     assert!(out.contains("alice"), "{out}");
-    assert!(out.contains("metrics_addr = 127.0.0.1:9467"), "{out}");
+    assert!(
+        out.contains("\nmetrics_addr = \"127.0.0.1:9467\"\n"),
+        "{out}"
+    );
+    // What it prints is a configuration file that resolves to the same settings.
+    let again = dir.path().join("again.toml");
+    std::fs::write(&again, &o.stdout).unwrap();
+    let o2 = outbox(
+        &["--check-config", "--config", again.to_str().unwrap()],
+        &[],
+    );
+    assert!(o2.status.success(), "{}", text(&o2));
+    assert_eq!(
+        String::from_utf8_lossy(&o2.stdout),
+        String::from_utf8_lossy(&o.stdout)
+    );
 }
 
 /// (arguments, environment, the setting the error must name)

@@ -20,8 +20,8 @@ pub const SECTION: &str = "redis";
 pub const DEFAULT_GROUP_ID: &str = "syncline-redis-invalidator";
 
 /// The `[redis]` table as written in the file. Durations are humantime strings (`"1h"`).
-/// `Debug` redacts the password and the URL's userinfo password. (`Serialize` only feeds
-/// the configuration layers; nothing prints it.)
+/// `Debug` redacts the password and the URL's userinfo password; so does
+/// [`syncline_app::Redact`], through which `--check-config` prints it.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSettings {
@@ -75,6 +75,20 @@ impl std::fmt::Debug for RedisSettings {
             .field("cert_file", &self.cert_file)
             .field("key_file", &self.key_file)
             .finish()
+    }
+}
+
+/// For `--check-config`: the password and the URL's password.
+impl syncline_app::Redact for RedisSettings {
+    fn redacted(&self) -> Self {
+        RedisSettings {
+            url: redact(&self.url),
+            password: self
+                .password
+                .as_ref()
+                .map(|_| syncline_app::REDACTED.to_owned()),
+            ..self.clone()
+        }
     }
 }
 

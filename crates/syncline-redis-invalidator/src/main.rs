@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use syncline_app::{CommonArgs, ConfigError, LogFormat, Service};
+use syncline_app::{CommonArgs, ConfigError, EffectiveConfig, LogFormat, RenderError, Service};
 use syncline_consumer::{cli, runtime, Metrics, RuntimeConfig};
 use syncline_redis_invalidator::{
     connect_with_retry, RedisArgs, RedisSettings, SinkConfig, DEFAULT_GROUP_ID, SECTION,
@@ -33,17 +33,25 @@ struct Args {
     common: CommonArgs,
 }
 
+/// The validated configuration: the `[consumer]` and `[redis]` tables as resolved (what
+/// `--check-config` shows) and the sink's settings checked from the latter.
+struct Config {
+    runtime: RuntimeConfig,
+    redis: RedisSettings,
+    sink: SinkConfig,
+}
+
 struct Invalidator;
 
 impl Service for Invalidator {
     type Args = Args;
-    type Config = (RuntimeConfig, SinkConfig);
+    type Config = Config;
 
     fn common(args: &Args) -> &CommonArgs {
         &args.common
     }
 
-    fn load(args: &Args) -> Result<(RuntimeConfig, SinkConfig), ConfigError> {
+    fn load(args: &Args) -> Result<Config, ConfigError> {
         let defaults = RuntimeConfig {
             group_id: DEFAULT_GROUP_ID.into(),
             metrics_addr: Some(SocketAddr::from(DEFAULT_METRICS_ADDR)),
@@ -52,24 +60,32 @@ impl Service for Invalidator {
         let layers = args
             .redis
             .layer(cli::layers(&args.runtime, SECTION, &defaults)?)?;
-        let config = cli::runtime_config(&layers)?;
+        let runtime = cli::runtime_config(&layers)?;
         let redis: RedisSettings = layers.extract(SECTION)?;
-        Ok((config, redis.validate()?))
+        let sink = redis.validate()?;
+        Ok(Config {
+            runtime,
+            redis,
+            sink,
+        })
     }
 
-    fn describe((config, sink): &(RuntimeConfig, SinkConfig)) -> String {
-        format!("{config:#?}\n{sink:#?}\n")
+    fn effective(c: &Config) -> Result<EffectiveConfig, RenderError> {
+        EffectiveConfig::new()
+            .table(cli::CONSUMER_SECTION, &c.runtime)?
+            .table(SECTION, &c.redis)
     }
 
-    fn log_format((config, _): &(RuntimeConfig, SinkConfig)) -> LogFormat {
-        config.log_format
+    fn log_format(c: &Config) -> LogFormat {
+        c.runtime.log_format
     }
 
-    async fn run(
-        _: Args,
-        (config, sink_config): (RuntimeConfig, SinkConfig),
-        stop: CancellationToken,
-    ) -> anyhow::Result<()> {
+    async fn run(_: Args, c: Config, stop: CancellationToken) -> anyhow::Result<()> {
+        let Config {
+            runtime: config,
+            sink: sink_config,
+            ..
+        } = c;
         tracing::info!(
             url = %sink_config.display_url,
             prefix = sink_config.layout.prefix(),

@@ -1,6 +1,9 @@
 //! The binary's startup: invalid settings stop it with a line naming the setting (exit 2);
 //! a valid configuration runs and SIGTERM shuts it down cleanly (exit 0).
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use std::process::Command;
@@ -78,7 +81,11 @@ fn invalid_settings_name_the_setting_and_exit_2() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("Refresh") && !stdout.contains("hunter2"),
+        stdout.contains("[redis]\n")
+            && stdout.contains("\nmode = \"refresh\"\n")
+            && stdout.contains("\nguard_ttl = \"1day\"\n")
+            && stdout.contains("\npassword = \"[redacted]\"\n")
+            && !stdout.contains("hunter2"),
         "{stdout}"
     );
 }

@@ -147,8 +147,6 @@ struct Ctx<'a> {
 /// Run `syncline-ctl rebuild es`.
 pub async fn run(conn: &Connection, args: EsRebuildArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    syncline_consumer::memory::limit_malloc_arenas(2);
-    init_logging();
     let defaults = RuntimeConfig {
         group_id: DEFAULT_GROUP_ID.into(),
         ..Default::default()
@@ -609,19 +607,6 @@ impl Ctx<'_> {
             .with_context(|| format!("removing the rebuild alias {}", plan.rebuild_alias))?;
         Ok(())
     }
-}
-
-/// Warnings and errors of the replay (retries, dead letters) on stderr; `RUST_LOG`
-/// overrides. librdkafka's own log is off by default: the end-offset reader reaches the
-/// end of every partition on purpose, which librdkafka reports as an error.
-pub(super) fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("warn,rdkafka::client=off"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 /// How long each step of one alias's rebuild took (zero for steps a resumed run skips).

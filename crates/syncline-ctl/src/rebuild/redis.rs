@@ -41,7 +41,7 @@ use syncline_redis_invalidator::{
     RedisArgs, RedisSettings, RedisSink, SinkConfig, DEFAULT_GROUP_ID, SECTION,
 };
 
-use super::es::{delete_group, init_logging, CLOSE_ENOUGH, MAX_CATCH_UP_ROUNDS};
+use super::es::{delete_group, CLOSE_ENOUGH, MAX_CATCH_UP_ROUNDS};
 use super::history;
 use super::progress::Progress;
 use super::replay::{self, Replay};
@@ -200,8 +200,6 @@ struct Ctx<'a> {
 
 /// Run `syncline-ctl rebuild redis`.
 pub async fn run(conn: &Connection, args: RedisRebuildArgs) -> anyhow::Result<ExitCode> {
-    syncline_consumer::memory::limit_malloc_arenas(2);
-    init_logging();
     let defaults = RuntimeConfig {
         group_id: DEFAULT_GROUP_ID.into(),
         ..Default::default()
