@@ -18,6 +18,9 @@
 //! Quick run: `BENCH_ROWS=100000 cargo bench -p syncline-ctl --bench drift`.
 //! Elasticsearch: `ES_URL`, else the dev server as a release process of its own.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -9,6 +9,9 @@
 //! picked by position) stands in for a redrive killed half-way: the full redrive after it
 //! republishes only the rest.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use std::collections::{BTreeMap, HashMap};

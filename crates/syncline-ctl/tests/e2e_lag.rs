@@ -1,6 +1,9 @@
 //! `syncline-ctl lag` against the real broker: it reports what the group committed, and
 //! `--wait` succeeds only once the group has committed everything.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use std::process::Command;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};

@@ -6,6 +6,9 @@
 //! a known answer (this is also the check that Tansu answers ListOffsets by timestamp and
 //! earliest correctly).
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -8,6 +8,9 @@
 //! the alias equals the oracle of everything published, it points at the new index only,
 //! the new mapping is in effect and the old index is gone (`--delete-old`).
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod rebuild_support;
 
 use std::sync::atomic::{AtomicBool, Ordering};

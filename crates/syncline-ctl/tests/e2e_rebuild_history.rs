@@ -7,6 +7,9 @@
 //! data (records stamped 3 h ago), which a real broker deletes before or while a rebuild
 //! reads them. The "first offset > 0" rule is covered by unit tests of the decision.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 mod rebuild_support;
 

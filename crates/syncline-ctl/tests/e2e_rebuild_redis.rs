@@ -13,6 +13,9 @@
 //!   switches under live traffic, and no reader sees those entries after the switch; the
 //!   new generation equals the topic's oracle.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use std::collections::HashMap;

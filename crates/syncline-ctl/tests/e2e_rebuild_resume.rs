@@ -5,6 +5,9 @@
 //! the alias points at the newest generation only, the rebuild alias is gone, the old
 //! generations are kept (`--keep-old`) outside the alias, and the alias equals the oracle.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod rebuild_support;
 
 use std::sync::atomic::{AtomicBool, Ordering};

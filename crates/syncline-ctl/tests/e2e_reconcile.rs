@@ -2,6 +2,9 @@
 //! found in the store where it was seeded (and nowhere else), `--repair` publishes events
 //! that fix all of it through the topic, and the next run finds nothing.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod support_reconcile;
 
 use std::collections::BTreeSet;

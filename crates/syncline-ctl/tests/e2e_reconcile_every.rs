@@ -3,6 +3,9 @@
 //! once it is repaired, the last run's time and duration and the consumer lag are served
 //! beside them, and `/healthz` answers 200 while runs succeed and 503 once one fails.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod support_reconcile;
 
 use std::process::{Command, Stdio};

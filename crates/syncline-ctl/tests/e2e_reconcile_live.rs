@@ -2,6 +2,9 @@
 //! publishing each change after its commit (the way a service does), while reconcile
 //! runs against the moving pipeline. Nothing that is merely in flight may be reported.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod support_reconcile;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -4,6 +4,9 @@
 //! seeded and nowhere else, `--repair` fixes it through the topic, and the next run finds
 //! nothing. A topic that no longer holds its history is refused, as `rebuild` refuses it.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 mod support_reconcile;
 

@@ -1,6 +1,9 @@
 //! `syncline-ctl snapshot`: a 100,000-row table ends in the table's state in both stores,
 //! and bad input is a clear error that publishes nothing invalid and leaks no password.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod support_reconcile;
 
 use redis::AsyncCommands as _;

@@ -30,6 +30,9 @@
 //! Quick run: `BENCH_EVENTS=100000 BENCH_KEYS=10000 BENCH_SECONDS=10 cargo bench -p
 //! syncline-es-indexer --bench drain`.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::sync::Arc;

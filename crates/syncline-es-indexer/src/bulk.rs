@@ -143,17 +143,14 @@ fn write_action(buf: &mut BytesMut, event: &ChangeEvent, index: &str, action: Ac
         }
         Action::Index => {
             let doc = event.document.as_deref().unwrap_or("{}");
-            let start = buf.len();
-            buf.put_slice(doc.as_bytes());
             // Valid JSON cannot hold a raw CR or LF inside a string, so any that occur are
             // insignificant whitespace; blanking them keeps the document on one NDJSON line
             // without re-serializing it.
-            if doc.bytes().any(|b| b == b'\n' || b == b'\r') {
-                for b in &mut buf[start..] {
-                    if *b == b'\n' || *b == b'\r' {
-                        *b = b' ';
-                    }
-                }
+            let line_break = |b: u8| b == b'\n' || b == b'\r';
+            if doc.bytes().any(line_break) {
+                buf.extend(doc.bytes().map(|b| if line_break(b) { b' ' } else { b }));
+            } else {
+                buf.put_slice(doc.as_bytes());
             }
             buf.put_u8(b'\n');
         }

@@ -114,10 +114,16 @@ impl IndexDefinitions {
     /// The body of the create-index request for `entity_type`'s first index: its
     /// settings and mappings (if defined) plus the write alias. In tombstone mode the
     /// tombstone fields are mapped explicitly (so `dynamic: strict` mappings accept them)
-    /// and the alias filters tombstones out of searches.
-    pub fn create_body(&self, entity_type: &str, alias: &str, mode: DeleteMode) -> Value {
+    /// and the alias filters tombstones out of searches. An object, so callers can add to
+    /// it.
+    pub fn create_body(
+        &self,
+        entity_type: &str,
+        alias: &str,
+        mode: DeleteMode,
+    ) -> Map<String, Value> {
         let mut body = self.by_type.get(entity_type).cloned().unwrap_or_default();
-        let mut alias_def = json!({ "is_write_index": true });
+        let mut alias_def = Map::from_iter([("is_write_index".to_owned(), Value::Bool(true))]);
         if mode == DeleteMode::Tombstone {
             let mappings = body
                 .entry("mappings")
@@ -131,10 +137,10 @@ impl IndexDefinitions {
                     p.insert(TOMBSTONE_AT_FIELD.into(), json!({ "type": "long" }));
                 }
             }
-            alias_def["filter"] = tombstone_filter();
+            alias_def.insert("filter".into(), tombstone_filter());
         }
         body.insert("aliases".into(), json!({ alias: alias_def }));
-        Value::Object(body)
+        body
     }
 }
 
@@ -205,7 +211,10 @@ mod tests {
         assert!(b["aliases"]["p"].get("filter").is_none());
 
         let b = d.create_body("unknown", "u", DeleteMode::Delete);
-        assert_eq!(b, json!({"aliases":{"u":{"is_write_index":true}}}));
+        assert_eq!(
+            Value::Object(b),
+            json!({"aliases":{"u":{"is_write_index":true}}})
+        );
     }
 
     #[test]

@@ -298,7 +298,7 @@ pub fn request_failure_reason(status: u16, body: &[u8]) -> String {
             error: ErrorOrString::Text(t),
         }) => format!("HTTP {status}: {t}"),
         Err(_) => {
-            let snippet: String = String::from_utf8_lossy(&body[..body.len().min(200)]).into();
+            let snippet: String = String::from_utf8_lossy(body.get(..200).unwrap_or(body)).into();
             format!("HTTP {status}: {snippet}")
         }
     }

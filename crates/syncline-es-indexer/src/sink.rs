@@ -109,12 +109,21 @@ impl EsSink {
         let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
         Ok(format!(
             "cluster {} version {}",
-            v["cluster_name"].as_str().unwrap_or("?"),
-            v["version"]["number"].as_str().unwrap_or("?")
+            v.pointer("/cluster_name")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("?"),
+            v.pointer("/version/number")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("?")
         ))
     }
 
     /// Send one bulk request and record the outcome of each of its items.
+    // The items' positions are those `apply` gave the builder, enumerating the batch, and
+    // `aliases` and `outcomes` have one entry per event of the batch: every index is in
+    // bounds. Carrying aliases and slots through the builder instead would cost the bulk
+    // path a copy per item.
+    #[allow(clippy::indexing_slicing)]
     async fn send(
         &self,
         request: BulkRequest,
@@ -217,25 +226,26 @@ impl Sink for EsSink {
         }
 
         let mut builder = BulkBuilder::new(self.max_actions, self.max_bytes);
-        for (pos, (event, alias)) in batch.iter().zip(&aliases).enumerate() {
+        let events = batch.iter().zip(&aliases).zip(outcomes.iter_mut());
+        for (pos, ((event, alias), outcome)) in events.enumerate() {
             // The runtime validates events when it decodes them; these checks only keep a
             // malformed event from producing a malformed bulk line.
             if !is_valid_entity_type(&event.entity_type) {
-                outcomes[pos] = Some(Outcome::DeadLetter {
+                *outcome = Some(Outcome::DeadLetter {
                     class: "invalid_document".into(),
                     reason: format!("invalid entity_type {:?}", event.entity_type),
                 });
                 continue;
             }
             if event.op == Op::Upsert && event.document.is_none() {
-                outcomes[pos] = Some(Outcome::DeadLetter {
+                *outcome = Some(Outcome::DeadLetter {
                     class: "invalid_document".into(),
                     reason: "UPSERT without a document".into(),
                 });
                 continue;
             }
             if let Some(reason) = alias_failures.get(alias.as_str()) {
-                outcomes[pos] = Some(Outcome::Retry {
+                *outcome = Some(Outcome::Retry {
                     reason: reason.clone(),
                 });
                 continue;

@@ -2,6 +2,9 @@
 //! setting, whichever layer (flag, env var, file) or check (parser, validation, mapping
 //! files) found them.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use std::process::Command;
 
 /// (flags, env vars, text the error must contain)

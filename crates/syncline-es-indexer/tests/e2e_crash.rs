@@ -7,6 +7,9 @@
 //! Tombstone mode makes the per-event check possible for deletes too: a delete leaves a
 //! versioned document behind.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use std::collections::HashMap;

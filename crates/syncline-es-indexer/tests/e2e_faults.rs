@@ -3,6 +3,9 @@
 //! end state equals the oracle, nothing transient is dead-lettered, and the retries show
 //! on `/metrics`.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use std::time::Duration;

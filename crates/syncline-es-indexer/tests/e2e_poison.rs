@@ -3,6 +3,9 @@
 //! Each lands in `<topic>.dlq` with its reason and source coordinates in the headers;
 //! every valid event around them is applied.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use std::collections::BTreeMap;

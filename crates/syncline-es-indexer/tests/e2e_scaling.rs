@@ -7,6 +7,9 @@
 //! publisher was still running when the kill and the join happened, so it fails instead of
 //! passing when its scenario did not occur.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

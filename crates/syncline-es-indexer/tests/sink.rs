@@ -3,6 +3,9 @@
 //! bulk splitting and request-level failures. No Kafka here: `apply` is called directly,
 //! the way the runtime calls it.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use std::time::Duration;

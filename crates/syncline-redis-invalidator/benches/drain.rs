@@ -33,6 +33,8 @@
 //! Everything uses a fresh topic, group and key prefix; keys and topics are removed at the
 //! end. `KAFKA_BROKERS` and `REDIS_URL` select the broker and Redis.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 #![allow(missing_docs)]
 
 use std::process::{Command, Stdio};

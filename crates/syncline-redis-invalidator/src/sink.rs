@@ -314,6 +314,10 @@ impl RedisSink {
     /// [`scripts::MAX_APPLY_EVENTS`] events, each followed by its events' tag `INCR`s.
     /// Events that cannot be expressed (negative version: the runtime validates, so only a
     /// foreign runtime sends one) get their outcome directly.
+    // Indexing by event position: `pending` and each chunk's `events` hold positions in
+    // `batch` (a subset of 0..batch.len()), and `notices` and `outcomes` have one entry
+    // per event of the batch.
+    #[allow(clippy::indexing_slicing)]
     fn build<'a>(
         &self,
         batch: &'a [ChangeEvent],
@@ -370,6 +374,8 @@ impl RedisSink {
     }
 
     /// Outcomes of one chunk from its replies, or why it must be resent.
+    // Indexing by event position, as in `build`.
+    #[allow(clippy::indexing_slicing)]
     fn chunk_outcomes(
         &self,
         batch: &[ChangeEvent],
@@ -385,7 +391,14 @@ impl RedisSink {
                 })
                 .collect()
         };
-        let script_reply = &replies[chunk.start];
+        // The replies are Redis's: never trust their number.
+        let Some(script_reply) = replies.get(chunk.start) else {
+            return ChunkReply::Done(retry_all(format!(
+                "redis answered {} replies, none for the APPLY call at {}",
+                replies.len(),
+                chunk.start
+            )));
+        };
         if scripts::is_noscript(script_reply) {
             return ChunkReply::NoScript;
         }
@@ -413,7 +426,15 @@ impl RedisSink {
         let mut out = Vec::with_capacity(chunk.events.len());
         for (&i, outcome) in chunk.events.iter().zip(applied) {
             let tags = batch[i].invalidate.len();
-            let tag_replies = &replies[tag_reply..tag_reply + tags];
+            let Some(tag_replies) = replies.get(tag_reply..tag_reply + tags) else {
+                out.push(Outcome::Retry {
+                    reason: format!(
+                        "redis answered {} replies, fewer than the tag increments sent",
+                        replies.len()
+                    ),
+                });
+                continue;
+            };
             tag_reply += tags;
             self.metrics.tag_bumps.inc_by(tags as u64);
             if let Some(reason) = tag_replies.iter().find_map(error_reply) {
@@ -435,6 +456,8 @@ impl RedisSink {
         ChunkReply::Done(out)
     }
 
+    // Indexing by event position, as in `build`.
+    #[allow(clippy::indexing_slicing)]
     async fn apply_batch(&self, batch: &[ChangeEvent]) -> Vec<Outcome> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
         let notices: Vec<Option<String>> = batch.iter().map(|e| self.notice(e)).collect();

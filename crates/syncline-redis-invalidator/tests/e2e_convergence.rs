@@ -3,6 +3,9 @@
 //! at the highest version per key; in `refresh` mode every value is the oracle's document
 //! and deleted keys are absent.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use syncline_cache::Mode;

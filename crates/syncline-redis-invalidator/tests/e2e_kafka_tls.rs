@@ -5,6 +5,9 @@
 //! wrong CA fails clearly and within a bounded time: `syncline-publish` exits with an
 //! error naming the certificate problem, the invalidator logs it and commits nothing.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

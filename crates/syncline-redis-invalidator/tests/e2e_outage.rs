@@ -3,6 +3,9 @@
 //! invalidator recovers by itself (reconnecting, reloading its script), commits nothing
 //! while Redis is gone, and ends equal to the oracle of the events it must apply.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use std::time::{Duration, Instant};

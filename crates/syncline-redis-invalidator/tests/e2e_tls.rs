@@ -5,6 +5,9 @@
 //! silently); unusable files are refused by `--check-config`. A password is set on the
 //! server and must never appear in any output.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use std::path::Path;

@@ -1,6 +1,9 @@
 //! The sink in-process against real Redis (no Kafka): outcomes, tags, notices, NOSCRIPT
 //! inside a pipeline, error replies and connection loss.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use std::time::Duration;

@@ -488,15 +488,18 @@ impl Ctx<'_> {
         // Bulk-load settings: no periodic refresh, no replica copies while filling.
         settings.insert("index.refresh_interval".into(), json!("-1"));
         settings.insert("index.number_of_replicas".into(), json!(0));
-        body["settings"] = Value::Object(settings);
+        body.insert("settings".into(), Value::Object(settings));
         // The rebuild alias only takes writes; it carries the tombstone filter anyway, like
         // every alias the indexer writes through, so the sink does not warn about it.
-        let mut rebuild_alias = json!({ "is_write_index": true });
+        let mut rebuild_alias = Map::from_iter([("is_write_index".to_owned(), Value::Bool(true))]);
         if self.es.delete_mode == DeleteMode::Tombstone {
-            rebuild_alias["filter"] = tombstone_filter();
+            rebuild_alias.insert("filter".into(), tombstone_filter());
         }
-        body["aliases"] = json!({ plan.rebuild_alias.clone(): rebuild_alias });
-        (body, wanted)
+        body.insert(
+            "aliases".into(),
+            json!({ plan.rebuild_alias.clone(): rebuild_alias }),
+        );
+        (Value::Object(body), wanted)
     }
 
     /// Restore serving settings, make the index searchable, then swap the alias in one

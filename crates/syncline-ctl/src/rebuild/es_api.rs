@@ -202,7 +202,9 @@ impl EsApi {
         if (200..300).contains(&status) {
             return Ok(true);
         }
-        if v["error"]["type"] == "resource_already_exists_exception" {
+        if v.pointer("/error/type").and_then(Value::as_str)
+            == Some("resource_already_exists_exception")
+        {
             return Ok(false);
         }
         bail!(
@@ -229,7 +231,7 @@ impl EsApi {
     pub async fn wait_ready(&self, index: &str) -> anyhow::Result<()> {
         let path = format!("/_cluster/health/{index}?wait_for_status=yellow&timeout=60s");
         let v = self.ok(Method::Get, &path, None).await?;
-        if v["timed_out"] == true {
+        if v.get("timed_out").and_then(Value::as_bool) == Some(true) {
             bail!("index {index} did not become yellow within 60 s: {v}");
         }
         Ok(())
@@ -240,7 +242,9 @@ impl EsApi {
         let v = self
             .ok(Method::Get, &format!("/{index}/_count"), None)
             .await?;
-        Ok(v["count"].as_u64().unwrap_or(0))
+        v.get("count")
+            .and_then(Value::as_u64)
+            .with_context(|| format!("Elasticsearch's count of {index} holds no count: {v}"))
     }
 
     /// Apply alias actions in one atomic `_aliases` request.

@@ -14,6 +14,15 @@ use super::spill::{Payload, Sorter};
 /// The tombstone marker the indexer writes in `tombstone` delete mode.
 const TOMBSTONE_FIELD: &str = "_syncline_deleted";
 
+/// Whether a hit or `_mget` doc (with `_source` limited to [`TOMBSTONE_FIELD`]) is a
+/// tombstone.
+fn is_tombstone(doc: &Value) -> bool {
+    doc.get("_source")
+        .and_then(|s| s.get(TOMBSTONE_FIELD))
+        .and_then(Value::as_bool)
+        == Some(true)
+}
+
 /// Documents per search page of the walk: Elasticsearch's default
 /// `index.max_result_window`, the largest page an index allows unless told otherwise.
 /// Every page is a round trip and a search on the server, so fewer is faster.
@@ -141,9 +150,13 @@ impl EsStore {
                 if m.len() == 1 {
                     return Ok(m.keys().next().cloned());
                 }
-                let write = m
-                    .iter()
-                    .find(|(_, v)| v["aliases"][alias]["is_write_index"].as_bool() == Some(true));
+                let write = m.iter().find(|(_, v)| {
+                    v.get("aliases")
+                        .and_then(|a| a.get(alias))
+                        .and_then(|a| a.get("is_write_index"))
+                        .and_then(Value::as_bool)
+                        == Some(true)
+                });
                 match write {
                     Some((k, _)) => Ok(Some(k.clone())),
                     None => bail!(
@@ -180,7 +193,12 @@ impl EsStore {
                 None,
             )
             .await?;
-        let Some(mut pit) = b["id"].as_str().map(str::to_owned).filter(|_| s == 200) else {
+        let Some(mut pit) = b
+            .get("id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .filter(|_| s == 200)
+        else {
             bail!("opening a point in time on {index}: {s} {b}");
         };
         let mut after: Option<Value> = None;
@@ -196,8 +214,8 @@ impl EsStore {
                     "_source": [TOMBSTONE_FIELD],
                     "query": {"match_all": {}},
                 });
-                if let Some(a) = &after {
-                    body["search_after"] = a.clone();
+                if let (Some(a), Value::Object(fields)) = (&after, &mut body) {
+                    fields.insert("search_after".into(), a.clone());
                 }
                 let (s, mut b) = self
                     .call(reqwest::Method::POST, "/_search", Some(&body))
@@ -205,26 +223,37 @@ impl EsStore {
                 if s != 200 {
                     bail!("walking {index}: {s} {b}");
                 }
-                if let Some(id) = b["pit_id"].as_str() {
+                if let Some(id) = b.get("pit_id").and_then(Value::as_str) {
                     pit = id.to_owned();
                 }
-                let hits = match b["hits"]["hits"].take() {
-                    Value::Array(hits) => hits,
+                let hits = match b.pointer_mut("/hits/hits").map(Value::take) {
+                    Some(Value::Array(hits)) => hits,
                     _ => Vec::new(),
                 };
                 if hits.is_empty() {
                     return Ok(n);
                 }
                 for h in &hits {
-                    let (Some(id), Some(version)) = (h["_id"].as_str(), h["_version"].as_i64())
-                    else {
+                    let (Some(id), Some(version)) = (
+                        h.get("_id").and_then(Value::as_str),
+                        h.get("_version").and_then(Value::as_i64),
+                    ) else {
                         bail!("walking {index}: a hit without _id or _version: {h}");
                     };
-                    let tombstone = h["_source"][TOMBSTONE_FIELD].as_bool() == Some(true);
-                    each(id.to_owned(), EsDoc { version, tombstone });
+                    each(
+                        id.to_owned(),
+                        EsDoc {
+                            version,
+                            tombstone: is_tombstone(h),
+                        },
+                    );
                     n += 1;
                 }
-                after = hits.last().map(|h| h["sort"].clone());
+                // Without the last hit's sort values the walk would start over.
+                let sort = hits.last().and_then(|h| h.get("sort")).cloned();
+                after = Some(sort.with_context(|| {
+                    format!("walking {index}: the last hit of a page has no sort values")
+                })?);
             }
         }
         .await;
@@ -255,12 +284,20 @@ impl EsStore {
             if s != 200 {
                 bail!("_mget on {index}: {s} {b}");
             }
-            for d in b["docs"].as_array().into_iter().flatten() {
-                if d["found"].as_bool() != Some(true) {
+            for d in b
+                .get("docs")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if d.get("found").and_then(Value::as_bool) != Some(true) {
                     continue;
                 }
-                if let (Some(id), Some(version)) = (d["_id"].as_str(), d["_version"].as_i64()) {
-                    let tombstone = d["_source"][TOMBSTONE_FIELD].as_bool() == Some(true);
+                if let (Some(id), Some(version)) = (
+                    d.get("_id").and_then(Value::as_str),
+                    d.get("_version").and_then(Value::as_i64),
+                ) {
+                    let tombstone = is_tombstone(d);
                     out.insert(id.to_owned(), EsDoc { version, tombstone });
                 }
             }
