@@ -219,38 +219,160 @@ fn spawn_publisher(
     })
 }
 
-/// Live traffic across the switch: wait until 80 more events were published after it,
-/// stop the publisher and the readers, and wait until the live invalidator applied every
-/// event. Returns how many events were published in all.
-async fn finish_live_traffic(
-    s: &Setup,
-    published_count: &AtomicU64,
-    published_at_switch: u64,
-    stop: &AtomicBool,
+/// Live traffic around a rebuild: the publisher bumping the system of record, the readers
+/// the test adds, their statistics and the switch clock they check against.
+struct Live {
+    stop: Arc<AtomicBool>,
+    published: Arc<AtomicU64>,
     publisher: std::thread::JoinHandle<usize>,
     readers: Vec<tokio::task::JoinHandle<()>>,
-) -> usize {
-    wait_until(DEADLINE, Duration::from_millis(100), || {
-        let n = published_count.load(Ordering::Relaxed);
+    stats: Arc<ReadStats>,
+    clock: Arc<SwitchClock>,
+}
+
+impl Live {
+    /// Start publishing updates of `db`; the test adds its readers to `readers`.
+    fn start(s: &Setup, db: Db) -> Live {
+        let stop = Arc::new(AtomicBool::new(false));
+        let published = Arc::new(AtomicU64::new(0));
+        let publisher = spawn_publisher(s, db, stop.clone(), published.clone());
+        Live {
+            stop,
+            published,
+            publisher,
+            readers: Vec::new(),
+            stats: Arc::new(ReadStats::default()),
+            clock: Arc::new(SwitchClock::default()),
+        }
+    }
+
+    /// The test saw the switch: stamp the clock; returns the events published so far.
+    fn switch_observed(&self) -> u64 {
+        self.clock.observed.store(now_ms(), Ordering::Relaxed);
+        self.published.load(Ordering::Relaxed)
+    }
+
+    /// Live traffic across the switch: wait until 80 more events were published after it,
+    /// stop the publisher and the readers, and wait until the live invalidator applied
+    /// every event. Returns how many events were published in all.
+    async fn finish(self, s: &Setup, published_at_switch: u64) -> usize {
+        let published_count = &self.published;
+        wait_until(DEADLINE, Duration::from_millis(100), || {
+            let n = published_count.load(Ordering::Relaxed);
+            async move {
+                if n >= published_at_switch + 80 {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{n} events published, {published_at_switch} at the switch"
+                    ))
+                }
+            }
+        })
+        .await
+        .expect("events published after the switch");
+        self.stop.store(true, Ordering::Relaxed);
+        let published = self.publisher.join().expect("publisher");
+        for r in self.readers {
+            r.await.expect("reader");
+        }
+        s.wait_drained(&s.live_group).await;
+        published
+    }
+}
+
+/// Every entity at version 1, published: the system of record the tests start from.
+async fn seed_version_1(s: &Setup) -> Db {
+    let first_versions: Vec<ChangeEvent> = (0..KEYS)
+        .map(|i| upsert(&i.to_string(), 1, format!("{{\"id\":\"{i}\",\"v\":1}}")))
+        .collect();
+    publish_events(&s.brokers, &s.topic, &first_versions)
+        .await
+        .expect("publish");
+    Arc::new(Mutex::new((0..KEYS).map(|i| (i.to_string(), 1)).collect()))
+}
+
+/// Wait until the prefix's generation is 1 (`what` names the step in the failure).
+async fn wait_generation_1(conn: &ConnectionManager, layout: &KeyLayout, what: &str) {
+    wait_until(DEADLINE, Duration::from_millis(20), || {
+        let mut conn = conn.clone();
+        let layout = layout.clone();
         async move {
-            if n >= published_at_switch + 80 {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{n} events published, {published_at_switch} at the switch"
-                ))
+            match generation(&mut conn, &layout).await {
+                Some(1) => Ok(()),
+                g => Err(format!("generation {g:?}")),
             }
         }
     })
     .await
-    .expect("events published after the switch");
-    stop.store(true, Ordering::Relaxed);
-    let published = publisher.join().expect("publisher");
-    for r in readers {
-        r.await.expect("reader");
+    .expect(what);
+}
+
+/// Two readers of plain `Cache::get` over the entities and the ghosts that
+/// [`corrupt_generation_0`] planted. A bad entry read before the switch is counted in the
+/// returned counter (the oracle can fail); one read after it is a violation.
+fn spawn_bad_entry_readers(
+    live: &mut Live,
+    conn: &ConnectionManager,
+    layout: &KeyLayout,
+) -> Arc<AtomicU64> {
+    let bad_before = Arc::new(AtomicU64::new(0));
+    for _ in 0..2 {
+        let cache = Cache::new(conn.clone(), layout.clone(), Ttls::default());
+        let (stop, stats, clock, bad_before) = (
+            live.stop.clone(),
+            live.stats.clone(),
+            live.clock.clone(),
+            bad_before.clone(),
+        );
+        live.readers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let n = rand::rng().random_range(0..KEYS + 200);
+                let id = if n < KEYS {
+                    n.to_string()
+                } else {
+                    format!("ghost-{}", n - KEYS)
+                };
+                let started = now_ms();
+                let got = cache.get(TYPE, &id).await.expect("cache read");
+                stats.reads.fetch_add(1, Ordering::Relaxed);
+                let Some(entry) = got else { continue };
+                stats.hits.fetch_add(1, Ordering::Relaxed);
+                let bad = entry.document.contains("bad");
+                let observed = clock.observed.load(Ordering::Relaxed);
+                if observed == 0 || started < observed {
+                    if bad {
+                        bad_before.fetch_add(1, Ordering::Relaxed);
+                    }
+                    continue;
+                }
+                stats.hits_after_switch.fetch_add(1, Ordering::Relaxed);
+                if bad {
+                    stats.violations.lock().expect("violations").push(format!(
+                        "{id}: read at {started} (switch seen at {observed}) returned {:?}",
+                        entry.document
+                    ));
+                }
+            }
+        }));
     }
-    s.wait_drained(&s.live_group).await;
-    published
+    bad_before
+}
+
+/// Wait until the readers have seen generation 0's bad entries, so their oracle can fail.
+async fn wait_bad_reads(bad_before: &AtomicU64) {
+    wait_until(DEADLINE, Duration::from_millis(100), || {
+        let n = bad_before.load(Ordering::Relaxed);
+        async move {
+            if n >= 20 {
+                Ok(())
+            } else {
+                Err(format!("{n} bad reads"))
+            }
+        }
+    })
+    .await
+    .expect("readers see generation 0's bad entries");
 }
 
 #[derive(Default)]
@@ -306,25 +428,15 @@ async fn switch_under_live_traffic_hides_every_entry_from_before_it() {
     let s = Setup::new("inv").await;
     let mut conn = connect(&s.redis_url).await;
     // Every entity exists from the start (version 1), so every read can load and cache.
-    let db: Db = Arc::new(Mutex::new((0..KEYS).map(|i| (i.to_string(), 1)).collect()));
-    let first_versions: Vec<ChangeEvent> = (0..KEYS)
-        .map(|i| upsert(&i.to_string(), 1, format!("{{\"id\":\"{i}\",\"v\":1}}")))
-        .collect();
-    publish_events(&s.brokers, &s.topic, &first_versions)
-        .await
-        .expect("publish");
-    let stop = Arc::new(AtomicBool::new(false));
+    let db = seed_version_1(&s).await;
     let _invalidator = s.spawn_invalidator(&bin, "invalidate");
-    let published_count = Arc::new(AtomicU64::new(0));
-    let publisher = spawn_publisher(&s, db.clone(), stop.clone(), published_count.clone());
-
-    let stats = Arc::new(ReadStats::default());
-    let clock = Arc::new(SwitchClock::default());
-    let mut readers = Vec::new();
+    let mut live = Live::start(&s, db.clone());
+    let (stats, clock) = (live.stats.clone(), live.clock.clone());
     for _ in 0..3 {
         let cache = Cache::new(conn.clone(), s.layout.clone(), Ttls::default());
-        let (db, stop, stats, clock) = (db.clone(), stop.clone(), stats.clone(), clock.clone());
-        readers.push(tokio::spawn(async move {
+        let (db, stop, stats, clock) =
+            (db.clone(), live.stop.clone(), stats.clone(), clock.clone());
+        live.readers.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 let id = format!("{}", rand::rng().random_range(0..KEYS));
                 let started = now_ms();
@@ -389,20 +501,8 @@ async fn switch_under_live_traffic_hides_every_entry_from_before_it() {
         &["--keys-per-second", "200", "--scan-count", "50"],
     ))
     .expect("spawn rebuild");
-    wait_until(DEADLINE, Duration::from_millis(20), || {
-        let mut conn = conn.clone();
-        let layout = s.layout.clone();
-        async move {
-            match generation(&mut conn, &layout).await {
-                Some(1) => Ok(()),
-                g => Err(format!("generation {g:?}")),
-            }
-        }
-    })
-    .await
-    .expect("the rebuild switches to generation 1");
-    clock.observed.store(now_ms(), Ordering::Relaxed);
-    let published_at_switch = published_count.load(Ordering::Relaxed);
+    wait_generation_1(&conn, &s.layout, "the rebuild switches to generation 1").await;
+    let published_at_switch = live.switch_observed();
 
     let state_key = s.layout.rebuild_state_key();
     wait_until(DEADLINE, Duration::from_millis(100), || {
@@ -481,15 +581,7 @@ async fn switch_under_live_traffic_hides_every_entry_from_before_it() {
     })
     .await
     .expect("readers hit the new generation");
-    let published = finish_live_traffic(
-        &s,
-        &published_count,
-        published_at_switch,
-        &stop,
-        publisher,
-        readers,
-    )
-    .await;
+    let published = live.finish(&s, published_at_switch).await;
 
     let violations = stats.violations.lock().expect("violations").clone();
     assert!(
@@ -535,92 +627,17 @@ async fn refresh_warms_the_next_generation_before_switching_to_it() {
     let bin = invalidator_bin();
     let s = Setup::new("refresh").await;
     let mut conn = connect(&s.redis_url).await;
-    let db: Db = Arc::new(Mutex::new((0..KEYS).map(|i| (i.to_string(), 1)).collect()));
-    let first_versions: Vec<ChangeEvent> = (0..KEYS)
-        .map(|i| upsert(&i.to_string(), 1, format!("{{\"id\":\"{i}\",\"v\":1}}")))
-        .collect();
-    publish_events(&s.brokers, &s.topic, &first_versions)
-        .await
-        .expect("publish");
+    let db = seed_version_1(&s).await;
     let _invalidator = s.spawn_invalidator(&bin, "refresh");
     s.wait_drained(&s.live_group).await;
 
-    // Generation 0 goes bad: documents the topic never had (a transform bug) and entities
-    // that do not exist. The guards keep the invalidator from repairing them.
-    for i in 0..200 {
-        let id = i.to_string();
-        let _: () = conn
-            .set(s.layout.cache_key(TYPE, &id), "1\n{\"bad\":true}")
-            .await
-            .expect("SET");
-        let _: () = conn
-            .set(
-                s.layout.cache_key(TYPE, &format!("ghost-{i}")),
-                "5\n{\"bad\":true}",
-            )
-            .await
-            .expect("SET");
-    }
+    corrupt_generation_0(&mut conn, &s.layout).await;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let published_count = Arc::new(AtomicU64::new(0));
-    let publisher = spawn_publisher(&s, db.clone(), stop.clone(), published_count.clone());
-    let stats = Arc::new(ReadStats::default());
-    let clock = Arc::new(SwitchClock::default());
-    let bad_before = Arc::new(AtomicU64::new(0));
-    let mut readers = Vec::new();
-    for _ in 0..2 {
-        let cache = Cache::new(conn.clone(), s.layout.clone(), Ttls::default());
-        let (stop, stats, clock, bad_before) = (
-            stop.clone(),
-            stats.clone(),
-            clock.clone(),
-            bad_before.clone(),
-        );
-        readers.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let n = rand::rng().random_range(0..KEYS + 200);
-                let id = if n < KEYS {
-                    n.to_string()
-                } else {
-                    format!("ghost-{}", n - KEYS)
-                };
-                let started = now_ms();
-                let got = cache.get(TYPE, &id).await.expect("cache read");
-                stats.reads.fetch_add(1, Ordering::Relaxed);
-                let Some(entry) = got else { continue };
-                stats.hits.fetch_add(1, Ordering::Relaxed);
-                let bad = entry.document.contains("bad");
-                let observed = clock.observed.load(Ordering::Relaxed);
-                if observed == 0 || started < observed {
-                    if bad {
-                        bad_before.fetch_add(1, Ordering::Relaxed);
-                    }
-                    continue;
-                }
-                stats.hits_after_switch.fetch_add(1, Ordering::Relaxed);
-                if bad {
-                    stats.violations.lock().expect("violations").push(format!(
-                        "{id}: read at {started} (switch seen at {observed}) returned {:?}",
-                        entry.document
-                    ));
-                }
-            }
-        }));
-    }
+    let mut live = Live::start(&s, db.clone());
+    let bad_before = spawn_bad_entry_readers(&mut live, &conn, &s.layout);
+    let (stats, clock) = (live.stats.clone(), live.clock.clone());
     // The readers see the bad entries before the switch: the oracle can fail.
-    wait_until(DEADLINE, Duration::from_millis(100), || {
-        let n = bad_before.load(Ordering::Relaxed);
-        async move {
-            if n >= 20 {
-                Ok(())
-            } else {
-                Err(format!("{n} bad reads"))
-            }
-        }
-    })
-    .await
-    .expect("readers see generation 0's bad entries");
+    wait_bad_reads(&bad_before).await;
 
     let dry = s
         .rebuild_cmd("refresh", &["--dry-run"])
@@ -642,20 +659,8 @@ async fn refresh_warms_the_next_generation_before_switching_to_it() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn rebuild");
-    wait_until(DEADLINE, Duration::from_millis(20), || {
-        let mut conn = conn.clone();
-        let layout = s.layout.clone();
-        async move {
-            match generation(&mut conn, &layout).await {
-                Some(1) => Ok(()),
-                g => Err(format!("generation {g:?}")),
-            }
-        }
-    })
-    .await
-    .expect("the rebuild switches to generation 1");
-    clock.observed.store(now_ms(), Ordering::Relaxed);
-    let published_at_switch = published_count.load(Ordering::Relaxed);
+    wait_generation_1(&conn, &s.layout, "the rebuild switches to generation 1").await;
+    let published_at_switch = live.switch_observed();
     // Warmed before the switch: every entity already has a value in generation 1.
     let warmed = generation_keys(&mut conn, &s.layout, 1)
         .await
@@ -675,15 +680,7 @@ async fn refresh_warms_the_next_generation_before_switching_to_it() {
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("rebuilt into generation 1"), "{text}");
 
-    let published = finish_live_traffic(
-        &s,
-        &published_count,
-        published_at_switch,
-        &stop,
-        publisher,
-        readers,
-    )
-    .await;
+    let published = live.finish(&s, published_at_switch).await;
     assert_refreshed_after_switch(&s, &stats, &db, &mut conn).await;
     eprintln!(
         "published {published}, reads {}, hits after the switch {}",
@@ -726,62 +723,14 @@ async fn refresh_rebuild_killed_while_warming_converges_on_rerun() {
     let bin = invalidator_bin();
     let s = Setup::new("warmkill").await;
     let mut conn = connect(&s.redis_url).await;
-    let db: Db = Arc::new(Mutex::new((0..KEYS).map(|i| (i.to_string(), 1)).collect()));
-    let first_versions: Vec<ChangeEvent> = (0..KEYS)
-        .map(|i| upsert(&i.to_string(), 1, format!("{{\"id\":\"{i}\",\"v\":1}}")))
-        .collect();
-    publish_events(&s.brokers, &s.topic, &first_versions)
-        .await
-        .expect("publish");
+    let db = seed_version_1(&s).await;
     let _invalidator = s.spawn_invalidator(&bin, "refresh");
     s.wait_drained(&s.live_group).await;
     corrupt_generation_0(&mut conn, &s.layout).await;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let published_count = Arc::new(AtomicU64::new(0));
-    let publisher = spawn_publisher(&s, db.clone(), stop.clone(), published_count.clone());
-    let stats = Arc::new(ReadStats::default());
-    let clock = Arc::new(SwitchClock::default());
-    let bad_before = Arc::new(AtomicU64::new(0));
-    let mut readers = Vec::new();
-    for _ in 0..2 {
-        let cache = Cache::new(conn.clone(), s.layout.clone(), Ttls::default());
-        let (stop, stats, clock, bad_before) = (
-            stop.clone(),
-            stats.clone(),
-            clock.clone(),
-            bad_before.clone(),
-        );
-        readers.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let n = rand::rng().random_range(0..KEYS + 200);
-                let id = if n < KEYS {
-                    n.to_string()
-                } else {
-                    format!("ghost-{}", n - KEYS)
-                };
-                let started = now_ms();
-                let got = cache.get(TYPE, &id).await.expect("cache read");
-                stats.reads.fetch_add(1, Ordering::Relaxed);
-                let Some(entry) = got else { continue };
-                let bad = entry.document.contains("bad");
-                let observed = clock.observed.load(Ordering::Relaxed);
-                if observed == 0 || started < observed {
-                    if bad {
-                        bad_before.fetch_add(1, Ordering::Relaxed);
-                    }
-                    continue;
-                }
-                stats.hits_after_switch.fetch_add(1, Ordering::Relaxed);
-                if bad {
-                    stats.violations.lock().expect("violations").push(format!(
-                        "{id}: read at {started} (switch seen at {observed}) returned {:?}",
-                        entry.document
-                    ));
-                }
-            }
-        }));
-    }
+    let mut live = Live::start(&s, db.clone());
+    let bad_before = spawn_bad_entry_readers(&mut live, &conn, &s.layout);
+    let stats = live.stats.clone();
 
     // A slow warm-up (rate-limited), killed once its replay has committed part of the
     // topic and before it switches.
@@ -836,18 +785,7 @@ async fn refresh_rebuild_killed_while_warming_converges_on_rerun() {
     // Partly warmed, not switched: generation 1 has values nobody reads yet, and the bad
     // entries of generation 0 are still served (the oracle can fail).
     assert!(!generation_keys(&mut conn, &s.layout, 1).await.is_empty());
-    wait_until(DEADLINE, Duration::from_millis(100), || {
-        let n = bad_before.load(Ordering::Relaxed);
-        async move {
-            if n >= 20 {
-                Ok(())
-            } else {
-                Err(format!("{n} bad reads"))
-            }
-        }
-    })
-    .await
-    .expect("readers see generation 0's bad entries");
+    wait_bad_reads(&bad_before).await;
 
     // The rerun continues the same warm-up (same group, from its committed offsets),
     // switches and finishes.
@@ -857,20 +795,8 @@ async fn refresh_rebuild_killed_while_warming_converges_on_rerun() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn rerun");
-    wait_until(DEADLINE, Duration::from_millis(20), || {
-        let mut conn = conn.clone();
-        let layout = s.layout.clone();
-        async move {
-            match generation(&mut conn, &layout).await {
-                Some(1) => Ok(()),
-                g => Err(format!("generation {g:?}")),
-            }
-        }
-    })
-    .await
-    .expect("the rerun switches to generation 1");
-    clock.observed.store(now_ms(), Ordering::Relaxed);
-    let published_at_switch = published_count.load(Ordering::Relaxed);
+    wait_generation_1(&conn, &s.layout, "the rerun switches to generation 1").await;
+    let published_at_switch = live.switch_observed();
     let out = tokio::task::spawn_blocking(move || child.wait_with_output())
         .await
         .expect("join")
@@ -884,15 +810,7 @@ async fn refresh_rebuild_killed_while_warming_converges_on_rerun() {
     assert!(text.contains(&format!("with group {group}")), "{text}");
     assert!(text.contains("rebuilt into generation 1"), "{text}");
 
-    let _ = finish_live_traffic(
-        &s,
-        &published_count,
-        published_at_switch,
-        &stop,
-        publisher,
-        readers,
-    )
-    .await;
+    let _ = live.finish(&s, published_at_switch).await;
     assert_refreshed_after_switch(&s, &stats, &db, &mut conn).await;
     let exists: bool = conn.exists(&state_key).await.expect("EXISTS");
     assert!(!exists, "the rebuild state must be gone after success");

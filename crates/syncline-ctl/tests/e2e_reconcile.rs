@@ -7,19 +7,12 @@
 
 mod support_reconcile;
 
-use std::collections::BTreeSet;
-
 use redis::AsyncCommands as _;
 use serde_json::json;
-use support_reconcile::{count, ids, Pipeline, ENTITY};
+use support_reconcile::{assert_drift, create_product_table, id_set, Pipeline, ENTITY};
 use syncline_testkit::TestDb;
 
 const QUERY: &str = "SELECT id AS entity_id, version, doc AS document FROM product";
-
-fn set(ids: &[&str]) -> Vec<String> {
-    let s: BTreeSet<String> = ids.iter().map(|s| (*s).to_owned()).collect();
-    s.into_iter().collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seeded_drift_is_found_repaired_and_gone() {
@@ -29,21 +22,16 @@ async fn seeded_drift_is_found_repaired_and_gone() {
     let p = Pipeline::start("rec-seeded", "1s").await;
     let db = TestDb::create().await;
     let pg = db.client().await;
-    pg.batch_execute(
-        "CREATE SEQUENCE product_version;
-         CREATE TABLE product (id text PRIMARY KEY, version bigint NOT NULL, doc jsonb NOT NULL);
-         INSERT INTO product
-           SELECT format('p-%s', lpad(i::text, 4, '0')), nextval('product_version'),
-                  jsonb_build_object('name', format('item %s', i), 'price', i)
-           FROM generate_series(1, 300) AS i;",
+    create_product_table(
+        &pg,
+        300,
+        "format('p-%s', lpad(i::text, 4, '0'))",
+        "jsonb_build_object('name', format('item %s', i), 'price', i)",
     )
-    .await
-    .unwrap();
+    .await;
 
     // Initial load through snapshot, then the stores agree with the table.
-    let out = p.snapshot(&db.url, QUERY);
-    assert!(out.status.success(), "{out:?}");
-    p.wait_caught_up().await;
+    p.load_snapshot(&db.url, QUERY).await;
     let (code, report, text) = p.reconcile(&db.url, QUERY, &["--grace", "1s"]);
     assert_eq!(code, Some(0), "{text}");
     assert_eq!(report["drifted_entities"], 0, "{text}");
@@ -120,28 +108,21 @@ async fn seeded_drift_is_found_repaired_and_gone() {
         (
             "es",
             "missing",
-            set(&["p-0001", "p-0002", "p-0003", "p-0301", "p-0302", "p-0303"]),
+            id_set(&["p-0001", "p-0002", "p-0003", "p-0301", "p-0302", "p-0303"]),
         ),
-        ("es", "stale", set(&["old-1", "old-2", "p-0006"])),
-        ("es", "extra", set(&["x-1"])),
-        ("es", "tombstone_mismatch", set(&["p-0012"])),
+        ("es", "stale", id_set(&["old-1", "old-2", "p-0006"])),
+        ("es", "extra", id_set(&["x-1"])),
+        ("es", "tombstone_mismatch", id_set(&["p-0012"])),
         (
             "redis",
             "missing",
-            set(&["p-0010", "p-0011", "p-0301", "p-0302", "p-0303"]),
+            id_set(&["p-0010", "p-0011", "p-0301", "p-0302", "p-0303"]),
         ),
-        ("redis", "stale", set(&["old-1", "old-2", "p-0006"])),
-        ("redis", "extra", set(&["x-2"])),
+        ("redis", "stale", id_set(&["old-1", "old-2", "p-0006"])),
+        ("redis", "extra", id_set(&["x-2"])),
         ("redis", "tombstone_mismatch", Vec::new()),
     ];
-    for (store, kind, want) in &expect {
-        assert_eq!(&ids(&report, store, kind), want, "{store} {kind}\n{text}");
-        assert_eq!(
-            count(&report, store, kind),
-            want.len() as u64,
-            "{store} {kind}\n{text}"
-        );
-    }
+    assert_drift(&report, &text, &expect);
     assert_eq!(report["drifted_entities"], 14, "{text}");
     assert_eq!(report["truth_entities"], 305, "{text}");
 

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::AsyncCommands as _;
-use support_reconcile::{Pipeline, ENTITY};
+use support_reconcile::{create_product_table, Pipeline, ENTITY};
 use syncline_testkit::{free_port, scrape_metrics, wait_until, ChildGuard, TestDb};
 
 const QUERY: &str = "SELECT id AS entity_id, version, doc AS document FROM product";
@@ -79,19 +79,14 @@ async fn continuous_mode_serves_drift_gauges_last_run_and_health() {
     let p = Pipeline::start("rec-every", "1s").await;
     let db = TestDb::create().await;
     let pg = db.client().await;
-    pg.batch_execute(
-        "CREATE SEQUENCE product_version;
-         CREATE TABLE product (id text PRIMARY KEY, version bigint NOT NULL, doc jsonb NOT NULL);
-         INSERT INTO product
-           SELECT format('p-%s', lpad(i::text, 4, '0')), nextval('product_version'),
-                  jsonb_build_object('n', i)
-           FROM generate_series(1, 200) AS i;",
+    create_product_table(
+        &pg,
+        200,
+        "format('p-%s', lpad(i::text, 4, '0'))",
+        "jsonb_build_object('n', i)",
     )
-    .await
-    .unwrap();
-    let out = p.snapshot(&db.url, QUERY);
-    assert!(out.status.success(), "{out:?}");
-    p.wait_caught_up().await;
+    .await;
+    p.load_snapshot(&db.url, QUERY).await;
 
     let started = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -10,7 +10,7 @@ mod support_reconcile;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use support_reconcile::{Pipeline, ENTITY};
+use support_reconcile::{create_product_table, Pipeline, ENTITY};
 use syncline_event::{ChangeEvent, Op};
 use syncline_producer::{Producer, ProducerConfig};
 use syncline_testkit::TestDb;
@@ -22,18 +22,8 @@ async fn reconcile_under_live_traffic_reports_no_drift() {
     let p = Pipeline::start("rec-live", "60s").await;
     let db = TestDb::create().await;
     let pg = db.client().await;
-    pg.batch_execute(
-        "CREATE SEQUENCE product_version;
-         CREATE TABLE product (id text PRIMARY KEY, version bigint NOT NULL, doc jsonb NOT NULL);
-         INSERT INTO product
-           SELECT format('p-%s', i), nextval('product_version'), jsonb_build_object('n', i)
-           FROM generate_series(1, 2000) AS i;",
-    )
-    .await
-    .unwrap();
-    let out = p.snapshot(&db.url, QUERY);
-    assert!(out.status.success(), "{out:?}");
-    p.wait_caught_up().await;
+    create_product_table(&pg, 2000, "format('p-%s', i)", "jsonb_build_object('n', i)").await;
+    p.load_snapshot(&db.url, QUERY).await;
 
     // The writer: commit, then publish (so every change is in flight for a while).
     let stop = Arc::new(AtomicBool::new(false));

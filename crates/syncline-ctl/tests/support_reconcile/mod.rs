@@ -3,6 +3,7 @@
 //! running in this process on the shared consumer runtime, and `syncline-ctl` as a binary.
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+use std::collections::BTreeSet;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -176,6 +177,13 @@ impl Pipeline {
             .args(args)
             .output()
             .expect("run syncline-ctl")
+    }
+
+    /// The initial load: a snapshot of `query` that must succeed, then both sinks caught up.
+    pub async fn load_snapshot(&self, db_url: &str, query: &str) {
+        let out = self.snapshot(db_url, query);
+        assert!(out.status.success(), "{out:?}");
+        self.wait_caught_up().await;
     }
 
     /// `snapshot --quiet` of `query` from `db_url` into the pipeline's topic.
@@ -359,4 +367,42 @@ pub fn count(report: &Value, store: &str, kind: &str) -> u64 {
         .filter(|s| s["store"] == store)
         .map(|s| s["drift"][kind]["count"].as_u64().unwrap_or(0))
         .sum()
+}
+
+/// A sorted, de-duplicated list of ids: the shape [`ids`] returns.
+pub fn id_set(ids: &[&str]) -> Vec<String> {
+    let s: BTreeSet<String> = ids.iter().map(|s| (*s).to_owned()).collect();
+    s.into_iter().collect()
+}
+
+/// Each `(store, kind, ids)` of `expect` is exactly what the report says: the sampled ids
+/// and the count (`text` is the command's output, shown on failure).
+pub fn assert_drift(report: &Value, text: &str, expect: &[(&str, &str, Vec<String>)]) {
+    for (store, kind, want) in expect {
+        assert_eq!(&ids(report, store, kind), want, "{store} {kind}\n{text}");
+        assert_eq!(
+            count(report, store, kind),
+            want.len() as u64,
+            "{store} {kind}\n{text}"
+        );
+    }
+}
+
+/// Create the `product` table (`id text`, `version bigint` from a sequence, `doc jsonb`)
+/// with `rows` rows; `id_sql` and `doc_sql` are SQL expressions over the row number `i`.
+pub async fn create_product_table(
+    pg: &tokio_postgres::Client,
+    rows: u32,
+    id_sql: &str,
+    doc_sql: &str,
+) {
+    pg.batch_execute(&format!(
+        "CREATE SEQUENCE product_version;
+         CREATE TABLE product (id text PRIMARY KEY, version bigint NOT NULL, doc jsonb NOT NULL);
+         INSERT INTO product
+           SELECT {id_sql}, nextval('product_version'), {doc_sql}
+           FROM generate_series(1, {rows}) AS i;"
+    ))
+    .await
+    .expect("create and fill the product table");
 }
