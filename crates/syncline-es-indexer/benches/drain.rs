@@ -50,27 +50,8 @@ use syncline_testkit::drain::{
 };
 use syncline_testkit::{
     create_topic_with_dlq, free_port, group_caught_up, histogram_quantile, metric_sums,
-    publish_one_per_partition, release_binary, scrape_metrics, unique_name, ChildGuard,
-    ProcessStats, Table,
+    publish_one_per_partition, scrape_metrics, unique_name, ChildGuard, ProcessStats, Table,
 };
-
-/// The dev server as its own process (so its CPU is not counted as the indexer's).
-fn start_devserver() -> anyhow::Result<(String, Option<ChildGuard>)> {
-    if let Ok(url) = std::env::var("ES_URL") {
-        if !url.is_empty() {
-            return Ok((url, None));
-        }
-    }
-    let bin = release_binary("es-devserver", "es-devserver", "ES_DEVSERVER_BIN")?;
-    let port = free_port();
-    let child = ChildGuard::spawn(
-        Command::new(&bin)
-            .args(["--bind", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null()),
-    )
-    .with_context(|| format!("start {}", bin.display()))?;
-    Ok((format!("http://127.0.0.1:{port}"), Some(child)))
-}
 
 /// librdkafka properties for the indexer: the test timeouts Tansu needs, the caller's
 /// `SYNCLINE_KAFKA` (the stack's broker settings), then `BENCH_KAFKA` (one `key=value` per
@@ -108,8 +89,6 @@ fn start_indexer(
                 "--es-index-prefix",
                 prefix,
             ])
-/// Each metric summed over its label sets, and each labelled series under its full name
-/// (`syncline_es_bulk_items_total{result="conflict"}`).
             .args(
                 std::env::var("BENCH_INDEXER_ARGS")
                     .unwrap_or_default()
@@ -126,6 +105,8 @@ fn start_indexer(
 }
 
 /// The indexer's metrics, each name summed over its labels.
+/// Each metric summed over its label sets, and each labelled series under its full name
+/// (`syncline_es_bulk_items_total{result="conflict"}`).
 fn scrape(port: u16) -> HashMap<String, f64> {
     let text = scrape_metrics(port);
     let mut m = metric_sums(&text);
@@ -466,7 +447,9 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async {
         let brokers = syncline_testkit::kafka_brokers();
-        let (es_url, devserver) = start_devserver()?;
+        // The dev server as its own process, so its CPU is not counted as the indexer's.
+        let (es_url, devserver) = syncline_testkit::es_process::start_devserver_process()
+            .context("start the ES dev server")?;
         let devserver_pid = devserver.as_ref().map(ChildGuard::id);
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(60);
