@@ -1,5 +1,6 @@
 //! Continuous mode (`reconcile --every 10m`): the sync-health monitor. Runs reconcile on
-//! an interval and serves, in the Prometheus text format:
+//! an interval and serves, in the OpenMetrics text format (`prometheus-client`, like the
+//! consumers' `/metrics`):
 //!
 //! * `syncline_drift_entities{store,entity_type,kind}`: the last successful run's counts;
 //! * `syncline_reconcile_last_run_timestamp_seconds`, `..._last_success_timestamp_seconds`,
@@ -10,8 +11,8 @@
 //! and `/healthz`: 200 while the last run succeeded and is not older than twice the
 //! interval, else 503 with the reason.
 
-use std::fmt::Write as _;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -19,20 +20,147 @@ use anyhow::Context as _;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use syncline_kafka::Connection;
 
 use super::{print_report, reconcile_once, Kind, ReconcileArgs, Report};
 
+/// What `/healthz` needs to know about the runs.
 #[derive(Default)]
-struct State {
-    last_report: Option<Report>,
-    last_run: Option<f64>,
+struct Health {
     last_success: Option<f64>,
     last_duration: f64,
     last_error: Option<String>,
-    ok_runs: u64,
-    failed_runs: u64,
-    lag: Vec<(String, String, i64)>,
+}
+
+/// Labels of `syncline_drift_entities` (in the order they are served).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DriftLabels {
+    store: String,
+    entity_type: String,
+    kind: String,
+}
+
+/// Labels of `syncline_reconcile_runs_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabels {
+    result: &'static str,
+}
+
+/// Labels of `syncline_consumer_lag`, the name the consumers' own lag gauge has, so one
+/// dashboard query shows both.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LagLabels {
+    group: String,
+    topic: String,
+}
+
+/// The monitor's metrics, in one registry of its own (served on `/metrics`).
+struct MonitorMetrics {
+    registry: Registry,
+    drift: Family<DriftLabels, Gauge>,
+    last_run: Gauge<f64, AtomicU64>,
+    last_success: Gauge<f64, AtomicU64>,
+    last_duration: Gauge<f64, AtomicU64>,
+    runs: Family<RunLabels, Counter>,
+    lag: Family<LagLabels, Gauge>,
+}
+
+impl MonitorMetrics {
+    fn new() -> Self {
+        let mut registry = Registry::default();
+        let drift = Family::<DriftLabels, Gauge>::default();
+        registry.register(
+            "syncline_drift_entities",
+            "Entities in drift found by the last successful reconcile run",
+            drift.clone(),
+        );
+        let last_run = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "syncline_reconcile_last_run_timestamp_seconds",
+            "When the last reconcile run started (Unix time)",
+            last_run.clone(),
+        );
+        let last_success = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "syncline_reconcile_last_success_timestamp_seconds",
+            "When the last successful reconcile run started (Unix time)",
+            last_success.clone(),
+        );
+        let last_duration = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "syncline_reconcile_last_run_duration_seconds",
+            "How long the last reconcile run took",
+            last_duration.clone(),
+        );
+        let runs = Family::<RunLabels, Counter>::default();
+        registry.register(
+            "syncline_reconcile_runs",
+            "Reconcile runs by result (ok, error)",
+            runs.clone(),
+        );
+        // Both results are served from the start, so a rate over them is defined at once.
+        for result in ["ok", "error"] {
+            runs.get_or_create(&RunLabels { result }).inc_by(0);
+        }
+        let lag = Family::<LagLabels, Gauge>::default();
+        registry.register(
+            "syncline_consumer_lag",
+            "Records not yet committed by each --lag-group, read at the end of every run",
+            lag.clone(),
+        );
+        MonitorMetrics {
+            registry,
+            drift,
+            last_run,
+            last_success,
+            last_duration,
+            runs,
+            lag,
+        }
+    }
+
+    /// The drift counts of a successful run, replacing the previous run's.
+    fn set_drift(&self, report: &Report, entity_type: &str) {
+        self.drift.clear();
+        for st in &report.stores {
+            for k in Kind::ALL {
+                let n = st.drift.get(&k).map_or(0, |x| x.count);
+                self.drift
+                    .get_or_create(&DriftLabels {
+                        store: st.store.as_str().to_owned(),
+                        entity_type: entity_type.to_owned(),
+                        kind: k.as_str().to_owned(),
+                    })
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
+    }
+
+    /// The lag of each `--lag-group`, replacing the previous run's.
+    fn set_lag(&self, lags: &[(String, String, i64)]) {
+        self.lag.clear();
+        for (group, topic, lag) in lags {
+            self.lag
+                .get_or_create(&LagLabels {
+                    group: group.clone(),
+                    topic: topic.clone(),
+                })
+                .set(*lag);
+        }
+    }
+
+    /// OpenMetrics text of every metric.
+    fn render(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
 }
 
 fn now() -> f64 {
@@ -40,82 +168,6 @@ fn now() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
-}
-
-fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn render(s: &State, entity_type: &str) -> String {
-    let mut o = String::new();
-    let _ = writeln!(o, "# HELP syncline_drift_entities Entities in drift found by the last successful reconcile run.");
-    let _ = writeln!(o, "# TYPE syncline_drift_entities gauge");
-    if let Some(r) = &s.last_report {
-        for st in &r.stores {
-            for k in Kind::ALL {
-                let n = st.drift.get(&k).map_or(0, |x| x.count);
-                let _ = writeln!(
-                    o,
-                    "syncline_drift_entities{{store=\"{}\",entity_type=\"{}\",kind=\"{}\"}} {n}",
-                    st.store.as_str(),
-                    esc(entity_type),
-                    k.as_str()
-                );
-            }
-        }
-    }
-    let _ = writeln!(
-        o,
-        "# TYPE syncline_reconcile_last_run_timestamp_seconds gauge"
-    );
-    let _ = writeln!(
-        o,
-        "syncline_reconcile_last_run_timestamp_seconds {}",
-        s.last_run.unwrap_or(0.0)
-    );
-    let _ = writeln!(
-        o,
-        "# TYPE syncline_reconcile_last_success_timestamp_seconds gauge"
-    );
-    let _ = writeln!(
-        o,
-        "syncline_reconcile_last_success_timestamp_seconds {}",
-        s.last_success.unwrap_or(0.0)
-    );
-    let _ = writeln!(
-        o,
-        "# TYPE syncline_reconcile_last_run_duration_seconds gauge"
-    );
-    let _ = writeln!(
-        o,
-        "syncline_reconcile_last_run_duration_seconds {}",
-        s.last_duration
-    );
-    let _ = writeln!(o, "# TYPE syncline_reconcile_runs_total counter");
-    let _ = writeln!(
-        o,
-        "syncline_reconcile_runs_total{{result=\"ok\"}} {}",
-        s.ok_runs
-    );
-    let _ = writeln!(
-        o,
-        "syncline_reconcile_runs_total{{result=\"error\"}} {}",
-        s.failed_runs
-    );
-    if !s.lag.is_empty() {
-        let _ = writeln!(o, "# TYPE syncline_consumer_lag gauge");
-        for (g, t, lag) in &s.lag {
-            let _ = writeln!(
-                o,
-                "syncline_consumer_lag{{group=\"{}\",topic=\"{}\"}} {lag}",
-                esc(g),
-                esc(t)
-            );
-        }
-    }
-    o
 }
 
 async fn lag(conn: &Connection, group: &str, topic: &str) -> anyhow::Result<i64> {
@@ -134,22 +186,23 @@ pub async fn run(
     args: ReconcileArgs,
     every: Duration,
 ) -> anyhow::Result<ExitCode> {
-    let state = Arc::new(Mutex::new(State::default()));
-    let entity_type = args.entity_type.clone();
-    let (m_state, h_state) = (state.clone(), state.clone());
+    let metrics = Arc::new(MonitorMetrics::new());
+    let health = Arc::new(Mutex::new(Health::default()));
+    let (m_metrics, h_state) = (metrics.clone(), health.clone());
     let stale_after = every.saturating_mul(2).as_secs_f64();
     let app = Router::new()
         .route(
             "/metrics",
             get(move || {
-                let s = m_state.clone();
-                let et = entity_type.clone();
+                let m = m_metrics.clone();
                 async move {
-                    let text = match s.lock() {
-                        Ok(g) => render(&g, &et),
-                        Err(_) => String::new(),
-                    };
-                    ([("content-type", "text/plain; version=0.0.4")], text)
+                    (
+                        [(
+                            "content-type",
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        m.render(),
+                    )
                 }
             }),
         )
@@ -204,12 +257,14 @@ pub async fn run(
                 lags.push((g.clone(), args.topic.clone(), l));
             }
         }
-        let Ok(mut s) = state.lock() else {
+        let duration = now() - started;
+        metrics.last_run.set(started);
+        metrics.last_duration.set(duration);
+        metrics.set_lag(&lags);
+        let Ok(mut h) = health.lock() else {
             anyhow::bail!("monitor state poisoned");
         };
-        s.last_run = Some(started);
-        s.last_duration = now() - started;
-        s.lag = lags;
+        h.last_duration = duration;
         match result {
             Ok(r) => {
                 if args.json {
@@ -217,15 +272,22 @@ pub async fn run(
                 } else {
                     print_report(&r);
                 }
-                s.last_report = Some(r);
-                s.last_success = Some(started);
-                s.last_error = None;
-                s.ok_runs += 1;
+                metrics.set_drift(&r, &args.entity_type);
+                metrics.last_success.set(started);
+                metrics
+                    .runs
+                    .get_or_create(&RunLabels { result: "ok" })
+                    .inc();
+                h.last_success = Some(started);
+                h.last_error = None;
             }
             Err(e) => {
                 eprintln!("error: reconcile run failed: {e:#}");
-                s.last_error = Some(format!("{e:#}"));
-                s.failed_runs += 1;
+                metrics
+                    .runs
+                    .get_or_create(&RunLabels { result: "error" })
+                    .inc();
+                h.last_error = Some(format!("{e:#}"));
             }
         }
     }
