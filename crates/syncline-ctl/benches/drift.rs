@@ -61,18 +61,8 @@ async fn measure(cmd: &mut Command) -> anyhow::Result<Finished> {
         .stderr(std::fs::File::create(&err_path)?);
     let started = Instant::now();
     let mut child = ChildGuard::spawn(cmd)?;
-    let pid = child.id();
-    let mut stats = ProcessStats::of_pid(pid)?;
-    let status = loop {
-        stats = stats.resample(pid);
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(3600) {
-            bail!("still running after an hour");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (status, stats) =
+        ProcessStats::sample_until_exit(&mut child, Duration::from_secs(3600)).await?;
     let seconds = started.elapsed().as_secs_f64();
     let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
     if !matches!(status.code(), Some(0 | 1)) {

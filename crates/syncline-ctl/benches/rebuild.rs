@@ -224,18 +224,8 @@ async fn run_to_exit(cmd: &mut Command) -> anyhow::Result<Exited> {
     let started = Instant::now();
     let mut child = ChildGuard::spawn(cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log))
         .with_context(|| format!("start {cmd:?}"))?;
-    let pid = child.id();
-    let mut stats = ProcessStats::of_pid(pid)?;
-    let status = loop {
-        stats = stats.resample(pid);
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(3600) {
-            bail!("still running after an hour");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (status, stats) =
+        ProcessStats::sample_until_exit(&mut child, Duration::from_secs(3600)).await?;
     let seconds = started.elapsed().as_secs_f64();
     let err = std::fs::read_to_string(&log_path).unwrap_or_default();
     if !status.success() {

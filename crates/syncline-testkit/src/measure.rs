@@ -74,6 +74,30 @@ impl ProcessStats {
     pub fn peak_rss_mib(&self) -> f64 {
         self.peak_rss_bytes as f64 / (1024.0 * 1024.0)
     }
+
+    /// Wait for `child` to exit, reading its CPU and peak RSS every 100 ms (the last
+    /// reading is taken before it is reaped, so it holds the whole run's CPU). Fails when
+    /// it is still running after `limit`.
+    pub async fn sample_until_exit(
+        child: &mut crate::ChildGuard,
+        limit: std::time::Duration,
+    ) -> std::io::Result<(std::process::ExitStatus, ProcessStats)> {
+        let started = std::time::Instant::now();
+        let pid = child.id();
+        let mut stats = Self::of_pid(pid)?;
+        loop {
+            stats = stats.resample(pid);
+            if let Some(status) = child.try_wait()? {
+                return Ok((status, stats));
+            }
+            if started.elapsed() > limit {
+                return Err(std::io::Error::other(format!(
+                    "process {pid} still running after {limit:?}"
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
 }
 
 /// A markdown table, printed by the bench harnesses and pasted into READMEs.
