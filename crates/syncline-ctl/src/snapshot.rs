@@ -1,9 +1,10 @@
 //! `syncline-ctl snapshot`: publish an UPSERT for every row a PostgreSQL query returns,
 //! for an initial load, a backfill, or a rebuild source when the topic lacks history.
 //!
-//! Rows are read through a server-side cursor (bounded memory) and published through the
-//! normal producer (idempotent, acks=all, validation), with at most `--max-in-flight`
-//! events unacknowledged. Versions come from the rows: they must be in the one version
+//! Rows are read through a server-side cursor (bounded memory), one batch ahead on a
+//! thread of their own ([`prefetch`]), and published through the producer library's
+//! [`BulkProducer`] (idempotent, acks=all, the contract's validation; deliveries counted,
+//! not awaited one by one), with at most `--max-in-flight` events unacknowledged. Versions come from the rows: they must be in the one version
 //! space the live events use (docs/reconcile.md), so a snapshot never overwrites a newer
 //! live change and a live change is never lost to a snapshot.
 //!
@@ -11,18 +12,22 @@
 //! it was acknowledged; nothing invalid is published. Re-running is safe: the sinks keep
 //! the highest version per entity, so re-published rows change nothing.
 
-use std::collections::VecDeque;
+mod prefetch;
+
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context as _};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use syncline_event::{ChangeEvent, Op};
+use syncline_event::validate::NOT_AN_OBJECT;
+use syncline_event::{ChangeEvent, Op, ValidationError};
 use syncline_kafka::Connection;
-use syncline_producer::{PendingDelivery, Producer, PublishError};
+use syncline_producer::{BulkProducer, PublishError};
 
-use crate::reconcile::truth::{PgQuery, TruthRow, DEFAULT_FETCH_ROWS};
+use crate::reconcile::truth::{RowRef, DEFAULT_FETCH_ROWS};
+use prefetch::Prefetch;
 
 /// `snapshot` arguments.
 #[derive(Debug, Args)]
@@ -53,44 +58,48 @@ pub struct SnapshotArgs {
     pub quiet: bool,
 }
 
-fn event(a: &SnapshotArgs, row: TruthRow) -> anyhow::Result<ChangeEvent> {
-    let id = row.entity_id;
+/// Make `ev` (reused across rows, so no allocation per row) the UPSERT of `row`. A NULL
+/// document is refused here; everything else the contract requires is checked once, by
+/// the producer's validation (see [`row_error`]).
+fn fill(ev: &mut ChangeEvent, row: RowRef<'_>) -> anyhow::Result<()> {
     let Some(doc) = row.document else {
-        bail!("row entity_id={id:?} has a NULL document");
+        bail!("row entity_id={:?} has a NULL document", row.entity_id);
     };
-    // Checked here, not only by the producer, to name the row in the message. Parsed
-    // without building a value: only whether it is a JSON object matters.
-    match serde_json::from_str::<serde::de::IgnoredAny>(&doc) {
-        Ok(_) if doc.trim_start().starts_with('{') => {}
-        Ok(_) => bail!("row entity_id={id:?}: document is JSON but not an object"),
-        Err(e) => bail!("row entity_id={id:?}: document is not JSON: {e}"),
-    }
-    if row.version < 0 {
-        bail!(
-            "row entity_id={id:?}: version {} is negative; versions are >= 0",
-            row.version
-        );
-    }
-    Ok(ChangeEvent::new(
-        &a.entity_type,
-        id,
-        Op::Upsert,
-        row.version,
-        &a.source,
-        Some(doc),
-    ))
+    ev.entity_id.clear();
+    ev.entity_id.push_str(row.entity_id);
+    ev.version = row.version;
+    let d = ev.document.get_or_insert_with(String::new);
+    d.clear();
+    d.push_str(doc);
+    ev.renew();
+    Ok(())
 }
 
-async fn settle(p: PendingDelivery) -> Result<(), PublishError> {
-    p.await.map(|_| ())
+/// The producer refused the event of row `id`: say so naming the row, in the terms of a
+/// table (a document that is not JSON, or JSON but not an object; a negative version).
+fn row_error(id: &str, e: PublishError) -> anyhow::Error {
+    match e {
+        PublishError::Invalid(ValidationError::DocumentNotObject(reason)) => {
+            if reason == NOT_AN_OBJECT {
+                anyhow!("row entity_id={id:?}: document is JSON but not an object")
+            } else {
+                anyhow!("row entity_id={id:?}: document is not JSON: {reason}")
+            }
+        }
+        PublishError::Invalid(ValidationError::NegativeVersion(v)) => {
+            anyhow!("row entity_id={id:?}: version {v} is negative; versions are >= 0")
+        }
+        PublishError::Invalid(v) => anyhow!("row entity_id={id:?}: {v}"),
+        other => anyhow!(other).context(format!("entity_id={id:?}")),
+    }
 }
 
 /// Run `snapshot`.
 pub async fn run(conn: &Connection, a: SnapshotArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let mut query = PgQuery::open(&a.postgres_url, &a.query, true, a.fetch_rows).await?;
+    let mut rows = Prefetch::open(&a.postgres_url, &a.query, a.fetch_rows.max(1)).await?;
     let cfg = crate::producer_config(conn, &a.topic, "syncline-ctl-snapshot");
-    let producer = Producer::new(cfg).context("creating the producer")?;
+    let mut producer = BulkProducer::new(cfg).context("creating the producer")?;
     let info = producer
         .check_connection(Duration::from_secs(10))
         .await
@@ -108,11 +117,18 @@ pub async fn run(conn: &Connection, a: SnapshotArgs) -> anyhow::Result<ExitCode>
         );
         b
     };
-    let mut pending: VecDeque<PendingDelivery> = VecDeque::new();
-    let (mut sent, mut acked) = (0u64, 0u64);
+    let max_in_flight = u64::try_from(a.max_in_flight.max(1)).unwrap_or(u64::MAX);
+    let mut ev = ChangeEvent::new(
+        &a.entity_type,
+        String::new(),
+        Op::Upsert,
+        0,
+        &a.source,
+        Some(String::new()),
+    );
     let mut failure: Option<anyhow::Error> = None;
-    'rows: loop {
-        let batch = match query.next_batch().await {
+    'batches: loop {
+        let batch = match rows.next_batch().await {
             Ok(b) => b,
             Err(e) => {
                 failure = Some(e);
@@ -122,53 +138,32 @@ pub async fn run(conn: &Connection, a: SnapshotArgs) -> anyhow::Result<ExitCode>
         if batch.is_empty() {
             break;
         }
-        for row in batch {
-            let ev = match event(&a, row) {
-                Ok(ev) => ev,
-                Err(e) => {
-                    failure = Some(e);
-                    break 'rows;
-                }
-            };
-            while pending.len() >= a.max_in_flight.max(1) {
-                if let Some(p) = pending.pop_front() {
-                    if let Err(e) = settle(p).await {
-                        failure = Some(anyhow!(e).context("a delivery failed"));
-                        break 'rows;
-                    }
-                    acked += 1;
-                    bar.inc(1);
-                }
+        for row in batch.rows() {
+            // A failed delivery stops the run; the summary below reports it.
+            if producer.has_failed() {
+                break 'batches;
             }
-            match producer.send(&ev).await {
-                Ok(p) => {
-                    pending.push_back(p);
-                    sent += 1;
-                }
-                Err(e) => {
-                    failure = Some(anyhow!(e).context(format!("entity_id={:?}", ev.entity_id)));
-                    break 'rows;
-                }
+            if let Err(e) = fill(&mut ev, row) {
+                failure = Some(e);
+                break 'batches;
+            }
+            producer.wait_for_room(max_in_flight).await;
+            if let Err(e) = producer.send(&ev).await {
+                failure = Some(row_error(row.entity_id, e));
+                break 'batches;
             }
         }
+        bar.set_position(producer.counts().acked);
     }
     // Whatever happened, wait for every event already sent, so the summary is exact.
-    let mut lost = 0u64;
-    for p in pending {
-        match settle(p).await {
-            Ok(()) => {
-                acked += 1;
-                bar.inc(1);
-            }
-            Err(e) => {
-                lost += 1;
-                if failure.is_none() {
-                    failure = Some(anyhow!(e).context("a delivery failed"));
-                }
-            }
+    let counts = producer.settle().await;
+    if let Some(e) = producer.take_failure() {
+        if failure.is_none() {
+            failure = Some(anyhow!(e).context("a delivery failed"));
         }
     }
     bar.finish_and_clear();
+    let (sent, acked, lost) = (counts.sent, counts.acked, counts.failed);
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "snapshot {}: {acked} of {sent} events acknowledged on {} in {secs:.1} s ({:.0} rows/s){}",

@@ -86,6 +86,19 @@ impl ChangeEvent {
     }
 }
 
+impl ChangeEvent {
+    /// Give this event a new identity as [`ChangeEvent::new`] would (a fresh UUIDv7
+    /// `event_id`, `occurred_at` = now), reusing the `event_id` allocation: for a caller
+    /// that fills one event per row of a large stream.
+    pub fn renew(&mut self) {
+        let mut buf = uuid::Uuid::encode_buffer();
+        let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf);
+        self.event_id.clear();
+        self.event_id.push_str(id);
+        self.occurred_at = now_micros();
+    }
+}
+
 /// Microseconds since the Unix epoch, saturating instead of panicking on a skewed clock.
 pub fn now_micros() -> i64 {
     std::time::SystemTime::now()

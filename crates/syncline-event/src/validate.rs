@@ -55,6 +55,10 @@ pub enum ValidationError {
     },
 }
 
+/// The reason of a [`ValidationError::DocumentNotObject`] whose document is valid JSON
+/// but not an object (any other reason is the JSON parser's).
+pub const NOT_AN_OBJECT: &str = "top-level value is not an object";
+
 /// Is `s` a valid entity type?
 pub fn is_valid_entity_type(s: &str) -> bool {
     let Some((first, rest)) = s.as_bytes().split_first() else {
@@ -97,9 +101,7 @@ impl ChangeEvent {
                 match serde_json::from_str::<serde::de::IgnoredAny>(doc) {
                     Err(e) => Err(ValidationError::DocumentNotObject(e.to_string())),
                     Ok(_) if !doc.trim_start().starts_with('{') => {
-                        Err(ValidationError::DocumentNotObject(
-                            "top-level value is not an object".into(),
-                        ))
+                        Err(ValidationError::DocumentNotObject(NOT_AN_OBJECT.into()))
                     }
                     Ok(_) => Ok(()),
                 }

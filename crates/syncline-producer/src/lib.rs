@@ -27,6 +27,7 @@
 //! The `syncline-publish` binary of this crate publishes JSON Lines files with the same
 //! library (see the crate README).
 
+mod bulk;
 mod config;
 mod error;
 pub mod jsonl;
@@ -35,6 +36,7 @@ pub mod outbox;
 mod producer;
 pub mod trace;
 
+pub use bulk::{BulkCounts, BulkProducer};
 pub use config::{Compression, ConfigError, ProducerConfig};
 pub use error::{ProducerError, PublishError, PublishManyError};
 pub use producer::{

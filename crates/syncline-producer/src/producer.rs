@@ -57,7 +57,7 @@ thread_local! {
 /// A buffer grown past this by one huge event is released rather than kept.
 const MAX_KEPT_BUFFER: usize = 256 * 1024;
 
-fn encode_error(e: EncodeError, event: &ChangeEvent) -> PublishError {
+pub(crate) fn encode_error(e: EncodeError, event: &ChangeEvent) -> PublishError {
     match e {
         EncodeError::Invalid(v) => PublishError::Invalid(v),
         EncodeError::Avro(reason) => PublishError::Encode {
@@ -75,11 +75,18 @@ pub(crate) struct ProducerClientContext {
     last_error: LastError,
 }
 
+impl ProducerClientContext {
+    /// A context recording client-level errors into `last_error`.
+    pub(crate) fn new(last_error: LastError) -> Self {
+        ProducerClientContext { last_error }
+    }
+}
+
 #[derive(Default, Clone)]
-struct LastError(Arc<Mutex<Option<String>>>);
+pub(crate) struct LastError(Arc<Mutex<Option<String>>>);
 
 impl LastError {
-    fn get(&self) -> Option<String> {
+    pub(crate) fn get(&self) -> Option<String> {
         self.0.lock().ok().and_then(|e| e.clone())
     }
 
@@ -198,9 +205,7 @@ impl Producer {
         config.validate()?;
         let client_config = client_config(&config);
         let last_error = LastError::default();
-        let context = ProducerClientContext {
-            last_error: last_error.clone(),
-        };
+        let context = ProducerClientContext::new(last_error.clone());
         let inner = client_config
             .create_with_context(context)
             .map_err(config_error)?;
@@ -433,35 +438,10 @@ impl Producer {
     /// the last connection error when no broker answers.
     pub async fn check_connection(&self, timeout: Duration) -> Result<ClusterInfo, ProducerError> {
         let inner = self.inner.clone();
-        let topic = self.config.topic.clone();
-        let metadata = tokio::task::spawn_blocking(move || {
-            inner
-                .client()
-                .fetch_metadata(Some(&topic), Timeout::After(timeout))
-                .map(|md| {
-                    let brokers = md.brokers().len();
-                    let partitions = md
-                        .topics()
-                        .iter()
-                        .find(|t| t.name() == topic)
-                        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
-                        .map(|t| t.partitions().len());
-                    (brokers, partitions)
-                })
+        cluster_info(&self.config, &self.last_error, timeout, move |topic, t| {
+            inner.client().fetch_metadata(Some(topic), t)
         })
         .await
-        .map_err(|_| ProducerError::Kafka(KafkaError::Canceled))?;
-        match metadata {
-            Ok((brokers, topic_partitions)) => Ok(ClusterInfo {
-                brokers,
-                topic_partitions,
-            }),
-            Err(e) => Err(ProducerError::Unreachable {
-                brokers: self.config.brokers.clone(),
-                timeout,
-                reason: self.last_error.get().unwrap_or_else(|| e.to_string()),
-            }),
-        }
     }
 
     /// Create the topic `name` with `partitions` partitions (replication factor: the
@@ -499,8 +479,50 @@ impl Producer {
     }
 }
 
+/// What [`Producer::check_connection`] reports, from a metadata request made by `fetch`
+/// (given the topic and the timeout) on tokio's blocking pool; shared by every producer
+/// kind of this crate.
+pub(crate) async fn cluster_info<F>(
+    config: &ProducerConfig,
+    last_error: &LastError,
+    timeout: Duration,
+    fetch: F,
+) -> Result<ClusterInfo, ProducerError>
+where
+    F: FnOnce(&str, Timeout) -> rdkafka::error::KafkaResult<rdkafka::metadata::Metadata>
+        + Send
+        + 'static,
+{
+    let topic = config.topic.clone();
+    let metadata = tokio::task::spawn_blocking(move || {
+        fetch(&topic, Timeout::After(timeout)).map(|md| {
+            let brokers = md.brokers().len();
+            let partitions = md
+                .topics()
+                .iter()
+                .find(|t| t.name() == topic)
+                .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+                .map(|t| t.partitions().len());
+            (brokers, partitions)
+        })
+    })
+    .await
+    .map_err(|_| ProducerError::Kafka(KafkaError::Canceled))?;
+    match metadata {
+        Ok((brokers, topic_partitions)) => Ok(ClusterInfo {
+            brokers,
+            topic_partitions,
+        }),
+        Err(e) => Err(ProducerError::Unreachable {
+            brokers: config.brokers.clone(),
+            timeout,
+            reason: last_error.get().unwrap_or_else(|| e.to_string()),
+        }),
+    }
+}
+
 /// The librdkafka properties for a configuration.
-fn client_config(config: &ProducerConfig) -> ClientConfig {
+pub(crate) fn client_config(config: &ProducerConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &config.brokers)
         .set("client.id", &config.client_id)
@@ -534,7 +556,7 @@ fn client_config(config: &ProducerConfig) -> ClientConfig {
     c
 }
 
-fn config_error(e: KafkaError) -> ProducerError {
+pub(crate) fn config_error(e: KafkaError) -> ProducerError {
     match e {
         KafkaError::ClientConfig(_, desc, key, _value) => {
             ProducerError::Config(ConfigError::new(key, desc))

@@ -42,6 +42,29 @@ pub struct TruthRow {
     pub deleted: bool,
 }
 
+/// A [`TruthRow`] of a database query, borrowed from the fetched row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RowRef<'a> {
+    /// The entity id.
+    pub entity_id: &'a str,
+    /// Its version.
+    pub version: i64,
+    /// The JSON document (`None`: NULL, or the query has no `document` column).
+    pub document: Option<&'a str>,
+}
+
+impl RowRef<'_> {
+    /// The owned row.
+    pub fn into_owned(self) -> TruthRow {
+        TruthRow {
+            entity_id: self.entity_id.to_owned(),
+            version: self.version,
+            document: self.document.map(str::to_owned),
+            deleted: false,
+        }
+    }
+}
+
 /// Rows fetched per `FETCH` from the server-side cursor.
 pub const DEFAULT_FETCH_ROWS: usize = 5_000;
 
@@ -167,27 +190,48 @@ impl PgQuery {
         self.has_document
     }
 
+    /// One fetched row's columns, borrowed from the row (NULL id or version: an error).
+    fn row_ref<'r>(&self, r: &'r tokio_postgres::Row) -> anyhow::Result<RowRef<'r>> {
+        let id: Option<&str> = r.try_get(0).map_err(|e| self.cfg.error(&e))?;
+        let id = id.ok_or_else(|| anyhow!("a row has a NULL entity_id"))?;
+        let version: Option<i64> = r.try_get(1).map_err(|e| self.cfg.error(&e))?;
+        let version = version.ok_or_else(|| anyhow!("row entity_id={id:?} has a NULL version"))?;
+        let document: Option<&str> = r.try_get(2).map_err(|e| self.cfg.error(&e))?;
+        Ok(RowRef {
+            entity_id: id,
+            version,
+            document,
+        })
+    }
+
     fn convert(&self, rows: Vec<tokio_postgres::Row>) -> anyhow::Result<Vec<TruthRow>> {
-        rows.into_iter()
-            .map(|r| {
-                let id: Option<String> = r.try_get(0).map_err(|e| self.cfg.error(&e))?;
-                let id = id.ok_or_else(|| anyhow!("a row has a NULL entity_id"))?;
-                let version: Option<i64> = r.try_get(1).map_err(|e| self.cfg.error(&e))?;
-                let version =
-                    version.ok_or_else(|| anyhow!("row entity_id={id:?} has a NULL version"))?;
-                let document: Option<String> = r.try_get(2).map_err(|e| self.cfg.error(&e))?;
-                Ok(TruthRow {
-                    entity_id: id,
-                    version,
-                    document,
-                    deleted: false,
-                })
-            })
+        rows.iter()
+            .map(|r| self.row_ref(r).map(RowRef::into_owned))
             .collect()
     }
 
     /// The next batch of rows (empty: the end). The first call opens the cursor.
     pub async fn next_batch(&mut self) -> anyhow::Result<Vec<TruthRow>> {
+        let rows = self.fetch().await?;
+        self.convert(rows)
+    }
+
+    /// [`PgQuery::next_batch`] without owned copies: each row is handed to `each` borrowed
+    /// from the fetched data, in order. Returns how many rows there were (0: the end).
+    pub async fn next_batch_with(
+        &mut self,
+        mut each: impl FnMut(RowRef<'_>),
+    ) -> anyhow::Result<usize> {
+        let rows = self.fetch().await?;
+        for r in &rows {
+            each(self.row_ref(r)?);
+        }
+        Ok(rows.len())
+    }
+
+    /// The next `FETCH` (no rows: the end, and the transaction is closed). The first call
+    /// opens the cursor.
+    async fn fetch(&mut self) -> anyhow::Result<Vec<tokio_postgres::Row>> {
         if !self.open {
             // One snapshot for the whole walk; read-only so a mistaken query cannot write.
             let order = if self.ordered {
@@ -221,9 +265,8 @@ impl PgQuery {
                 .await
                 .map_err(|e| anyhow!("{}", self.cfg.error(&e)))?;
             self.open = false;
-            return Ok(Vec::new());
         }
-        self.convert(rows)
+        Ok(rows)
     }
 
     /// The current rows of these entities (a fresh statement, outside the walk's snapshot).
