@@ -124,7 +124,11 @@ async fn run() -> anyhow::Result<()> {
             .args(["--live-group", &group, "--delete-old"])
             .args(["--es-url", &es_url, "--es-index-prefix", &prefix])
             .env("SYNCLINE_KAFKA", consumer_kafka_env(""))
-            .env("RUST_LOG", "warn"),
+            // `BENCH_REBUILD_LOG=syncline_ctl=debug` adds the setup steps' timings.
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_REBUILD_LOG").unwrap_or_else(|_| "warn".into()),
+            ),
     )
     .await
     .context("rebuild es")?;
@@ -233,7 +237,7 @@ async fn run_to_exit(cmd: &mut Command) -> anyhow::Result<Exited> {
     }
     let phases = err
         .lines()
-        .filter(|l| l.contains("phases:") || l.contains("; done"))
+        .filter(|l| l.contains("phases:") || l.contains("; done") || l.contains("DEBUG"))
         .map(str::to_owned)
         .collect();
     Ok(Exited {

@@ -89,7 +89,16 @@ pub fn on_commit_result(shared: &Shared, result: KafkaResult<()>, offsets: &Topi
         // Nothing was stored beyond what is committed (an idle tick): not a commit.
         Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
         // Per-partition errors are only formatted when there is a failure to log.
-        Ok(()) if !partition_refused() => shared.metrics.commit_ok(),
+        Ok(()) if !partition_refused() => {
+            shared.metrics.commit_ok();
+            // The coordinator has the positions now: the committed gauge follows at once
+            // rather than at the next statistics tick (a replay waits on it).
+            for e in offsets.elements() {
+                if let (true, Offset::Offset(o)) = (e.topic() == shared.topic, e.offset()) {
+                    shared.metrics.set_committed(e.partition(), o);
+                }
+            }
+        }
         outcome => {
             shared.metrics.commit_failed();
             let error = outcome.err().map(|e| e.to_string());
@@ -202,5 +211,32 @@ mod tests {
         );
         let m = s.metrics.snapshot();
         assert_eq!((m.commits, m.commit_failures), (1, 1));
+    }
+
+    #[test]
+    fn the_committed_gauge_follows_acknowledged_commits_of_owned_partitions() {
+        let s = shared();
+        s.metrics.partition_assigned(0);
+        s.metrics.partition_assigned(1);
+        let committed = |p: i32| s.metrics.partitions().get(&p).map(|x| x.committed);
+        // Refused: the gauge stays where it was.
+        on_commit_result(
+            &s,
+            Err(KafkaError::ConsumerCommit(
+                RDKafkaErrorCode::RebalanceInProgress,
+            )),
+            &commit_list("t", &[(0, 10)]),
+        );
+        assert_eq!(committed(0), Some(-1));
+        // Acknowledged: the gauge moves at once; another topic's and an unowned
+        // partition's offsets are ignored.
+        let mut tpl = commit_list("t", &[(0, 10), (1, 4), (7, 99)]);
+        let _ = tpl.add_partition_offset("other", 1, Offset::Offset(500));
+        on_commit_result(&s, Ok(()), &tpl);
+        assert_eq!((committed(0), committed(1)), (Some(10), Some(4)));
+        assert_eq!(committed(7), None);
+        // Never backwards (a late answer to an older commit).
+        on_commit_result(&s, Ok(()), &commit_list("t", &[(0, 6)]));
+        assert_eq!(committed(0), Some(10));
     }
 }

@@ -192,6 +192,7 @@ pub async fn run(conn: &Connection, args: EsRebuildArgs) -> anyhow::Result<ExitC
     // History first: refusing after creating indexes would leave work behind.
     let topic = ctx.runtime.topic.clone();
     let ends = crate::end_offsets(conn, &topic).await?;
+    tracing::debug!(elapsed = ?started.elapsed(), "end offsets read");
     let needed = args.replay.start_offsets(conn, &topic, &ends).await?;
     let verdict = history::check(
         conn,
@@ -202,6 +203,7 @@ pub async fn run(conn: &Connection, args: EsRebuildArgs) -> anyhow::Result<ExitC
         args.replay.retention_margin,
     )
     .await?;
+    tracing::debug!(elapsed = ?started.elapsed(), "history checked");
     for note in &verdict.notes {
         eprintln!("note: {note}");
     }
@@ -227,7 +229,7 @@ pub async fn run(conn: &Connection, args: EsRebuildArgs) -> anyhow::Result<ExitC
             ctx.describe(&plan, &ends).await?;
             continue;
         }
-        ctx.rebuild(plan).await?;
+        ctx.rebuild(plan, &ends).await?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -363,8 +365,10 @@ impl Ctx<'_> {
         Ok(format!("syncline-rebuild-{}-{short}", new.index))
     }
 
-    /// Carry `plan` through to the end, from whatever stage it is in.
-    async fn rebuild(&self, mut plan: Plan) -> anyhow::Result<()> {
+    /// Carry `plan` through to the end, from whatever stage it is in. `ends` (read at the
+    /// command's start, for the history check) is the fill's target; the catch-up rounds
+    /// then chase whatever was written since.
+    async fn rebuild(&self, mut plan: Plan, ends: &[i64]) -> anyhow::Result<()> {
         if let Stage::Fresh { next } = plan.stage {
             let index = index_name(&plan.alias, next);
             let (body, _) = self.create_body(&plan);
@@ -375,6 +379,7 @@ impl Ctx<'_> {
                 "{}: created {index} (bulk-load settings, alias {})",
                 plan.alias, plan.rebuild_alias
             );
+            tracing::debug!(elapsed = ?self.started.elapsed(), "index created");
             plan = self.plan(&plan.entity_type).await?;
         }
         let new = match &plan.stage {
@@ -385,11 +390,11 @@ impl Ctx<'_> {
         };
         let group = self.group(&new).await?;
         let topic = self.runtime.topic.clone();
-        let ends = crate::end_offsets(self.conn, &topic).await?;
+        tracing::debug!(elapsed = ?self.started.elapsed(), "plan read");
         if let Some(start) = self
             .args
             .replay
-            .seed_group(self.conn, &group, &topic, &ends)
+            .seed_group(self.conn, &group, &topic, ends)
             .await?
         {
             eprintln!("{}: replay starts at {start:?} (--from)", plan.alias);
@@ -407,7 +412,7 @@ impl Ctx<'_> {
 
         if let Stage::Filling { .. } = plan.stage {
             let mut p = Progress::new(&format!("{} fill", plan.alias));
-            phases.fill = replay.wait_for(self.conn, &ends, &mut p).await?;
+            phases.fill = replay.wait_for(self.conn, ends, &mut p).await?;
             p.finish();
             let catch_up_started = Instant::now();
             for round in 1..=MAX_CATCH_UP_ROUNDS {
@@ -427,8 +432,13 @@ impl Ctx<'_> {
 
         // Overlap: past everything the live indexer can have written to the old index.
         let overlap_started = Instant::now();
-        let ends = crate::end_offsets(self.conn, &topic).await?;
-        let live = replay::committed(self.conn, &self.args.live_group, &topic, ends.len()).await?;
+        // Independent reads, made at once. Partitions the live group never committed count
+        // as 0, and `max_offsets` pads the shorter vector.
+        let (ends, live) = tokio::try_join!(
+            crate::end_offsets(self.conn, &topic),
+            replay::committed(self.conn, &self.args.live_group, &topic, 0),
+        )?;
+        tracing::debug!(took = ?overlap_started.elapsed(), "overlap targets read");
         let targets = replay::max_offsets(&ends, &live);
         let mut p = Progress::new(&format!("{} overlap", plan.alias));
         replay.wait_for(self.conn, &targets, &mut p).await?;
@@ -437,6 +447,7 @@ impl Ctx<'_> {
         let finish_started = Instant::now();
         let dead = replay.metrics.snapshot().dead_lettered_total();
         replay.stop().await?;
+        tracing::debug!(took = ?finish_started.elapsed(), "replay stopped");
         if dead > 0 {
             eprintln!(
                 "warning: {dead} events were dead-lettered by this run of the rebuild (see the \

@@ -79,35 +79,26 @@ pub async fn check(
     needed_since_ms: Option<i64>,
     margin: Duration,
 ) -> anyhow::Result<Verdict> {
-    let retention = match retention(conn, topic).await {
-        Ok(r) => r,
-        Err(e) => {
-            let mut v = judge(
-                &Retention::default(),
-                &heads(conn, topic, ends).await?,
-                ends,
-                needed,
-                needed_since_ms,
-                margin,
-                now_ms(),
-            );
-            v.notes.push(format!(
-                "cannot read the topic's cleanup.policy/retention.ms ({e:#}); only the \
-                 partitions' first offsets were checked"
-            ));
-            return Ok(v);
-        }
-    };
-    let heads = heads(conn, topic, ends).await?;
-    Ok(judge(
-        &retention,
+    // Two independent round trips (a DescribeConfigs and a fetch of every partition's
+    // head): made at once, since the rebuild waits for both before it starts.
+    let (retention, heads) = tokio::join!(retention(conn, topic), heads(conn, topic, ends));
+    let heads = heads?;
+    let mut v = judge(
+        retention.as_ref().unwrap_or(&Retention::default()),
         &heads,
         ends,
         needed,
         needed_since_ms,
         margin,
         now_ms(),
-    ))
+    );
+    if let Err(e) = retention {
+        v.notes.push(format!(
+            "cannot read the topic's cleanup.policy/retention.ms ({e:#}); only the \
+             partitions' first offsets were checked"
+        ));
+    }
+    Ok(v)
 }
 
 /// Wall-clock milliseconds since the epoch (Kafka timestamps' unit).

@@ -160,9 +160,14 @@ impl Replay {
         }
     }
 
-    /// Poll the group's committed offsets until every partition reaches `targets`,
+    /// Wait until the group's committed offsets reach `targets` on every partition,
     /// reporting progress; returns how long that took. Fails if the runtime stops by
     /// itself meanwhile.
+    ///
+    /// The runtime's own view (offsets the coordinator acknowledged to it, in its metrics)
+    /// is read every [`LOCAL_POLL`]: no request, so a phase ends within moments of its
+    /// target. The broker is asked every [`BROKER_POLL`] as well, for what this run's
+    /// runtime never committed itself (a resumed rebuild already past its target).
     pub async fn wait_for(
         &mut self,
         conn: &Connection,
@@ -174,9 +179,16 @@ impl Replay {
             Some(r) => r,
             None => CommittedReader::new(conn, &self.group, &self.topic)?,
         };
+        let mut from_broker: Vec<i64> = Vec::new();
+        let mut asked: Option<Instant> = None;
         loop {
             self.check_running()?;
-            let committed = reader.read(targets.len()).await?;
+            if asked.is_none_or(|t| t.elapsed() >= BROKER_POLL) {
+                from_broker = reader.read(targets.len()).await?;
+                asked = Some(Instant::now());
+            }
+            let local = self.locally_committed(targets.len());
+            let committed = max_offsets(&from_broker, &local);
             progress.update(
                 done_towards(&committed, targets),
                 remaining(&committed, targets),
@@ -186,10 +198,29 @@ impl Replay {
                 self.progress_reader = Some(reader);
                 return Ok(started.elapsed());
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            tokio::time::sleep(LOCAL_POLL).await;
         }
     }
+
+    /// Committed offsets of partitions `0..n` as the runtime's metrics have them (0 where
+    /// none is known).
+    fn locally_committed(&self, n: usize) -> Vec<i64> {
+        let known = self.metrics.partitions();
+        (0..n)
+            .map(|p| {
+                i32::try_from(p)
+                    .ok()
+                    .and_then(|p| known.get(&p))
+                    .map_or(0, |pos| pos.committed.max(0))
+            })
+            .collect()
+    }
 }
+
+/// How often [`Replay::wait_for`] reads the runtime's own committed offsets.
+const LOCAL_POLL: Duration = Duration::from_millis(50);
+/// How often it asks the broker.
+const BROKER_POLL: Duration = Duration::from_secs(1);
 
 impl Drop for Replay {
     fn drop(&mut self) {
