@@ -4,9 +4,10 @@
 //! Rows are read through a server-side cursor (bounded memory), one batch ahead on a
 //! thread of their own ([`prefetch`]), and published through the producer library's
 //! [`BulkProducer`] (idempotent, acks=all, the contract's validation; deliveries counted,
-//! not awaited one by one), with at most `--max-in-flight` events unacknowledged. Versions come from the rows: they must be in the one version
-//! space the live events use (docs/reconcile.md), so a snapshot never overwrites a newer
-//! live change and a live change is never lost to a snapshot.
+//! not awaited one by one), with at most `--max-in-flight` events unacknowledged.
+//! Versions come from the rows: they must be in the one version space the live events
+//! use (docs/reconcile.md), so a snapshot never overwrites a newer live change and a live
+//! change is never lost to a snapshot.
 //!
 //! Bad input stops the run with a message naming the row, after every event sent before
 //! it was acknowledged; nothing invalid is published. Re-running is safe: the sinks keep
@@ -15,8 +16,7 @@
 mod prefetch;
 
 use std::process::ExitCode;
-use std::time::Duration;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
 use clap::Args;

@@ -59,7 +59,18 @@ pub struct ChangeEvent {
 impl ChangeEvent {
     /// The Kafka record key: `entity_type:entity_id`, so one entity stays on one partition.
     pub fn key(&self) -> String {
-        format!("{}:{}", self.entity_type, self.entity_id)
+        let mut key = String::with_capacity(self.entity_type.len() + 1 + self.entity_id.len());
+        self.write_key(&mut key);
+        key
+    }
+
+    /// [`ChangeEvent::key`] into `out` (cleared first), for a caller that reuses one
+    /// buffer across many events.
+    pub fn write_key(&self, out: &mut String) {
+        out.clear();
+        out.push_str(&self.entity_type);
+        out.push(':');
+        out.push_str(&self.entity_id);
     }
 
     /// A new event with a fresh UUIDv7 `event_id` and `occurred_at` = now.

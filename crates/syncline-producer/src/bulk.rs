@@ -32,16 +32,8 @@ use crate::config::ProducerConfig;
 use crate::error::{ProducerError, PublishError};
 use crate::producer::{
     client_config, cluster_info, config_error, encode_error, ClusterInfo, LastError,
-    ProducerClientContext, CONTENT_TYPE, CONTENT_TYPE_HEADER,
+    ProducerClientContext, CONTENT_TYPE, CONTENT_TYPE_HEADER, MAX_KEPT_BUFFER, RECHECK,
 };
-
-/// A payload buffer grown past this by one huge event is released rather than kept.
-const MAX_KEPT_BUFFER: usize = 256 * 1024;
-
-/// How often a full local queue, or a wait for room or for the last acknowledgements, is
-/// re-checked: 1 ms against a delivery round trip of milliseconds keeps the pipeline full
-/// without spinning (and without a wake-up per acknowledgement).
-const RECHECK: Duration = Duration::from_millis(1);
 
 /// Event counts of a [`BulkProducer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -199,10 +191,7 @@ impl BulkProducer {
         SchemaRegistry::builtin()
             .encode_into(event, &self.limits, &mut self.payload)
             .map_err(|e| encode_error(e, event))?;
-        self.key.clear();
-        self.key.push_str(&event.entity_type);
-        self.key.push(':');
-        self.key.push_str(&event.entity_id);
+        event.write_key(&mut self.key);
         let timeout = self.config.delivery_timeout;
         let mut deadline: Option<Instant> = None;
         loop {

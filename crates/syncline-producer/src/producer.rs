@@ -55,7 +55,13 @@ thread_local! {
 }
 
 /// A buffer grown past this by one huge event is released rather than kept.
-const MAX_KEPT_BUFFER: usize = 256 * 1024;
+pub(crate) const MAX_KEPT_BUFFER: usize = 256 * 1024;
+
+/// How often a full local queue (or, for [`crate::BulkProducer`], a wait for room or for
+/// the last acknowledgements) is re-checked: 1 ms against a delivery round trip of
+/// milliseconds keeps the pipeline full without spinning, and without a wake-up per
+/// acknowledgement.
+pub(crate) const RECHECK: Duration = Duration::from_millis(1);
 
 pub(crate) fn encode_error(e: EncodeError, event: &ChangeEvent) -> PublishError {
     match e {
@@ -319,9 +325,8 @@ impl Producer {
                     after: timeout,
                 });
             }
-            // Room appears as acknowledgements arrive; a short sleep keeps the pipeline
-            // full without spinning.
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            // Room appears as acknowledgements arrive.
+            tokio::time::sleep(RECHECK).await;
             match self.inner.send_result(record) {
                 Ok(fut) => return Ok(PendingDelivery { fut, key, timeout }),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
