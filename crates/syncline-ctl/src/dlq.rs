@@ -351,6 +351,9 @@ async fn scan<T: Send + 'static>(
         if open.is_empty() {
             return Ok(out);
         }
+        // The leaders first, or a logical start is looked up 500 ms late (see
+        // syncline_kafka::learn_partitions).
+        syncline_kafka::learn_partitions(&c, &topic, STALL)?;
         c.assign(&tpl)?;
         let mut last_progress = Instant::now();
         while !open.is_empty() {

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
@@ -163,21 +163,32 @@ pub async fn create_topic(
     }
 }
 
+/// Partition count of `topic` as `c` itself sees it, from a metadata request made through
+/// `c` (0 when the topic does not exist). Call it before assigning logical offsets
+/// (beginning, end): a client that does not know the partitions' leaders yet cannot look
+/// such an offset up at once, and librdkafka retries the lookup on a 500 ms timer, so
+/// every short-lived reader started half a second late. Fixed offsets are not delayed.
+pub fn learn_partitions<C: ConsumerContext>(
+    c: &impl Consumer<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<i32, KafkaError> {
+    let md = c.fetch_metadata(Some(topic), timeout)?;
+    Ok(md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map(|t| t.partitions().len() as i32)
+        .unwrap_or(0))
+}
+
 /// How many partitions `topic` has (0 when unknown).
 pub async fn partition_count(conn: impl Into<Connection>, topic: &str) -> Result<i32, AdminError> {
     let (conn, topic): (Connection, String) = (conn.into(), topic.to_owned());
     blocking(move || {
         let brokers = &conn.brokers;
         let c: BaseConsumer = conn.client_config().create().map_err(kafka(brokers))?;
-        let md = c
-            .fetch_metadata(Some(&topic), BROKER_TIMEOUT)
-            .map_err(kafka(brokers))?;
-        Ok(md
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic && t.error().is_none())
-            .map(|t| t.partitions().len() as i32)
-            .unwrap_or(0))
+        learn_partitions(&c, &topic, BROKER_TIMEOUT).map_err(kafka(brokers))
     })
     .await
 }
@@ -187,13 +198,13 @@ pub async fn partition_count(conn: impl Into<Connection>, topic: &str) -> Result
 /// Read from fetch responses, never from a ListOffsets request: the Tansu broker answers
 /// ListOffsets(latest) wrongly, on any partition (it said 1 where a partition held many
 /// records, and 3,760 for partition 0 holding 3,772; seen with librdkafka from Rust and
-/// Python), while the high watermark it puts in fetch responses is right. Each partition
+/// Python), while the high watermark it puts in fetch responses is right. Empty when the
+/// topic does not exist. Each partition
 /// is assigned from its beginning and polled until it yields a record or its end;
 /// librdkafka's statistics then carry the watermark of that fetch. Against a real Kafka
 /// both ways agree.
 pub async fn end_offsets(conn: impl Into<Connection>, topic: &str) -> Result<Vec<i64>, AdminError> {
     let conn: Connection = conn.into();
-    let n = partition_count(&conn, topic).await?;
     let topic = topic.to_owned();
     blocking(move || {
         let brokers = conn.brokers.clone();
@@ -203,6 +214,11 @@ pub async fn end_offsets(conn: impl Into<Connection>, topic: &str) -> Result<Vec
             .set("statistics.interval.ms", "50")
             .create_with_context(WatermarkContext::default())
             .map_err(kafka(&brokers))?;
+        // Through this client, so it knows the leaders before the beginning is looked up.
+        let n = learn_partitions(&c, &topic, BROKER_TIMEOUT).map_err(kafka(&brokers))?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
         let mut tpl = TopicPartitionList::new();
         for p in 0..n {
             tpl.add_partition_offset(&topic, p, Offset::Beginning)

@@ -281,6 +281,9 @@ pub fn bare_read(
     for &p in ends.keys() {
         tpl.add_partition_offset(topic, p, Offset::Beginning)?;
     }
+    // The leaders first, or the beginning is looked up 500 ms late and the ceiling reads
+    // low (see syncline_kafka::learn_partitions).
+    syncline_kafka::learn_partitions(&consumer, topic, Duration::from_secs(30))?;
     consumer.assign(&tpl)?;
     let mut records = 0u64;
     let deadline = Instant::now() + Duration::from_secs(1800);

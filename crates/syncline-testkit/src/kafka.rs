@@ -250,6 +250,7 @@ pub async fn read_all(
         for p in 0..n {
             tpl.add_partition_offset(&topic, p, Offset::Beginning)?;
         }
+        syncline_kafka::learn_partitions(&c, &topic, Duration::from_secs(30))?;
         c.assign(&tpl)?;
         let deadline = Instant::now() + timeout;
         let mut out = Vec::new();

@@ -234,6 +234,8 @@ fn read_heads(conn: &Connection, topic: &str, ends: &[i64]) -> anyhow::Result<Ha
     if pending.is_empty() {
         return Ok(out);
     }
+    // The leaders first, or the beginning is looked up 500 ms late (see learn_partitions).
+    syncline_kafka::learn_partitions(&c, topic, TIMEOUT).context("reading the topic's metadata")?;
     c.assign(&tpl).context("assigning partitions")?;
     let deadline = Instant::now() + TIMEOUT;
     while !pending.is_empty() && Instant::now() < deadline {
