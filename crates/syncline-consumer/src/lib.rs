@@ -89,5 +89,5 @@ pub use syncline_app::{memory, shutdown};
 pub use config::{ConfigError, LogFormat, RuntimeConfig};
 pub use health::Health;
 pub use metrics::Metrics;
-pub use runtime::{run, run_with, run_with_metrics, RuntimeError};
+pub use runtime::{run, run_with, run_with_metrics, Membership, RuntimeError};
 pub use sink::{Outcome, Sink};

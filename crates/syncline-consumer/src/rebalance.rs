@@ -63,6 +63,21 @@ impl ClientContext for RuntimeContext {
     }
 }
 
+/// The runtime owns `assigned` from now on (a group assignment, or every partition of a
+/// sole reader): track them in the offset book in a new epoch, and tell the driver.
+pub(crate) fn took_partitions(shared: &Shared, assigned: &[i32]) {
+    {
+        let mut book = shared.book.lock();
+        for p in assigned {
+            book.assign(*p);
+            shared.metrics.partition_assigned(*p);
+        }
+        shared.metrics.set_assigned(book.len());
+        shared.health.set_assigned(book.len());
+    }
+    shared.generation.fetch_add(1, Ordering::AcqRel);
+}
+
 impl ConsumerContext for RuntimeContext {
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         commit::on_commit_result(&self.shared, result, offsets);
@@ -108,16 +123,7 @@ impl ConsumerContext for RuntimeContext {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             let assigned = self.partitions_of(tpl);
-            {
-                let mut book = self.shared.book.lock();
-                for p in &assigned {
-                    book.assign(*p);
-                    self.shared.metrics.partition_assigned(*p);
-                }
-                self.shared.metrics.set_assigned(book.len());
-                self.shared.health.set_assigned(book.len());
-            }
-            self.shared.generation.fetch_add(1, Ordering::AcqRel);
+            took_partitions(&self.shared, &assigned);
             let protocol = match consumer.rebalance_protocol() {
                 RebalanceProtocol::Cooperative => "cooperative",
                 RebalanceProtocol::Eager => "eager",

@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::{test_config, wait_committed_to_end, Plan, Shared, TestSink};
 use rdkafka::message::{Headers, Message};
 use syncline_consumer::dlq::{HEADER_CLASS, HEADER_OFFSET, HEADER_PARTITION, HEADER_TRUNCATED};
-use syncline_consumer::{run_with, run_with_metrics, Health, Metrics};
+use syncline_consumer::{run_with, run_with_metrics, Health, Membership, Metrics};
 use syncline_event::{encode, ChangeEvent, Limits, Op};
 use syncline_testkit::{
     committed_offsets, create_topic_with_dlq, free_port, kafka_brokers, publish_raw, read_all,
@@ -144,6 +144,7 @@ async fn an_unwritable_dead_letter_topic_pauses_and_fails_readiness_and_loses_no
         Shared(sink.clone()),
         metrics.clone(),
         health.clone(),
+        Membership::Group,
         token.clone(),
     ));
 
@@ -196,6 +197,7 @@ async fn an_unwritable_dead_letter_topic_pauses_and_fails_readiness_and_loses_no
         Shared(sink.clone()),
         Metrics::new(),
         health.clone(),
+        Membership::Group,
         token.clone(),
     ));
     wait_committed_to_end(&group, &topic, Duration::from_secs(120)).await;

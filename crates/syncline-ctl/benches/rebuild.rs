@@ -13,7 +13,8 @@
 //!    exit, so its figure includes the history check, index creation, swap and cleanup.
 //!
 //! Prints the host load (`uptime`) before and after, and one table: events/s, CPU seconds
-//! and peak RSS of each process, and the rebuild's ratio to each ceiling.
+//! and peak RSS of each process, the broker's and the store's CPU seconds while it ran,
+//! and the rebuild's ratio to each ceiling.
 //!
 //! Run: `cargo bench -p syncline-ctl --bench rebuild` (source `.syncline/env` first).
 //! Quick run: `BENCH_EVENTS=100000 BENCH_KEYS=10000 cargo bench -p syncline-ctl --bench
@@ -24,7 +25,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use syncline_cache::KeyLayout;
-use syncline_testkit::drain::{self, bare_read, env_or, fill_topics, watch_drain, DrainSpec};
+use syncline_testkit::drain::{
+    self, bare_read, broker_port, env_or, fill_topics, pid_listening_on, watch_drain, CpuWatch,
+    DrainSpec,
+};
 use syncline_testkit::es_process::start_devserver_process;
 use syncline_testkit::{
     consumer_kafka_env, consumer_kafka_props, delete_topics, free_port, kafka_brokers, redis_url,
@@ -47,7 +51,12 @@ async fn run() -> anyhow::Result<()> {
         ..DrainSpec::from_env()
     };
     println!("host before: {}", uptime());
-    let (es_url, _devserver) = start_devserver_process().context("starting the dev server")?;
+    let (es_url, devserver) = start_devserver_process().context("starting the dev server")?;
+    // The broker's and the store's CPU beside each measured process: on two cores they
+    // share the host with it, so they show when the host, not the process, was the limit.
+    let broker_pid = broker_port(&brokers).and_then(pid_listening_on);
+    let devserver_pid = devserver.as_ref().map(ChildGuard::id);
+    let servers = [("broker", broker_pid), ("store", devserver_pid)];
     let name = unique_name("bench-rebuild");
     let prefix = format!("{name}-");
     let group = format!("{name}-indexer");
@@ -91,6 +100,7 @@ async fn run() -> anyhow::Result<()> {
         "syncline-es-indexer",
         "SYNCLINE_ES_INDEXER_BIN",
     )?;
+    let watch = CpuWatch::start(&servers);
     let spawned = Instant::now();
     let indexer = ChildGuard::spawn(
         Command::new(&indexer_bin)
@@ -112,11 +122,13 @@ async fn run() -> anyhow::Result<()> {
         Duration::from_secs(3600),
     )
     .await?;
+    let indexer_servers = watch.stop();
     let mut indexer = indexer;
     let _ = indexer.terminate();
     let indexer_rate = records as f64 / drained.seconds;
     eprintln!("indexer drain: {indexer_rate:.0} events/s from spawn");
 
+    let watch = CpuWatch::start(&servers);
     let rebuild = run_to_exit(
         Command::new(env!("CARGO_BIN_EXE_syncline-ctl"))
             .args(["--brokers", &brokers, "rebuild", "es"])
@@ -132,6 +144,7 @@ async fn run() -> anyhow::Result<()> {
     )
     .await
     .context("rebuild es")?;
+    let rebuild_servers = watch.stop();
     let (rebuild_secs, stats) = (rebuild.seconds, rebuild.stats);
     let rebuild_rate = records as f64 / rebuild_secs;
     let phases = rebuild.phases;
@@ -151,43 +164,66 @@ async fn run() -> anyhow::Result<()> {
         spec.delete_ratio * 100.0,
         filled.publisher.label()
     );
-    let mut t = Table::new(&["process", "wall s", "events/s", "CPU s", "peak RSS MiB"]);
+    let mut t = Table::new(&[
+        "process",
+        "wall s",
+        "events/s",
+        "CPU s",
+        "peak RSS MiB",
+        "broker CPU s",
+        "store CPU s",
+    ]);
     t.row(&[
         "bare librdkafka read (ceiling)".to_owned(),
         format!("{:.1}", bare.seconds),
         format!("{:.0}", bare.rate()),
         "-".to_owned(),
         "-".to_owned(),
+        "-".to_owned(),
+        "-".to_owned(),
     ]);
-    t.row(&[
-        "syncline-es-indexer drain into a fresh index (ceiling)".to_owned(),
-        format!("{:.1}", drained.seconds),
-        format!("{indexer_rate:.0}"),
-        format!("{:.1}", drained.stats.cpu_seconds),
-        format!("{:.1}", drained.stats.peak_rss_mib()),
-    ]);
-    t.row(&[
-        "syncline-ctl rebuild es (spawn to exit)".to_owned(),
-        format!("{rebuild_secs:.1}"),
-        format!("{rebuild_rate:.0}"),
-        format!("{:.1}", stats.cpu_seconds),
-        format!("{:.1}", stats.peak_rss_mib()),
-    ]);
+    let measured = |label: &str, seconds: f64, stats: &ProcessStats, servers: &[(String, f64)]| {
+        let cpu_of = |name: &str| {
+            servers
+                .iter()
+                .find(|(l, _)| l == name)
+                .map_or_else(|| "-".to_owned(), |(_, s)| format!("{s:.1}"))
+        };
+        vec![
+            label.to_owned(),
+            format!("{seconds:.1}"),
+            format!("{:.0}", records as f64 / seconds),
+            format!("{:.1}", stats.cpu_seconds),
+            format!("{:.1}", stats.peak_rss_mib()),
+            cpu_of("broker"),
+            cpu_of("store"),
+        ]
+    };
+    t.row(&measured(
+        "syncline-es-indexer drain into a fresh index (ceiling)",
+        drained.seconds,
+        &drained.stats,
+        &indexer_servers,
+    ));
+    t.row(&measured(
+        "syncline-ctl rebuild es (spawn to exit)",
+        rebuild_secs,
+        &stats,
+        &rebuild_servers,
+    ));
     if let Some(r) = &redis_rows {
-        t.row(&[
-            "syncline-redis-invalidator (refresh) drain into a fresh prefix (ceiling)".to_owned(),
-            format!("{:.1}", r.drain.seconds),
-            format!("{:.0}", records as f64 / r.drain.seconds),
-            format!("{:.1}", r.drain.stats.cpu_seconds),
-            format!("{:.1}", r.drain.stats.peak_rss_mib()),
-        ]);
-        t.row(&[
-            "syncline-ctl rebuild redis, refresh (spawn to exit)".to_owned(),
-            format!("{:.1}", r.rebuild.seconds),
-            format!("{:.0}", records as f64 / r.rebuild.seconds),
-            format!("{:.1}", r.rebuild.stats.cpu_seconds),
-            format!("{:.1}", r.rebuild.stats.peak_rss_mib()),
-        ]);
+        t.row(&measured(
+            "syncline-redis-invalidator (refresh) drain into a fresh prefix (ceiling)",
+            r.drain.seconds,
+            &r.drain.stats,
+            &r.drain_servers,
+        ));
+        t.row(&measured(
+            "syncline-ctl rebuild redis, refresh (spawn to exit)",
+            r.rebuild.seconds,
+            &r.rebuild.stats,
+            &r.rebuild_servers,
+        ));
     }
     println!("{t}");
     println!(
@@ -250,7 +286,11 @@ async fn run_to_exit(cmd: &mut Command) -> anyhow::Result<Exited> {
 /// The Redis figures: the invalidator's drain and the rebuild's run.
 struct RedisRows {
     drain: drain::DrainRun,
+    /// Broker and Redis CPU seconds during the drain.
+    drain_servers: Vec<(String, f64)>,
     rebuild: Exited,
+    /// Broker and Redis CPU seconds during the rebuild.
+    rebuild_servers: Vec<(String, f64)>,
 }
 
 /// The invalidator (refresh mode) drains `topic` into a fresh prefix; then, with it
@@ -266,11 +306,22 @@ async fn redis_scenario(
     let redis = redis_url();
     let prefix = format!("{name}:");
     let group = format!("{name}-invalidator");
+    let redis_pid = redis::Client::open(redis.as_str()).ok().and_then(|c| {
+        match &c.get_connection_info().addr {
+            redis::ConnectionAddr::Tcp(_, port) => pid_listening_on(*port),
+            _ => None,
+        }
+    });
+    let servers = [
+        ("broker", broker_port(brokers).and_then(pid_listening_on)),
+        ("store", redis_pid),
+    ];
     let invalidator_bin = release_binary(
         "syncline-redis-invalidator",
         "syncline-redis-invalidator",
         "SYNCLINE_REDIS_INVALIDATOR_BIN",
     )?;
+    let watch = CpuWatch::start(&servers);
     let spawned = Instant::now();
     let mut invalidator = ChildGuard::spawn(
         Command::new(&invalidator_bin)
@@ -297,11 +348,13 @@ async fn redis_scenario(
         Duration::from_secs(3600),
     )
     .await?;
+    let drain_servers = watch.stop();
     let _ = invalidator.terminate();
     eprintln!(
         "invalidator drain (refresh): {:.0} events/s from spawn",
         records as f64 / drain.seconds
     );
+    let watch = CpuWatch::start(&servers);
     let rebuild = run_to_exit(
         Command::new(env!("CARGO_BIN_EXE_syncline-ctl"))
             .args(["--brokers", brokers, "rebuild", "redis"])
@@ -316,6 +369,7 @@ async fn redis_scenario(
     )
     .await
     .context("rebuild redis");
+    let rebuild_servers = watch.stop();
     let layout = KeyLayout::new(prefix.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut r = redis::Client::open(redis.as_str())?
         .get_multiplexed_async_connection()
@@ -323,7 +377,9 @@ async fn redis_scenario(
     let _ = syncline_cache::admin::purge_prefix(&mut r, &layout).await;
     Ok(RedisRows {
         drain,
+        drain_servers,
         rebuild: rebuild?,
+        rebuild_servers,
     })
 }
 

@@ -161,8 +161,19 @@ async fn rebuild_under_live_traffic_never_loses_an_entity_and_ends_at_the_oracle
     .await
     .expect("live traffic");
     let started = Instant::now();
+    // Paced so that the rebuild lasts a few seconds (unpaced it takes about one), long
+    // enough for live events to land during the fill, around the swap and in the overlap.
     let out = setup
-        .rebuild_cmd(v2.path(), &["--entity-type", "product", "--delete-old"])
+        .rebuild_cmd(
+            v2.path(),
+            &[
+                "--entity-type",
+                "product",
+                "--delete-old",
+                "--events-per-second",
+                "2500",
+            ],
+        )
         .output()
         .expect("run rebuild");
     let took = started.elapsed();

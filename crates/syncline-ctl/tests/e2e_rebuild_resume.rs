@@ -97,14 +97,15 @@ async fn sigkill_at_five_random_moments_then_rerun_converges() {
         .unwrap_or(7);
     eprintln!("kill moments seed {seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    // Rate-limited so that a run lasts long enough (~8 s of filling) for kills to land in
-    // every phase: before the index exists, while filling, around the swap, after it.
+    // Rate-limited so that a run lasts long enough (~10 s of filling: the limit counts
+    // events after coalescing, about half the records) for kills to land in every phase:
+    // before the index exists, while filling, around the swap, after it.
     let flags = [
         "--entity-type",
         "product",
         "--keep-old",
         "--events-per-second",
-        "4000",
+        "1500",
     ];
     let mut killed_in_flight = 0;
     // Five kills of a running rebuild; a run that finishes before its kill moment does not
@@ -119,7 +120,7 @@ async fn sigkill_at_five_random_moments_then_rerun_converges() {
                 .stderr(std::process::Stdio::null()),
         )
         .expect("spawn rebuild");
-        let wait = Duration::from_millis(rng.random_range(300..12_000));
+        let wait = Duration::from_millis(rng.random_range(300..10_000));
         let before: Vec<String> = es.alias_indexes(&alias).await.into_keys().collect();
         let started = Instant::now();
         let mut finished = None;

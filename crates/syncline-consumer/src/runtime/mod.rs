@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::ClientConfig;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use syncline_event::Limits;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +26,7 @@ use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::offsets::Shared;
 use crate::rate::RateLimits;
-use crate::rebalance::RuntimeContext;
+use crate::rebalance::{took_partitions, RuntimeContext};
 use crate::retry::Backoff;
 use crate::sink::Sink;
 
@@ -43,6 +43,9 @@ pub enum RuntimeError {
     /// redelivered after a restart.
     #[error("a batch task failed: {0}")]
     BatchTaskFailed(String),
+    /// A sole reader ([`Membership::SoleReader`]) found no partition of its topic.
+    #[error("topic {0} does not exist (no partition to read)")]
+    NoSuchTopic(String),
     /// The metrics/health endpoint could not bind its address.
     #[error("cannot serve metrics on {addr}: {source}")]
     MetricsBind {
@@ -53,6 +56,21 @@ pub enum RuntimeError {
     },
 }
 
+/// How the runtime gets its partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    /// Join the consumer group as one of its members: partitions are balanced across the
+    /// instances and move between them on rebalances. What every sink binary does.
+    Group,
+    /// Read every partition of the topic without joining the group, from the group's
+    /// committed offsets (else `auto.offset.reset`), committing to it as a non-member.
+    /// For a consumer that is its group's only reader by construction, such as a
+    /// rebuild's replay: it starts at once instead of after the join, which a broker
+    /// delays by `group.initial.rebalance.delay.ms` (3 s by default) for a new group.
+    /// Nothing stops a second such reader, and tools see the group without members.
+    SoleReader,
+}
+
 /// Run `sink` until `shutdown` is cancelled, with a fresh [`Metrics`] registry.
 pub async fn run<S: Sink>(
     config: RuntimeConfig,
@@ -60,6 +78,36 @@ pub async fn run<S: Sink>(
     shutdown: CancellationToken,
 ) -> Result<(), RuntimeError> {
     run_with_metrics(config, sink, Metrics::new(), shutdown).await
+}
+
+/// How long a sole reader waits for the topic's metadata at start.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// [`Membership::SoleReader`]: assign every partition of the topic, each at "the
+/// committed offset" (librdkafka looks the group's offsets up itself and applies
+/// `auto.offset.reset` where there is none), and track them as a group assignment would.
+/// The metadata is read first so that the lookups start at once (see
+/// [`syncline_kafka::learn_partitions`]); it blocks the calling thread for that one
+/// request, once, before anything else runs.
+fn assign_every_partition(
+    consumer: &StreamConsumer<RuntimeContext>,
+    shared: &Shared,
+) -> Result<(), RuntimeError> {
+    let topic = shared.topic.as_str();
+    let n = syncline_kafka::learn_partitions(consumer, topic, METADATA_TIMEOUT)?;
+    if n == 0 {
+        return Err(RuntimeError::NoSuchTopic(topic.to_owned()));
+    }
+    let partitions: Vec<i32> = (0..n).collect();
+    let mut tpl = TopicPartitionList::with_capacity(partitions.len());
+    for p in &partitions {
+        tpl.add_partition_offset(topic, *p, Offset::Invalid)?;
+    }
+    // Tracked before the assignment, so no fetched record finds its partition unknown.
+    took_partitions(shared, &partitions);
+    consumer.assign(&tpl)?;
+    tracing::info!(assigned = ?partitions, "every partition assigned (sole reader, no group join)");
+    Ok(())
 }
 
 /// The librdkafka consumer properties the runtime uses; `config.kafka` is applied last.
@@ -102,17 +150,26 @@ pub async fn run_with_metrics<S: Sink>(
     metrics: Metrics,
     shutdown: CancellationToken,
 ) -> Result<(), RuntimeError> {
-    run_with(config, sink, metrics, Health::new(), shutdown).await
+    run_with(
+        config,
+        sink,
+        metrics,
+        Health::new(),
+        Membership::Group,
+        shutdown,
+    )
+    .await
 }
 
 /// [`run_with_metrics`], reporting readiness into `health` (for a caller that watches
-/// what `/readyz` would answer). `health`'s dead-letter alarm is set from
-/// `config.unready_after_dead_letters`.
+/// what `/readyz` would answer), with partitions taken as `membership` says. `health`'s
+/// dead-letter alarm is set from `config.unready_after_dead_letters`.
 pub async fn run_with<S: Sink>(
     config: RuntimeConfig,
     sink: S,
     metrics: Metrics,
     health: Health,
+    membership: Membership,
     shutdown: CancellationToken,
 ) -> Result<(), RuntimeError> {
     config.validate()?;
@@ -143,10 +200,13 @@ pub async fn run_with<S: Sink>(
     };
 
     dlq.check_topic().await;
-    consumer.subscribe(&[config.topic.as_str()])?;
+    match membership {
+        Membership::Group => consumer.subscribe(&[config.topic.as_str()])?,
+        Membership::SoleReader => assign_every_partition(&consumer, &shared)?,
+    }
     tracing::info!(
         sink = sink.name(), topic = %config.topic, group = %config.group_id,
-        dlq = %dlq.topic(), "consumer runtime started"
+        dlq = %dlq.topic(), ?membership, "consumer runtime started"
     );
 
     let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel();
