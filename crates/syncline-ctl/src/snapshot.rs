@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context as _};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use syncline_event::validate::NOT_AN_OBJECT;
 use syncline_event::{ChangeEvent, Op, ValidationError};
 use syncline_kafka::Connection;
 use syncline_producer::{BulkProducer, PublishError};
@@ -79,12 +78,11 @@ fn fill(ev: &mut ChangeEvent, row: RowRef<'_>) -> anyhow::Result<()> {
 /// table (a document that is not JSON, or JSON but not an object; a negative version).
 fn row_error(id: &str, e: PublishError) -> anyhow::Error {
     match e {
-        PublishError::Invalid(ValidationError::DocumentNotObject(reason)) => {
-            if reason == NOT_AN_OBJECT {
-                anyhow!("row entity_id={id:?}: document is JSON but not an object")
-            } else {
-                anyhow!("row entity_id={id:?}: document is not JSON: {reason}")
-            }
+        PublishError::Invalid(ValidationError::DocumentNotObject) => {
+            anyhow!("row entity_id={id:?}: document is JSON but not an object")
+        }
+        PublishError::Invalid(ValidationError::DocumentNotJson(reason)) => {
+            anyhow!("row entity_id={id:?}: document is not JSON: {reason}")
         }
         PublishError::Invalid(ValidationError::NegativeVersion(v)) => {
             anyhow!("row entity_id={id:?}: version {v} is negative; versions are >= 0")

@@ -100,7 +100,9 @@ impl DecodeError {
             DecodeError::Malformed(_) | DecodeError::TrailingBytes(_) => "malformed_body",
             DecodeError::Field { .. } => "invalid_field",
             DecodeError::Invalid(ValidationError::DocumentTooLarge { .. }) => "document_too_large",
-            DecodeError::Invalid(ValidationError::DocumentNotObject(_)) => "invalid_document",
+            DecodeError::Invalid(
+                ValidationError::DocumentNotJson(_) | ValidationError::DocumentNotObject,
+            ) => "invalid_document",
             DecodeError::Invalid(_) => "invalid_event",
         }
     }

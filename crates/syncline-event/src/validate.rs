@@ -42,9 +42,12 @@ pub enum ValidationError {
     /// A DELETE carries a document.
     #[error("DELETE must not carry a document")]
     UnexpectedDocument,
-    /// The document is not a JSON object.
-    #[error("document is not a JSON object: {0}")]
-    DocumentNotObject(String),
+    /// The document is not JSON at all (the parser's reason).
+    #[error("document is not a JSON object: not valid JSON: {0}")]
+    DocumentNotJson(String),
+    /// The document is valid JSON but its top-level value is not an object.
+    #[error("document is not a JSON object: top-level value is not an object")]
+    DocumentNotObject,
     /// The document is larger than the configured limit.
     #[error("document is {size} bytes, over the limit of {limit} bytes")]
     DocumentTooLarge {
@@ -54,10 +57,6 @@ pub enum ValidationError {
         limit: usize,
     },
 }
-
-/// The reason of a [`ValidationError::DocumentNotObject`] whose document is valid JSON
-/// but not an object (any other reason is the JSON parser's).
-pub const NOT_AN_OBJECT: &str = "top-level value is not an object";
 
 /// Is `s` a valid entity type?
 pub fn is_valid_entity_type(s: &str) -> bool {
@@ -99,9 +98,9 @@ impl ChangeEvent {
                     });
                 }
                 match serde_json::from_str::<serde::de::IgnoredAny>(doc) {
-                    Err(e) => Err(ValidationError::DocumentNotObject(e.to_string())),
+                    Err(e) => Err(ValidationError::DocumentNotJson(e.to_string())),
                     Ok(_) if !doc.trim_start().starts_with('{') => {
-                        Err(ValidationError::DocumentNotObject(NOT_AN_OBJECT.into()))
+                        Err(ValidationError::DocumentNotObject)
                     }
                     Ok(_) => Ok(()),
                 }

@@ -189,6 +189,20 @@ fn every_bad_input_is_a_specific_error() {
         assert_eq!(DecodeError::from(err).class(), class, "{e:?}");
     }
 
+    // JSON that is not an object and text that is not JSON are told apart by variant,
+    // not by comparing reasons (a table snapshot names them differently to the operator).
+    let doc_error = |doc: &str| {
+        ChangeEvent::new("t", "x", Op::Upsert, 1, "s", Some(doc.into()))
+            .validate(&limits)
+            .unwrap_err()
+    };
+    assert_eq!(doc_error(" [1,2]"), ValidationError::DocumentNotObject);
+    assert_eq!(doc_error("\"text\""), ValidationError::DocumentNotObject);
+    assert!(matches!(
+        doc_error("{not json"),
+        ValidationError::DocumentNotJson(reason) if !reason.is_empty()
+    ));
+
     // Size limit: the same record decodes under a larger limit and fails under a smaller.
     let big_doc = format!(r#"{{"pad":"{}"}}"#, "x".repeat(2000));
     let big = encode(&event(Op::Upsert, Some(&big_doc)), &limits).unwrap();
