@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message as _, OwnedHeaders};
+use rdkafka::message::Message as _;
 use rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
 };
@@ -31,8 +31,8 @@ use syncline_event::{ChangeEvent, Limits, SchemaRegistry};
 use crate::config::ProducerConfig;
 use crate::error::{ProducerError, PublishError};
 use crate::producer::{
-    client_config, cluster_info, config_error, encode_error, ClusterInfo, LastError,
-    ProducerClientContext, CONTENT_TYPE, CONTENT_TYPE_HEADER, MAX_KEPT_BUFFER, RECHECK,
+    client_config, cluster_info, config_error, content_type_headers, encode_error, ClusterInfo,
+    LastError, ProducerClientContext, MAX_KEPT_BUFFER, RECHECK,
 };
 
 /// Event counts of a [`BulkProducer`].
@@ -195,10 +195,7 @@ impl BulkProducer {
         let timeout = self.config.delivery_timeout;
         let mut deadline: Option<Instant> = None;
         loop {
-            let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
-                key: CONTENT_TYPE_HEADER,
-                value: Some(CONTENT_TYPE),
-            });
+            let headers = content_type_headers(1);
             let record = BaseRecord::to(&self.config.topic)
                 .key(self.key.as_str())
                 .payload(self.payload.as_slice())

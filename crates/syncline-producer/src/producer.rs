@@ -27,6 +27,15 @@ pub use syncline_kafka::TopicStatus;
 pub const CONTENT_TYPE_HEADER: &str = "content-type";
 /// Value of [`CONTENT_TYPE_HEADER`]: an Avro single-object encoded `ChangeEvent`.
 pub const CONTENT_TYPE: &str = "application/vnd.syncline.change-event+avro";
+
+/// The headers every published record starts with (`content-type`), with room for
+/// `capacity` headers in all.
+pub(crate) fn content_type_headers(capacity: usize) -> OwnedHeaders {
+    OwnedHeaders::new_with_capacity(capacity).insert(Header {
+        key: CONTENT_TYPE_HEADER,
+        value: Some(CONTENT_TYPE),
+    })
+}
 /// Header carrying the W3C trace context, present only when one is known (see
 /// [`crate::trace`]).
 pub const TRACEPARENT_HEADER: &str = "traceparent";
@@ -269,10 +278,7 @@ impl Producer {
         traceparent: Option<TraceParent>,
     ) -> Result<PendingDelivery, PublishError> {
         let key = event.key();
-        let mut headers = OwnedHeaders::new_with_capacity(2).insert(Header {
-            key: CONTENT_TYPE_HEADER,
-            value: Some(CONTENT_TYPE),
-        });
+        let mut headers = content_type_headers(2);
         if let Some(tp) = traceparent {
             headers = headers.insert(Header {
                 key: TRACEPARENT_HEADER,
