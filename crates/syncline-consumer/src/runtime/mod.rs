@@ -65,8 +65,9 @@ pub enum Membership {
     /// Read every partition of the topic without joining the group, from the group's
     /// committed offsets (else `auto.offset.reset`), committing to it as a non-member.
     /// For a consumer that is its group's only reader by construction, such as a
-    /// rebuild's replay: it starts at once instead of after the join, which a broker
-    /// delays by `group.initial.rebalance.delay.ms` (3 s by default) for a new group.
+    /// rebuild's replay: it starts at once instead of after the join of a new group, which
+    /// Kafka delays by `group.initial.rebalance.delay.ms` (3 s by default) and Tansu by
+    /// half of `session.timeout.ms`.
     /// Nothing stops a second such reader, and tools see the group without members.
     SoleReader,
 }
