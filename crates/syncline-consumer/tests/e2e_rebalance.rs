@@ -82,7 +82,11 @@ async fn a_member_leaving_mid_run_loses_nothing() {
     wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
         let m = mb2.clone();
         async move {
-            if m.assigned_partitions() > 0 && m.snapshot().applied > 0 {
+            // Work done on its partitions, applied or stale: the shuffled workload can leave
+            // a partition's remaining records all older than what `a` already applied (seen
+            // once under a loaded CI run: 1,163 stale, 0 applied).
+            let s = m.snapshot();
+            if m.assigned_partitions() > 0 && s.applied + s.stale > 0 {
                 Ok(())
             } else {
                 Err(format!("b has no work yet: {:?}", m.snapshot()))
