@@ -146,9 +146,9 @@ fn write_action(buf: &mut BytesMut, event: &ChangeEvent, index: &str, action: Ac
             // Valid JSON cannot hold a raw CR or LF inside a string, so any that occur are
             // insignificant whitespace; blanking them keeps the document on one NDJSON line
             // without re-serializing it.
+            let line_break = |b: u8| b == b'\n' || b == b'\r';
             // memchr's vectorized search: a byte-by-byte scan of every document was a
             // fifth of the indexer's own CPU in a drain profile.
-            let line_break = |b: u8| b == b'\n' || b == b'\r';
             if memchr::memchr2(b'\n', b'\r', doc.as_bytes()).is_some() {
                 buf.extend(doc.bytes().map(|b| if line_break(b) { b' ' } else { b }));
             } else {

@@ -198,11 +198,10 @@ pub async fn partition_count(conn: impl Into<Connection>, topic: &str) -> Result
 /// Read from fetch responses, never from a ListOffsets request: the Tansu broker answers
 /// ListOffsets(latest) wrongly, on any partition (it said 1 where a partition held many
 /// records, and 3,760 for partition 0 holding 3,772; seen with librdkafka from Rust and
-/// Python), while the high watermark it puts in fetch responses is right. Empty when the
-/// topic does not exist. Each partition
+/// Python), while the high watermark it puts in fetch responses is right. Each partition
 /// is assigned from its beginning and polled until it yields a record or its end;
 /// librdkafka's statistics then carry the watermark of that fetch. Against a real Kafka
-/// both ways agree.
+/// both ways agree. Empty when the topic does not exist.
 pub async fn end_offsets(conn: impl Into<Connection>, topic: &str) -> Result<Vec<i64>, AdminError> {
     let conn: Connection = conn.into();
     let topic = topic.to_owned();

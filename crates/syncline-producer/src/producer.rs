@@ -28,6 +28,10 @@ pub const CONTENT_TYPE_HEADER: &str = "content-type";
 /// Value of [`CONTENT_TYPE_HEADER`]: an Avro single-object encoded `ChangeEvent`.
 pub const CONTENT_TYPE: &str = "application/vnd.syncline.change-event+avro";
 
+/// Header carrying the W3C trace context, present only when one is known (see
+/// [`crate::trace`]).
+pub const TRACEPARENT_HEADER: &str = "traceparent";
+
 /// The headers every published record starts with (`content-type`), with room for
 /// `capacity` headers in all.
 pub(crate) fn content_type_headers(capacity: usize) -> OwnedHeaders {
@@ -36,9 +40,6 @@ pub(crate) fn content_type_headers(capacity: usize) -> OwnedHeaders {
         value: Some(CONTENT_TYPE),
     })
 }
-/// Header carrying the W3C trace context, present only when one is known (see
-/// [`crate::trace`]).
-pub const TRACEPARENT_HEADER: &str = "traceparent";
 
 /// Where an event was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -242,15 +242,16 @@ pub async fn read_all(
     expected: usize,
     timeout: Duration,
 ) -> Result<Vec<OwnedMessage>, KitError> {
-    let n = syncline_kafka::partition_count(brokers, topic).await?;
     let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
     blocking(move || {
         let c: BaseConsumer = consumer_config(&brokers, "syncline-testkit-reader").create()?;
+        // The count through the reader itself, so it knows the leaders before the
+        // beginning is looked up (see syncline_kafka::learn_partitions).
+        let n = syncline_kafka::learn_partitions(&c, &topic, Duration::from_secs(30))?;
         let mut tpl = TopicPartitionList::new();
         for p in 0..n {
             tpl.add_partition_offset(&topic, p, Offset::Beginning)?;
         }
-        syncline_kafka::learn_partitions(&c, &topic, Duration::from_secs(30))?;
         c.assign(&tpl)?;
         let deadline = Instant::now() + timeout;
         let mut out = Vec::new();
