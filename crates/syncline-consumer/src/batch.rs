@@ -27,6 +27,8 @@ struct Meta {
     at: RecordRef,
     /// Kafka timestamp (ms since the epoch), if the record has one.
     timestamp_ms: Option<i64>,
+    /// When this consumer read it: the start of Syncline's own share of its latency.
+    read_at: Instant,
     key: Option<Range<usize>>,
     payload: Option<Range<usize>>,
 }
@@ -65,8 +67,9 @@ impl Batch {
         key: Option<&[u8]>,
         payload: Option<&[u8]>,
     ) {
+        let read_at = Instant::now();
         if self.started.is_none() {
-            self.started = Some(Instant::now());
+            self.started = Some(read_at);
         }
         let key = key.map(|k| self.copy(k));
         let payload = payload.map(|p| {
@@ -76,6 +79,7 @@ impl Batch {
         self.records.push(Meta {
             at,
             timestamp_ms,
+            read_at,
             key,
             payload,
         });
@@ -166,6 +170,11 @@ impl Batch {
     /// The Kafka timestamps of the records that have one.
     pub fn timestamps(&self) -> impl Iterator<Item = i64> + '_ {
         self.records.iter().filter_map(|m| m.timestamp_ms)
+    }
+
+    /// When each record was read.
+    pub fn read_times(&self) -> impl Iterator<Item = Instant> + '_ {
+        self.records.iter().map(|m| m.read_at)
     }
 
     /// Decode every record and coalesce the valid ones.
@@ -462,6 +471,9 @@ mod tests {
         b.retain(|r| r.offset != 0);
         assert_eq!(b.refs().map(|r| r.offset).collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(b.timestamps().collect::<Vec<_>>(), vec![7]);
+        let read: Vec<Instant> = b.read_times().collect();
+        assert_eq!(read.len(), 2);
+        assert!(read[0] <= read[1] && Some(read[0]) >= b.started());
     }
 }
 

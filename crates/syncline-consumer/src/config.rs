@@ -53,7 +53,8 @@ pub struct RuntimeConfig {
     /// Give up after this many attempts and dead-letter the event (class
     /// `retries_exhausted`); `None` retries forever.
     pub retry_max_attempts: Option<u32>,
-    /// Events per second handed to the sink; `None` is unlimited.
+    /// Events per second handed to the sink; `None` is unlimited. A batch then holds at
+    /// most one second's worth (see [`RuntimeConfig::batch_event_limit`]).
     pub events_per_second: Option<u32>,
     /// `Sink::apply` calls per second; `None` is unlimited.
     pub requests_per_second: Option<u32>,
@@ -135,6 +136,21 @@ impl RuntimeConfig {
         match &self.dlq_topic {
             Some(t) => t.clone(),
             None => format!("{}.dlq", self.topic),
+        }
+    }
+
+    /// The most records one batch holds: `batch_max_events`, and under an
+    /// `events_per_second` limit never more than one second's worth. A bigger batch would
+    /// wait for all its permits and then reach the store at once, a burst of several
+    /// seconds' worth, and its offsets would commit in one jump at the end instead of
+    /// about once a second.
+    pub fn batch_event_limit(&self) -> usize {
+        match self.events_per_second {
+            Some(rate) => self
+                .batch_max_events
+                .min(usize::try_from(rate).unwrap_or(usize::MAX))
+                .max(1),
+            None => self.batch_max_events,
         }
     }
 
@@ -274,6 +290,21 @@ mod tests {
         assert_eq!(valid().validate(), Ok(()));
         let e = RuntimeConfig::default().validate().unwrap_err();
         assert_eq!(e.setting, "group_id");
+    }
+
+    #[test]
+    fn a_rate_limit_caps_the_batch_at_one_seconds_worth() {
+        let limit = |batch_max_events, events_per_second| {
+            RuntimeConfig {
+                batch_max_events,
+                events_per_second,
+                ..valid()
+            }
+            .batch_event_limit()
+        };
+        assert_eq!(limit(1000, None), 1000);
+        assert_eq!(limit(1000, Some(200)), 200);
+        assert_eq!(limit(100, Some(5000)), 100);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use prometheus_client::collector::Collector;
@@ -38,8 +38,8 @@ pub use prometheus_client::metrics::gauge::Gauge;
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Upper bounds (seconds) of the latency histograms.
-pub const LATENCY_BUCKETS: [f64; 15] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+pub const LATENCY_BUCKETS: [f64; 16] = [
+    0.001, 0.0025, 0.005, 0.01, 0.02, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
 /// A histogram of durations, exported in seconds, whose observations are atomic adds:
@@ -235,6 +235,7 @@ struct Inner {
     latency: TimeHistogram,
     fetch_delay: TimeHistogram,
     event_delay: TimeHistogram,
+    processing_delay: TimeHistogram,
     partitions: Arc<Mutex<BTreeMap<i32, PartitionPosition>>>,
 }
 
@@ -372,6 +373,11 @@ impl Metrics {
             "syncline_consumer_event_delay",
             "Time from a record's Kafka timestamp until its event was done (end-to-end freshness)",
         );
+        let processing_delay = histogram(
+            r,
+            "syncline_consumer_processing_delay",
+            "Time from when this consumer read a record until its event was done: Syncline's own share of the freshness (batching, decoding, applying, retries)",
+        );
         let partitions = Arc::new(Mutex::new(BTreeMap::new()));
         r.register_collector(Box::new(PartitionGauges(partitions.clone())));
         Metrics {
@@ -396,6 +402,7 @@ impl Metrics {
                 latency,
                 fetch_delay,
                 event_delay,
+                processing_delay,
                 partitions,
             }),
         }
@@ -563,6 +570,14 @@ impl Metrics {
             self.inner.event_delay.observe(age(t, now_ms));
         }
     }
+    /// Records read at these instants are done now.
+    pub(crate) fn processed(&self, read_at: impl Iterator<Item = Instant>, now: Instant) {
+        for t in read_at {
+            self.inner
+                .processing_delay
+                .observe(now.saturating_duration_since(t));
+        }
+    }
     pub(crate) fn dead_lettered(&self, class: &str) {
         let mut classes = self.inner.dead_letter_classes.lock();
         if let Some(c) = classes.get(class) {
@@ -631,6 +646,15 @@ mod tests {
         m.fetched(1_000, 1_004);
         m.events_done([1_000, 1_020, 730].into_iter(), 1_030);
         m.events_done([2_000].into_iter(), 1_000); // producer clock ahead: counts as 0
+        let now = Instant::now();
+        m.processed(
+            [
+                now - Duration::from_millis(15),
+                now - Duration::from_millis(3),
+            ]
+            .into_iter(),
+            now,
+        );
         m.partition_assigned(2);
         m.set_committed(2, 10);
         m.set_high_watermark(2, 15);
@@ -659,6 +683,8 @@ mod tests {
             s.contains(&"syncline_consumer_event_delay_seconds_sum 0.34"),
             "{text}"
         );
+        assert!(s.contains(&"syncline_consumer_processing_delay_seconds_bucket{le=\"0.005\"} 1"));
+        assert!(s.contains(&"syncline_consumer_processing_delay_seconds_bucket{le=\"0.02\"} 2"));
         assert!(s.contains(&"syncline_consumer_lag{partition=\"2\"} 5"));
         assert!(s.contains(&"syncline_consumer_committed_offset{partition=\"2\"} 10"));
         assert!(s.contains(&"syncline_consumer_in_flight_batches 0"));

@@ -15,8 +15,9 @@ impl RateLimits {
     /// Limits from the configured rates; `None` means unlimited.
     pub fn new(events_per_second: Option<u32>, requests_per_second: Option<u32>) -> Self {
         RateLimits {
-            // The burst equals one second's worth, so a full batch of at most that many
-            // events passes in one wait; bigger batches wait in chunks.
+            // The burst equals one second's worth, which is also the most a batch holds
+            // (`RuntimeConfig::batch_event_limit`), so a batch passes in one wait; the
+            // chunked wait below keeps a bigger request correct all the same.
             events: events_per_second
                 .and_then(NonZeroU32::new)
                 .map(|r| (RateLimiter::direct(Quota::per_second(r)), r)),

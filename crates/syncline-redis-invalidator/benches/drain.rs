@@ -28,7 +28,9 @@
 //!
 //! The steady table also quotes the invalidator's own `syncline_consumer_fetch_delay_seconds`
 //! and `syncline_consumer_event_delay_seconds` histograms, which split that latency into
-//! "producer, broker and fetch" and "batching and Redis".
+//! "producer, broker and fetch" and "batching and Redis", and
+//! `syncline_consumer_processing_delay_seconds`, the distribution of Syncline's own share
+//! per record (read to applied, one monotonic clock).
 //!
 //! Everything uses a fresh topic, group and key prefix; keys and topics are removed at the
 //! end. `KAFKA_BROKERS` and `REDIS_URL` select the broker and Redis.
@@ -604,6 +606,7 @@ async fn steady(a: &Args, brokers: &str) -> Table {
     };
     let fetch = "syncline_consumer_fetch_delay_seconds";
     let done = "syncline_consumer_event_delay_seconds";
+    let share = "syncline_consumer_processing_delay_seconds";
     let stats = ProcessStats::of_pid(inv.child.id()).unwrap_or(ProcessStats {
         cpu_seconds: 0.0,
         peak_rss_bytes: 0,
@@ -659,6 +662,7 @@ async fn steady(a: &Args, brokers: &str) -> Table {
         "max ms",
         "read p50 / p99 ms",
         "applied p50 / p99 ms",
+        "Syncline's share (read to applied) p50 / p99 ms",
         "CPU s",
         "peak RSS MiB",
         "bare librdkafka read p50 / p99 ms",
@@ -674,6 +678,7 @@ async fn steady(a: &Args, brokers: &str) -> Table {
         format!("{:.1}", pct(1.0)),
         format!("{} / {}", ms(fetch, 0.5), ms(fetch, 0.99)),
         format!("{} / {}", ms(done, 0.5), ms(done, 0.99)),
+        format!("{} / {}", ms(share, 0.5), ms(share, 0.99)),
         format!("{:.1}", stats.cpu_seconds - cpu_before),
         format!("{:.1}", stats.peak_rss_mib()),
         baseline.unwrap_or_else(|| "not run (--baseline)".to_owned()),

@@ -81,6 +81,7 @@ pub(super) async fn process<S: Sink>(
     work.metrics.batch_finished(started.elapsed());
     if finished.is_ok() {
         work.metrics.events_done(batch.timestamps(), now_ms());
+        work.metrics.processed(batch.read_times(), Instant::now());
     }
     work.pool.give(batch);
     drop(permit);

@@ -98,7 +98,8 @@ impl<'a, S: Sink> Driver<'a, S> {
         let mut commit_tick = tokio::time::interval(self.config.commit_interval);
         commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let linger = self.config.batch_linger;
-        let (max_events, max_bytes) = (self.config.batch_max_events, self.config.batch_max_bytes);
+        let (max_events, max_bytes) =
+            (self.config.batch_event_limit(), self.config.batch_max_bytes);
         // One stream for the whole run: it registers its waker once, where `recv()` would
         // register and unregister one per message.
         let mut stream = consumer.stream();
@@ -243,7 +244,7 @@ impl<'a, S: Sink> Driver<'a, S> {
                 // A slot is free: the waiting batch can go.
                 let full = self
                     .building
-                    .is_full(self.config.batch_max_events, self.config.batch_max_bytes);
+                    .is_full(self.config.batch_event_limit(), self.config.batch_max_bytes);
                 if self.backpressure || self.stalled_since.is_some() || full {
                     self.dispatch(consumer);
                 }
@@ -313,7 +314,7 @@ impl<'a, S: Sink> Driver<'a, S> {
         let Ok(permit) = self.slots.clone().try_acquire_owned() else {
             let full = self
                 .building
-                .is_full(self.config.batch_max_events, self.config.batch_max_bytes);
+                .is_full(self.config.batch_event_limit(), self.config.batch_max_bytes);
             if full && self.stalled_since.is_none() {
                 self.stalled_since = Some(tokio::time::Instant::now());
             }
