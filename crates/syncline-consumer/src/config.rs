@@ -39,7 +39,8 @@ pub struct RuntimeConfig {
     pub batch_max_events: usize,
     /// ...or this many payload bytes...
     pub batch_max_bytes: usize,
-    /// ...or when its first record has waited this long.
+    /// ...or when its first record has waited this long (a batch goes sooner when no
+    /// batch is in flight and every fetched record has been read).
     #[serde(with = "humantime_serde")]
     pub batch_linger: Duration,
     /// Batches being applied (or retried) at the same time; further fetching waits.
