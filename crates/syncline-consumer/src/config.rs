@@ -149,8 +149,7 @@ impl RuntimeConfig {
         match self.events_per_second {
             Some(rate) => self
                 .batch_max_events
-                .min(usize::try_from(rate).unwrap_or(usize::MAX))
-                .max(1),
+                .min(usize::try_from(rate).unwrap_or(usize::MAX)),
             None => self.batch_max_events,
         }
     }

@@ -37,6 +37,8 @@ pub(super) struct Driver<'a, S> {
     tasks: JoinSet<()>,
     ctrl: mpsc::UnboundedReceiver<Control>,
     building: Batch,
+    /// Records a batch holds at most (`RuntimeConfig::batch_event_limit`, fixed for the run).
+    batch_events: usize,
     /// The loop's copy of each owned partition's epoch, refreshed when the generation
     /// changes, so stamping a record needs no lock.
     epochs: HashMap<i32, u64>,
@@ -73,6 +75,7 @@ impl<'a, S: Sink> Driver<'a, S> {
             tasks: JoinSet::new(),
             ctrl,
             building: Batch::new(),
+            batch_events: config.batch_event_limit(),
             epochs: HashMap::new(),
             seen_generation: u64::MAX,
             retry_holds: HashMap::new(),
@@ -98,8 +101,6 @@ impl<'a, S: Sink> Driver<'a, S> {
         let mut commit_tick = tokio::time::interval(self.config.commit_interval);
         commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let linger = self.config.batch_linger;
-        let (max_events, max_bytes) =
-            (self.config.batch_event_limit(), self.config.batch_max_bytes);
         // One stream for the whole run: it registers its waker once, where `recv()` would
         // register and unregister one per message.
         let mut stream = consumer.stream();
@@ -147,7 +148,7 @@ impl<'a, S: Sink> Driver<'a, S> {
                             self.on_message(&m);
                             // Drain what is already fetched without going back through
                             // select! and timers: this is the hot path.
-                            while !self.building.is_full(max_events, max_bytes) {
+                            while !self.batch_full() {
                                 match stream.next().now_or_never() {
                                     Some(Some(Ok(m))) => {
                                         self.sync_assignment(consumer);
@@ -181,8 +182,7 @@ impl<'a, S: Sink> Driver<'a, S> {
                 .building
                 .started()
                 .is_some_and(|s| s.elapsed() >= linger);
-            let full = self.building.is_full(max_events, max_bytes);
-            if full || linger_over || (caught_up && self.sink_idle()) {
+            if self.batch_full() || linger_over || (caught_up && self.sink_idle()) {
                 self.dispatch(consumer);
             }
         }
@@ -248,10 +248,7 @@ impl<'a, S: Sink> Driver<'a, S> {
                 }
                 self.retry_holds.retain(|_, h| !h.is_empty());
                 // A slot is free: the waiting batch can go.
-                let full = self
-                    .building
-                    .is_full(self.config.batch_event_limit(), self.config.batch_max_bytes);
-                if self.backpressure || self.stalled_since.is_some() || full {
+                if self.backpressure || self.stalled_since.is_some() || self.batch_full() {
                     self.dispatch(consumer);
                 }
             }
@@ -311,6 +308,12 @@ impl<'a, S: Sink> Driver<'a, S> {
         self.paused = want;
     }
 
+    /// The batch being built holds as many records or bytes as a batch may.
+    fn batch_full(&self) -> bool {
+        self.building
+            .is_full(self.batch_events, self.config.batch_max_bytes)
+    }
+
     /// No batch is being applied: the sink would wait for nothing but the linger.
     ///
     /// Why a batch goes early then: the linger exists to gather records while the sink is
@@ -330,10 +333,7 @@ impl<'a, S: Sink> Driver<'a, S> {
             return;
         }
         let Ok(permit) = self.slots.clone().try_acquire_owned() else {
-            let full = self
-                .building
-                .is_full(self.config.batch_event_limit(), self.config.batch_max_bytes);
-            if full && self.stalled_since.is_none() {
+            if self.batch_full() && self.stalled_since.is_none() {
                 self.stalled_since = Some(tokio::time::Instant::now());
             }
             return;
