@@ -155,9 +155,9 @@ pub async fn run(conn: &Connection, a: SnapshotArgs) -> anyhow::Result<ExitCode>
     }
     // Whatever happened, wait for every event already sent, so the summary is exact.
     let counts = producer.settle().await;
-    if let Some(e) = producer.take_failure() {
+    if let Some(failed) = producer.take_failure() {
         if failure.is_none() {
-            failure = Some(anyhow!(e).context("a delivery failed"));
+            failure = Some(anyhow!(failed.error).context("a delivery failed"));
         }
     }
     bar.finish_and_clear();

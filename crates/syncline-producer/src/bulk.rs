@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message as _;
+use rdkafka::message::{Header, Message as _};
 use rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
 };
@@ -31,9 +31,11 @@ use syncline_event::{ChangeEvent, Limits, SchemaRegistry};
 use crate::config::ProducerConfig;
 use crate::error::{ProducerError, PublishError};
 use crate::producer::{
-    client_config, cluster_info, config_error, content_type_headers, encode_error, ClusterInfo,
-    LastError, ProducerClientContext, MAX_KEPT_BUFFER, RECHECK,
+    client_config, cluster_info, config_error, content_type_headers, encode_error, ensure_topic,
+    ClusterInfo, LastError, ProducerClientContext, TopicStatus, MAX_KEPT_BUFFER, RECHECK,
+    TRACEPARENT_HEADER,
 };
+use crate::trace::TraceParent;
 
 /// Event counts of a [`BulkProducer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -53,12 +55,22 @@ impl BulkCounts {
     }
 }
 
+/// A delivery that failed: the tag the event was sent with ([`BulkProducer::send_tagged`];
+/// for [`BulkProducer::send`], its 1-based position among the events sent) and why.
+#[derive(Debug)]
+pub struct FailedDelivery {
+    /// The event's tag.
+    pub tag: usize,
+    /// Why it was not written.
+    pub error: PublishError,
+}
+
 /// What the delivery callback updates, read by the publishing task.
 struct Tally {
     acked: AtomicU64,
     failed: AtomicU64,
     /// The first failed delivery; later ones are only counted.
-    first_failure: Mutex<Option<PublishError>>,
+    first_failure: Mutex<Option<FailedDelivery>>,
     timeout: Duration,
 }
 
@@ -79,9 +91,10 @@ impl ClientContext for BulkContext {
 }
 
 impl ProducerContext for BulkContext {
-    type DeliveryOpaque = ();
+    // The caller's tag: a plain integer travels through librdkafka without an allocation.
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, tag: usize) {
         let Err((error, message)) = result else {
             self.tally.acked.fetch_add(1, Ordering::Release);
             return;
@@ -92,11 +105,10 @@ impl ProducerContext for BulkContext {
                     .key()
                     .map(|k| String::from_utf8_lossy(k).into_owned())
                     .unwrap_or_default();
-                *first = Some(PublishError::from_kafka(
-                    key,
-                    error.clone(),
-                    self.tally.timeout,
-                ));
+                *first = Some(FailedDelivery {
+                    tag,
+                    error: PublishError::from_kafka(key, error.clone(), self.tally.timeout),
+                });
             }
         }
         self.tally.failed.fetch_add(1, Ordering::Release);
@@ -107,8 +119,9 @@ impl ProducerContext for BulkContext {
 /// `acks=all`), counting their deliveries.
 ///
 /// Every event is validated and encoded as by [`crate::Producer`] (same record key, same
-/// Avro single-object value, `content-type` header; no `traceparent`: a bulk load is not
-/// part of a request's trace). [`BulkProducer::send`] returns once librdkafka holds the
+/// Avro single-object value, `content-type` header; `traceparent` only when one is given
+/// with [`BulkProducer::with_traceparent`]: a bulk load is rarely part of a request's
+/// trace). [`BulkProducer::send`] returns once librdkafka holds the
 /// event; [`BulkProducer::counts`] says how many were acknowledged or failed,
 /// [`BulkProducer::wait_for_room`] bounds the events in flight, and
 /// [`BulkProducer::settle`] waits for the last ones. Events sent one after another keep
@@ -128,6 +141,8 @@ pub struct BulkProducer {
     /// Reused per event: librdkafka copies key and payload.
     key: String,
     payload: Vec<u8>,
+    /// The `traceparent` header value every event carries, if any.
+    traceparent: Option<String>,
 }
 
 impl std::fmt::Debug for BulkProducer {
@@ -168,7 +183,24 @@ impl BulkProducer {
             acked_seen: 0,
             key: String::new(),
             payload: Vec::with_capacity(16 * 1024),
+            traceparent: None,
         })
+    }
+
+    /// Attach this trace context (header `traceparent`) to every event sent from now on.
+    pub fn with_traceparent(mut self, traceparent: Option<TraceParent>) -> Self {
+        self.traceparent = traceparent.map(|tp| tp.to_string());
+        self
+    }
+
+    /// As [`crate::Producer::ensure_topic`].
+    pub async fn ensure_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        compact: bool,
+    ) -> Result<TopicStatus, ProducerError> {
+        ensure_topic(&self.config, name, partitions, compact).await
     }
 
     /// As [`crate::Producer::check_connection`].
@@ -182,8 +214,20 @@ impl BulkProducer {
 
     /// Validate, encode and hand one event to librdkafka. An invalid event is
     /// [`PublishError::Invalid`] and is not sent. Waits only while librdkafka's local
-    /// queue is full, at most the delivery timeout ([`PublishError::QueueFull`]).
+    /// queue is full, at most the delivery timeout ([`PublishError::QueueFull`]). A failed
+    /// delivery is reported with the event's position among those sent (1 for the first).
     pub async fn send(&mut self, event: &ChangeEvent) -> Result<(), PublishError> {
+        let position = usize::try_from(self.sent + 1).unwrap_or(usize::MAX);
+        self.send_tagged(event, position).await
+    }
+
+    /// [`BulkProducer::send`] with the caller's own `tag` (a line number, a row id), which
+    /// [`BulkProducer::take_failure`] returns if this event's delivery fails.
+    pub async fn send_tagged(
+        &mut self,
+        event: &ChangeEvent,
+        tag: usize,
+    ) -> Result<(), PublishError> {
         self.payload.clear();
         if self.payload.capacity() > MAX_KEPT_BUFFER {
             self.payload = Vec::new();
@@ -195,8 +239,14 @@ impl BulkProducer {
         let timeout = self.config.delivery_timeout;
         let mut deadline: Option<Instant> = None;
         loop {
-            let headers = content_type_headers(1);
-            let record = BaseRecord::to(&self.config.topic)
+            let mut headers = content_type_headers(2);
+            if let Some(tp) = &self.traceparent {
+                headers = headers.insert(Header {
+                    key: TRACEPARENT_HEADER,
+                    value: Some(tp.as_str()),
+                });
+            }
+            let record = BaseRecord::with_opaque_to(&self.config.topic, tag)
                 .key(self.key.as_str())
                 .payload(self.payload.as_slice())
                 .headers(headers);
@@ -237,7 +287,7 @@ impl BulkProducer {
     }
 
     /// The first failed delivery, once (later calls return `None`).
-    pub fn take_failure(&self) -> Option<PublishError> {
+    pub fn take_failure(&self) -> Option<FailedDelivery> {
         self.tally
             .first_failure
             .lock()

@@ -36,7 +36,7 @@ pub mod outbox;
 mod producer;
 pub mod trace;
 
-pub use bulk::{BulkCounts, BulkProducer};
+pub use bulk::{BulkCounts, BulkProducer, FailedDelivery};
 pub use config::{Compression, ConfigError, ProducerConfig};
 pub use error::{ProducerError, PublishError, PublishManyError};
 pub use producer::{

@@ -466,29 +466,40 @@ impl Producer {
         partitions: i32,
         compact: bool,
     ) -> Result<TopicStatus, ProducerError> {
-        validate_topic_name(name).map_err(|reason| ConfigError::new("topic", reason))?;
-        if partitions < 1 {
-            return Err(
-                ConfigError::new("partitions", format!("{partitions} must be at least 1")).into(),
-            );
-        }
-        let conn = syncline_kafka::Connection::new(self.config.brokers.as_str())
-            .with_properties(&self.config.extra);
-        let mut spec = syncline_kafka::TopicSpec {
-            partitions,
-            ..Default::default()
-        };
-        if compact {
-            spec.configs
-                .insert("cleanup.policy".into(), "compact".into());
-        }
-        syncline_kafka::create_topic(conn, name, &spec)
-            .await
-            .map_err(|e| ProducerError::Topic {
-                topic: name.to_owned(),
-                reason: e.to_string(),
-            })
+        ensure_topic(&self.config, name, partitions, compact).await
     }
+}
+
+/// Create topic `name` on `config`'s cluster unless it exists (one place for both
+/// producers' `ensure_topic`).
+pub(crate) async fn ensure_topic(
+    config: &ProducerConfig,
+    name: &str,
+    partitions: i32,
+    compact: bool,
+) -> Result<TopicStatus, ProducerError> {
+    validate_topic_name(name).map_err(|reason| ConfigError::new("topic", reason))?;
+    if partitions < 1 {
+        return Err(
+            ConfigError::new("partitions", format!("{partitions} must be at least 1")).into(),
+        );
+    }
+    let conn =
+        syncline_kafka::Connection::new(config.brokers.as_str()).with_properties(&config.extra);
+    let mut spec = syncline_kafka::TopicSpec {
+        partitions,
+        ..Default::default()
+    };
+    if compact {
+        spec.configs
+            .insert("cleanup.policy".into(), "compact".into());
+    }
+    syncline_kafka::create_topic(conn, name, &spec)
+        .await
+        .map_err(|e| ProducerError::Topic {
+            topic: name.to_owned(),
+            reason: e.to_string(),
+        })
 }
 
 /// What [`Producer::check_connection`] reports, from a metadata request made by `fetch`

@@ -480,6 +480,9 @@ pub struct FilledTopic {
     pub records: i64,
     /// What publishing cost.
     pub publish: RunReport,
+    /// The broker's CPU seconds while it was published (when the broker runs on this
+    /// host): on a shared 2-core host the publisher's rate is bounded by both.
+    pub broker_cpu_seconds: Option<f64>,
 }
 
 /// Create `topic` (6 partitions, with its `.dlq`) and fill it from `jsonl` with
@@ -499,9 +502,11 @@ pub async fn fill_topic(
         topic.to_owned(),
         jsonl.to_owned(),
     );
+    let watch = CpuWatch::start(&[("broker", broker_port(brokers).and_then(pid_listening_on))]);
     let publish = tokio::task::spawn_blocking(move || publish(&p, &b, &t, &j))
         .await
         .map_err(|e| BenchError::Publisher(format!("publisher task: {e}")))??;
+    let broker_cpu_seconds = watch.stop().first().map(|(_, cpu)| *cpu);
     let records = crate::kafka::end_offsets(brokers, topic)
         .await
         .map_err(|e| BenchError::Publisher(format!("end offsets of {topic}: {e}")))?
@@ -512,6 +517,7 @@ pub async fn fill_topic(
         topic: topic.to_owned(),
         records,
         publish,
+        broker_cpu_seconds,
     })
 }
 
@@ -637,10 +643,17 @@ pub async fn ceiling(brokers: &str, topic: &str) -> Result<BareRead, BenchError>
         .map_err(|e| BenchError::Timeout(format!("bare reader task: {e}")))?
 }
 
-/// How each topic's publisher did: events/s, CPU seconds and peak RSS of the fill.
+/// How each topic's publisher did: events/s, CPU seconds and peak RSS of the fill, and
+/// the broker's CPU seconds meanwhile (publisher and broker share the host's cores).
 pub fn publishing_table(topics: &[FilledTopic]) -> crate::measure::Table {
-    let mut t =
-        crate::measure::Table::new(&["publisher", "events", "events/s", "CPU s", "peak RSS MiB"]);
+    let mut t = crate::measure::Table::new(&[
+        "publisher",
+        "events",
+        "events/s",
+        "CPU s",
+        "peak RSS MiB",
+        "broker CPU s",
+    ]);
     for topic in topics {
         t.row(&[
             topic.publisher.label().to_owned(),
@@ -651,6 +664,9 @@ pub fn publishing_table(topics: &[FilledTopic]) -> crate::measure::Table {
             ),
             format!("{:.1}", topic.publish.stats.cpu_seconds),
             format!("{:.1}", topic.publish.stats.peak_rss_mib()),
+            topic
+                .broker_cpu_seconds
+                .map_or_else(|| "-".to_owned(), |cpu| format!("{cpu:.1}")),
         ]);
     }
     t
