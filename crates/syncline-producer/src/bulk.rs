@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message as _};
+use rdkafka::message::Message as _;
 use rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
 };
@@ -31,9 +31,8 @@ use syncline_event::{ChangeEvent, Limits, SchemaRegistry};
 use crate::config::ProducerConfig;
 use crate::error::{ProducerError, PublishError};
 use crate::producer::{
-    client_config, cluster_info, config_error, content_type_headers, encode_error, ensure_topic,
+    client_config, cluster_info, config_error, encode_error, ensure_topic, record_headers,
     ClusterInfo, LastError, ProducerClientContext, TopicStatus, MAX_KEPT_BUFFER, RECHECK,
-    TRACEPARENT_HEADER,
 };
 use crate::trace::TraceParent;
 
@@ -239,13 +238,7 @@ impl BulkProducer {
         let timeout = self.config.delivery_timeout;
         let mut deadline: Option<Instant> = None;
         loop {
-            let mut headers = content_type_headers(2);
-            if let Some(tp) = &self.traceparent {
-                headers = headers.insert(Header {
-                    key: TRACEPARENT_HEADER,
-                    value: Some(tp.as_str()),
-                });
-            }
+            let headers = record_headers(self.traceparent.as_deref());
             let record = BaseRecord::with_opaque_to(&self.config.topic, tag)
                 .key(self.key.as_str())
                 .payload(self.payload.as_slice())

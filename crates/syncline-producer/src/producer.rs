@@ -32,13 +32,20 @@ pub const CONTENT_TYPE: &str = "application/vnd.syncline.change-event+avro";
 /// [`crate::trace`]).
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 
-/// The headers every published record starts with (`content-type`), with room for
-/// `capacity` headers in all.
-pub(crate) fn content_type_headers(capacity: usize) -> OwnedHeaders {
-    OwnedHeaders::new_with_capacity(capacity).insert(Header {
+/// The headers of every published record: `content-type`, and `traceparent` when a trace
+/// context is given (one place for both producers).
+pub(crate) fn record_headers(traceparent: Option<&str>) -> OwnedHeaders {
+    let headers = OwnedHeaders::new_with_capacity(2).insert(Header {
         key: CONTENT_TYPE_HEADER,
         value: Some(CONTENT_TYPE),
-    })
+    });
+    match traceparent {
+        Some(tp) => headers.insert(Header {
+            key: TRACEPARENT_HEADER,
+            value: Some(tp),
+        }),
+        None => headers,
+    }
 }
 
 /// Where an event was written.
@@ -279,13 +286,8 @@ impl Producer {
         traceparent: Option<TraceParent>,
     ) -> Result<PendingDelivery, PublishError> {
         let key = event.key();
-        let mut headers = content_type_headers(2);
-        if let Some(tp) = traceparent {
-            headers = headers.insert(Header {
-                key: TRACEPARENT_HEADER,
-                value: Some(&tp.to_string()),
-            });
-        }
+        let traceparent = traceparent.map(|tp| tp.to_string());
+        let headers = record_headers(traceparent.as_deref());
         let timeout = self.config.delivery_timeout;
 
         // Fast path: encode into a reused per-thread buffer (librdkafka copies the bytes),
