@@ -454,7 +454,13 @@ fn main() -> anyhow::Result<()> {
         // The dev server as its own process, so its CPU is not counted as the indexer's.
         let (es_url, devserver) = syncline_testkit::es_process::start_devserver_process()
             .context("start the ES dev server")?;
-        let devserver_pid = devserver.as_ref().map(ChildGuard::id);
+        // One already answering at ES_URL (e.g. the stack's) is found by its port.
+        let devserver_pid = devserver.as_ref().map(ChildGuard::id).or_else(|| {
+            reqwest::Url::parse(&es_url)
+                .ok()
+                .and_then(|u| u.port_or_known_default())
+                .and_then(pid_listening_on)
+        });
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         while http.get(&es_url).send().await.is_err() {

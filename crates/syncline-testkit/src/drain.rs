@@ -402,6 +402,10 @@ impl CpuWatch {
 pub struct DrainRun {
     /// From spawn until every partition's committed offset reached the end.
     pub seconds: f64,
+    /// From spawn until the group's first commit: the group join (on Tansu, half of
+    /// `session.timeout.ms`; on Kafka, `group.initial.rebalance.delay.ms`) plus the first
+    /// batch. `None` if the drain ended before a sample saw a partial commit.
+    pub first_commit_seconds: Option<f64>,
     /// The consumer's CPU and peak RSS (last sample before the end).
     pub stats: ProcessStats,
 }
@@ -419,7 +423,10 @@ pub async fn watch_drain(
 ) -> Result<DrainRun, BenchError> {
     let pid = child.id();
     let mut stats = ProcessStats::of_pid(pid).map_err(io_err("read the consumer's stats"))?;
+    let mut first_commit_seconds = None;
     loop {
+        // Each check is a new client (a few ms of CPU on a shared host), so a sample every
+        // 250 ms: the first-commit time is late by up to that much.
         tokio::time::sleep(Duration::from_millis(250)).await;
         stats = stats.resample(pid);
         let committed: i64 = crate::kafka::committed_offsets(brokers, group, topic)
@@ -428,9 +435,13 @@ pub async fn watch_drain(
             .iter()
             .map(|c| c.unwrap_or(0))
             .sum();
+        if committed > 0 && first_commit_seconds.is_none() {
+            first_commit_seconds = Some(spawned.elapsed().as_secs_f64());
+        }
         if committed >= end {
             return Ok(DrainRun {
                 seconds: spawned.elapsed().as_secs_f64(),
+                first_commit_seconds,
                 stats,
             });
         }
@@ -582,13 +593,15 @@ pub struct DrainFigures {
 
 impl DrainFigures {
     /// Column names of [`DrainFigures::row`].
-    pub const HEADER: [&'static str; 11] = [
+    pub const HEADER: [&'static str; 13] = [
         "topic written by",
         "consumer",
         "events",
         "ceiling: bare reader rec/s",
         "events/s (from process start)",
         "ratio to ceiling",
+        "first commit s",
+        "events/s after first commit",
         "consumer CPU s / M events",
         "broker CPU s / M",
         "store CPU s / M",
@@ -614,6 +627,14 @@ impl DrainFigures {
             format!("{:.0}", self.ceiling.rate()),
             format!("{rate:.0}"),
             format!("{:.2}", rate / self.ceiling.rate()),
+            self.run
+                .first_commit_seconds
+                .map_or_else(|| "-".to_owned(), |s| format!("{s:.2}")),
+            // Approximate: the records of the first batch count as read after it.
+            self.run.first_commit_seconds.map_or_else(
+                || "-".to_owned(),
+                |s| format!("{:.0}", n / (self.run.seconds - s).max(1e-9)),
+            ),
             per_m(self.run.stats.cpu_seconds),
             other("broker"),
             other("store"),
