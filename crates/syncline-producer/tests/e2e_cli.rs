@@ -11,7 +11,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{brokers, count_records, fresh_topic, read_topic};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
 use syncline_event::{Limits, Op};
+use syncline_testkit::private_broker::PrivateBroker;
 
 const BIN: &str = env!("CARGO_BIN_EXE_syncline-publish");
 
@@ -309,4 +312,68 @@ fn an_overlong_line_is_rejected_without_being_buffered() {
         .map(|(id, _)| id)
         .collect();
     assert_eq!(ids, vec!["p-0001".to_string(), "p-0003".to_string()]);
+}
+
+/// Records of `topic` on `brokers`, from the partitions' high watermarks (exact while each
+/// produce request carries one record: see `common::read_topic` on Tansu's watermarks).
+fn records_on(brokers: &str, topic: &str) -> i64 {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    (0..6)
+        .map(|p| {
+            c.fetch_watermarks(topic, p, Duration::from_secs(5))
+                .map_or(0, |(_, high)| high)
+        })
+        .sum()
+}
+
+#[test]
+fn a_delivery_that_fails_exits_4_naming_its_line() {
+    // A broker of the test's own, killed between two lines: the second line can never be
+    // acknowledged, and the CLI must say which line that was.
+    let mut broker = PrivateBroker::start();
+    let topic = fresh_topic("cli-delivery");
+    let mut child = Command::new(BIN)
+        .args(["--brokers", &broker.brokers(), "--topic", &topic])
+        .args([
+            "--create-topic",
+            "--timeout",
+            "3s",
+            "--progress",
+            "none",
+            "-",
+        ])
+        .env_remove("TRACEPARENT")
+        .env_remove("SYNCLINE_KAFKA")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn syncline-publish");
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{}", good_line(1)).unwrap();
+    stdin.flush().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while records_on(&broker.brokers(), &topic) < 1 {
+        assert!(Instant::now() < deadline, "line 1 never reached the broker");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Stored is not yet acknowledged: give the produce response time to arrive.
+    std::thread::sleep(Duration::from_secs(1));
+    broker.kill();
+    writeln!(stdin, "{}", good_line(2)).unwrap();
+    drop(stdin);
+
+    let out = child.wait_with_output().expect("wait");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(stderr.contains("line 2"), "stderr: {stderr}");
+    assert!(!stderr.contains("line 1"), "stderr: {stderr}");
+    assert!(stdout.contains("published 1 event"), "stdout: {stdout}");
 }

@@ -17,6 +17,7 @@ pub mod kafka;
 pub mod measure;
 pub mod poison;
 pub mod postgres;
+pub mod private_broker;
 pub mod process;
 pub mod redis_server;
 pub mod tls;

