@@ -124,12 +124,13 @@ pub fn consumer_config(config: &RuntimeConfig) -> ClientConfig {
         .set("enable.partition.eof", "false")
         // librdkafka prefetches up to 64 MiB per consumer by default, most of a small
         // consumer's RSS: each queued MiB cost about 3 MiB of RSS in the 1M-event Redis
-        // drains (fetch and decompression buffers ride along). 4 MiB is four full 1 KiB
-        // batches ahead of the sink; 16, 8, 4 and 2 MiB drained at the same rate on both
-        // the lz4 and the small-uncompressed-batch topic (docs/benchmarks.md).
-        .set("queued.max.messages.kbytes", "4096")
+        // drains (fetch and decompression buffers ride along). With 1 KiB records 16, 8, 4
+        // and 2 MiB drained at the same rate; with 16 KiB records 4 MiB (less than one
+        // full 5 MiB batch) drained 15-20 % slower than 16 and 8 MiB about as fast
+        // (docs/benchmarks.md). 8 MiB keeps a full batch queued for either.
+        .set("queued.max.messages.kbytes", "8192")
         // Once that queue is full librdkafka postpones the partition's next fetch by this
-        // much (librdkafka: 1000 ms). A consumer that keeps up drains 4 MiB far sooner,
+        // much (librdkafka: 1000 ms). A consumer that keeps up drains 8 MiB far sooner,
         // so the default left it idle most of each second: measured, it halved drain
         // throughput. Re-checking every 10 ms costs nothing noticeable.
         .set("fetch.queue.backoff.ms", "10")
