@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 use syncline_consumer::metrics::Counter;
 
+use crate::client::describe_error;
 use crate::config::DeleteMode;
 use crate::mappings::{tombstone_filter, IndexDefinitions};
 use crate::response::request_failure_reason;
@@ -154,7 +155,7 @@ impl Bootstrapper {
             .await
             .map_err(|e| BootstrapError::Unreachable {
                 alias: alias.to_owned(),
-                reason: e.to_string(),
+                reason: describe_error(&e),
             })?;
         let status = response.status_code();
         let bytes = response
@@ -162,7 +163,7 @@ impl Bootstrapper {
             .await
             .map_err(|e| BootstrapError::Unreachable {
                 alias: alias.to_owned(),
-                reason: e.to_string(),
+                reason: describe_error(&e),
             })?;
         if status.is_success() {
             tracing::info!(%alias, %index, mode = self.mode.as_str(), "created index with write alias");
@@ -194,7 +195,7 @@ impl Bootstrapper {
     async fn alias_state(&self, alias: &str) -> Result<AliasState, BootstrapError> {
         let unreachable = |e: elasticsearch::Error| BootstrapError::Unreachable {
             alias: alias.to_owned(),
-            reason: e.to_string(),
+            reason: describe_error(&e),
         };
         let names = [alias];
         let response = self
