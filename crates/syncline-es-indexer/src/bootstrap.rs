@@ -153,18 +153,9 @@ impl Bootstrapper {
             .body(body)
             .send()
             .await
-            .map_err(|e| BootstrapError::Unreachable {
-                alias: alias.to_owned(),
-                reason: describe_error(&e),
-            })?;
+            .map_err(|e| unreachable(alias, &e))?;
         let status = response.status_code();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| BootstrapError::Unreachable {
-                alias: alias.to_owned(),
-                reason: describe_error(&e),
-            })?;
+        let bytes = response.bytes().await.map_err(|e| unreachable(alias, &e))?;
         if status.is_success() {
             tracing::info!(%alias, %index, mode = self.mode.as_str(), "created index with write alias");
             self.created.inc();
@@ -193,10 +184,6 @@ impl Bootstrapper {
 
     /// Look up `alias`: absent, or present with/without a filter.
     async fn alias_state(&self, alias: &str) -> Result<AliasState, BootstrapError> {
-        let unreachable = |e: elasticsearch::Error| BootstrapError::Unreachable {
-            alias: alias.to_owned(),
-            reason: describe_error(&e),
-        };
         let names = [alias];
         let response = self
             .client
@@ -204,9 +191,9 @@ impl Bootstrapper {
             .get_alias(IndicesGetAliasParts::Name(&names))
             .send()
             .await
-            .map_err(unreachable)?;
+            .map_err(|e| unreachable(alias, &e))?;
         let status = response.status_code();
-        let bytes = response.bytes().await.map_err(unreachable)?;
+        let bytes = response.bytes().await.map_err(|e| unreachable(alias, &e))?;
         if status == StatusCode::NOT_FOUND {
             return Ok(AliasState::Absent);
         }
@@ -262,5 +249,14 @@ impl Bootstrapper {
                  through it will see tombstone documents; add the filter to the alias"
             );
         }
+    }
+}
+
+/// `alias`'s bootstrap request got no answer: the whole cause chain goes into the reason,
+/// so a TLS failure names its cause (`CertificateRequired`, `UnknownIssuer`) on every retry.
+fn unreachable(alias: &str, e: &elasticsearch::Error) -> BootstrapError {
+    BootstrapError::Unreachable {
+        alias: alias.to_owned(),
+        reason: describe_error(e),
     }
 }

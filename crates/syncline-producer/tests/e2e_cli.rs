@@ -10,9 +10,7 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{brokers, count_records, fresh_topic, read_topic};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::ClientConfig;
+use common::{brokers, count_records, count_records_on, fresh_topic, read_topic};
 use syncline_event::{Limits, Op};
 use syncline_testkit::private_broker::PrivateBroker;
 
@@ -314,21 +312,6 @@ fn an_overlong_line_is_rejected_without_being_buffered() {
     assert_eq!(ids, vec!["p-0001".to_string(), "p-0003".to_string()]);
 }
 
-/// Records of `topic` on `brokers`, from the partitions' high watermarks (exact while each
-/// produce request carries one record: see `common::read_topic` on Tansu's watermarks).
-fn records_on(brokers: &str, topic: &str) -> i64 {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    (0..6)
-        .map(|p| {
-            c.fetch_watermarks(topic, p, Duration::from_secs(5))
-                .map_or(0, |(_, high)| high)
-        })
-        .sum()
-}
-
 #[test]
 fn a_delivery_that_fails_exits_4_naming_its_line() {
     // A broker of the test's own, killed between two lines: the second line can never be
@@ -356,7 +339,7 @@ fn a_delivery_that_fails_exits_4_naming_its_line() {
     writeln!(stdin, "{}", good_line(1)).unwrap();
     stdin.flush().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while records_on(&broker.brokers(), &topic) < 1 {
+    while count_records_on(&broker.brokers(), &topic) < 1 {
         assert!(Instant::now() < deadline, "line 1 never reached the broker");
         std::thread::sleep(Duration::from_millis(100));
     }

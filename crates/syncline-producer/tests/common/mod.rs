@@ -43,8 +43,13 @@ pub struct Record {
 /// the local Tansu broker answers it with a wrong high watermark when the last record batch
 /// of a partition holds several records.
 pub fn read_topic(topic: &str) -> Vec<Record> {
+    read_topic_on(&brokers(), topic)
+}
+
+/// [`read_topic`] on the broker at `brokers`.
+pub fn read_topic_on(brokers: &str, topic: &str) -> Vec<Record> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", brokers)
         .set("group.id", format!("test-reader-{}", uuid::Uuid::now_v7()))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
@@ -53,12 +58,7 @@ pub fn read_topic(topic: &str) -> Vec<Record> {
     let md = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .expect("metadata");
-    let partitions: Vec<i32> = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-        .unwrap_or_default();
+    let partitions = partitions_in(&md, topic);
     assert!(!partitions.is_empty(), "topic {topic} has no partitions");
     let mut tpl = TopicPartitionList::new();
     for p in &partitions {
@@ -108,5 +108,30 @@ pub fn read_topic(topic: &str) -> Vec<Record> {
 
 /// Number of records in `topic`.
 pub fn count_records(topic: &str) -> i64 {
-    read_topic(topic).len() as i64
+    count_records_on(&brokers(), topic)
+}
+
+/// Number of records in `topic` on the broker at `brokers`; 0 while the topic does not
+/// exist yet (a test waiting for a CLI's first record may ask before the CLI created it).
+pub fn count_records_on(brokers: &str, topic: &str) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("consumer");
+    let exists = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .is_ok_and(|md| !partitions_in(&md, topic).is_empty());
+    if exists {
+        read_topic_on(brokers, topic).len() as i64
+    } else {
+        0
+    }
+}
+
+fn partitions_in(md: &rdkafka::metadata::Metadata, topic: &str) -> Vec<i32> {
+    md.topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default()
 }
