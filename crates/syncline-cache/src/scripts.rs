@@ -46,7 +46,7 @@
 use std::{borrow::Cow, sync::LazyLock};
 
 use redis::{aio::ConnectionLike, Cmd, Script, Value};
-use syncline_event::{ChangeEvent, Op};
+use syncline_event::{EventRef, Op};
 
 use crate::{error::CacheError, keys::KeyLayout, ttl::Ttls};
 
@@ -310,18 +310,18 @@ impl<'a> ApplyCall<'a> {
     pub fn push(
         &mut self,
         layout: &KeyLayout,
-        event: &'a ChangeEvent,
+        event: EventRef<'a>,
         notice: Option<&'a str>,
     ) -> Result<(), CacheError> {
         let version = check_version(event.version)?;
-        let (action, document) = match (self.mode, event.op, &event.document) {
-            (Mode::Refresh, Op::Upsert, Some(doc)) => ("set", doc.as_str()),
+        let (action, document) = match (self.mode, event.op, event.document) {
+            (Mode::Refresh, Op::Upsert, Some(doc)) => ("set", doc),
             _ => ("del", ""),
         };
         self.keys
-            .push(layout.cache_key_in(self.generation, &event.entity_type, &event.entity_id));
+            .push(layout.cache_key_in(self.generation, event.entity_type, event.entity_id));
         self.keys
-            .push(layout.guard_key_in(self.generation, &event.entity_type, &event.entity_id));
+            .push(layout.guard_key_in(self.generation, event.entity_type, event.entity_id));
         self.args.extend([
             Cow::Owned(version),
             Cow::Borrowed(action),

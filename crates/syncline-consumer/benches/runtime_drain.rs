@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use syncline_consumer::config::RuntimeConfig;
 use syncline_consumer::runtime::consumer_config;
 use syncline_consumer::{run_with_metrics, Metrics, Outcome, Sink};
-use syncline_event::ChangeEvent;
+use syncline_event::EventRef;
 use syncline_testkit::drain::{
     bare_read, both_publishers, ceiling, delete_filled, fill_topics, load_average,
     pid_listening_on, publishing_table, CpuWatch, DrainSpec, FilledTopic,
@@ -37,7 +37,7 @@ impl Sink for Counting {
     fn name(&self) -> &'static str {
         "counting"
     }
-    async fn apply(&self, batch: &[ChangeEvent]) -> Vec<Outcome> {
+    async fn apply(&self, batch: &[EventRef<'_>]) -> Vec<Outcome> {
         self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
         vec![Outcome::Applied; batch.len()]
     }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::time::Instant;
 
-use syncline_event::{ChangeEvent, DecodeError, Limits};
+use syncline_event::{DecodeError, Decoded, Limits};
 
 /// Where a record came from: enough to commit it, and to name it in a dead letter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,8 +177,8 @@ impl Batch {
         self.records.iter().map(|m| m.read_at)
     }
 
-    /// Decode every record and coalesce the valid ones.
-    pub fn prepare(&self, limits: &Limits) -> Prepared {
+    /// Decode every record and coalesce the valid ones. The events borrow the batch.
+    pub fn prepare(&self, limits: &Limits) -> Prepared<'_> {
         let mut valid = Vec::with_capacity(self.records.len());
         let mut rejected = Vec::new();
         for (i, m) in self.records.iter().enumerate() {
@@ -268,18 +268,19 @@ impl From<DecodeError> for Rejection {
 /// Decode one record and check its key is `entity_type:entity_id` (the contract's
 /// partitioning key: a record under another key may sit on another partition than the
 /// rest of its entity, so it is a producer bug and dead-lettered as `key_mismatch`).
-pub fn check(
+pub fn check<'a>(
     key: Option<&[u8]>,
-    payload: Option<&[u8]>,
+    payload: Option<&'a [u8]>,
     limits: &Limits,
-) -> Result<ChangeEvent, Rejection> {
+) -> Result<Decoded<'a>, Rejection> {
     let Some(payload) = payload else {
         return Err(Rejection::new(
             "empty_payload",
             "record has no value (Kafka tombstone); change events always carry one",
         ));
     };
-    let event = syncline_event::decode(payload, limits)?;
+    let decoded = syncline_event::decode_view(payload, limits)?;
+    let event = decoded.view();
     // The key is exactly `entity_type:entity_id`.
     let matches = key.is_some_and(|k| {
         k.strip_prefix(event.entity_type.as_bytes())
@@ -299,14 +300,15 @@ pub fn check(
             ),
         ));
     }
-    Ok(event)
+    Ok(decoded)
 }
 
 /// One event for the sink and the records it stands for.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Group {
-    /// The highest version of the key in the batch.
-    pub event: ChangeEvent,
+pub struct Group<'a> {
+    /// The highest version of the key in the batch (borrowed from the batch unless schema
+    /// resolution had to build it).
+    pub event: Decoded<'a>,
     /// Index (in the batch) of the record `event` came from.
     pub winner: usize,
     /// Records superseded by `event` (lower or equal versions of the same key); they are
@@ -316,9 +318,9 @@ pub struct Group {
 
 /// A decoded, coalesced batch.
 #[derive(Debug)]
-pub struct Prepared {
+pub struct Prepared<'a> {
     /// One group per key, in order of first appearance.
-    pub groups: Vec<Group>,
+    pub groups: Vec<Group<'a>>,
     /// Records that failed decoding or checks: (index, why).
     pub rejected: Vec<(usize, Rejection)>,
     /// Records dropped by coalescing.
@@ -331,7 +333,7 @@ pub struct Prepared {
 // Every index below is a record's position (< n) or a group id handed out by `best.push`:
 // plain indexing keeps this per-batch loop allocation-free and readable.
 #[allow(clippy::indexing_slicing)]
-pub fn coalesce(events: Vec<(ChangeEvent, usize)>) -> (Vec<Group>, usize) {
+pub fn coalesce(events: Vec<(Decoded<'_>, usize)>) -> (Vec<Group<'_>>, usize) {
     // Pass 1 borrows the ids to find each key's winner without allocating per record;
     // pass 2 moves the winning events out.
     let n = events.len();
@@ -340,19 +342,21 @@ pub fn coalesce(events: Vec<(ChangeEvent, usize)>) -> (Vec<Group>, usize) {
     {
         let mut index: HashMap<(&str, &str), usize> = HashMap::with_capacity(n);
         for (j, (e, _)) in events.iter().enumerate() {
-            let key = (e.entity_type.as_str(), e.entity_id.as_str());
-            let g = *index.entry(key).or_insert_with(|| {
-                best.push(j);
-                best.len() - 1
-            });
-            if e.version > events[best[g]].0.version {
+            let e = e.view();
+            let g = *index
+                .entry((e.entity_type, e.entity_id))
+                .or_insert_with(|| {
+                    best.push(j);
+                    best.len() - 1
+                });
+            if e.version > events[best[g]].0.view().version {
                 best[g] = j;
             }
             group_of.push(g);
         }
     }
     let groups_n = best.len();
-    let mut winners: Vec<Option<(ChangeEvent, usize)>> = (0..groups_n).map(|_| None).collect();
+    let mut winners: Vec<Option<(Decoded<'_>, usize)>> = (0..groups_n).map(|_| None).collect();
     let mut superseded: Vec<Vec<usize>> = vec![Vec::new(); groups_n];
     for (j, (event, i)) in events.into_iter().enumerate() {
         let g = group_of[j];
@@ -379,10 +383,17 @@ pub fn coalesce(events: Vec<(ChangeEvent, usize)>) -> (Vec<Group>, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use syncline_event::Op;
+    use syncline_event::{ChangeEvent, Op};
 
-    fn ev(id: &str, version: i64) -> ChangeEvent {
-        ChangeEvent::new("item", id, Op::Upsert, version, "t", Some("{}".into()))
+    fn ev(id: &str, version: i64) -> Decoded<'static> {
+        Decoded::Owned(ChangeEvent::new(
+            "item",
+            id,
+            Op::Upsert,
+            version,
+            "t",
+            Some("{}".into()),
+        ))
     }
 
     #[test]
@@ -397,8 +408,8 @@ mod tests {
         let (groups, dropped) = coalesce(events);
         assert_eq!(dropped, 3);
         assert_eq!(groups.len(), 2);
-        assert_eq!(groups[0].event.entity_id, "a");
-        assert_eq!(groups[0].event.version, 5);
+        assert_eq!(groups[0].event.view().entity_id, "a");
+        assert_eq!(groups[0].event.view().version, 5);
         assert_eq!(groups[0].winner, 2);
         let mut s = groups[0].superseded.clone();
         s.sort();
@@ -436,8 +447,14 @@ mod tests {
                 .class,
             "bad_magic"
         );
-        let bytes = syncline_event::encode(&ev("a", 1), &limits).unwrap();
-        assert!(check(Some(b"item:a"), Some(&bytes), &limits).is_ok());
+        let event = ChangeEvent::new("item", "a", Op::Upsert, 1, "t", Some("{}".into()));
+        let bytes = syncline_event::encode(&event, &limits).unwrap();
+        let decoded = check(Some(b"item:a"), Some(&bytes), &limits).unwrap();
+        assert!(
+            matches!(decoded, Decoded::Borrowed(_)),
+            "a current-schema record is borrowed, not copied"
+        );
+        assert_eq!(decoded.view().to_owned_event(), event);
         assert_eq!(
             check(Some(b"item:b"), Some(&bytes), &limits)
                 .unwrap_err()
@@ -480,7 +497,7 @@ mod tests {
 #[cfg(test)]
 mod speed_probe {
     use super::*;
-    use syncline_event::Op;
+    use syncline_event::{ChangeEvent, Op};
 
     #[test]
     #[ignore = "manual speed probe"]

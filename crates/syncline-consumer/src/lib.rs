@@ -4,7 +4,7 @@
 //!
 //! # API in one page
 //!
-//! * [`sink::Sink`] / [`sink::Outcome`]: implement `apply(&[ChangeEvent]) -> Vec<Outcome>`,
+//! * [`sink::Sink`] / [`sink::Outcome`]: implement `apply(&[EventRef]) -> Vec<Outcome>`,
 //!   one outcome per event, in order. Before `apply`, the runtime coalesces each batch to
 //!   one event per key (`entity_type:entity_id`, highest version; equal-version duplicates
 //!   dropped; their offsets still count as done once the surviving event is done). Only
@@ -35,11 +35,11 @@
 //!
 //! ```no_run
 //! # use syncline_consumer::{cli, config::RuntimeConfig, metrics::Metrics, runtime, shutdown, Outcome, Sink};
-//! # use syncline_event::ChangeEvent;
+//! # use syncline_event::EventRef;
 //! # struct MySink; impl MySink { fn new(_: MySettings, _: Metrics) -> Self { MySink } }
 //! # impl Sink for MySink {
 //! #   fn name(&self) -> &'static str { "mine" }
-//! #   async fn apply(&self, b: &[ChangeEvent]) -> Vec<Outcome> { vec![Outcome::Applied; b.len()] }
+//! #   async fn apply(&self, b: &[EventRef<'_>]) -> Vec<Outcome> { vec![Outcome::Applied; b.len()] }
 //! # }
 //! #[derive(serde::Deserialize, Default)]
 //! #[serde(default, deny_unknown_fields)]

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use syncline_event::ChangeEvent;
+use syncline_event::{ChangeEvent, EventRef};
 
 /// What became of one event handed to [`Sink::apply`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,5 +39,16 @@ pub trait Sink: Send + Sync + 'static {
     /// Apply a batch. Must return exactly one outcome per event, in the same order.
     /// A failure that affects the whole batch (store unreachable) is reported as
     /// [`Outcome::Retry`] for every event.
-    fn apply(&self, batch: &[ChangeEvent]) -> impl Future<Output = Vec<Outcome>> + Send;
+    ///
+    /// The events borrow the batch's record bytes (no copy per event); a sink that keeps
+    /// one beyond the call takes [`EventRef::to_owned_event`].
+    fn apply(&self, batch: &[EventRef<'_>]) -> impl Future<Output = Vec<Outcome>> + Send;
+
+    /// [`Sink::apply`] for owned events (a caller that built them, such as a test).
+    fn apply_owned(&self, batch: &[ChangeEvent]) -> impl Future<Output = Vec<Outcome>> + Send {
+        async move {
+            let views: Vec<EventRef<'_>> = batch.iter().map(ChangeEvent::view).collect();
+            self.apply(&views).await
+        }
+    }
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 use common::{ctl, text};
 use rdkafka::message::{Headers, Message};
 use syncline_consumer::{run, Outcome, RuntimeConfig, Sink};
-use syncline_event::{encode, ChangeEvent, Limits, Op};
+use syncline_event::{encode, ChangeEvent, EventRef, Limits, Op};
 use syncline_testkit::*;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -45,7 +45,7 @@ impl Sink for MemorySink {
         "memory"
     }
 
-    async fn apply(&self, batch: &[ChangeEvent]) -> Vec<Outcome> {
+    async fn apply(&self, batch: &[EventRef<'_>]) -> Vec<Outcome> {
         let Ok(mut state) = self.0.lock() else {
             return vec![
                 Outcome::Retry {
@@ -60,7 +60,7 @@ impl Sink for MemorySink {
                 Some((v, _)) if *v >= e.version => Outcome::Stale,
                 _ => {
                     let doc = match e.op {
-                        Op::Upsert => e.document.clone(),
+                        Op::Upsert => e.document.map(str::to_owned),
                         Op::Delete => None,
                     };
                     state.insert(e.key(), (e.version, doc));

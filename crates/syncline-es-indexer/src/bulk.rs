@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use syncline_event::{ChangeEvent, Op};
+use syncline_event::{EventRef, Op};
 
 use crate::config::DeleteMode;
 
@@ -78,7 +78,7 @@ impl BulkBuilder {
     /// Append the action for `event` (at `position` in the batch) targeting `index`.
     /// An UPSERT without a document is written as an empty object; the sink refuses such
     /// events before they get here (the runtime validates every event it decodes).
-    pub fn push(&mut self, position: usize, event: &ChangeEvent, index: &str, mode: DeleteMode) {
+    pub fn push(&mut self, position: usize, event: &EventRef<'_>, index: &str, mode: DeleteMode) {
         let action = Action::for_op(event.op, mode);
         let start = self.buf.len();
         write_action(&mut self.buf, event, index, action);
@@ -110,22 +110,18 @@ impl BulkBuilder {
 }
 
 /// Write the action line (and source line, if any) for one event.
-fn write_action(buf: &mut BytesMut, event: &ChangeEvent, index: &str, action: Action) {
+fn write_action(buf: &mut BytesMut, event: &EventRef<'_>, index: &str, action: Action) {
     let verb: &[u8] = match action {
         Action::Index | Action::Tombstone => b"{\"index\":{\"_index\":",
         Action::Delete => b"{\"delete\":{\"_index\":",
     };
     buf.reserve(
-        verb.len()
-            + index.len()
-            + event.entity_id.len()
-            + 64
-            + event.document.as_ref().map_or(48, String::len),
+        verb.len() + index.len() + event.entity_id.len() + 64 + event.document.map_or(48, str::len),
     );
     buf.put_slice(verb);
     write_json_str(buf, index);
     buf.put_slice(b",\"_id\":");
-    write_json_str(buf, &event.entity_id);
+    write_json_str(buf, event.entity_id);
     // Writing an integer into a BytesMut cannot fail.
     let _ = writeln!(
         buf,
@@ -142,7 +138,7 @@ fn write_action(buf: &mut BytesMut, event: &ChangeEvent, index: &str, action: Ac
             );
         }
         Action::Index => {
-            let doc = event.document.as_deref().unwrap_or("{}");
+            let doc = event.document.unwrap_or("{}");
             // Valid JSON cannot hold a raw CR or LF inside a string, so any that occur are
             // insignificant whitespace; blanking them keeps the document on one NDJSON line
             // without re-serializing it.
@@ -168,6 +164,7 @@ fn write_json_str(buf: &mut BytesMut, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use syncline_event::ChangeEvent;
 
     fn ev(id: &str, op: Op, version: i64, doc: Option<&str>) -> ChangeEvent {
         let mut e = ChangeEvent::new("product", id, op, version, "test", doc.map(String::from));
@@ -188,19 +185,19 @@ mod tests {
         let mut b = BulkBuilder::new(100, 1 << 20);
         b.push(
             0,
-            &ev("a\"1", Op::Upsert, 7, Some("{\"x\":\n1}")),
+            &ev("a\"1", Op::Upsert, 7, Some("{\"x\":\n1}")).view(),
             "shop-product",
             DeleteMode::Delete,
         );
         b.push(
             1,
-            &ev("b", Op::Delete, 8, None),
+            &ev("b", Op::Delete, 8, None).view(),
             "shop-product",
             DeleteMode::Delete,
         );
         b.push(
             2,
-            &ev("c", Op::Delete, 9, None),
+            &ev("c", Op::Delete, 9, None).view(),
             "shop-product",
             DeleteMode::Tombstone,
         );
@@ -238,7 +235,7 @@ mod tests {
         let mut b = BulkBuilder::new(10, 1 << 20);
         b.push(
             0,
-            &ev("x", Op::Upsert, 1, Some(doc)),
+            &ev("x", Op::Upsert, 1, Some(doc)).view(),
             "p",
             DeleteMode::Tombstone,
         );
@@ -253,7 +250,7 @@ mod tests {
         for i in 0..7 {
             b.push(
                 i,
-                &ev(&i.to_string(), Op::Delete, 1, None),
+                &ev(&i.to_string(), Op::Delete, 1, None).view(),
                 "p",
                 DeleteMode::Delete,
             );
@@ -280,7 +277,7 @@ mod tests {
         for _ in 0..5 {
             b.push(
                 n,
-                &ev("s", Op::Upsert, 1, Some(&small)),
+                &ev("s", Op::Upsert, 1, Some(&small)).view(),
                 "p",
                 DeleteMode::Delete,
             );
@@ -288,14 +285,14 @@ mod tests {
         }
         b.push(
             n,
-            &ev("b", Op::Upsert, 1, Some(&big)),
+            &ev("b", Op::Upsert, 1, Some(&big)).view(),
             "p",
             DeleteMode::Delete,
         );
         n += 1;
         b.push(
             n,
-            &ev("s", Op::Upsert, 1, Some(&small)),
+            &ev("s", Op::Upsert, 1, Some(&small)).view(),
             "p",
             DeleteMode::Delete,
         );

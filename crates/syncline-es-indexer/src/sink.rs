@@ -8,7 +8,7 @@ use elasticsearch::{BulkParts, Elasticsearch};
 use syncline_consumer::metrics::Metrics;
 use syncline_consumer::{Outcome, Sink};
 use syncline_event::validate::is_valid_entity_type;
-use syncline_event::{ChangeEvent, Op};
+use syncline_event::{EventRef, Op};
 
 use crate::bootstrap::Bootstrapper;
 use crate::bulk::{BulkBuilder, BulkRequest};
@@ -203,11 +203,11 @@ impl Sink for EsSink {
         "elasticsearch"
     }
 
-    async fn apply(&self, batch: &[ChangeEvent]) -> Vec<Outcome> {
+    async fn apply(&self, batch: &[EventRef<'_>]) -> Vec<Outcome> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
         let aliases: Vec<String> = batch
             .iter()
-            .map(|e| alias_name(&self.prefix, &e.entity_type))
+            .map(|e| alias_name(&self.prefix, e.entity_type))
             .collect();
 
         // One existence check (or creation) per distinct alias not known yet.
@@ -215,11 +215,11 @@ impl Sink for EsSink {
         for (event, alias) in batch.iter().zip(&aliases) {
             if self.bootstrap.is_known(alias)
                 || alias_failures.contains_key(alias.as_str())
-                || !is_valid_entity_type(&event.entity_type)
+                || !is_valid_entity_type(event.entity_type)
             {
                 continue;
             }
-            if let Err(e) = self.bootstrap.ensure(&event.entity_type, alias).await {
+            if let Err(e) = self.bootstrap.ensure(event.entity_type, alias).await {
                 tracing::warn!(%alias, error = %e, "alias not ready; retrying its events");
                 alias_failures.insert(alias, e.to_string());
             }
@@ -230,7 +230,7 @@ impl Sink for EsSink {
         for (pos, ((event, alias), outcome)) in events.enumerate() {
             // The runtime validates events when it decodes them; these checks only keep a
             // malformed event from producing a malformed bulk line.
-            if !is_valid_entity_type(&event.entity_type) {
+            if !is_valid_entity_type(event.entity_type) {
                 *outcome = Some(Outcome::DeadLetter {
                     class: "invalid_document".into(),
                     reason: format!("invalid entity_type {:?}", event.entity_type),

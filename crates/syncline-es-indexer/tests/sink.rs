@@ -54,7 +54,7 @@ async fn tombstone_mode_versions_aliases_and_hidden_tombstones() {
     let alias = format!("{prefix}product");
 
     let out = s
-        .apply(&[
+        .apply_owned(&[
             upsert("product", "a", 5, json!({"name": "a5"})),
             upsert("product", "b", 1, json!({"name": "b1"})),
             delete("product", "c", 3),
@@ -74,23 +74,23 @@ async fn tombstone_mode_versions_aliases_and_hidden_tombstones() {
 
     // Older and equal versions are stale; a newer delete wins; nothing older resurrects.
     let out = s
-        .apply(&[
+        .apply_owned(&[
             upsert("product", "a", 4, json!({"name": "a4"})),
             upsert("product", "b", 1, json!({"name": "b1-again"})),
         ])
         .await;
     assert_eq!(out, vec![Outcome::Stale, Outcome::Stale]);
     assert_eq!(
-        s.apply(&[delete("product", "a", 6)]).await,
+        s.apply_owned(&[delete("product", "a", 6)]).await,
         vec![Outcome::Applied]
     );
     assert_eq!(
-        s.apply(&[upsert("product", "a", 3, json!({"name": "a3"}))])
+        s.apply_owned(&[upsert("product", "a", 3, json!({"name": "a3"}))])
             .await,
         vec![Outcome::Stale]
     );
     assert_eq!(
-        s.apply(&[delete("product", "a", 6)]).await,
+        s.apply_owned(&[delete("product", "a", 6)]).await,
         vec![Outcome::Stale]
     );
 
@@ -112,7 +112,7 @@ async fn tombstone_mode_versions_aliases_and_hidden_tombstones() {
 
     // A newer upsert brings the document back.
     assert_eq!(
-        s.apply(&[upsert("product", "a", 7, json!({"name": "a7"}))])
+        s.apply_owned(&[upsert("product", "a", 7, json!({"name": "a7"}))])
             .await,
         vec![Outcome::Applied]
     );
@@ -131,21 +131,22 @@ async fn delete_mode_hard_deletes_and_404_is_success() {
     let alias = format!("{prefix}product");
 
     let out = s
-        .apply(&[
+        .apply_owned(&[
             upsert("product", "a", 1, json!({"n": 1})),
             upsert("product", "b", 1, json!({"n": 1})),
         ])
         .await;
     assert_eq!(out, vec![Outcome::Applied; 2]);
     let out = s
-        .apply(&[delete("product", "a", 2), delete("product", "never", 1)])
+        .apply_owned(&[delete("product", "a", 2), delete("product", "never", 1)])
         .await;
     assert_eq!(out, vec![Outcome::Applied, Outcome::Applied]);
     assert_eq!(s.metrics().items(ItemResult::NotFound), 1);
     assert_eq!(es.get_doc(&alias, "a").await.0, 404);
     // Within gc_deletes the delete's version still guards against older upserts.
     assert_eq!(
-        s.apply(&[upsert("product", "a", 1, json!({"n": 1}))]).await,
+        s.apply_owned(&[upsert("product", "a", 1, json!({"n": 1}))])
+            .await,
         vec![Outcome::Stale]
     );
     assert_eq!(es.count(&alias).await, 1);
@@ -177,21 +178,25 @@ async fn gc_deletes_hazard_delete_mode_resurrects_tombstone_mode_does_not() {
         let s = sink(&config(&es, &prefix, mode), defs.clone());
         let alias = format!("{prefix}product");
         assert_eq!(
-            s.apply(&[upsert("product", "a", 1, json!({"n": 1}))]).await,
+            s.apply_owned(&[upsert("product", "a", 1, json!({"n": 1}))])
+                .await,
             vec![Outcome::Applied]
         );
         assert_eq!(
-            s.apply(&[delete("product", "a", 2)]).await,
+            s.apply_owned(&[delete("product", "a", 2)]).await,
             vec![Outcome::Applied]
         );
         // The replay right away is refused in both modes.
         assert_eq!(
-            s.apply(&[upsert("product", "a", 1, json!({"n": 1}))]).await,
+            s.apply_owned(&[upsert("product", "a", 1, json!({"n": 1}))])
+                .await,
             vec![Outcome::Stale]
         );
         // Let gc_deletes (1 s) pass, with a wide margin.
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let replay = s.apply(&[upsert("product", "a", 1, json!({"n": 1}))]).await;
+        let replay = s
+            .apply_owned(&[upsert("product", "a", 1, json!({"n": 1}))])
+            .await;
         let visible = es.count(&alias).await;
         results.push((mode, replay, visible));
     }
@@ -218,7 +223,7 @@ async fn mapping_rejections_are_dead_lettered_the_rest_applied() {
     .expect("definition");
     let s = sink(&config(&es, &prefix, DeleteMode::Tombstone), defs);
     let out = s
-        .apply(&[
+        .apply_owned(&[
             upsert("product", "ok", 1, json!({"price": 5, "name": "x"})),
             upsert("product", "bad", 1, json!({"price": "abc"})),
             upsert("product", "extra", 1, json!({"price": 1, "color": "red"})),
@@ -261,7 +266,7 @@ async fn failed_items_are_retried_alone_and_whole_request_failures_retry_all() {
         .map(|i| upsert("product", &format!("k{i}"), 1, json!({"i": i})))
         .collect();
     // Bootstrap the alias first, so the faults below hit bulk requests only.
-    assert_eq!(s.apply(&batch[..1]).await, vec![Outcome::Applied]);
+    assert_eq!(s.apply_owned(&batch[..1]).await, vec![Outcome::Applied]);
 
     // Three items answered 429: exactly those are retried.
     dev.set_faults(vec![FaultRule::new(
@@ -269,13 +274,13 @@ async fn failed_items_are_retried_alone_and_whole_request_failures_retry_all() {
         FaultKind::TooManyRequests,
     )
     .count(3)]);
-    let out = s.apply(&batch[1..]).await;
+    let out = s.apply_owned(&batch[1..]).await;
     let retried: Vec<usize> = (0..out.len()).filter(|i| is_retry(&out[*i])).collect();
     assert_eq!(retried.len(), 3, "{out:?}");
     assert_eq!(out.iter().filter(|o| **o == Outcome::Applied).count(), 16);
     dev.clear_faults();
     let again: Vec<ChangeEvent> = retried.iter().map(|i| batch[1 + i].clone()).collect();
-    assert_eq!(s.apply(&again).await, vec![Outcome::Applied; 3]);
+    assert_eq!(s.apply_owned(&again).await, vec![Outcome::Applied; 3]);
 
     // Whole-request failures: 429, 503, a connection closed mid-response, a timeout.
     let more: Vec<ChangeEvent> = (0..5)
@@ -290,13 +295,13 @@ async fn failed_items_are_retried_alone_and_whole_request_failures_retry_all() {
             .count(1),
     ] {
         dev.set_faults(vec![rule.clone()]);
-        let out = s.apply(&more).await;
+        let out = s.apply_owned(&more).await;
         assert!(out.iter().all(is_retry), "{rule:?}: {out:?}");
     }
     dev.clear_faults();
     // After a close or a timeout the write may or may not have happened: either way the
     // retry converges (applied, or stale because it is already there).
-    let out = s.apply(&more).await;
+    let out = s.apply_owned(&more).await;
     assert!(
         out.iter()
             .all(|o| matches!(o, Outcome::Applied | Outcome::Stale)),
@@ -319,7 +324,7 @@ async fn batches_are_split_by_actions_and_bytes() {
     let batch: Vec<ChangeEvent> = (0..50)
         .map(|i| upsert("product", &format!("k{i}"), 1, json!({"i": i})))
         .collect();
-    assert_eq!(s.apply(&batch).await, vec![Outcome::Applied; 50]);
+    assert_eq!(s.apply_owned(&batch).await, vec![Outcome::Applied; 50]);
     assert_eq!(s.metrics().bulk_requests.get(), 8); // ceil(50 / 7)
 
     // ~1.5 KiB documents: at most two fit in 4 KiB.
@@ -333,7 +338,7 @@ async fn batches_are_split_by_actions_and_bytes() {
             )
         })
         .collect();
-    assert_eq!(s.apply(&big).await, vec![Outcome::Applied; 6]);
+    assert_eq!(s.apply_owned(&big).await, vec![Outcome::Applied; 6]);
     assert_eq!(s.metrics().bulk_requests.get(), 8 + 3);
     assert_eq!(es.count(&format!("{prefix}product")).await, 56);
 }
@@ -348,7 +353,7 @@ async fn concurrent_bootstrap_creates_one_index() {
         .collect();
     let futures = sinks.iter().enumerate().map(|(i, s)| {
         let e = upsert("product", &format!("k{i}"), 1, json!({"i": i}));
-        async move { s.apply(&[e]).await }
+        async move { s.apply_owned(&[e]).await }
     });
     let outs = futures::future::join_all(futures).await;
     for o in outs {
@@ -377,7 +382,7 @@ async fn without_create_indexes_a_missing_alias_is_retried_until_it_exists() {
     };
     let s = sink(&cfg, IndexDefinitions::empty());
     let e = upsert("product", "a", 1, json!({"n": 1}));
-    match &s.apply(std::slice::from_ref(&e)).await[0] {
+    match &s.apply_owned(std::slice::from_ref(&e)).await[0] {
         Outcome::Retry { reason } => assert!(reason.contains("create_indexes"), "{reason}"),
         o => panic!("expected retry, got {o:?}"),
     }
@@ -391,7 +396,7 @@ async fn without_create_indexes_a_missing_alias_is_retried_until_it_exists() {
         )
         .await;
     assert_eq!(st, 200, "{b}");
-    assert_eq!(s.apply(&[e]).await, vec![Outcome::Applied]);
+    assert_eq!(s.apply_owned(&[e]).await, vec![Outcome::Applied]);
     assert_eq!(es.count(&alias).await, 1);
 }
 
@@ -409,7 +414,7 @@ async fn unreachable_elasticsearch_is_retried() {
     };
     let s = sink(&cfg, IndexDefinitions::empty());
     let out = s
-        .apply(&[
+        .apply_owned(&[
             upsert("product", "a", 1, json!({})),
             delete("product", "b", 1),
         ])

@@ -10,9 +10,8 @@
 //! Every length and count read from the input is checked against the bytes that remain
 //! before anything is allocated, so hostile input costs at most its own size.
 
-use std::collections::BTreeMap;
-
 use crate::model::{ChangeEvent, Op};
+use crate::view::{EventRef, Pairs, Strings};
 
 /// Why a body could not be read. Converted into `DecodeError` by the codec.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,11 +26,16 @@ fn malformed(what: &str) -> BodyError {
     BodyError::Malformed(what.to_owned())
 }
 
-struct Reader<'a> {
+/// Reads Avro primitives off the front of a byte slice.
+pub(crate) struct Reader<'a> {
     buf: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Reader { buf }
+    }
+
     fn long(&mut self, field: &str) -> Result<i64, BodyError> {
         let mut value: u64 = 0;
         for i in 0..10 {
@@ -63,17 +67,40 @@ impl<'a> Reader<'a> {
             })
     }
 
-    fn string(&mut self, field: &str) -> Result<String, BodyError> {
+    /// A string, borrowed from the input.
+    pub(crate) fn str(&mut self, field: &str) -> Result<&'a str, BodyError> {
         let n = self.len(field)?;
         let (s, rest) = self.buf.split_at(n);
         self.buf = rest;
-        String::from_utf8(s.to_vec())
-            .map_err(|_| malformed(&format!("{field}: string is not UTF-8")))
+        std::str::from_utf8(s).map_err(|_| malformed(&format!("{field}: string is not UTF-8")))
+    }
+
+    /// The blocks of an array (`per_item` 1) or map (`per_item` 2) of strings, checked,
+    /// and its item count.
+    fn string_blocks(
+        &mut self,
+        field: &str,
+        per_item: usize,
+    ) -> Result<(&'a [u8], usize), BodyError> {
+        let start = self.buf;
+        let mut items = 0usize;
+        loop {
+            let n = self.block_count(field)?;
+            if n == 0 {
+                break;
+            }
+            for _ in 0..n.saturating_mul(per_item) {
+                self.str(field)?;
+            }
+            items = items.saturating_add(n);
+        }
+        let used = start.len() - self.buf.len();
+        Ok((start.get(..used).unwrap_or_default(), items))
     }
 
     /// Reads the item count of the next block of an array or map; 0 ends the value.
     /// Every item takes at least one byte, which bounds a believable count.
-    fn block_count(&mut self, field: &str) -> Result<usize, BodyError> {
+    pub(crate) fn block_count(&mut self, field: &str) -> Result<usize, BodyError> {
         let n = self.long(field)?;
         let count = if n < 0 {
             // A negative count is followed by the block's size in bytes, which we do not
@@ -91,12 +118,12 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Read a body written with the current schema.
-pub(crate) fn read(body: &[u8]) -> Result<ChangeEvent, BodyError> {
-    let mut r = Reader { buf: body };
-    let event_id = r.string("event_id")?;
-    let entity_type = r.string("entity_type")?;
-    let entity_id = r.string("entity_id")?;
+/// Read a body written with the current schema, borrowing its strings.
+pub(crate) fn read_view(body: &[u8]) -> Result<EventRef<'_>, BodyError> {
+    let mut r = Reader::new(body);
+    let event_id = r.str("event_id")?;
+    let entity_type = r.str("entity_type")?;
+    let entity_id = r.str("entity_id")?;
     let op = match r.long("op")? {
         0 => Op::Upsert,
         1 => Op::Delete,
@@ -104,42 +131,24 @@ pub(crate) fn read(body: &[u8]) -> Result<ChangeEvent, BodyError> {
     };
     let version = r.long("version")?;
     let occurred_at = r.long("occurred_at")?;
-    let source = r.string("source")?;
+    let source = r.str("source")?;
     let document = match r.long("document")? {
         0 => None,
-        1 => Some(r.string("document")?),
+        1 => Some(r.str("document")?),
         i => {
             return Err(malformed(&format!(
                 "document: union index {i} out of range"
             )))
         }
     };
-    let mut invalidate = Vec::new();
-    loop {
-        let n = r.block_count("invalidate")?;
-        if n == 0 {
-            break;
-        }
-        for _ in 0..n {
-            invalidate.push(r.string("invalidate")?);
-        }
-    }
-    let mut attributes = BTreeMap::new();
-    loop {
-        let n = r.block_count("attributes")?;
-        if n == 0 {
-            break;
-        }
-        for _ in 0..n {
-            let k = r.string("attributes")?;
-            let v = r.string("attributes")?;
-            attributes.insert(k, v);
-        }
-    }
+    let (blocks, len) = r.string_blocks("invalidate", 1)?;
+    let invalidate = Strings::avro(blocks, len);
+    let (blocks, len) = r.string_blocks("attributes", 2)?;
+    let attributes = Pairs::avro(blocks, len);
     if !r.buf.is_empty() {
         return Err(BodyError::Trailing(r.buf.len()));
     }
-    Ok(ChangeEvent {
+    Ok(EventRef {
         event_id,
         entity_type,
         entity_id,

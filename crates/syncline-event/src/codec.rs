@@ -24,6 +24,7 @@ use crate::binary::{self, BodyError};
 use crate::canonical::{spec_fingerprint, CanonicalError};
 use crate::model::{ChangeEvent, Op};
 use crate::validate::{Limits, ValidationError};
+use crate::view::EventRef;
 
 /// The two magic bytes that start every single-object encoded record.
 pub const MAGIC: [u8; 2] = [0xC3, 0x01];
@@ -254,17 +255,51 @@ impl SchemaRegistry {
 
     /// Decode and validate one record. Never panics, whatever the input.
     pub fn decode(&self, bytes: &[u8], limits: &Limits) -> Result<ChangeEvent, DecodeError> {
+        Ok(match self.decode_view(bytes, limits)? {
+            Decoded::Borrowed(view) => view.to_owned_event(),
+            Decoded::Owned(event) => event,
+        })
+    }
+
+    /// Decode and validate one record without copying it: a record written with the
+    /// current schema is borrowed from `bytes`; one written with an older schema goes
+    /// through schema resolution and comes back owned. Never panics, whatever the input.
+    pub fn decode_view<'a>(
+        &self,
+        bytes: &'a [u8],
+        limits: &Limits,
+    ) -> Result<Decoded<'a>, DecodeError> {
         let (fp, body) = split_header(bytes)?;
         let current = fp == self.reader_fingerprint || fp == self.reader_legacy_fingerprint;
         if !(self.direct && current) {
-            return self.decode_resolving(bytes, limits);
+            return self.decode_resolving(bytes, limits).map(Decoded::Owned);
         }
-        let event = binary::read(body).map_err(|e| match e {
+        let view = binary::read_view(body).map_err(|e| match e {
             BodyError::Malformed(why) => DecodeError::Malformed(why),
             BodyError::Trailing(n) => DecodeError::TrailingBytes(n),
         })?;
-        event.validate(limits)?;
-        Ok(event)
+        view.validate(limits)?;
+        Ok(Decoded::Borrowed(view))
+    }
+}
+
+/// A decoded record: borrowed from the record's bytes, or owned when schema resolution
+/// built it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded<'a> {
+    /// Written with the current schema: every string borrows the record.
+    Borrowed(EventRef<'a>),
+    /// Written with an older schema and resolved to the current one.
+    Owned(ChangeEvent),
+}
+
+impl Decoded<'_> {
+    /// The event, whichever way it was decoded.
+    pub fn view(&self) -> EventRef<'_> {
+        match self {
+            Decoded::Borrowed(view) => *view,
+            Decoded::Owned(event) => event.view(),
+        }
     }
 }
 
@@ -294,6 +329,11 @@ pub fn encode(event: &ChangeEvent, limits: &Limits) -> Result<Vec<u8>, EncodeErr
 /// Decode with the built-in registry.
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<ChangeEvent, DecodeError> {
     SchemaRegistry::builtin().decode(bytes, limits)
+}
+
+/// Decode without copying, with the built-in registry ([`SchemaRegistry::decode_view`]).
+pub fn decode_view<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Decoded<'a>, DecodeError> {
+    SchemaRegistry::builtin().decode_view(bytes, limits)
 }
 
 fn to_value(e: &ChangeEvent) -> Value {

@@ -10,8 +10,12 @@ pub mod canonical;
 pub mod codec;
 pub mod model;
 pub mod validate;
+pub mod view;
 
 pub use canonical::spec_fingerprint;
-pub use codec::{decode, encode, DecodeError, EncodeError, RegistryError, SchemaRegistry};
+pub use codec::{
+    decode, decode_view, encode, DecodeError, Decoded, EncodeError, RegistryError, SchemaRegistry,
+};
 pub use model::{ChangeEvent, Op};
 pub use validate::{Limits, ValidationError};
+pub use view::{EventRef, Pairs, Strings};

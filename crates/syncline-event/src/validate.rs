@@ -5,6 +5,7 @@
 //! sink, and one written by a foreign producer that breaks them is dead-lettered.
 
 use crate::model::{ChangeEvent, Op};
+use crate::view::EventRef;
 
 /// Configurable limits. The defaults are the contract's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,11 +74,18 @@ pub fn is_valid_entity_type(s: &str) -> bool {
 impl ChangeEvent {
     /// Check every contract rule; the first broken one is returned.
     pub fn validate(&self, limits: &Limits) -> Result<(), ValidationError> {
+        self.view().validate(limits)
+    }
+}
+
+impl EventRef<'_> {
+    /// Check every contract rule; the first broken one is returned.
+    pub fn validate(&self, limits: &Limits) -> Result<(), ValidationError> {
         if self.event_id.is_empty() {
             return Err(ValidationError::EmptyEventId);
         }
-        if !is_valid_entity_type(&self.entity_type) {
-            return Err(ValidationError::EntityType(self.entity_type.clone()));
+        if !is_valid_entity_type(self.entity_type) {
+            return Err(ValidationError::EntityType(self.entity_type.to_owned()));
         }
         let id_len = self.entity_id.len();
         if id_len == 0 || id_len > 512 {
@@ -86,7 +94,7 @@ impl ChangeEvent {
         if self.version < 0 {
             return Err(ValidationError::NegativeVersion(self.version));
         }
-        match (self.op, &self.document) {
+        match (self.op, self.document) {
             (Op::Upsert, None) => Err(ValidationError::MissingDocument),
             (Op::Delete, Some(_)) => Err(ValidationError::UnexpectedDocument),
             (Op::Delete, None) => Ok(()),

@@ -11,7 +11,7 @@ use apache_avro::types::Value;
 use proptest::prelude::*;
 use syncline_event::codec::{CURRENT_SCHEMA_JSON, MAGIC};
 use syncline_event::{
-    decode, encode, ChangeEvent, DecodeError, Limits, Op, SchemaRegistry, ValidationError,
+    decode, encode, ChangeEvent, DecodeError, Decoded, Limits, Op, SchemaRegistry, ValidationError,
 };
 
 fn event(op: Op, doc: Option<&str>) -> ChangeEvent {
@@ -258,6 +258,78 @@ proptest! {
     }
 }
 
+/// Avro `long` (zig-zag varint).
+fn put_long(out: &mut Vec<u8>, v: i64) {
+    let mut n = ((v << 1) ^ (v >> 63)) as u64;
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_long(out, s.len() as i64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Arrays and maps may be written in several blocks, and a block may carry a negative count
+/// followed by its size in bytes (Java's blocking encoder does): the borrowed view reads
+/// them as apache-avro's resolving reader does.
+#[test]
+fn arrays_and_maps_in_several_blocks_read_alike() {
+    let mut body = Vec::new();
+    for s in ["evt-1", "product", "42"] {
+        put_str(&mut body, s);
+    }
+    put_long(&mut body, 0); // UPSERT
+    put_long(&mut body, 7); // version
+    put_long(&mut body, 1_700_000_000_000_000); // occurred_at
+    put_str(&mut body, "svc");
+    put_long(&mut body, 1); // document: the string branch
+    put_str(&mut body, "{\"a\":1}");
+    // invalidate: a block of two, then a block of one with a negative count and its size.
+    put_long(&mut body, 2);
+    put_str(&mut body, "tag-a");
+    put_str(&mut body, "tag-b");
+    let mut block = Vec::new();
+    put_str(&mut block, "tag-c");
+    put_long(&mut body, -1);
+    put_long(&mut body, block.len() as i64);
+    body.extend_from_slice(&block);
+    put_long(&mut body, 0);
+    // attributes: two blocks of one entry; the second repeats a key (the last one wins).
+    for (k, v) in [("k", "first"), ("k", "second")] {
+        put_long(&mut body, 1);
+        put_str(&mut body, k);
+        put_str(&mut body, v);
+    }
+    put_long(&mut body, 0);
+
+    let reg = SchemaRegistry::builtin();
+    let mut bytes = MAGIC.to_vec();
+    bytes.extend_from_slice(&reg.reader_fingerprint().to_le_bytes());
+    bytes.extend_from_slice(&body);
+
+    let limits = Limits::default();
+    let decoded = reg.decode_view(&bytes, &limits).unwrap();
+    let Decoded::Borrowed(view) = decoded else {
+        panic!("a current-schema record is borrowed: {decoded:?}");
+    };
+    assert_eq!(view.invalidate.len(), 3);
+    assert_eq!(
+        view.invalidate.iter().collect::<Vec<_>>(),
+        ["tag-a", "tag-b", "tag-c"]
+    );
+    assert_eq!(view.attributes.len(), 2, "entries as written");
+    let owned = view.to_owned_event();
+    assert_eq!(
+        owned.attributes,
+        BTreeMap::from([("k".into(), "second".into())])
+    );
+    assert_eq!(owned, reg.decode_resolving(&bytes, &limits).unwrap());
+}
+
 fn arb_event() -> impl Strategy<Value = ChangeEvent> {
     (
         "[a-z0-9][a-z0-9_-]{0,10}",
@@ -301,6 +373,22 @@ proptest! {
         }
         prop_assert_eq!(reg.decode_resolving(&direct, &Limits::default()).unwrap(), e.clone());
         prop_assert_eq!(reg.decode(&generic, &Limits::default()).unwrap(), e);
+    }
+
+    /// A current-schema record decodes to a view borrowed from its bytes that equals the
+    /// event, field by field (tags and attributes read from the encoded blocks).
+    #[test]
+    fn the_borrowed_view_equals_the_event(e in arb_event()) {
+        let reg = SchemaRegistry::builtin();
+        let bytes = reg.encode(&e, &Limits::default()).unwrap();
+        let decoded = reg.decode_view(&bytes, &Limits::default()).unwrap();
+        prop_assert!(matches!(decoded, Decoded::Borrowed(_)), "{:?}", decoded);
+        let view = decoded.view();
+        prop_assert_eq!(view, e.view());
+        let tags: Vec<&str> = e.invalidate.iter().map(String::as_str).collect();
+        prop_assert_eq!(view.invalidate.iter().collect::<Vec<_>>(), tags);
+        prop_assert_eq!(view.attributes.len(), e.attributes.len());
+        prop_assert_eq!(view.to_owned_event(), e);
     }
 
     /// On valid and on damaged records, the direct reader accepts exactly what

@@ -43,7 +43,7 @@ use syncline_consumer::{
     metrics::{prometheus_client::registry::Unit, Counter, Gauge, TimeHistogram},
     Metrics, Outcome, Sink,
 };
-use syncline_event::ChangeEvent;
+use syncline_event::EventRef;
 
 use crate::config::SinkConfig;
 
@@ -295,7 +295,7 @@ impl RedisSink {
         &self.config
     }
 
-    fn notice(&self, event: &ChangeEvent) -> Option<String> {
+    fn notice(&self, event: &EventRef<'_>) -> Option<String> {
         self.config.publish_channel.as_ref()?;
         Some(
             serde_json::json!({
@@ -320,7 +320,7 @@ impl RedisSink {
     #[allow(clippy::indexing_slicing)]
     fn build<'a>(
         &self,
-        batch: &'a [ChangeEvent],
+        batch: &'a [EventRef<'a>],
         pending: &[usize],
         notices: &'a [Option<String>],
         outcomes: &mut [Option<Outcome>],
@@ -341,7 +341,7 @@ impl RedisSink {
         let mut chunks = Vec::new();
         let mut chunk = new_chunk();
         for &i in pending {
-            let event = &batch[i];
+            let event = batch[i];
             if let Err(e) = chunk
                 .call
                 .push(&self.config.layout, event, notices[i].as_deref())
@@ -365,7 +365,7 @@ impl RedisSink {
             chunk.start = pipe.len();
             pipe.add_command(chunk.call.cmd());
             for &i in &chunk.events {
-                for tag in &batch[i].invalidate {
+                for tag in batch[i].invalidate.iter() {
                     pipe.incr(self.config.layout.tag_key(tag), 1);
                 }
             }
@@ -378,7 +378,7 @@ impl RedisSink {
     #[allow(clippy::indexing_slicing)]
     fn chunk_outcomes(
         &self,
-        batch: &[ChangeEvent],
+        batch: &[EventRef<'_>],
         chunk: &Chunk<'_>,
         replies: &[Value],
     ) -> ChunkReply {
@@ -458,7 +458,7 @@ impl RedisSink {
 
     // Indexing by event position, as in `build`.
     #[allow(clippy::indexing_slicing)]
-    async fn apply_batch(&self, batch: &[ChangeEvent]) -> Vec<Outcome> {
+    async fn apply_batch(&self, batch: &[EventRef<'_>]) -> Vec<Outcome> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
         let notices: Vec<Option<String>> = batch.iter().map(|e| self.notice(e)).collect();
         let mut pending: Vec<usize> = (0..batch.len()).collect();
@@ -593,7 +593,7 @@ impl Sink for RedisSink {
 
     fn apply(
         &self,
-        batch: &[ChangeEvent],
+        batch: &[EventRef<'_>],
     ) -> impl std::future::Future<Output = Vec<Outcome>> + Send {
         self.apply_batch(batch)
     }

@@ -96,14 +96,17 @@ async fn outcomes_follow_versions_and_tags_retire_search_results() {
     tagged.invalidate = vec!["cat:7".into()];
     let batch = vec![upsert("a", 5), tagged.clone()];
     assert_eq!(
-        sink.apply(&batch).await,
+        sink.apply_owned(&batch).await,
         vec![Outcome::Applied, Outcome::Applied]
     );
     assert_eq!(
-        sink.apply(&batch).await,
+        sink.apply_owned(&batch).await,
         vec![Outcome::Stale, Outcome::Stale]
     );
-    assert_eq!(sink.apply(&[upsert("a", 4)]).await, vec![Outcome::Stale]);
+    assert_eq!(
+        sink.apply_owned(&[upsert("a", 4)]).await,
+        vec![Outcome::Stale]
+    );
     let exists: bool = conn.exists(layout.cache_key("product", "a")).await.unwrap();
     assert!(!exists, "invalidated");
     let guard: Option<i64> = conn.get(layout.guard_key("product", "a")).await.unwrap();
@@ -142,7 +145,7 @@ async fn refresh_mode_writes_documents_readable_by_the_cache_helper() {
     let cache = Cache::new(conn.clone(), layout.clone(), Ttls::default());
     let del = ChangeEvent::new("product", "d", Op::Delete, 9, "test", None);
     assert_eq!(
-        sink.apply(&[upsert("r", 2), del]).await,
+        sink.apply_owned(&[upsert("r", 2), del]).await,
         vec![Outcome::Applied, Outcome::Applied]
     );
     let got = cache.get("product", "r").await.unwrap();
@@ -157,7 +160,10 @@ async fn refresh_mode_writes_documents_readable_by_the_cache_helper() {
     assert_eq!(cache.guard("product", "d").await.unwrap(), Some(9));
 
     // Slow-reader race against the sink: a load of version 2 after the sink applied 3.
-    assert_eq!(sink.apply(&[upsert("r", 3)]).await, vec![Outcome::Applied]);
+    assert_eq!(
+        sink.apply_owned(&[upsert("r", 3)]).await,
+        vec![Outcome::Applied]
+    );
     let slow = Entry {
         version: 2,
         document: "{}".into(),
@@ -184,11 +190,17 @@ async fn notices_are_published_for_applied_events_only() {
     pubsub.subscribe(&channel).await.unwrap();
     let mut messages = pubsub.into_on_message();
 
-    assert_eq!(sink.apply(&[upsert("p", 2)]).await, vec![Outcome::Applied]);
-    // A stale event, then a sentinel: the next notice must be the sentinel's.
-    assert_eq!(sink.apply(&[upsert("p", 1)]).await, vec![Outcome::Stale]);
     assert_eq!(
-        sink.apply(&[upsert("sentinel", 1)]).await,
+        sink.apply_owned(&[upsert("p", 2)]).await,
+        vec![Outcome::Applied]
+    );
+    // A stale event, then a sentinel: the next notice must be the sentinel's.
+    assert_eq!(
+        sink.apply_owned(&[upsert("p", 1)]).await,
+        vec![Outcome::Stale]
+    );
+    assert_eq!(
+        sink.apply_owned(&[upsert("sentinel", 1)]).await,
         vec![Outcome::Applied]
     );
 
@@ -227,7 +239,7 @@ async fn noscript_inside_the_pipeline_is_reloaded_in_the_same_apply() {
     tagged.invalidate = vec!["t".into()];
     let batch = vec![upsert("n1", 1), tagged];
     assert_eq!(
-        sink.apply(&batch).await,
+        sink.apply_owned(&batch).await,
         vec![Outcome::Applied, Outcome::Applied]
     );
     assert_eq!(sink.metrics().script_reloads.get(), 1);
@@ -249,7 +261,7 @@ async fn error_replies_retry_and_succeed_once_redis_accepts_writes() {
         .await
         .unwrap();
     let batch = vec![upsert("o1", 1), upsert("o2", 1)];
-    let out = sink.apply(&batch).await;
+    let out = sink.apply_owned(&batch).await;
     assert!(out.iter().all(is_retry), "{out:?}");
     assert!(format!("{out:?}").contains("OOM"), "{out:?}");
     let _: () = redis::cmd("CONFIG")
@@ -260,7 +272,7 @@ async fn error_replies_retry_and_succeed_once_redis_accepts_writes() {
         .await
         .unwrap();
     assert_eq!(
-        sink.apply(&batch).await,
+        sink.apply_owned(&batch).await,
         vec![Outcome::Applied, Outcome::Applied]
     );
 }
@@ -270,9 +282,12 @@ async fn connection_loss_retries_and_recovers_after_an_empty_restart() {
     let mut own = common::OwnRedis::start();
     let layout = layout("sink-restart");
     let (sink, _) = sink(&own.url(), &layout, Mode::Refresh, None).await;
-    assert_eq!(sink.apply(&[upsert("c", 1)]).await, vec![Outcome::Applied]);
+    assert_eq!(
+        sink.apply_owned(&[upsert("c", 1)]).await,
+        vec![Outcome::Applied]
+    );
     own.kill();
-    let out = sink.apply(&[upsert("c", 2), upsert("d", 1)]).await;
+    let out = sink.apply_owned(&[upsert("c", 2), upsert("d", 1)]).await;
     assert!(out.iter().all(is_retry), "{out:?}");
     own.restart();
     // The manager reconnects by itself; the empty server has no script (NOSCRIPT path).
@@ -281,7 +296,7 @@ async fn connection_loss_retries_and_recovers_after_an_empty_restart() {
         common::DEADLINE,
         Duration::from_millis(200),
         || async move {
-            let out = sink.apply(&[upsert("c", 2), upsert("d", 1)]).await;
+            let out = sink.apply_owned(&[upsert("c", 2), upsert("d", 1)]).await;
             if out == vec![Outcome::Applied, Outcome::Applied] {
                 Ok(())
             } else {
@@ -319,7 +334,7 @@ async fn batches_larger_than_one_script_call_keep_outcomes_and_tags_in_place() {
         .map(|i| upsert(&i.to_string(), 10))
         .collect();
     assert!(sink
-        .apply(&evens)
+        .apply_owned(&evens)
         .await
         .iter()
         .all(|o| *o == Outcome::Applied));
@@ -332,7 +347,7 @@ async fn batches_larger_than_one_script_call_keep_outcomes_and_tags_in_place() {
             e
         })
         .collect();
-    let outcomes = sink.apply(&batch).await;
+    let outcomes = sink.apply_owned(&batch).await;
     let expected: Vec<Outcome> = (0..n)
         .map(|i| {
             if i % 2 == 0 {

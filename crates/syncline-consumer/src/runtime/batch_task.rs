@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use syncline_event::{ChangeEvent, Limits};
+use syncline_event::{EventRef, Limits};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::{Batch, BatchPool, Group, RecordRef};
+use crate::batch::{Batch, BatchPool, RecordRef};
 use crate::dlq::{DeadLetter, DlqError, DlqWriter};
 use crate::metrics::Metrics;
 use crate::offsets::Shared;
@@ -163,17 +163,13 @@ async fn run_batch<S: Sink>(work: &Work<S>, batch: &Batch, id: u64) -> Result<()
     done.extend(prepared.rejected.iter().map(|(i, _)| *i));
     complete(work, batch, &mut done);
 
-    let (mut events, mut members): (Vec<ChangeEvent>, Vec<(usize, Vec<usize>)>) = prepared
+    // The events borrow the batch's records; the members borrow the groups.
+    let mut events: Vec<EventRef<'_>> = prepared.groups.iter().map(|g| g.event.view()).collect();
+    let mut members: Vec<(usize, &[usize])> = prepared
         .groups
-        .into_iter()
-        .map(
-            |Group {
-                 event,
-                 winner,
-                 superseded,
-             }| (event, (winner, superseded)),
-        )
-        .unzip();
+        .iter()
+        .map(|g| (g.winner, g.superseded.as_slice()))
+        .collect();
     let mut attempt: u32 = 0;
     while !events.is_empty() {
         tokio::select! {
@@ -215,13 +211,13 @@ async fn run_batch<S: Sink>(work: &Work<S>, batch: &Batch, id: u64) -> Result<()
                         stale += 1;
                     }
                     done.push(m.0);
-                    done.extend_from_slice(&m.1);
+                    done.extend_from_slice(m.1);
                 }
                 Outcome::DeadLetter { class, reason } => {
                     // Only the surviving (newest) record goes to the DLQ: replaying it
                     // restores the newest state; the superseded ones are done with it.
                     sink_rejects.push((m.0, class, reason));
-                    done.extend_from_slice(&m.1);
+                    done.extend_from_slice(m.1);
                 }
                 Outcome::Retry { reason } => {
                     last_reason = reason;
@@ -251,7 +247,7 @@ async fn run_batch<S: Sink>(work: &Work<S>, batch: &Batch, id: u64) -> Result<()
             dead_letter_all(work, batch, id, items).await?;
             for m in &retry_members {
                 done.push(m.0);
-                done.extend_from_slice(&m.1);
+                done.extend_from_slice(m.1);
             }
             complete(work, batch, &mut done);
             break;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use syncline_consumer::{Outcome, RuntimeConfig, Sink};
-use syncline_event::{ChangeEvent, Op};
+use syncline_event::{EventRef, Op};
 use syncline_testkit::{committed_offsets, end_offsets, kafka_brokers, wait_until, Oracle};
 
 /// (entity_type, entity_id).
@@ -55,7 +55,7 @@ impl TestSink {
         })
     }
 
-    fn chosen(&self, e: &ChangeEvent) -> bool {
+    fn chosen(&self, e: &EventRef<'_>) -> bool {
         let Some(n) = self.plan.fail_one_in else {
             return false;
         };
@@ -86,28 +86,28 @@ impl Sink for Shared {
         "test"
     }
 
-    async fn apply(&self, batch: &[ChangeEvent]) -> Vec<Outcome> {
+    async fn apply(&self, batch: &[EventRef<'_>]) -> Vec<Outcome> {
         let s = &self.0;
         s.calls.fetch_add(1, Ordering::Relaxed);
         let mut out = Vec::with_capacity(batch.len());
         let mut keys = HashSet::new();
         for e in batch {
-            let key = (e.entity_type.clone(), e.entity_id.clone());
+            let key = (e.entity_type.to_owned(), e.entity_id.to_owned());
             assert!(
                 keys.insert(key.clone()),
                 "runtime must coalesce to one event per key"
             );
-            if s.plan.reject_ids.contains(&e.entity_id) {
+            if s.plan.reject_ids.contains(e.entity_id) {
                 out.push(Outcome::DeadLetter {
                     class: "test_rejected".into(),
                     reason: format!("{} is on the reject list", e.entity_id),
                 });
                 continue;
             }
-            if s.plan.panic_ids.contains(&e.entity_id) {
+            if s.plan.panic_ids.contains(e.entity_id) {
                 panic!("test sink panics on {}", e.entity_id);
             }
-            if s.plan.always_fail_ids.contains(&e.entity_id) {
+            if s.plan.always_fail_ids.contains(e.entity_id) {
                 s.retries_returned.fetch_add(1, Ordering::Relaxed);
                 out.push(Outcome::Retry {
                     reason: "always fails".into(),
@@ -128,7 +128,7 @@ impl Sink for Shared {
             }
             let mut state = s.state.lock();
             let doc = match e.op {
-                Op::Upsert => e.document.clone(),
+                Op::Upsert => e.document.map(str::to_owned),
                 Op::Delete => None,
             };
             match state.get(&key) {

@@ -43,7 +43,7 @@ use syncline_es_indexer::mappings::{tombstone_filter, IndexDefinitions};
 use syncline_es_indexer::routing::{alias_name, index_name};
 use syncline_es_indexer::{DeleteMode, EsConfig, EsSink, CONFIG_SECTION, DEFAULT_GROUP_ID};
 use syncline_event::validate::is_valid_entity_type;
-use syncline_event::ChangeEvent;
+use syncline_event::EventRef;
 use syncline_kafka::Connection;
 
 use super::es_api::{EsApi, Generation};
@@ -693,14 +693,14 @@ impl Sink for OneType {
         "elasticsearch-rebuild"
     }
 
-    async fn apply(&self, batch: &[ChangeEvent]) -> Vec<Outcome> {
+    async fn apply(&self, batch: &[EventRef<'_>]) -> Vec<Outcome> {
         if batch.iter().all(|e| e.entity_type == self.entity_type) {
             return self.inner.apply(batch).await;
         }
-        let mine: Vec<ChangeEvent> = batch
+        let mine: Vec<EventRef<'_>> = batch
             .iter()
             .filter(|e| e.entity_type == self.entity_type)
-            .cloned()
+            .copied()
             .collect();
         let mut theirs = if mine.is_empty() {
             Vec::new()
