@@ -322,7 +322,7 @@ impl Cache {
         for _ in 0..MAX_GENERATION_RETRIES {
             let mut call =
                 scripts::ApplyCall::new(&self.layout, generation, mode, &self.ttls, None);
-            call.push(&self.layout, event.view(), None)?;
+            call.push(event.view(), None)?;
             match scripts::invoke(&mut conn, scripts::apply_script(), &call.cmd()).await {
                 Ok(reply) => {
                     let outcomes = call.outcomes(&reply)?;

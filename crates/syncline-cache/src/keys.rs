@@ -98,14 +98,26 @@ impl KeyLayout {
 
     /// Key of the cached value of one entity in `generation`.
     pub fn cache_key_in(&self, generation: u64, entity_type: &str, entity_id: &str) -> String {
-        let start = self.generation_prefix(generation);
-        let mut key = String::with_capacity(start.len() + entity_type.len() + entity_id.len() + 5);
-        key.push_str(&start);
-        key.push_str(entity_type);
-        key.push_str(":{");
-        key.push_str(entity_id);
-        key.push('}');
+        let mut key = String::new();
+        Self::push_cache_key(
+            &mut key,
+            &self.generation_prefix(generation),
+            entity_type,
+            entity_id,
+        );
         key
+    }
+
+    /// Append the cache key of one entity to `out`, under `entry_prefix` (what
+    /// [`KeyLayout::generation_prefix`] returns): for a caller writing many keys into one
+    /// buffer.
+    pub fn push_cache_key(out: &mut String, entry_prefix: &str, entity_type: &str, entity_id: &str) {
+        out.reserve(entry_prefix.len() + entity_type.len() + entity_id.len() + 5);
+        out.push_str(entry_prefix);
+        out.push_str(entity_type);
+        out.push_str(":{");
+        out.push_str(entity_id);
+        out.push('}');
     }
 
     /// Key of the version guard of one entity in generation 0: the cache key followed by
@@ -116,9 +128,20 @@ impl KeyLayout {
 
     /// Key of the version guard of one entity in `generation`.
     pub fn guard_key_in(&self, generation: u64, entity_type: &str, entity_id: &str) -> String {
-        let mut key = self.cache_key_in(generation, entity_type, entity_id);
-        key.push_str(":v");
+        let mut key = String::new();
+        Self::push_guard_key(
+            &mut key,
+            &self.generation_prefix(generation),
+            entity_type,
+            entity_id,
+        );
         key
+    }
+
+    /// Append the guard key of one entity to `out`, as [`KeyLayout::push_cache_key`].
+    pub fn push_guard_key(out: &mut String, entry_prefix: &str, entity_type: &str, entity_id: &str) {
+        Self::push_cache_key(out, entry_prefix, entity_type, entity_id);
+        out.push_str(":v");
     }
 
     /// Key of the generation counter of one tag: `<prefix>_tag:{<tag>}`.

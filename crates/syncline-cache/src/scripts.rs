@@ -43,7 +43,7 @@
 //! script cache after a Redis restart or failover) and retries once. Pipelined callers (the
 //! invalidator) build [`ApplyCall`]s and handle `NOSCRIPT` per reply with [`is_noscript`].
 
-use std::{borrow::Cow, sync::LazyLock};
+use std::sync::LazyLock;
 
 use redis::{aio::ConnectionLike, Cmd, Script, Value};
 use syncline_event::{EventRef, Op};
@@ -251,11 +251,11 @@ pub enum ApplyOutcome {
     Stale,
 }
 
-fn check_version(version: i64) -> Result<String, CacheError> {
+fn check_version(version: i64) -> Result<i64, CacheError> {
     if version < 0 {
         return Err(CacheError::NegativeVersion(version));
     }
-    Ok(version.to_string())
+    Ok(version)
 }
 
 /// Most events one APPLY call takes. Redis runs a script without serving anyone else, so
@@ -267,11 +267,20 @@ pub const MAX_APPLY_EVENTS: usize = 64;
 /// All keys of one call must live on one node; on a single Redis (or a Sentinel-managed
 /// primary) that always holds. A Redis Cluster caller would group events by hash slot.
 /// Documents and notices are borrowed, not copied: they go straight from the events into
-/// the command.
+/// the command. The keys are written back to back into one buffer: a `String` per key
+/// was most of the allocations the invalidator made per event.
 #[derive(Debug, Clone)]
 pub struct ApplyCall<'a> {
-    keys: Vec<String>,
-    args: Vec<Cow<'a, str>>,
+    /// The generation key, then each event's cache key and guard key.
+    keys: String,
+    /// Where each key in `keys` ends.
+    key_ends: Vec<usize>,
+    /// Where the entry keys of `generation` start ([`KeyLayout::generation_prefix`]).
+    entry_prefix: String,
+    /// The script's first arguments: cache TTL, guard TTL, channel, generation.
+    head: [String; 4],
+    /// Per event: version, action, document, notice.
+    events: Vec<(i64, &'static str, &'a str, &'a str)>,
     mode: Mode,
     generation: u64,
 }
@@ -286,15 +295,18 @@ impl<'a> ApplyCall<'a> {
         ttls: &Ttls,
         channel: Option<&str>,
     ) -> Self {
-        let args = vec![
-            Cow::Owned(ttls.cache_ttl_ms().to_string()),
-            Cow::Owned(ttls.guard_ttl_ms().to_string()),
-            Cow::Owned(channel.unwrap_or_default().to_owned()),
-            Cow::Owned(generation.to_string()),
-        ];
+        let keys = layout.generation_key();
         ApplyCall {
-            keys: vec![layout.generation_key()],
-            args,
+            key_ends: vec![keys.len()],
+            keys,
+            entry_prefix: layout.generation_prefix(generation),
+            head: [
+                ttls.cache_ttl_ms().to_string(),
+                ttls.guard_ttl_ms().to_string(),
+                channel.unwrap_or_default().to_owned(),
+                generation.to_string(),
+            ],
+            events: Vec::new(),
             mode,
             generation,
         }
@@ -307,33 +319,34 @@ impl<'a> ApplyCall<'a> {
 
     /// Add one event (with its notice message when a channel is set). Errors only on a
     /// negative version, leaving the call unchanged.
-    pub fn push(
-        &mut self,
-        layout: &KeyLayout,
-        event: EventRef<'a>,
-        notice: Option<&'a str>,
-    ) -> Result<(), CacheError> {
+    pub fn push(&mut self, event: EventRef<'a>, notice: Option<&'a str>) -> Result<(), CacheError> {
         let version = check_version(event.version)?;
         let (action, document) = match (self.mode, event.op, event.document) {
             (Mode::Refresh, Op::Upsert, Some(doc)) => ("set", doc),
             _ => ("del", ""),
         };
-        self.keys
-            .push(layout.cache_key_in(self.generation, event.entity_type, event.entity_id));
-        self.keys
-            .push(layout.guard_key_in(self.generation, event.entity_type, event.entity_id));
-        self.args.extend([
-            Cow::Owned(version),
-            Cow::Borrowed(action),
-            Cow::Borrowed(document),
-            Cow::Borrowed(notice.unwrap_or_default()),
-        ]);
+        KeyLayout::push_cache_key(
+            &mut self.keys,
+            &self.entry_prefix,
+            event.entity_type,
+            event.entity_id,
+        );
+        self.key_ends.push(self.keys.len());
+        KeyLayout::push_guard_key(
+            &mut self.keys,
+            &self.entry_prefix,
+            event.entity_type,
+            event.entity_id,
+        );
+        self.key_ends.push(self.keys.len());
+        self.events
+            .push((version, action, document, notice.unwrap_or_default()));
         Ok(())
     }
 
     /// Events added so far.
     pub fn len(&self) -> usize {
-        self.keys.len().saturating_sub(1) / 2
+        self.events.len()
     }
 
     /// No event added yet.
@@ -349,11 +362,17 @@ impl<'a> ApplyCall<'a> {
     /// The command.
     pub fn cmd(&self) -> Cmd {
         let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(APPLY.get_hash())
-            .arg(self.keys.len())
-            .arg(&self.keys);
-        for a in &self.args {
-            cmd.arg(a.as_ref());
+        cmd.arg(APPLY.get_hash()).arg(self.key_ends.len());
+        let mut start = 0;
+        for &end in &self.key_ends {
+            cmd.arg(self.keys.get(start..end).unwrap_or_default());
+            start = end;
+        }
+        for a in &self.head {
+            cmd.arg(a.as_str());
+        }
+        for &(version, action, document, notice) in &self.events {
+            cmd.arg(version).arg(action).arg(document).arg(notice);
         }
         cmd
     }

@@ -164,7 +164,7 @@ async fn apply_takes_the_current_or_a_newer_generation_never_an_older_one() {
     let event = upsert("1", 7, "{}");
     let run = |generation: u64| {
         let mut call = scripts::ApplyCall::new(&layout, generation, Mode::Refresh, c.ttls(), None);
-        call.push(&layout, event.view(), None).unwrap();
+        call.push(event.view(), None).unwrap();
         let mut conn = c.connection();
         async move { scripts::invoke(&mut conn, scripts::apply_script(), &call.cmd()).await }
     };

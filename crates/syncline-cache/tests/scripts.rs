@@ -498,7 +498,7 @@ async fn one_apply_call_checks_every_event_on_its_own() {
     ];
     let mut call = scripts::ApplyCall::new(&layout, 0, Mode::Refresh, c.ttls(), None);
     for e in &events {
-        call.push(&layout, e.view(), None).unwrap();
+        call.push(e.view(), None).unwrap();
     }
     let reply: redis::Value = scripts::invoke(&mut conn, scripts::apply_script(), &call.cmd())
         .await

@@ -342,10 +342,7 @@ impl RedisSink {
         let mut chunk = new_chunk();
         for &i in pending {
             let event = batch[i];
-            if let Err(e) = chunk
-                .call
-                .push(&self.config.layout, event, notices[i].as_deref())
-            {
+            if let Err(e) = chunk.call.push(event, notices[i].as_deref()) {
                 outcomes[i] = Some(Outcome::DeadLetter {
                     class: "invalid_event".into(),
                     reason: e.to_string(),
