@@ -111,7 +111,12 @@ impl KeyLayout {
     /// Append the cache key of one entity to `out`, under `entry_prefix` (what
     /// [`KeyLayout::generation_prefix`] returns): for a caller writing many keys into one
     /// buffer.
-    pub fn push_cache_key(out: &mut String, entry_prefix: &str, entity_type: &str, entity_id: &str) {
+    pub fn push_cache_key(
+        out: &mut String,
+        entry_prefix: &str,
+        entity_type: &str,
+        entity_id: &str,
+    ) {
         out.reserve(entry_prefix.len() + entity_type.len() + entity_id.len() + 5);
         out.push_str(entry_prefix);
         out.push_str(entity_type);
@@ -139,7 +144,12 @@ impl KeyLayout {
     }
 
     /// Append the guard key of one entity to `out`, as [`KeyLayout::push_cache_key`].
-    pub fn push_guard_key(out: &mut String, entry_prefix: &str, entity_type: &str, entity_id: &str) {
+    pub fn push_guard_key(
+        out: &mut String,
+        entry_prefix: &str,
+        entity_type: &str,
+        entity_id: &str,
+    ) {
         Self::push_cache_key(out, entry_prefix, entity_type, entity_id);
         out.push_str(":v");
     }

@@ -124,12 +124,7 @@ impl EsSink {
     // bounds. Carrying aliases and slots through the builder instead would cost the bulk
     // path a copy per item.
     #[allow(clippy::indexing_slicing)]
-    async fn send(
-        &self,
-        request: BulkRequest,
-        aliases: &[String],
-        outcomes: &mut [Option<Outcome>],
-    ) {
+    async fn send(&self, request: BulkRequest, aliases: &[&str], outcomes: &mut [Option<Outcome>]) {
         let started = Instant::now();
         self.metrics.bulk_requests.inc();
         let result = self
@@ -182,7 +177,7 @@ impl EsSink {
             let verdict = classify_item(*action, &item);
             self.metrics.item(verdict.result);
             if verdict.index_missing {
-                self.bootstrap.forget(&aliases[*pos]);
+                self.bootstrap.forget(aliases[*pos]);
             }
             match &verdict.outcome {
                 Outcome::DeadLetter { class, reason } => {
@@ -205,21 +200,34 @@ impl Sink for EsSink {
 
     async fn apply(&self, batch: &[EventRef<'_>]) -> Vec<Outcome> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
-        let aliases: Vec<String> = batch
+        // One alias name per entity type in the batch (usually one), in order of first
+        // appearance, and each event's alias borrowed from it.
+        let mut types: HashMap<&str, usize> = HashMap::new();
+        let mut names: Vec<(&str, String)> = Vec::new();
+        let name_of: Vec<usize> = batch
             .iter()
-            .map(|e| alias_name(&self.prefix, e.entity_type))
+            .map(|event| {
+                *types.entry(event.entity_type).or_insert_with(|| {
+                    names.push((
+                        event.entity_type,
+                        alias_name(&self.prefix, event.entity_type),
+                    ));
+                    names.len() - 1
+                })
+            })
+            .collect();
+        let aliases: Vec<&str> = name_of
+            .iter()
+            .map(|&i| names.get(i).map_or("", |(_, alias)| alias.as_str()))
             .collect();
 
-        // One existence check (or creation) per distinct alias not known yet.
+        // One existence check (or creation) per alias not known yet.
         let mut alias_failures: HashMap<&str, String> = HashMap::new();
-        for (event, alias) in batch.iter().zip(&aliases) {
-            if self.bootstrap.is_known(alias)
-                || alias_failures.contains_key(alias.as_str())
-                || !is_valid_entity_type(event.entity_type)
-            {
+        for (entity_type, alias) in &names {
+            if !is_valid_entity_type(entity_type) || self.bootstrap.is_known(alias) {
                 continue;
             }
-            if let Err(e) = self.bootstrap.ensure(event.entity_type, alias).await {
+            if let Err(e) = self.bootstrap.ensure(entity_type, alias).await {
                 tracing::warn!(%alias, error = %e, "alias not ready; retrying its events");
                 alias_failures.insert(alias, e.to_string());
             }
@@ -244,7 +252,7 @@ impl Sink for EsSink {
                 });
                 continue;
             }
-            if let Some(reason) = alias_failures.get(alias.as_str()) {
+            if let Some(reason) = alias_failures.get(alias) {
                 *outcome = Some(Outcome::Retry {
                     reason: reason.clone(),
                 });
