@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use apache_avro::types::Value;
+use apache_avro::Schema;
 use proptest::prelude::*;
 use syncline_event::codec::{CURRENT_SCHEMA_JSON, MAGIC};
 use syncline_event::{
@@ -258,19 +259,14 @@ proptest! {
     }
 }
 
-/// Avro `long` (zig-zag varint).
+/// An Avro `long` as apache-avro writes it (an encoder that shares no code with ours).
 fn put_long(out: &mut Vec<u8>, v: i64) {
-    let mut n = ((v << 1) ^ (v >> 63)) as u64;
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
+    out.extend(apache_avro::to_avro_datum(&Schema::Long, Value::Long(v)).unwrap());
 }
 
+/// An Avro `string` as apache-avro writes it.
 fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_long(out, s.len() as i64);
-    out.extend_from_slice(s.as_bytes());
+    out.extend(apache_avro::to_avro_datum(&Schema::String, Value::String(s.into())).unwrap());
 }
 
 /// Arrays and maps may be written in several blocks, and a block may carry a negative count
