@@ -57,20 +57,15 @@ pub struct ChangeEvent {
 }
 
 impl ChangeEvent {
-    /// The Kafka record key: `entity_type:entity_id`, so one entity stays on one partition.
+    /// The Kafka record key: `entity_type:entity_id` ([`crate::EventRef::key`]).
     pub fn key(&self) -> String {
-        let mut key = String::with_capacity(self.entity_type.len() + 1 + self.entity_id.len());
-        self.write_key(&mut key);
-        key
+        self.view().key()
     }
 
     /// [`ChangeEvent::key`] into `out` (cleared first), for a caller that reuses one
     /// buffer across many events.
     pub fn write_key(&self, out: &mut String) {
-        out.clear();
-        out.push_str(&self.entity_type);
-        out.push(':');
-        out.push_str(&self.entity_id);
+        self.view().write_key(out);
     }
 
     /// A new event with a fresh UUIDv7 `event_id` and `occurred_at` = now.

@@ -39,9 +39,20 @@ pub struct EventRef<'a> {
 }
 
 impl EventRef<'_> {
-    /// The Kafka record key, as [`ChangeEvent::key`].
+    /// The Kafka record key: `entity_type:entity_id`, so one entity stays on one partition.
     pub fn key(&self) -> String {
-        format!("{}:{}", self.entity_type, self.entity_id)
+        let mut key = String::with_capacity(self.entity_type.len() + 1 + self.entity_id.len());
+        self.write_key(&mut key);
+        key
+    }
+
+    /// [`EventRef::key`] into `out` (cleared first), for a caller that reuses one buffer
+    /// across many events.
+    pub fn write_key(&self, out: &mut String) {
+        out.clear();
+        out.push_str(self.entity_type);
+        out.push(':');
+        out.push_str(self.entity_id);
     }
 
     /// An owned copy.
