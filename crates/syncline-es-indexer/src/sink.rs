@@ -200,25 +200,17 @@ impl Sink for EsSink {
 
     async fn apply(&self, batch: &[EventRef<'_>]) -> Vec<Outcome> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
-        // One alias name per entity type in the batch (usually one), in order of first
-        // appearance, and each event's alias borrowed from it.
-        let mut types: HashMap<&str, usize> = HashMap::new();
-        let mut names: Vec<(&str, String)> = Vec::new();
-        let name_of: Vec<usize> = batch
+        // One alias name per entity type in the batch (usually one); each event's alias
+        // borrows it.
+        let mut names: HashMap<&str, String> = HashMap::new();
+        for event in batch {
+            names
+                .entry(event.entity_type)
+                .or_insert_with(|| alias_name(&self.prefix, event.entity_type));
+        }
+        let aliases: Vec<&str> = batch
             .iter()
-            .map(|event| {
-                *types.entry(event.entity_type).or_insert_with(|| {
-                    names.push((
-                        event.entity_type,
-                        alias_name(&self.prefix, event.entity_type),
-                    ));
-                    names.len() - 1
-                })
-            })
-            .collect();
-        let aliases: Vec<&str> = name_of
-            .iter()
-            .map(|&i| names.get(i).map_or("", |(_, alias)| alias.as_str()))
+            .map(|event| names.get(event.entity_type).map_or("", String::as_str))
             .collect();
 
         // One existence check (or creation) per alias not known yet.
